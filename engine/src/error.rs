@@ -1,0 +1,85 @@
+//! The engine's one error type. Every fallible engine call returns [`Result`]; damage found
+//! by verification is *not* an error but a [`crate::Damage`] inside a successful report, so
+//! that a damaged store can always be described instead of aborting the walk.
+
+use std::path::PathBuf;
+
+/// What can go wrong while opening, writing or reading the log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// sled reported an error it did not classify as corruption.
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use{}", owner_suffix(.owner))]
+    Locked { dir: PathBuf, owner: Option<String> },
+
+    /// Stored bytes could not be read back as what they claim to be.
+    #[error("corrupted store{}: {detail}", at_suffix(*.at))]
+    Corruption { at: Option<u64>, detail: String },
+
+    /// The directory was written by a newer, incompatible format.
+    #[error("unsupported store format version {found} (this build reads {supported})")]
+    UnsupportedFormat { found: u8, supported: u8 },
+
+    /// A caller handed the engine something it refuses to store.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+
+    /// A projection's fold failed; the events that caused it were not written.
+    #[error("projection {name} failed: {detail}")]
+    Projection { name: String, detail: String },
+
+    /// A previous write or fsync failed, so the engine no longer knows what is durable and
+    /// refuses further appends until the log is reopened (see the fsyncgate lesson).
+    #[error("the log stopped accepting appends after an earlier write failure: {0}")]
+    Poisoned(String),
+
+    /// The writer task is gone (the log was closed).
+    #[error("the log is closed")]
+    Closed,
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn owner_suffix(owner: &Option<String>) -> String {
+    match owner {
+        Some(owner) => format!(" by {owner}"),
+        None => " by another process".to_string(),
+    }
+}
+
+fn at_suffix(at: Option<u64>) -> String {
+    match at {
+        Some(seq) => format!(" at seq {seq}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Corruption { at, .. } => {
+                Error::Corruption { at: None, detail: format!("sled found damaged bytes at {at:?}") }
+            }
+            sled::Error::Io(source) => Error::Io { path: PathBuf::from("<sled>"), source },
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}

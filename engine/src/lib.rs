@@ -1,0 +1,55 @@
+//! The cclog engine: a durable, hash-chained, append-only event log on sled, with
+//! verification and a projection framework. It knows nothing about Claude Code, HTTP, MCP
+//! or the command line: events are a stream name, a kind and opaque payload bytes.
+//!
+//! # Layout
+//! - [`envelope`]: the event, its hashes and its byte layout on disk.
+//! - `store`: the data directory, its lock and sled trees; `ownership`, `anchor` and
+//!   `durability` are the pieces it is made of.
+//! - `group_commit`: the single writer task and group commit.
+//! - [`Log`] (`log`): opening, appending, reading, subscribing, rebuilding.
+//! - [`verify`]: the verification walk and the damage it names.
+//! - [`projection`]: the projection trait and its rebuild machinery.
+//!
+//! # Example
+//!
+//! ```
+//! use cclog_engine::{Log, LogOptions, NewEvent};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path(), LogOptions::default())?;
+//! let appended = log.append_blocking(vec![
+//!     NewEvent::new("session/1", "message", br#"{"text":"hi"}"#.to_vec()),
+//!     NewEvent::new("session/1", "message", br#"{"text":"bye"}"#.to_vec()),
+//! ])?;
+//! assert_eq!(appended[1].seq, 1);
+//!
+//! let event = log.get(1)?.expect("durable");
+//! assert_eq!(event.payload, br#"{"text":"bye"}"#);
+//! assert_eq!(event.prev, appended[0].hash);
+//! assert!(log.verify(0, &mut |_, _| {}).intact());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod anchor;
+mod durability;
+pub mod envelope;
+mod error;
+mod group_commit;
+mod log;
+mod ownership;
+pub mod projection;
+mod store;
+mod subscription;
+pub mod verify;
+
+pub use anchor::{read_anchor, AnchorState, ANCHOR_FILE};
+pub use envelope::{Event, Hash, Header, NewEvent};
+pub use error::{Error, Result};
+pub use group_commit::{Appended, WriterMetrics};
+pub use log::{directory_size, Log, LogOptions, PendingAppend};
+pub use ownership::LOCK_FILE;
+pub use projection::{ApplyError, Projection, ProjectionState, ProjectionView, RebuildReport};
+pub use store::{Head, Store};
+pub use subscription::Subscription;
+pub use verify::{verify_dir, Damage, DamageKind, VerifyReport};

@@ -1,0 +1,275 @@
+//! [`Log`]: the handle everything else uses. It opens the store, brings the projections up
+//! to date, starts the writer thread, and serves reads straight from sled. Readers only see
+//! events up to the durable head, so nothing can be observed that a crash could take back.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::durability::DurableFiles;
+use crate::group_commit::{Appended, Command, Writer, WriterMetrics, WriterStats};
+use crate::projection::{open_projections, Projection, ProjectionTrees, ProjectionView, RebuildReport};
+use crate::store::{be_u64, seq_key, stream_prefix, Head, Store};
+use crate::subscription::Subscription;
+use crate::verify::{walk, Progress, VerifyReport};
+use crate::{envelope, Error, Event, NewEvent, Result};
+
+/// How many append requests may wait for the writer before appenders are held back.
+const QUEUE_DEPTH: usize = 8192;
+
+/// Options for [`Log::open`].
+#[derive(Default)]
+pub struct LogOptions {
+    /// The projections the writer maintains, in the order it applies them.
+    pub projections: Vec<Arc<dyn Projection>>,
+}
+
+/// An open, owned event log. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<LogInner>,
+}
+
+struct LogInner {
+    store: Arc<Store>,
+    commands: Option<mpsc::Sender<Command>>,
+    head: watch::Receiver<Option<Head>>,
+    trees: ProjectionTrees,
+    stats: Arc<WriterStats>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for LogInner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer; joining it means sled is flushed and synced
+        // before the directory is released.
+        self.commands.take();
+        if let Ok(mut writer) = self.writer.lock() {
+            if let Some(handle) = writer.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, taking ownership of the directory.
+    pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
+        let store = Arc::new(Store::open(dir)?);
+        let head = store.stored_head()?;
+        let files = DurableFiles::open(&store.sled_dir())?;
+        let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
+        let trees: ProjectionTrees = Arc::new(RwLock::new(
+            slots.iter().map(|slot| (slot.projection.name().to_string(), slot.tree.clone())).collect::<HashMap<_, _>>(),
+        ));
+        if let Some(head) = head {
+            store.anchor.write(head.seq, &head.hash)?;
+        }
+        let (head_tx, head_rx) = watch::channel(head);
+        let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
+        let stats = Arc::new(WriterStats::default());
+        let writer = Writer {
+            store: Arc::clone(&store),
+            files,
+            slots,
+            trees: Arc::clone(&trees),
+            head,
+            head_tx,
+            stats: Arc::clone(&stats),
+            poisoned: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("cclog-writer".into())
+            .spawn(move || writer.run(commands_rx))
+            .map_err(|source| Error::io(dir, source))?;
+        Ok(Log {
+            inner: Arc::new(LogInner {
+                store,
+                commands: Some(commands_tx),
+                head: head_rx,
+                trees,
+                stats,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.inner.store.dir()
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Command>> {
+        self.inner.commands.as_ref().ok_or(Error::Closed)
+    }
+
+    /// Appends a batch and returns once every event of it is durable. The batch is atomic:
+    /// all of it is written or none.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        self.submit(events).await?.wait().await
+    }
+
+    /// Queues a batch and returns a handle to await its durability; batches submitted in
+    /// order get seqs in that order. Lets one caller keep several batches in flight.
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
+        for event in &events {
+            event.validate()?;
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.sender()?.send(Command::Append { events, reply }).await.map_err(|_| Error::Closed)?;
+        Ok(PendingAppend { receiver })
+    }
+
+    /// [`Log::append`] for threads outside an async runtime.
+    pub fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        for event in &events {
+            event.validate()?;
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.sender()?.blocking_send(Command::Append { events, reply }).map_err(|_| Error::Closed)?;
+        receiver.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The last durable event's seq and hash; `None` while the log is empty.
+    pub fn head(&self) -> Option<Head> {
+        *self.inner.head.borrow()
+    }
+
+    /// Number of durable events.
+    pub fn len(&self) -> u64 {
+        self.head().map_or(0, |head| head.seq + 1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head().is_none()
+    }
+
+    /// One durable event.
+    pub fn get(&self, seq: u64) -> Result<Option<Event>> {
+        match self.head() {
+            Some(head) if seq <= head.seq => {}
+            _ => return Ok(None),
+        }
+        match self.inner.store.events.get(seq_key(seq))? {
+            Some(value) => envelope::decode_record(seq, &value).map(Some),
+            None => Err(Error::Corruption { at: Some(seq), detail: "a durable event is missing".into() }),
+        }
+    }
+
+    /// Durable events with `from <= seq`, in order.
+    pub fn range(&self, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
+        let end = self.len();
+        let events = self.inner.store.events.range(seq_key(from)..seq_key(end.max(from)));
+        events.map(|item| {
+            let (key, value) = item?;
+            let seq = be_u64(&key).ok_or_else(|| Error::Corruption { at: None, detail: "event key is not 8 bytes".into() })?;
+            envelope::decode_record(seq, &value)
+        })
+    }
+
+    /// The durable events of one stream with `from <= seq`, in order.
+    pub fn stream(&self, stream: &str, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
+        let end = self.len();
+        let prefix = stream_prefix(stream);
+        let prefix_len = prefix.len();
+        let mut start = prefix.clone();
+        start.extend_from_slice(&from.to_be_bytes());
+        let events = self.inner.store.events.clone();
+        self.inner
+            .store
+            .streams
+            .range(start..)
+            .take_while(move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
+            .filter_map(move |item| {
+                let seq = match item {
+                    Ok((key, _)) => match be_u64(&key[prefix_len..]) {
+                        Some(seq) => seq,
+                        None => return Some(Err(Error::Corruption { at: None, detail: "stream index key damaged".into() })),
+                    },
+                    Err(error) => return Some(Err(Error::from(error))),
+                };
+                if seq >= end {
+                    return None;
+                }
+                Some(match events.get(seq_key(seq)) {
+                    Ok(Some(value)) => envelope::decode_record(seq, &value),
+                    Ok(None) => Err(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() }),
+                    Err(error) => Err(Error::from(error)),
+                })
+            })
+    }
+
+    /// Every durable event from `from` on, then each new one as it becomes durable.
+    pub fn subscribe(&self, from: u64) -> Subscription {
+        Subscription { store: Arc::clone(&self.inner.store), head: self.inner.head.clone(), next: from }
+    }
+
+    /// A projection's current state.
+    pub fn projection(&self, name: &str) -> Option<ProjectionView> {
+        let trees = self.inner.trees.read().ok()?;
+        trees.get(name).cloned().map(ProjectionView::new)
+    }
+
+    /// Folds the whole log into fresh projection trees and swaps them in, between two
+    /// commit groups.
+    pub async fn rebuild(&self) -> Result<Vec<RebuildReport>> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender()?.send(Command::Rebuild { reply }).await.map_err(|_| Error::Closed)?;
+        receiver.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Log::rebuild`] for threads outside an async runtime.
+    pub fn rebuild_blocking(&self) -> Result<Vec<RebuildReport>> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender()?.blocking_send(Command::Rebuild { reply }).map_err(|_| Error::Closed)?;
+        receiver.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Verifies the log from `from` on. See [`crate::verify_dir`] for a store that may not
+    /// even open.
+    pub fn verify(&self, from: u64, progress: Progress<'_>) -> VerifyReport {
+        walk(&self.inner.store, from, progress)
+    }
+
+    /// Bytes the data directory takes on disk.
+    pub fn disk_usage(&self) -> Result<u64> {
+        directory_size(self.dir())
+    }
+
+    /// What the writer has done since the log was opened.
+    pub fn metrics(&self) -> WriterMetrics {
+        let stats = &self.inner.stats;
+        WriterMetrics {
+            appends: stats.appends.load(Ordering::Relaxed),
+            events: stats.events.load(Ordering::Relaxed),
+            commits: stats.commits.load(Ordering::Relaxed),
+            syncs: stats.syncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An append that was queued; await it to learn its seqs once durable.
+pub struct PendingAppend {
+    receiver: oneshot::Receiver<Result<Vec<Appended>>>,
+}
+
+impl PendingAppend {
+    pub async fn wait(self) -> Result<Vec<Appended>> {
+        self.receiver.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// Sum of the sizes of the files under `dir`.
+pub fn directory_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::io(dir, source))?;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::io(dir, source))?;
+        let meta = entry.metadata().map_err(|source| Error::io(entry.path(), source))?;
+        total += if meta.is_dir() { directory_size(&entry.path())? } else { meta.len() };
+    }
+    Ok(total)
+}

@@ -1,0 +1,65 @@
+//! One process per data directory. sled locks its own files, but its error says nothing
+//! useful; cclog takes an advisory lock on `<data>/cclog.lock` first and writes its pid and
+//! command line into it, so a second process is told exactly who owns the directory.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Name of the lock file inside the data directory.
+pub const LOCK_FILE: &str = "cclog.lock";
+
+/// Holds the directory lock for as long as it lives.
+#[derive(Debug)]
+pub struct Ownership {
+    _file: File,
+}
+
+impl Ownership {
+    /// Takes the lock or fails with [`Error::Locked`] naming the current owner.
+    pub fn acquire(dir: &Path) -> Result<Ownership> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| Error::io(&path, source))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked { dir: dir.to_path_buf(), owner: read_owner(&mut file) });
+            }
+            Err(TryLockError::Error(source)) => return Err(Error::io(&path, source)),
+        }
+        let description = describe_self();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(description.as_bytes()))
+            .map_err(|source| Error::io(&path, source))?;
+        Ok(Ownership { _file: file })
+    }
+}
+
+/// Reads who owns the directory: "process <pid> (<command>)", if it can be told.
+pub fn read_owner(file: &mut File) -> Option<String> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse::<u32>().ok()?;
+    let command = lines.next().unwrap_or("").trim();
+    if command.is_empty() {
+        Some(format!("process {pid}"))
+    } else {
+        Some(format!("process {pid} ({command})"))
+    }
+}
+
+fn describe_self() -> String {
+    let command: Vec<String> = std::env::args().collect();
+    format!("{}\n{}\n", std::process::id(), command.join(" "))
+}
