@@ -1,1 +1,77 @@
-//! x
+//! The `cclog` command line: argument parsing, terminal rendering and exit codes. Thin by
+//! design — every command opens the log through the engine and renders what it returns.
+//!
+//! # Layout
+//! - `args`: the clap definitions, i.e. the whole command-line surface and its help.
+//! - `commands`: one module per subcommand.
+//! - `output`: terminal concerns (colour, progress, time and byte formatting).
+//!
+//! Exit codes: 0 success; 1 error; 2 bad usage or bad input; 3 `verify` found damage;
+//! 75 the data directory is in use by another process.
+
+mod args;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// Exit code when verification finds damage.
+pub const EXIT_DAMAGED: u8 = 3;
+/// Exit code for invalid input (a malformed line, say).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when another process owns the data directory (EX_TEMPFAIL).
+pub const EXIT_LOCKED: u8 = 75;
+
+/// An error that already knows its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Parses the command line, runs the command and maps failures to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = exit_code(&error);
+            eprintln!("cclog: {}", render_error(&error));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(failure) = error.downcast_ref::<Failure>() {
+        return failure.code;
+    }
+    match error.downcast_ref::<cclog_engine::Error>() {
+        Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
+        Some(cclog_engine::Error::InvalidEvent(_)) => EXIT_BAD_INPUT,
+        _ => 1,
+    }
+}
+
+fn render_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(cclog_engine::Error::Locked { .. }) = error.downcast_ref::<cclog_engine::Error>() {
+        text.push_str("\n  hint: only one process may own a data directory; stop that process or pass --data DIR");
+    }
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    text
+}

@@ -1,1 +1,37 @@
-//! x
+//! cclog's read models: the domain's event vocabulary and the folds that build what people
+//! query from the log. Every projection here implements [`cclog_engine::Projection`] and is
+//! rebuildable from the log alone; read models store positions (seqs) and counts, never
+//! copies of payloads.
+//!
+//! # Layout
+//! - [`stream_stats`]: per-stream event counts, last seq and payload bytes (`cclog stats`).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cclog_engine::{Log, LogOptions, NewEvent};
+//! use cclog_projections::StreamStats;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path(), LogOptions { projections: vec![Arc::new(StreamStats)] })?;
+//! log.append_blocking(vec![
+//!     NewEvent::new("run/1", "run.started", b"{}".to_vec()),
+//!     NewEvent::new("run/1", "run.completed", b"{}".to_vec()),
+//! ])?;
+//! let stats = StreamStats::read(&log, "run/1")?.expect("folded");
+//! assert_eq!((stats.events, stats.last_seq), (2, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+pub mod stream_stats;
+
+pub use error::{Error, Result};
+pub use stream_stats::{StreamStats, StreamSummary, Totals};
+
+/// The projections every cclog process opens the log with, so that all of them maintain
+/// the same read models.
+pub fn standard() -> Vec<std::sync::Arc<dyn cclog_engine::Projection>> {
+    vec![std::sync::Arc::new(StreamStats)]
+}

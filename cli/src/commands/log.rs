@@ -1,0 +1,99 @@
+//! `cclog log`: list events, as a table for people or JSON lines for scripts.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cclog_engine::Event;
+use serde_json::value::RawValue;
+
+use crate::args::LogArgs;
+use crate::output::{self, paint};
+
+pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let log = super::open_log(data)?;
+    let events: Box<dyn Iterator<Item = cclog_engine::Result<Event>>> = match &args.stream {
+        Some(stream) => Box::new(log.stream(stream, args.from)),
+        None => Box::new(log.range(args.from)),
+    };
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let colour = output::colour_stdout();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for event in events.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        let event = event?;
+        let written = if args.json { write_json(&mut out, &event) } else { write_row(&mut out, &event, colour) };
+        if let Err(error) = written {
+            // A closed pipe (`cclog log | head`) is the reader saying it has enough.
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(error.into());
+        }
+    }
+    match out.flush() {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn write_row(out: &mut impl Write, event: &Event, colour: bool) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:>8}  {}  {}  {}  {}  {}",
+        paint(colour, output::BOLD, &event.seq().to_string()),
+        paint(colour, output::DIM, &output::timestamp(event.header.ts_us)),
+        event.stream(),
+        event.kind(),
+        paint(colour, output::DIM, &event.hash.to_hex()[..12]),
+        output::preview(&event.payload, 80),
+    )
+}
+
+#[derive(serde::Serialize)]
+struct JsonEvent<'a> {
+    seq: u64,
+    ts: String,
+    ts_us: u64,
+    stream: &'a str,
+    kind: &'a str,
+    hash: String,
+    prev: String,
+    payload_hash: String,
+    payload_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+    /// Set when the payload is not JSON but is UTF-8 text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_text: Option<&'a str>,
+    /// Set when the payload is neither JSON nor UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_hex: Option<String>,
+}
+
+fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
+    let raw = serde_json::from_slice::<&RawValue>(&event.payload).ok();
+    let text = if raw.is_none() { std::str::from_utf8(&event.payload).ok() } else { None };
+    let hex = if raw.is_none() && text.is_none() {
+        Some(event.payload.iter().map(|byte| format!("{byte:02x}")).collect())
+    } else {
+        None
+    };
+    let json = JsonEvent {
+        seq: event.seq(),
+        ts: output::timestamp(event.header.ts_us),
+        ts_us: event.header.ts_us,
+        stream: event.stream(),
+        kind: event.kind(),
+        hash: event.hash.to_hex(),
+        prev: event.prev.to_hex(),
+        payload_hash: event.payload_hash.to_hex(),
+        payload_len: event.header.payload_len,
+        payload: raw,
+        payload_text: text,
+        payload_hex: hex,
+    };
+    serde_json::to_writer(&mut *out, &json)?;
+    out.write_all(b"\n")
+}

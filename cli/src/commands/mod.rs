@@ -1,0 +1,49 @@
+//! One module per subcommand; [`run`] dispatches and resolves the data directory.
+
+mod append;
+mod log;
+mod stats;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cclog_engine::{Log, LogOptions};
+
+use crate::args::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data = data_dir(cli.global.data)?;
+    match cli.command {
+        Command::Append(args) => append::run(&data, args),
+        Command::Log(args) => log::run(&data, args),
+        Command::Verify(args) => verify::run(&data, args),
+        Command::Stats(args) => stats::run(&data, args),
+    }
+}
+
+/// `--data`, else `CCLOG_DATA` (through clap), else the platform data directory.
+fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(dir) => Ok(dir),
+        None => dirs::data_dir()
+            .map(|dir| dir.join("cclog"))
+            .context("no platform data directory is known here; pass --data DIR or set CCLOG_DATA"),
+    }
+}
+
+/// Opens the log with every standard projection.
+pub fn open_log(data: &std::path::Path) -> anyhow::Result<Log> {
+    let log = Log::open(data, LogOptions { projections: cclog_projections::standard() })?;
+    Ok(log)
+}
+
+/// Fails unless `data` already holds a log, so that read commands never create one.
+pub fn require_store(data: &std::path::Path) -> anyhow::Result<()> {
+    if data.join("sled").join("db").exists() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} holds no cclog log yet (append something first, or pass --data DIR)", data.display())
+    }
+}

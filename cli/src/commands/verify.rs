@@ -1,0 +1,55 @@
+//! `cclog verify`: walk the whole chain and say whether it is intact, and if not, where the
+//! first damage is and what it is. Opens the store without its projections or writer, so a
+//! store too damaged to open is still reported on, never panicked over.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use cclog_engine::verify_dir;
+
+use crate::args::VerifyArgs;
+use crate::output::{self, paint};
+use crate::EXIT_DAMAGED;
+
+pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let bar = output::progress_bar(0, "verifying");
+    let report = verify_dir(data, args.from, &mut |done, total| {
+        bar.set_length(total.max(done));
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    let code = if report.intact() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGED) };
+    if args.json {
+        let json = serde_json::json!({
+            "intact": report.intact(),
+            "from": report.from,
+            "checked": report.checked,
+            "last_good": report.last_good.as_ref().map(|(seq, hash)| serde_json::json!({"seq": seq, "hash": hash})),
+            "damage": report.damage,
+        });
+        println!("{json}");
+        return Ok(code);
+    }
+    let colour = output::colour_stdout();
+    match &report.damage {
+        None => match &report.last_good {
+            Some((seq, hash)) => println!(
+                "{}: {} events checked (seq {}..={seq}), head {hash}",
+                paint(colour, output::GREEN, "intact"),
+                report.checked,
+                report.from
+            ),
+            None => println!("{}: the log is empty", paint(colour, output::GREEN, "intact")),
+        },
+        Some(damage) => {
+            let at = damage.seq.map_or_else(|| "the store".to_string(), |seq| format!("seq {seq}"));
+            println!("{} at {at}: {}: {}", paint(colour, output::RED, "DAMAGED"), damage.kind.describe(), damage.detail);
+            match &report.last_good {
+                Some((seq, hash)) => println!("last intact event: seq {seq}, hash {hash}"),
+                None => println!("no event before the damage could be verified"),
+            }
+        }
+    }
+    Ok(code)
+}
