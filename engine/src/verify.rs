@@ -87,7 +87,16 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 /// can be said about the store.
 pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<VerifyReport> {
     if !dir.join("sled").join("db").exists() {
-        return Err(Error::Storage(format!("{} holds no cclog store", dir.display())));
+        // A directory the engine once owned keeps its lock and anchor files.
+        if !dir.join(crate::ANCHOR_FILE).exists() {
+            return Err(Error::Storage(format!("{} holds no cclog store", dir.display())));
+        }
+        return Ok(VerifyReport {
+            from,
+            checked: 0,
+            last_good: None,
+            damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: "sled's log file (sled/db) is missing".into() }),
+        });
     }
     match Store::open(dir) {
         Ok(store) => Ok(walk(&store, from, progress)),
@@ -200,8 +209,9 @@ impl Walker<'_> {
         }
     }
 
-    /// Checks one record: its own integrity first (payload, hash), then its place in the
-    /// chain (position, link), so that a moved but intact event is named as moved.
+    /// Checks one record: its payload first; then, for a record whose own hash is intact,
+    /// its position (so a moved event is named as moved); then its link (a changed `prev`
+    /// breaks the link before it breaks the hash); and last the hash over the header.
     fn check_record(&self, seq: u64, value: &[u8], prev: &Hash) -> Option<Damage> {
         let record = match StoredRecord::split(value) {
             Ok(record) => record,
@@ -219,10 +229,9 @@ impl Walker<'_> {
         if payload_hash(&payload) != record.payload_hash {
             return damage(Some(seq), DamageKind::PayloadAltered, "the payload does not match its payload hash");
         }
-        if chain_hash(record.header_bytes, &record.payload_hash, &record.prev) != record.hash {
-            return damage(Some(seq), DamageKind::HeaderAltered, "the recomputed hash differs from the stored hash");
-        }
-        if header.seq != seq {
+        let self_consistent = chain_hash(record.header_bytes, &record.payload_hash, &record.prev) == record.hash;
+        // A record that hashes correctly but sits at the wrong position was moved or copied.
+        if self_consistent && header.seq != seq {
             let copy_of_earlier = header.seq < seq
                 && matches!(self.store.events.get(seq_key(header.seq)),
                     Ok(Some(original)) if StoredRecord::split(&original).is_ok_and(|original| original.hash == record.hash));
@@ -234,6 +243,9 @@ impl Walker<'_> {
         }
         if record.prev != *prev {
             return damage(Some(seq), DamageKind::LinkBroken, "prev is not the hash of the event before");
+        }
+        if !self_consistent {
+            return damage(Some(seq), DamageKind::HeaderAltered, "the recomputed hash differs from the stored hash");
         }
         None
     }

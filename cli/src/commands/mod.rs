@@ -41,7 +41,7 @@ pub fn open_log(data: &std::path::Path) -> anyhow::Result<Log> {
 
 /// Fails unless `data` already holds a log, so that read commands never create one.
 pub fn require_store(data: &std::path::Path) -> anyhow::Result<()> {
-    if data.join("sled").join("db").exists() {
+    if data.join("sled").join("db").exists() || data.join(cclog_engine::ANCHOR_FILE).exists() {
         Ok(())
     } else {
         anyhow::bail!("{} holds no cclog log yet (append something first, or pass --data DIR)", data.display())

@@ -1,0 +1,220 @@
+//! End-to-end tests of the `cclog` binary: the "done means" scenario (pipe lines in,
+//! kill and restart at will, verify; flip a byte, verify says where), bad input, ownership
+//! and the JSON outputs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::support::{cclog_bin, json_payload};
+
+fn cclog(data: &Path, args: &[&str]) -> Output {
+    Command::new(cclog_bin()).arg("--data").arg(data).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn append_lines(data: &Path, lines: &[Vec<u8>]) -> Output {
+    let mut child = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(data)
+        .args(["append", "--stream", "demo", "--kind", "line"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn pipe_kill_restart_verify_then_a_flipped_byte_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut rng = rand::rng();
+    let mut acknowledged: HashMap<u64, String> = HashMap::new();
+    let mut next_line = 0u64;
+    for _round in 0..4 {
+        let mut child = Command::new(cclog_bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["append", "--stream", "demo", "--kind", "line"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let start = next_line;
+        let feeder = std::thread::spawn(move || {
+            for index in start..start + 3_000 {
+                let mut line = json_payload(index, 200);
+                line.push(b'\n');
+                if stdin.write_all(&line).is_err() {
+                    break;
+                }
+                if index % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        next_line += 3_000;
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| line.split_once(' ').map(|(seq, hash)| (seq.parse::<u64>().unwrap(), hash.to_string())))
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..250)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = feeder.join();
+        acknowledged.extend(reader.join().unwrap());
+    }
+    // A clean run appends to the same chain after all those kills.
+    let clean = append_lines(&data, &(0..500).map(|index| json_payload(100_000 + index, 200)).collect::<Vec<_>>());
+    assert!(clean.status.success(), "{}", text(&clean.stderr));
+    assert_eq!(text(&clean.stdout).lines().count(), 500);
+    for line in text(&clean.stdout).lines() {
+        let (seq, hash) = line.split_once(' ').unwrap();
+        acknowledged.insert(seq.parse().unwrap(), hash.to_string());
+    }
+
+    let verify = cclog(&data, &["verify"]);
+    assert!(verify.status.success(), "{}{}", text(&verify.stdout), text(&verify.stderr));
+    assert!(text(&verify.stdout).starts_with("intact:"), "{}", text(&verify.stdout));
+
+    let listed = cclog(&data, &["log", "--json"]);
+    assert!(listed.status.success());
+    let mut listed_hashes = HashMap::new();
+    for line in text(&listed.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        listed_hashes.insert(event["seq"].as_u64().unwrap(), event["hash"].as_str().unwrap().to_string());
+    }
+    for (seq, hash) in &acknowledged {
+        assert_eq!(listed_hashes.get(seq), Some(hash), "acknowledged event {seq}");
+    }
+
+    // Flip one byte of a stored event in sled's own file.
+    let victim = *acknowledged.keys().min_by_key(|seq| seq.abs_diff(acknowledged.len() as u64 / 2)).unwrap();
+    let hash = blake3::Hash::from_hex(&acknowledged[&victim]).unwrap();
+    let db = data.join("sled").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let positions: Vec<usize> = bytes.windows(32).enumerate().filter(|(_, w)| *w == hash.as_bytes()).map(|(at, _)| at).collect();
+    assert!(!positions.is_empty());
+    for at in positions {
+        bytes[at + 10] ^= 0x04;
+    }
+    std::fs::write(&db, bytes).unwrap();
+
+    let verify = cclog(&data, &["verify"]);
+    assert_eq!(verify.status.code(), Some(3), "{}{}", text(&verify.stdout), text(&verify.stderr));
+    let out = text(&verify.stdout);
+    assert!(out.starts_with("DAMAGED at "), "{out}");
+    let json = cclog(&data, &["verify", "--json"]);
+    assert_eq!(json.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["intact"], false);
+    if report["damage"]["kind"] != "unreadable" {
+        assert_eq!(report["damage"]["seq"].as_u64(), Some(victim), "{report}");
+        assert!(out.contains(&format!("seq {victim}")), "{out}");
+    }
+}
+
+#[test]
+fn a_malformed_line_stops_with_its_number_and_keeps_the_lines_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lines: Vec<Vec<u8>> = vec![b"{\"a\":1}".to_vec(), b"[2]".to_vec(), b"{\"broken\":".to_vec(), b"{\"c\":3}".to_vec()];
+    let output = append_lines(&data, &lines);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("line 3 is not valid JSON"), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).lines().count(), 2);
+    let listed = cclog(&data, &["log", "--json"]);
+    let payloads: Vec<serde_json::Value> =
+        text(&listed.stdout).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["payload"].clone()).collect();
+    assert_eq!(payloads, vec![serde_json::json!({"a":1}), serde_json::json!([2])]);
+}
+
+#[test]
+fn a_second_process_is_told_who_owns_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut owner = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["append", "--stream", "s", "--kind", "k"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = owner.stdin.take().unwrap();
+    stdin.write_all(b"{}\n").unwrap();
+    stdin.flush().unwrap();
+    // Once the first event is acknowledged the owner certainly holds the directory.
+    let mut first = String::new();
+    BufReader::new(owner.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("0 "), "{first}");
+
+    let second = cclog(&data, &["stats"]);
+    assert_eq!(second.status.code(), Some(75));
+    let message = text(&second.stderr);
+    assert!(message.contains("is in use by process") && message.contains(&owner.id().to_string()), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    drop(stdin);
+    assert!(owner.wait().unwrap().success());
+}
+
+#[test]
+fn stats_and_log_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lines: Vec<Vec<u8>> = (0..50).map(|index| json_payload(index, 256)).collect();
+    let output = append_lines(&data, &lines);
+    assert!(output.status.success());
+    let last_hash = text(&output.stdout).lines().last().unwrap().split_once(' ').unwrap().1.to_string();
+
+    let stats = cclog(&data, &["stats", "--json"]);
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["events"], 50);
+    assert_eq!(stats["streams"], 1);
+    assert_eq!(stats["head"]["hash"], last_hash.as_str());
+    assert_eq!(stats["raw_payload_bytes"], 50 * 256);
+    assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
+
+    let listed = cclog(&data, &["log", "--from", "10", "--limit", "5", "--json"]);
+    let seqs: Vec<u64> =
+        text(&listed.stdout).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![10, 11, 12, 13, 14]);
+    let other = cclog(&data, &["log", "--stream", "nothing"]);
+    assert!(other.status.success() && other.stdout.is_empty());
+    let table = cclog(&data, &["log", "--limit", "1"]);
+    assert!(text(&table.stdout).contains("demo  line"), "{}", text(&table.stdout));
+}
+
+#[test]
+fn read_commands_never_create_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nothing-here");
+    for command in [&["verify"][..], &["stats"], &["log"]] {
+        let output = cclog(&data, command);
+        assert_eq!(output.status.code(), Some(1), "{command:?}");
+        assert!(text(&output.stderr).contains("holds no cclog log"), "{}", text(&output.stderr));
+    }
+    assert!(!data.exists());
+}

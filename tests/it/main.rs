@@ -1,0 +1,12 @@
+//! Cross-crate and end-to-end tests of cclog, one module per area, as one test binary so
+//! that it links once. Modules that need the `cclog` binary find it beside this test
+//! binary in cargo's target directory.
+
+mod cli;
+mod crash;
+mod durability;
+mod engine;
+mod model;
+mod mutation;
+mod projection;
+mod support;

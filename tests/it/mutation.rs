@@ -1,0 +1,311 @@
+//! Mutation tests of verification: damage a known-good log in one specific way — through
+//! sled, under the engine, or in sled's files on disk — and check that `verify` names the
+//! damage and the first bad seq, and never panics.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cclog_engine::envelope::RecordLayout;
+use cclog_engine::{verify_dir, DamageKind, Store, VerifyReport};
+
+use crate::support::{event, open};
+
+const EVENTS: u64 = 40;
+const TARGET: u64 = 17;
+
+/// A log of 40 events, built once and copied for every mutation.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path());
+            for index in 0..EVENTS {
+                log.append_blocking(vec![event(&format!("session/{}", index % 4), index)]).unwrap();
+            }
+            drop(log);
+            let report = verify_dir(dir.path(), 0, &mut |_, _| {}).unwrap();
+            assert!(report.intact() && report.checked == EVENTS, "{report:?}");
+            dir
+        })
+        .path()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        copy_dir(template(), &path);
+        Case { _dir: dir, path }
+    }
+
+    /// Changes the store through sled, below the engine's API.
+    fn through_sled(self, change: impl FnOnce(&sled::Tree, &sled::Tree)) -> Case {
+        {
+            let store = Store::open(&self.path).unwrap();
+            change(store.raw_events(), store.raw_meta());
+            store.flush().unwrap();
+        }
+        self
+    }
+
+    fn record(events: &sled::Tree, seq: u64) -> Vec<u8> {
+        events.get(seq.to_be_bytes()).unwrap().unwrap().to_vec()
+    }
+
+    fn flip_record(self, seq: u64, pick: impl FnOnce(&RecordLayout, &[u8]) -> usize) -> Case {
+        self.through_sled(|events, _| {
+            let mut record = Self::record(events, seq);
+            let layout = RecordLayout::parse(&record).unwrap();
+            let at = pick(&layout, &record);
+            record[at] ^= 0x10;
+            events.insert(seq.to_be_bytes(), record).unwrap();
+        })
+    }
+
+    fn sled_file(&self, name: &str) -> PathBuf {
+        self.path.join("sled").join(name)
+    }
+
+    fn verify(&self) -> VerifyReport {
+        verify_dir(&self.path, 0, &mut |_, _| {}).expect("verify runs on a damaged store")
+    }
+}
+
+#[track_caller]
+fn check(report: VerifyReport, kind: DamageKind, seq: u64) {
+    let damage = report.damage.clone().unwrap_or_else(|| panic!("damage went unnoticed: {report:?}"));
+    assert_eq!((damage.kind, damage.seq), (kind, Some(seq)), "{}", damage.detail);
+    assert_eq!(report.checked, seq, "every event before the damage checks out");
+}
+
+#[test]
+fn payload_bit_flip() {
+    let case = Case::new().flip_record(TARGET, |layout, _| layout.body.start + layout.body.len() / 2);
+    check(case.verify(), DamageKind::PayloadAltered, TARGET);
+}
+
+#[test]
+fn payload_hash_bit_flip() {
+    let case = Case::new().flip_record(TARGET, |layout, _| layout.payload_hash.start + 5);
+    check(case.verify(), DamageKind::PayloadAltered, TARGET);
+}
+
+#[test]
+fn header_bit_flip() {
+    // Flip a byte of the stream name inside the header.
+    let case = Case::new().flip_record(TARGET, |layout, record| {
+        let header = &record[layout.header.clone()];
+        let name = b"session/1";
+        let offset = header.windows(name.len()).position(|window| window == name).expect("stream name in header");
+        layout.header.start + offset + 3
+    });
+    check(case.verify(), DamageKind::HeaderAltered, TARGET);
+}
+
+#[test]
+fn stored_hash_bit_flip() {
+    let case = Case::new().flip_record(TARGET, |layout, _| layout.hash.start);
+    check(case.verify(), DamageKind::HeaderAltered, TARGET);
+}
+
+#[test]
+fn prev_hash_bit_flip() {
+    let case = Case::new().flip_record(TARGET, |layout, _| layout.prev.end - 1);
+    check(case.verify(), DamageKind::LinkBroken, TARGET);
+}
+
+#[test]
+fn framing_damage() {
+    let case = Case::new().flip_record(TARGET, |_, _| 0);
+    check(case.verify(), DamageKind::Unreadable, TARGET);
+}
+
+#[test]
+fn deleted_event() {
+    let case = Case::new().through_sled(|events, _| {
+        events.remove(TARGET.to_be_bytes()).unwrap();
+    });
+    check(case.verify(), DamageKind::Gap, TARGET);
+}
+
+#[test]
+fn swapped_events() {
+    let case = Case::new().through_sled(|events, _| {
+        let a = Case::record(events, TARGET);
+        let b = Case::record(events, TARGET + 1);
+        events.insert(TARGET.to_be_bytes(), b).unwrap();
+        events.insert((TARGET + 1).to_be_bytes(), a).unwrap();
+    });
+    check(case.verify(), DamageKind::Reordered, TARGET);
+}
+
+#[test]
+fn duplicated_event_over_its_successor() {
+    let case = Case::new().through_sled(|events, _| {
+        let copy = Case::record(events, TARGET);
+        events.insert((TARGET + 1).to_be_bytes(), copy).unwrap();
+    });
+    check(case.verify(), DamageKind::Duplicate, TARGET + 1);
+}
+
+#[test]
+fn duplicated_event_after_the_head() {
+    let case = Case::new().through_sled(|events, _| {
+        let copy = Case::record(events, TARGET);
+        events.insert(EVENTS.to_be_bytes(), copy).unwrap();
+    });
+    check(case.verify(), DamageKind::Duplicate, EVENTS);
+}
+
+#[test]
+fn truncated_tail() {
+    let case = Case::new().through_sled(|events, _| {
+        for seq in EVENTS - 3..EVENTS {
+            events.remove(seq.to_be_bytes()).unwrap();
+        }
+    });
+    check(case.verify(), DamageKind::Truncated, EVENTS - 3);
+}
+
+#[test]
+fn truncated_tail_with_a_rewritten_head_is_caught_by_the_anchor() {
+    let case = Case::new().through_sled(|events, meta| {
+        let last_kept = Case::record(events, EVENTS - 4);
+        let layout = RecordLayout::parse(&last_kept).unwrap();
+        for seq in EVENTS - 3..EVENTS {
+            events.remove(seq.to_be_bytes()).unwrap();
+        }
+        let mut head = Vec::new();
+        head.extend_from_slice(&(EVENTS - 4).to_be_bytes());
+        head.extend_from_slice(&last_kept[layout.hash.clone()]);
+        head.extend_from_slice(&0u64.to_be_bytes());
+        meta.insert(b"head", head).unwrap();
+    });
+    check(case.verify(), DamageKind::Truncated, EVENTS - 3);
+}
+
+#[test]
+fn verify_from_the_middle_checks_the_link_into_it() {
+    let case = Case::new().flip_record(TARGET, |layout, _| layout.prev.start);
+    let report = verify_dir(&case.path, TARGET, &mut |_, _| {}).unwrap();
+    assert_eq!(report.damage.map(|damage| (damage.kind, damage.seq)), Some((DamageKind::LinkBroken, Some(TARGET))));
+    let report = verify_dir(&case.path, TARGET + 1, &mut |_, _| {}).unwrap();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.checked, EVENTS - TARGET - 1);
+}
+
+// ---- damage to sled's files on disk -------------------------------------------------------
+
+/// Where the 32 bytes of event `seq`'s hash sit in sled's log file (every copy sled wrote).
+fn hash_offsets(case: &Case, seq: u64) -> Vec<usize> {
+    let hash = {
+        let store = Store::open(&case.path).unwrap();
+        let record = Case::record(store.raw_events(), seq);
+        let layout = RecordLayout::parse(&record).unwrap();
+        record[layout.hash].to_vec()
+    };
+    let bytes = std::fs::read(case.sled_file("db")).unwrap();
+    let offsets: Vec<usize> = bytes.windows(32).enumerate().filter(|(_, window)| *window == hash.as_slice()).map(|(at, _)| at).collect();
+    assert!(!offsets.is_empty(), "the hash is stored uncompressed in sled's file");
+    offsets
+}
+
+fn edit_file(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    edit(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Damage in sled's files is found either by sled's own checksums (unreadable) or by the
+/// chain; when sled can still read the store, the first bad seq must be right.
+#[track_caller]
+fn check_file_damage(report: VerifyReport, seq: u64) {
+    let damage = report.damage.clone().unwrap_or_else(|| panic!("damage went unnoticed: {report:?}"));
+    match damage.kind {
+        DamageKind::Unreadable => assert!(damage.seq.is_none_or(|at| at <= seq), "{damage:?}"),
+        DamageKind::Truncated => assert!(damage.seq.is_some_and(|at| at <= seq), "{damage:?}"),
+        _ => assert_eq!(damage.seq, Some(seq), "{damage:?}"),
+    }
+}
+
+#[test]
+fn bit_flip_in_sleds_log_file() {
+    let case = Case::new();
+    let offsets = hash_offsets(&case, TARGET);
+    edit_file(&case.sled_file("db"), |bytes| {
+        for at in offsets {
+            bytes[at + 7] ^= 0x01;
+        }
+    });
+    check_file_damage(case.verify(), TARGET);
+}
+
+#[test]
+fn garbage_over_a_block_of_sleds_log_file() {
+    let case = Case::new();
+    let at = hash_offsets(&case, TARGET)[0];
+    edit_file(&case.sled_file("db"), |bytes| {
+        let end = (at + 4096).min(bytes.len());
+        for (index, byte) in bytes[at..end].iter_mut().enumerate() {
+            *byte = (index as u8).wrapping_mul(151).wrapping_add(89);
+        }
+    });
+    check_file_damage(case.verify(), TARGET);
+}
+
+#[test]
+fn sleds_log_file_cut_short() {
+    let case = Case::new();
+    let at = hash_offsets(&case, TARGET)[0];
+    edit_file(&case.sled_file("db"), |bytes| bytes.truncate(at));
+    check_file_damage(case.verify(), TARGET);
+}
+
+#[test]
+fn sleds_config_file_damaged() {
+    let case = Case::new();
+    edit_file(&case.sled_file("conf"), |bytes| {
+        for byte in bytes.iter_mut() {
+            *byte = !*byte;
+        }
+    });
+    let report = case.verify();
+    let damage = report.damage.expect("damage went unnoticed");
+    assert_eq!(damage.kind, DamageKind::Unreadable, "{damage:?}");
+}
+
+#[test]
+fn sleds_log_file_deleted() {
+    let case = Case::new();
+    std::fs::remove_file(case.sled_file("db")).unwrap();
+    let report = case.verify();
+    let damage = report.damage.expect("damage went unnoticed");
+    assert_eq!(damage.kind, DamageKind::Unreadable, "{damage:?}");
+}
+
+#[test]
+fn anchor_file_damaged() {
+    let case = Case::new();
+    edit_file(&case.path.join(cclog_engine::ANCHOR_FILE), |bytes| bytes[3] ^= 0x40);
+    let report = case.verify();
+    assert_eq!(report.damage.map(|damage| damage.kind), Some(DamageKind::HeadMismatch));
+}
