@@ -22,8 +22,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sled::Transactional;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
-use crate::envelope::{encode_record, Header, GENESIS};
+use crate::envelope::{chain_hash, encode_header, Header, GENESIS};
 use crate::projection::{encode_meta, meta_key, rebuild_slot, ProjectionSlot, ProjectionTrees, RebuildReport};
 use crate::store::{seq_key, stream_key, Head, Store, HEAD_KEY};
 use crate::{Error, Event, Hash, NewEvent, Result};
@@ -36,8 +37,14 @@ pub struct Appended {
     pub ts_us: u64,
 }
 
+/// An event to append, its payload already hashed by the appender's own task.
+pub(crate) struct PreparedEvent {
+    pub event: NewEvent,
+    pub payload_hash: Hash,
+}
+
 pub(crate) enum Command {
-    Append { events: Vec<NewEvent>, reply: oneshot::Sender<Result<Vec<Appended>>> },
+    Append { events: Vec<PreparedEvent>, reply: oneshot::Sender<Result<Vec<Appended>>> },
     Rebuild { reply: oneshot::Sender<Result<Vec<RebuildReport>>> },
 }
 
@@ -75,6 +82,7 @@ pub(crate) struct Writer {
     pub head_tx: watch::Sender<Option<Head>>,
     pub stats: Arc<WriterStats>,
     pub poisoned: Option<String>,
+    pub blocks: BlockEncoder,
 }
 
 struct Accepted {
@@ -84,7 +92,8 @@ struct Accepted {
 
 /// Everything one commit group writes.
 struct Staged {
-    events: sled::Batch,
+    /// The group's events with their header bytes as they will be stored and hashed.
+    events: Vec<(Event, Vec<u8>)>,
     streams: sled::Batch,
     head: Option<Head>,
     accepted: Vec<Accepted>,
@@ -132,7 +141,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<NewEvent>, oneshot::Sender<Result<Vec<Appended>>>)>) {
+    fn commit_group(&mut self, group: Vec<(Vec<PreparedEvent>, oneshot::Sender<Result<Vec<Appended>>>)>) {
         if let Some(reason) = &self.poisoned {
             for (_, reply) in group {
                 let _ = reply.send(Err(Error::Poisoned(reason.clone())));
@@ -140,7 +149,7 @@ impl Writer {
             return;
         }
         let mut staged = Staged {
-            events: sled::Batch::default(),
+            events: Vec::new(),
             streams: sled::Batch::default(),
             head: self.head,
             accepted: Vec::with_capacity(group.len()),
@@ -193,38 +202,52 @@ impl Writer {
 
     /// Assigns seqs and hashes to one request's events and folds them into the projections.
     /// On error nothing of the request stays staged.
-    fn stage_request(&mut self, staged: &mut Staged, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+    fn stage_request(&mut self, staged: &mut Staged, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
         let mut head = staged.head;
-        let mut records = Vec::with_capacity(events.len());
+        let mut prepared = Vec::with_capacity(events.len());
         let mut appended = Vec::with_capacity(events.len());
-        for new in events {
+        for PreparedEvent { event: new, payload_hash } in events {
             new.validate()?;
             let seq = head.map_or(0, |head| head.seq + 1);
             let prev = head.map_or(GENESIS, |head| head.hash);
             let ts_us = now_us().max(head.map_or(0, |head| head.ts_us));
-            let header = Header {
-                seq,
-                ts_us,
-                stream: new.stream,
-                kind: new.kind,
-                payload_len: new.payload.len() as u64,
-            };
-            let record = encode_record(&header, &new.payload, &prev)?;
-            let event = Event { header, payload_hash: record.payload_hash, prev, hash: record.hash, payload: new.payload };
+            let header = Header { seq, ts_us, stream: new.stream, kind: new.kind, payload_len: new.payload.len() as u64 };
+            let header_bytes = encode_header(&header)?;
+            let hash = chain_hash(&header_bytes, &payload_hash, &prev);
+            let event = Event { header, payload_hash, prev, hash, payload: new.payload };
             for slot in &mut self.slots {
                 slot.apply(&event)?;
             }
-            head = Some(Head { seq, hash: record.hash, ts_us });
-            appended.push(Appended { seq, hash: record.hash, ts_us });
-            records.push((event.header.stream, record.bytes));
+            head = Some(Head { seq, hash, ts_us });
+            appended.push(Appended { seq, hash, ts_us });
+            prepared.push((event, header_bytes));
         }
-        for ((stream, bytes), done) in records.into_iter().zip(&appended) {
-            staged.events.insert(seq_key(done.seq).to_vec(), bytes);
-            staged.streams.insert(stream_key(&stream, done.seq), Vec::new());
+        for (event, _) in &prepared {
+            staged.streams.insert(stream_key(event.stream(), event.seq()), Vec::new());
         }
+        staged.events.extend(prepared);
         staged.event_count += appended.len() as u64;
         staged.head = head;
         Ok(appended)
+    }
+
+    /// Packs the group's events into blocks of consecutive events.
+    fn encode_blocks(&mut self, events: &[(Event, Vec<u8>)]) -> Result<sled::Batch> {
+        let mut batch = sled::Batch::default();
+        let mut first_seq = None;
+        for (event, header_bytes) in events {
+            if self.blocks.is_full_for(event.payload.len()) {
+                if let Some(first) = first_seq.take() {
+                    batch.insert(seq_key(first).to_vec(), self.blocks.finish()?);
+                }
+            }
+            first_seq.get_or_insert(event.seq());
+            self.blocks.push(header_bytes, &event.payload_hash, &event.prev, &event.hash, &event.payload)?;
+        }
+        if let Some(first) = first_seq {
+            batch.insert(seq_key(first).to_vec(), self.blocks.finish()?);
+        }
+        Ok(batch)
     }
 
     fn write_durably(&mut self, staged: &mut Staged) -> Result<()> {
@@ -236,8 +259,9 @@ impl Writer {
                 meta.insert(meta_key(slot.projection.name()), encode_meta(&slot.meta)?);
             }
         }
+        let events = std::mem::take(&mut staged.events);
         let mut batches = vec![
-            std::mem::take(&mut staged.events),
+            self.encode_blocks(&events)?,
             std::mem::take(&mut staged.streams),
             meta,
         ];

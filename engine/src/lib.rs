@@ -3,7 +3,8 @@
 //! or the command line: events are a stream name, a kind and opaque payload bytes.
 //!
 //! # Layout
-//! - [`envelope`]: the event, its hashes and its byte layout on disk.
+//! - [`envelope`]: the event and its hashes.
+//! - [`block`]: how events are packed into sled values on disk.
 //! - `store`: the data directory, its lock and sled trees; `ownership`, `anchor` and
 //!   `durability` are the pieces it is made of.
 //! - `group_commit`: the single writer task and group commit.
@@ -32,6 +33,7 @@
 //! ```
 
 mod anchor;
+pub mod block;
 mod durability;
 pub mod envelope;
 mod error;

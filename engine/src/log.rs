@@ -11,9 +11,10 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::durability::DurableFiles;
-use crate::group_commit::{Appended, Command, Writer, WriterMetrics, WriterStats};
+use crate::block::BlockEncoder;
+use crate::group_commit::{Appended, Command, PreparedEvent, Writer, WriterMetrics, WriterStats};
 use crate::projection::{open_projections, Projection, ProjectionTrees, ProjectionView, RebuildReport};
-use crate::store::{be_u64, seq_key, stream_prefix, Head, Store};
+use crate::store::{be_u64, stream_prefix, Head, Store};
 use crate::subscription::Subscription;
 use crate::verify::{walk, Progress, VerifyReport};
 use crate::{envelope, Error, Event, NewEvent, Result};
@@ -35,12 +36,14 @@ pub struct Log {
 }
 
 struct LogInner {
-    store: Arc<Store>,
     commands: Option<mpsc::Sender<Command>>,
     head: watch::Receiver<Option<Head>>,
     trees: ProjectionTrees,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    // Declared last so it drops last: the directory lock inside it must outlive every sled
+    // handle, or a new owner could find sled's own lock still held.
+    store: Arc<Store>,
 }
 
 impl Drop for LogInner {
@@ -81,6 +84,7 @@ impl Log {
             head_tx,
             stats: Arc::clone(&stats),
             poisoned: None,
+            blocks: BlockEncoder::new()?,
         };
         let handle = std::thread::Builder::new()
             .name("cclog-writer".into())
@@ -115,9 +119,7 @@ impl Log {
     /// Queues a batch and returns a handle to await its durability; batches submitted in
     /// order get seqs in that order. Lets one caller keep several batches in flight.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
-        for event in &events {
-            event.validate()?;
-        }
+        let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
         self.sender()?.send(Command::Append { events, reply }).await.map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
@@ -125,9 +127,7 @@ impl Log {
 
     /// [`Log::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        for event in &events {
-            event.validate()?;
-        }
+        let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
         self.sender()?.blocking_send(Command::Append { events, reply }).map_err(|_| Error::Closed)?;
         receiver.blocking_recv().map_err(|_| Error::Closed)?
@@ -153,21 +153,15 @@ impl Log {
             Some(head) if seq <= head.seq => {}
             _ => return Ok(None),
         }
-        match self.inner.store.events.get(seq_key(seq))? {
-            Some(value) => envelope::decode_record(seq, &value).map(Some),
+        match self.inner.store.read_event(seq)? {
+            Some(event) => Ok(Some(event)),
             None => Err(Error::Corruption { at: Some(seq), detail: "a durable event is missing".into() }),
         }
     }
 
     /// Durable events with `from <= seq`, in order.
     pub fn range(&self, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
-        let end = self.len();
-        let events = self.inner.store.events.range(seq_key(from)..seq_key(end.max(from)));
-        events.map(|item| {
-            let (key, value) = item?;
-            let seq = be_u64(&key).ok_or_else(|| Error::Corruption { at: None, detail: "event key is not 8 bytes".into() })?;
-            envelope::decode_record(seq, &value)
-        })
+        self.inner.store.events_between(from, self.len())
     }
 
     /// The durable events of one stream with `from <= seq`, in order.
@@ -177,7 +171,7 @@ impl Log {
         let prefix_len = prefix.len();
         let mut start = prefix.clone();
         start.extend_from_slice(&from.to_be_bytes());
-        let events = self.inner.store.events.clone();
+        let store = Arc::clone(&self.inner.store);
         self.inner
             .store
             .streams
@@ -194,11 +188,9 @@ impl Log {
                 if seq >= end {
                     return None;
                 }
-                Some(match events.get(seq_key(seq)) {
-                    Ok(Some(value)) => envelope::decode_record(seq, &value),
-                    Ok(None) => Err(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() }),
-                    Err(error) => Err(Error::from(error)),
-                })
+                Some(store.read_event(seq).and_then(|event| {
+                    event.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
+                }))
             })
     }
 
@@ -260,6 +252,18 @@ impl PendingAppend {
     pub async fn wait(self) -> Result<Vec<Appended>> {
         self.receiver.await.map_err(|_| Error::Closed)?
     }
+}
+
+/// Validates events and hashes their payloads on the caller's task, off the writer.
+fn prepare(events: Vec<NewEvent>) -> Result<Vec<PreparedEvent>> {
+    events
+        .into_iter()
+        .map(|event| {
+            event.validate()?;
+            let payload_hash = envelope::payload_hash(&event.payload);
+            Ok(PreparedEvent { event, payload_hash })
+        })
+        .collect()
 }
 
 /// Sum of the sizes of the files under `dir`.

@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{be_u64, Store};
-use crate::{envelope, Error, Event, Result};
+use crate::store::Store;
+use crate::{Error, Event, Result};
 
 /// What a projection's fold may fail with. The events that caused it are not written.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
@@ -237,14 +237,12 @@ fn fold_range(store: &Store, projection: &Arc<dyn Projection>, tree: &sled::Tree
     let empty = Overlay::new();
     let mut pending = Overlay::new();
     let mut folded = 0u64;
-    for item in store.events.range(from.to_be_bytes()..=to.to_be_bytes()) {
-        let (key, value) = item?;
-        let seq = be_u64(&key).ok_or_else(|| Error::Corruption { at: None, detail: "event key is not 8 bytes".into() })?;
-        let event = envelope::decode_record(seq, &value)?;
+    for event in store.events_between(from, to + 1) {
+        let event = event?;
         let mut state = ProjectionState { tree, committed: &empty, pending: &mut pending };
         projection.apply(&event, &mut state).map_err(|error| Error::Projection {
             name: projection.name().to_string(),
-            detail: format!("at seq {seq}: {error}"),
+            detail: format!("at seq {}: {error}", event.seq()),
         })?;
         folded += 1;
         if folded % REBUILD_CHUNK == 0 {

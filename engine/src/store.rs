@@ -13,7 +13,7 @@
 //! Trees and keys (all integers big-endian so that sled iterates in order):
 //!
 //! ```text
-//! events                 seq (8)                        -> stored record (see `envelope`)
+//! events                 first seq (8)                  -> block of events (see `block`)
 //! streams                stream ‖ 0x00 ‖ seq (8)         -> empty
 //! meta                   "head"                         -> seq (8) ‖ hash (32) ‖ ts_us (8)
 //!                        "format"                       -> FORMAT_VERSION (1)
@@ -21,12 +21,15 @@
 //! projection/<name>/<generation>                        -> the projection's own keys
 //! ```
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::anchor::HeadAnchor;
+use crate::block::decode_block;
 use crate::envelope::FORMAT_VERSION;
 use crate::ownership::Ownership;
-use crate::{Error, Hash, Result};
+use crate::{Error, Event, Hash, Result};
 
 pub(crate) const EVENTS_TREE: &str = "events";
 pub(crate) const STREAMS_TREE: &str = "streams";
@@ -93,6 +96,7 @@ pub struct Store {
     pub(crate) streams: sled::Tree,
     pub(crate) meta: sled::Tree,
     pub(crate) anchor: HeadAnchor,
+    blocks: Mutex<BlockCache>,
     // Dropped last, so the directory stays locked until sled has closed its files.
     _ownership: Ownership,
 }
@@ -130,7 +134,16 @@ impl Store {
             }
         }
         let anchor = HeadAnchor::open(dir)?;
-        Ok(Store { dir: dir.to_path_buf(), db, events, streams, meta, anchor, _ownership: ownership })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            db,
+            events,
+            streams,
+            meta,
+            anchor,
+            blocks: Mutex::new(BlockCache::default()),
+            _ownership: ownership,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -151,6 +164,49 @@ impl Store {
         }
     }
 
+    /// The block holding `seq`: its first seq and its bytes.
+    pub(crate) fn block_containing(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>> {
+        match self.events.range(..=seq_key(seq)).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, value) = item?;
+                let first = be_u64(&key).ok_or_else(|| Error::Corruption { at: Some(seq), detail: "block key is not 8 bytes".into() })?;
+                Ok(Some((first, value)))
+            }
+        }
+    }
+
+    /// The decoded events of the block holding `seq`, through a small cache.
+    pub(crate) fn decoded_block(&self, seq: u64) -> Result<Option<(u64, Arc<Vec<Event>>)>> {
+        if let Some(hit) = self.blocks.lock().ok().and_then(|cache| cache.find(seq)) {
+            return Ok(Some(hit));
+        }
+        let Some((first, bytes)) = self.block_containing(seq)? else { return Ok(None) };
+        let events = Arc::new(decode_block(first, &bytes)?);
+        if let Ok(mut cache) = self.blocks.lock() {
+            cache.insert(first, Arc::clone(&events));
+        }
+        Ok(Some((first, events)))
+    }
+
+    /// One event, if it is stored.
+    pub(crate) fn read_event(&self, seq: u64) -> Result<Option<Event>> {
+        Ok(self
+            .decoded_block(seq)?
+            .and_then(|(first, events)| usize::try_from(seq - first).ok().and_then(|index| events.get(index).cloned())))
+    }
+
+    /// Events with `from <= seq < end`, in order, decoding each block once.
+    pub(crate) fn events_between(&self, from: u64, end: u64) -> impl Iterator<Item = Result<Event>> + 'static {
+        let start = match self.block_containing(from) {
+            Ok(Some((first, _))) => first,
+            Ok(None) => from,
+            Err(error) => return EventsBetween { blocks: None, pending: vec![Err(error)].into(), from, end },
+        };
+        let blocks = self.events.range(seq_key(start)..seq_key(end.max(start)));
+        EventsBetween { blocks: Some(blocks), pending: VecDeque::new(), from, end }
+    }
+
     /// The events tree, for forensic tools and tests that must reach under the API.
     pub fn raw_events(&self) -> &sled::Tree {
         &self.events
@@ -169,12 +225,29 @@ impl Store {
 }
 
 /// Opens sled, turning a panic inside it (it has some on damaged files) into an error.
+///
+/// The caller already owns `cclog.lock`, so if sled's own lock on its files is still held it
+/// is held by a previous owner in this process whose background threads are finishing; sled
+/// is given a moment to let go before that counts as an error.
 fn open_sled(sled_dir: &Path) -> Result<sled::Db> {
-    let config = sled_config(sled_dir);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(error)) => Err(Error::from(error)),
-        Err(panic) => Err(Error::Corruption { at: None, detail: format!("sled could not open the store: {}", panic_text(&panic)) }),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let config = sled_config(sled_dir);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open())) {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(sled::Error::Io(error)))
+                if error.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(Err(error)) => return Err(Error::from(error)),
+            Err(panic) => {
+                return Err(Error::Corruption {
+                    at: None,
+                    detail: format!("sled could not open the store: {}", panic_text(&panic)),
+                })
+            }
+        }
     }
 }
 
@@ -185,5 +258,72 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         text.clone()
     } else {
         "panic".to_string()
+    }
+}
+
+/// Iterator behind [`Store::events_between`].
+struct EventsBetween {
+    blocks: Option<sled::Iter>,
+    pending: VecDeque<Result<Event>>,
+    from: u64,
+    end: u64,
+}
+
+impl Iterator for EventsBetween {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        loop {
+            if let Some(next) = self.pending.pop_front() {
+                match &next {
+                    Ok(event) if event.seq() < self.from => continue,
+                    Ok(event) if event.seq() >= self.end => {
+                        self.blocks = None;
+                        self.pending.clear();
+                        return None;
+                    }
+                    _ => return Some(next),
+                }
+            }
+            let (key, value) = match self.blocks.as_mut()?.next()? {
+                Ok(pair) => pair,
+                Err(error) => return Some(Err(Error::from(error))),
+            };
+            let Some(first) = be_u64(&key) else {
+                return Some(Err(Error::Corruption { at: None, detail: "block key is not 8 bytes".into() }));
+            };
+            match decode_block(first, &value) {
+                Ok(events) => self.pending.extend(events.into_iter().map(Ok)),
+                Err(error) => {
+                    self.blocks = None;
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Recently decoded blocks, so that reading a stream's events one by one does not decode the
+/// same block again for each of them.
+#[derive(Default)]
+struct BlockCache {
+    entries: VecDeque<(u64, Arc<Vec<Event>>)>,
+}
+
+const BLOCK_CACHE_ENTRIES: usize = 64;
+
+impl BlockCache {
+    fn find(&self, seq: u64) -> Option<(u64, Arc<Vec<Event>>)> {
+        self.entries
+            .iter()
+            .find(|(first, events)| *first <= seq && seq < first + events.len() as u64)
+            .map(|(first, events)| (*first, Arc::clone(events)))
+    }
+
+    fn insert(&mut self, first: u64, events: Arc<Vec<Event>>) {
+        if self.entries.len() >= BLOCK_CACHE_ENTRIES {
+            self.entries.pop_back();
+        }
+        self.entries.push_front((first, events));
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::store::{seq_key, Head, Store};
-use crate::{envelope, Error, Event, Result};
+use crate::store::{Head, Store};
+use crate::{Error, Event, Result};
 
 /// Yields every durable event from a starting seq on, waiting for new ones at the end.
 pub struct Subscription {
@@ -43,11 +43,10 @@ impl Subscription {
         let head = *self.head.borrow_and_update();
         match head {
             Some(head) if self.next <= head.seq => {
-                let value = self.store.events.get(seq_key(self.next))?.ok_or_else(|| Error::Corruption {
+                let event = self.store.read_event(self.next)?.ok_or_else(|| Error::Corruption {
                     at: Some(self.next),
                     detail: "a durable event is missing".into(),
                 })?;
-                let event = envelope::decode_record(self.next, &value)?;
                 self.next += 1;
                 Ok(Some(event))
             }

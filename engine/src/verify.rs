@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::anchor::{read_anchor, AnchorState};
-use crate::envelope::{chain_hash, payload_hash, RecordFault, StoredRecord, GENESIS};
+use crate::block::{parse_block, BlockRecord, RecordFault};
+use crate::envelope::{chain_hash, payload_hash, GENESIS};
 use crate::store::{be_u64, panic_text, seq_key, Head, Store};
 use crate::{Error, Hash, Result};
 
@@ -155,41 +156,69 @@ impl Walker<'_> {
             Ok(hash) => hash,
             Err(found) => return Some(found),
         };
+        let start = match self.store.block_containing(self.from) {
+            Ok(Some((first, _))) => first,
+            Ok(None) => self.from,
+            Err(error) => return damage(Some(self.from), DamageKind::Unreadable, error.to_string()),
+        };
         let mut expected = self.from;
-        for item in self.store.events.range(seq_key(self.from)..) {
+        for item in self.store.events.range(seq_key(start)..) {
             let (key, value) = match item {
                 Ok(pair) => pair,
                 Err(error) => {
-                    return damage(Some(expected), DamageKind::Unreadable, format!("reading the event: {}", Error::from(error)))
+                    return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {}", Error::from(error)))
                 }
             };
-            let Some(seq) = be_u64(&key) else {
-                return damage(Some(expected), DamageKind::Unreadable, format!("an event key of {} bytes", key.len()));
+            let Some(first) = be_u64(&key) else {
+                return damage(Some(expected), DamageKind::Unreadable, format!("a block key of {} bytes", key.len()));
             };
-            if seq > expected {
-                let detail = if seq == expected + 1 {
+            if first > expected {
+                let detail = if first == expected + 1 {
                     format!("event {expected} is missing")
                 } else {
-                    format!("events {expected}..={} are missing", seq - 1)
+                    format!("events {expected}..={} are missing", first - 1)
                 };
                 return damage(Some(expected), DamageKind::Gap, detail);
             }
-            if let Some(found) = self.check_record(seq, &value, &prev) {
-                return Some(found);
+            let parsed = parse_block(&value);
+            for (index, record) in parsed.records.iter().enumerate() {
+                let position = first + index as u64;
+                if position < expected {
+                    continue;
+                }
+                if let Some(found) = self.check_record(position, record, &prev, &parsed.records[index + 1..]) {
+                    return Some(found);
+                }
+                prev = record.hash;
+                self.last_good = Some((position, prev));
+                self.checked += 1;
+                expected = position + 1;
+                if self.checked % 16_384 == 0 {
+                    progress(self.checked, total);
+                }
             }
-            prev = match StoredRecord::split(&value) {
-                Ok(record) => record.hash,
-                Err(fault) => return damage(Some(seq), DamageKind::Unreadable, fault.to_string()),
-            };
-            self.last_good = Some((seq, prev));
-            self.checked += 1;
-            expected = seq + 1;
-            if self.checked % 8192 == 0 {
-                progress(self.checked, total);
+            if let Some(fault) = parsed.framing_fault {
+                return damage(Some(expected), DamageKind::Unreadable, fault.to_string());
             }
         }
         progress(self.checked, total);
         self.check_end(stored_head)
+    }
+
+    /// The stored hash of event `seq`, read from its record without decoding the payload.
+    fn stored_hash(&self, seq: u64) -> std::result::Result<Option<Hash>, String> {
+        let Some((first, bytes)) = self.store.block_containing(seq).map_err(|error| error.to_string())? else {
+            return Ok(None);
+        };
+        let parsed = parse_block(&bytes);
+        let index = usize::try_from(seq - first).map_err(|_| "block offset overflows".to_string())?;
+        match parsed.records.get(index) {
+            Some(record) => Ok(Some(record.hash)),
+            None => match parsed.framing_fault {
+                Some(fault) => Err(fault.to_string()),
+                None => Ok(None),
+            },
+        }
     }
 
     /// The hash the event at `from` must link to.
@@ -197,48 +226,48 @@ impl Walker<'_> {
         if from == 0 {
             return Ok(GENESIS);
         }
-        let unreadable = |detail: String| Damage { seq: Some(from - 1), kind: DamageKind::Unreadable, detail };
-        match self.store.events.get(seq_key(from - 1)) {
-            Ok(Some(value)) => StoredRecord::split(&value).map(|record| record.hash).map_err(|fault| unreadable(fault.to_string())),
+        match self.stored_hash(from - 1) {
+            Ok(Some(hash)) => Ok(hash),
             Ok(None) => Err(Damage {
                 seq: Some(from - 1),
                 kind: DamageKind::Gap,
                 detail: format!("event {} before the starting point is missing", from - 1),
             }),
-            Err(error) => Err(unreadable(Error::from(error).to_string())),
+            Err(detail) => Err(Damage { seq: Some(from - 1), kind: DamageKind::Unreadable, detail }),
         }
     }
 
     /// Checks one record: its payload first; then, for a record whose own hash is intact,
     /// its position (so a moved event is named as moved); then its link (a changed `prev`
     /// breaks the link before it breaks the hash); and last the hash over the header.
-    fn check_record(&self, seq: u64, value: &[u8], prev: &Hash) -> Option<Damage> {
-        let record = match StoredRecord::split(value) {
-            Ok(record) => record,
-            Err(fault) => return damage(Some(seq), DamageKind::Unreadable, fault.to_string()),
-        };
+    fn check_record(&self, seq: u64, record: &BlockRecord<'_>, prev: &Hash, later: &[BlockRecord<'_>]) -> Option<Damage> {
         let header = match record.header() {
             Ok(header) => header,
             Err(fault) => return damage(Some(seq), DamageKind::HeaderAltered, fault.to_string()),
         };
-        let payload = match record.payload(header.payload_len) {
+        let payload = match &record.payload {
             Ok(payload) => payload,
-            Err(RecordFault::Header(detail)) => return damage(Some(seq), DamageKind::HeaderAltered, detail),
+            Err(RecordFault::Header(detail)) => return damage(Some(seq), DamageKind::HeaderAltered, detail.clone()),
             Err(fault) => return damage(Some(seq), DamageKind::PayloadAltered, fault.to_string()),
         };
-        if payload_hash(&payload) != record.payload_hash {
+        if payload.len() as u64 != header.payload_len || payload_hash(payload) != record.payload_hash {
             return damage(Some(seq), DamageKind::PayloadAltered, "the payload does not match its payload hash");
         }
         let self_consistent = chain_hash(record.header_bytes, &record.payload_hash, &record.prev) == record.hash;
-        // A record that hashes correctly but sits at the wrong position was moved or copied.
-        if self_consistent && header.seq != seq {
-            let copy_of_earlier = header.seq < seq
-                && matches!(self.store.events.get(seq_key(header.seq)),
-                    Ok(Some(original)) if StoredRecord::split(&original).is_ok_and(|original| original.hash == record.hash));
+        if self_consistent && header.seq < seq {
+            let copy_of_earlier = matches!(self.stored_hash(header.seq), Ok(Some(original)) if original == record.hash);
             return if copy_of_earlier {
                 damage(Some(seq), DamageKind::Duplicate, format!("position {seq} holds a copy of event {}", header.seq))
             } else {
                 damage(Some(seq), DamageKind::Reordered, format!("position {seq} holds event {}", header.seq))
+            };
+        }
+        if self_consistent && header.seq > seq {
+            let moved_later = later.iter().any(|other| other.header().is_ok_and(|other| other.seq == seq));
+            return if moved_later {
+                damage(Some(seq), DamageKind::Reordered, format!("position {seq} holds event {}", header.seq))
+            } else {
+                damage(Some(seq), DamageKind::Gap, format!("event {seq} is missing; event {} follows", header.seq))
             };
         }
         if record.prev != *prev {
@@ -284,12 +313,7 @@ impl Walker<'_> {
                     );
                 }
                 if seq >= self.from {
-                    let stored = self.store.events.get(seq_key(seq)).ok().flatten();
-                    let matches = stored
-                        .as_deref()
-                        .and_then(|value| StoredRecord::split(value).ok())
-                        .is_some_and(|record| record.hash == hash);
-                    if !matches {
+                    if !matches!(self.stored_hash(seq), Ok(Some(stored)) if stored == hash) {
                         return damage(Some(seq), DamageKind::HeadMismatch, "the head anchor's hash differs from the event's");
                     }
                 }

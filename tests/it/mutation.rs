@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cclog_engine::envelope::RecordLayout;
+use cclog_engine::block::{parse_block, BlockEncoder, RecordLayout, StoredEvent};
 use cclog_engine::{verify_dir, DamageKind, Store, VerifyReport};
 
 use crate::support::{event, open};
 
 const EVENTS: u64 = 40;
+/// Appended in batches of 5, so that event 17 sits third in the block of events 15..=19.
+const BATCH: u64 = 5;
 const TARGET: u64 = 17;
 
 /// A log of 40 events, built once and copied for every mutation.
@@ -20,8 +22,9 @@ fn template() -> &'static Path {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let log = open(dir.path());
-            for index in 0..EVENTS {
-                log.append_blocking(vec![event(&format!("session/{}", index % 4), index)]).unwrap();
+            for first in (0..EVENTS).step_by(BATCH as usize) {
+                log.append_blocking((first..first + BATCH).map(|index| event(&format!("session/{}", index % 4), index)).collect())
+                    .unwrap();
             }
             drop(log);
             let report = verify_dir(dir.path(), 0, &mut |_, _| {}).unwrap();
@@ -42,6 +45,37 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The block holding `seq`: its first seq and bytes.
+fn block_of(events: &sled::Tree, seq: u64) -> (u64, Vec<u8>) {
+    let (key, value) = events.range(..=seq.to_be_bytes()).next_back().unwrap().unwrap();
+    (u64::from_be_bytes(key.as_ref().try_into().unwrap()), value.to_vec())
+}
+
+fn stored_events(bytes: &[u8]) -> Vec<StoredEvent> {
+    let parsed = parse_block(bytes);
+    assert!(parsed.framing_fault.is_none());
+    parsed
+        .records
+        .iter()
+        .map(|record| StoredEvent {
+            header_bytes: record.header_bytes.to_vec(),
+            payload_hash: record.payload_hash,
+            prev: record.prev,
+            hash: record.hash,
+            payload: record.payload.clone().unwrap(),
+        })
+        .collect()
+}
+
+/// Packs events into a block with their stored fields kept verbatim.
+fn encode(events: &[StoredEvent]) -> Vec<u8> {
+    let mut encoder = BlockEncoder::new().unwrap();
+    for event in events {
+        encoder.push(&event.header_bytes, &event.payload_hash, &event.prev, &event.hash, &event.payload).unwrap();
+    }
+    encoder.finish().unwrap()
 }
 
 struct Case {
@@ -67,17 +101,24 @@ impl Case {
         self
     }
 
-    fn record(events: &sled::Tree, seq: u64) -> Vec<u8> {
-        events.get(seq.to_be_bytes()).unwrap().unwrap().to_vec()
+    /// Rewrites the block holding `seq` with its events changed; `index` is `seq`'s place.
+    fn edit_events(self, seq: u64, edit: impl FnOnce(&mut Vec<StoredEvent>, usize)) -> Case {
+        self.through_sled(|events, _| {
+            let (first, bytes) = block_of(events, seq);
+            let mut stored = stored_events(&bytes);
+            edit(&mut stored, (seq - first) as usize);
+            events.insert(first.to_be_bytes(), encode(&stored)).unwrap();
+        })
     }
 
-    fn flip_record(self, seq: u64, pick: impl FnOnce(&RecordLayout, &[u8]) -> usize) -> Case {
+    /// Flips one stored byte of event `seq`'s record, chosen from its layout.
+    fn flip_record(self, seq: u64, pick: impl FnOnce(&[RecordLayout], usize) -> usize) -> Case {
         self.through_sled(|events, _| {
-            let mut record = Self::record(events, seq);
-            let layout = RecordLayout::parse(&record).unwrap();
-            let at = pick(&layout, &record);
-            record[at] ^= 0x10;
-            events.insert(seq.to_be_bytes(), record).unwrap();
+            let (first, mut bytes) = block_of(events, seq);
+            let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
+            let at = pick(&layouts, (seq - first) as usize);
+            bytes[at] ^= 0x10;
+            events.insert(first.to_be_bytes(), bytes).unwrap();
         })
     }
 
@@ -99,113 +140,124 @@ fn check(report: VerifyReport, kind: DamageKind, seq: u64) {
 
 #[test]
 fn payload_bit_flip() {
-    let case = Case::new().flip_record(TARGET, |layout, _| layout.body.start + layout.body.len() / 2);
+    let case = Case::new().edit_events(TARGET, |events, index| {
+        let middle = events[index].payload.len() / 2;
+        events[index].payload[middle] ^= 0x10;
+    });
+    check(case.verify(), DamageKind::PayloadAltered, TARGET);
+}
+
+#[test]
+fn bit_flip_in_the_compressed_payload() {
+    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].body.start + layouts[index].body.len() / 2);
     check(case.verify(), DamageKind::PayloadAltered, TARGET);
 }
 
 #[test]
 fn payload_hash_bit_flip() {
-    let case = Case::new().flip_record(TARGET, |layout, _| layout.payload_hash.start + 5);
+    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].payload_hash.start + 5);
     check(case.verify(), DamageKind::PayloadAltered, TARGET);
 }
 
 #[test]
 fn header_bit_flip() {
-    // Flip a byte of the stream name inside the header.
-    let case = Case::new().flip_record(TARGET, |layout, record| {
-        let header = &record[layout.header.clone()];
+    // Flip a byte of the stream name inside the header: it is "session/1" for event 17.
+    let case = Case::new().edit_events(TARGET, |events, index| {
+        let header = &mut events[index].header_bytes;
         let name = b"session/1";
         let offset = header.windows(name.len()).position(|window| window == name).expect("stream name in header");
-        layout.header.start + offset + 3
+        header[offset + 3] ^= 0x10;
     });
     check(case.verify(), DamageKind::HeaderAltered, TARGET);
 }
 
 #[test]
 fn stored_hash_bit_flip() {
-    let case = Case::new().flip_record(TARGET, |layout, _| layout.hash.start);
+    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].hash.start);
     check(case.verify(), DamageKind::HeaderAltered, TARGET);
 }
 
 #[test]
 fn prev_hash_bit_flip() {
-    let case = Case::new().flip_record(TARGET, |layout, _| layout.prev.end - 1);
+    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].prev.end - 1);
     check(case.verify(), DamageKind::LinkBroken, TARGET);
 }
 
 #[test]
 fn framing_damage() {
-    let case = Case::new().flip_record(TARGET, |_, _| 0);
+    // Make event 17's record length run past its block.
+    let case = Case::new().through_sled(|events, _| {
+        let (first, mut bytes) = block_of(events, TARGET);
+        let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
+        let length_at = layouts[(TARGET - first - 1) as usize].body.end;
+        bytes[length_at] = 0xff;
+        bytes[length_at + 1] = 0xff;
+        events.insert(first.to_be_bytes(), bytes).unwrap();
+    });
     check(case.verify(), DamageKind::Unreadable, TARGET);
 }
 
 #[test]
 fn deleted_event() {
-    let case = Case::new().through_sled(|events, _| {
-        events.remove(TARGET.to_be_bytes()).unwrap();
+    let case = Case::new().edit_events(TARGET, |events, index| {
+        events.remove(index);
     });
     check(case.verify(), DamageKind::Gap, TARGET);
 }
 
 #[test]
-fn swapped_events() {
+fn deleted_block() {
     let case = Case::new().through_sled(|events, _| {
-        let a = Case::record(events, TARGET);
-        let b = Case::record(events, TARGET + 1);
-        events.insert(TARGET.to_be_bytes(), b).unwrap();
-        events.insert((TARGET + 1).to_be_bytes(), a).unwrap();
+        events.remove(20u64.to_be_bytes()).unwrap();
     });
+    check(case.verify(), DamageKind::Gap, 20);
+}
+
+#[test]
+fn swapped_events() {
+    let case = Case::new().edit_events(TARGET, |events, index| events.swap(index, index + 1));
     check(case.verify(), DamageKind::Reordered, TARGET);
 }
 
 #[test]
 fn duplicated_event_over_its_successor() {
-    let case = Case::new().through_sled(|events, _| {
-        let copy = Case::record(events, TARGET);
-        events.insert((TARGET + 1).to_be_bytes(), copy).unwrap();
-    });
+    let case = Case::new().edit_events(TARGET, |events, index| events[index + 1] = events[index].clone());
     check(case.verify(), DamageKind::Duplicate, TARGET + 1);
 }
 
 #[test]
 fn duplicated_event_after_the_head() {
     let case = Case::new().through_sled(|events, _| {
-        let copy = Case::record(events, TARGET);
-        events.insert(EVENTS.to_be_bytes(), copy).unwrap();
+        let (first, bytes) = block_of(events, TARGET);
+        let copy = stored_events(&bytes).swap_remove((TARGET - first) as usize);
+        events.insert(EVENTS.to_be_bytes(), encode(&[copy])).unwrap();
     });
     check(case.verify(), DamageKind::Duplicate, EVENTS);
 }
 
 #[test]
 fn truncated_tail() {
-    let case = Case::new().through_sled(|events, _| {
-        for seq in EVENTS - 3..EVENTS {
-            events.remove(seq.to_be_bytes()).unwrap();
-        }
-    });
+    let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(2));
     check(case.verify(), DamageKind::Truncated, EVENTS - 3);
 }
 
 #[test]
 fn truncated_tail_with_a_rewritten_head_is_caught_by_the_anchor() {
-    let case = Case::new().through_sled(|events, meta| {
-        let last_kept = Case::record(events, EVENTS - 4);
-        let layout = RecordLayout::parse(&last_kept).unwrap();
-        for seq in EVENTS - 3..EVENTS {
-            events.remove(seq.to_be_bytes()).unwrap();
-        }
+    let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(1)).through_sled(|events, meta| {
+        let (_, bytes) = block_of(events, EVENTS - 4);
+        let kept = stored_events(&bytes).pop().unwrap();
         let mut head = Vec::new();
-        head.extend_from_slice(&(EVENTS - 4).to_be_bytes());
-        head.extend_from_slice(&last_kept[layout.hash.clone()]);
+        head.extend_from_slice(&(EVENTS - 5).to_be_bytes());
+        head.extend_from_slice(&kept.hash.0);
         head.extend_from_slice(&0u64.to_be_bytes());
         meta.insert(b"head", head).unwrap();
     });
-    check(case.verify(), DamageKind::Truncated, EVENTS - 3);
+    check(case.verify(), DamageKind::Truncated, EVENTS - 4);
 }
 
 #[test]
 fn verify_from_the_middle_checks_the_link_into_it() {
-    let case = Case::new().flip_record(TARGET, |layout, _| layout.prev.start);
+    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].prev.start);
     let report = verify_dir(&case.path, TARGET, &mut |_, _| {}).unwrap();
     assert_eq!(report.damage.map(|damage| (damage.kind, damage.seq)), Some((DamageKind::LinkBroken, Some(TARGET))));
     let report = verify_dir(&case.path, TARGET + 1, &mut |_, _| {}).unwrap();
@@ -219,9 +271,8 @@ fn verify_from_the_middle_checks_the_link_into_it() {
 fn hash_offsets(case: &Case, seq: u64) -> Vec<usize> {
     let hash = {
         let store = Store::open(&case.path).unwrap();
-        let record = Case::record(store.raw_events(), seq);
-        let layout = RecordLayout::parse(&record).unwrap();
-        record[layout.hash].to_vec()
+        let (first, bytes) = block_of(store.raw_events(), seq);
+        stored_events(&bytes)[(seq - first) as usize].hash.0.to_vec()
     };
     let bytes = std::fs::read(case.sled_file("db")).unwrap();
     let offsets: Vec<usize> = bytes.windows(32).enumerate().filter(|(_, window)| *window == hash.as_slice()).map(|(at, _)| at).collect();
