@@ -1,32 +1,36 @@
 //! The writer: the one task that owns the head, assigns seqs, chains hashes and writes.
 //! Appenders on any number of tasks send requests over a channel; the writer takes every
-//! request waiting at that moment, stages them into one sled transaction (events, stream
-//! index, projection updates, head), flushes sled, fsyncs its files once, and only then
-//! answers each appender. While it syncs, new requests queue up and form the next group:
-//! that is group commit, one fsync serving every append that was waiting.
+//! request waiting at that moment and stages them into one sled transaction (blocks of
+//! events, stream index, projection updates, head). It then hands the written group to the
+//! syncer and goes straight on with the next group, while the syncer flushes sled and
+//! fsyncs its files once for every group written since its last sync, and only then answers
+//! their appenders. That is group commit twice over: one transaction serves every append
+//! waiting for the writer, and one fsync serves every transaction waiting for the syncer,
+//! and the CPU work of the next group overlaps the I/O of the previous one.
 //!
 //! Commit sequence and what a crash at each point leaves:
 //! 1. stage: seqs, hashes and projection writes in memory — nothing on disk.
 //! 2. sled transaction — in sled's buffers; lost on a crash, atomically (all or nothing).
-//! 3. `Db::flush` — written with `pwrite` + `sync_file_range`; may be lost on power loss.
-//! 4. `DurableFiles::sync` (fdatasync) — durable. A crash after this keeps the whole group.
-//! 5. head anchor written, subscribers woken, appenders answered.
+//! 3. `Db::flush` (syncer) — written with `pwrite` + `sync_file_range`; may be lost on
+//!    power loss.
+//! 4. `DurableFiles::sync` (syncer, fdatasync) — durable. A crash after this keeps every
+//!    group written before the flush began.
+//! 5. head anchor written, subscribers woken, appenders answered — in group order.
 //!
-//! A failure in 2–4 poisons the writer: it can no longer tell what is durable, so every
-//! later append fails until the log is reopened (and recovery decides).
+//! A failure in 2–4 poisons the log: it can no longer tell what is durable, so every later
+//! append fails until the log is reopened (and recovery decides).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sled::Transactional;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
 use crate::envelope::{chain_hash, encode_header, Header, GENESIS};
-use crate::projection::{encode_meta, meta_key, rebuild_slot, ProjectionSlot, ProjectionTrees, RebuildReport};
-use crate::store::{seq_key, stream_key, Head, Store, HEAD_KEY};
+use crate::projection::{encode_meta, projection_meta_key, rebuild_slot, ProjectionPrefixes, ProjectionSlot, RebuildReport};
+use crate::store::{block_key, meta_key, stream_key, Head, Store, HEAD_KEY};
 use crate::{Error, Event, Hash, NewEvent, Result};
 
 /// Where an appended event landed.
@@ -73,19 +77,108 @@ pub struct WriterMetrics {
 /// Requests taken into one group at most, so one huge burst cannot starve the fsync.
 const MAX_GROUP_EVENTS: usize = 16_384;
 
-pub(crate) struct Writer {
-    pub store: Arc<Store>,
-    pub files: DurableFiles,
-    pub slots: Vec<ProjectionSlot>,
-    pub trees: ProjectionTrees,
-    pub head: Option<Head>,
-    pub head_tx: watch::Sender<Option<Head>>,
-    pub stats: Arc<WriterStats>,
-    pub poisoned: Option<String>,
-    pub blocks: BlockEncoder,
+/// Why the log stopped accepting appends, shared by the writer and the syncer.
+pub(crate) type Poison = Arc<Mutex<Option<String>>>;
+
+fn poison_reason(poison: &Poison) -> Option<String> {
+    match poison.lock() {
+        Ok(reason) => reason.clone(),
+        Err(_) => Some("a writer thread panicked".into()),
+    }
 }
 
-struct Accepted {
+fn set_poison(poison: &Poison, reason: &str) {
+    if let Ok(mut slot) = poison.lock() {
+        slot.get_or_insert_with(|| reason.to_string());
+    }
+}
+
+pub(crate) struct Writer {
+    pub store: Arc<Store>,
+    pub slots: Vec<ProjectionSlot>,
+    pub prefixes: ProjectionPrefixes,
+    /// The head as written to sled, durable or not yet.
+    pub head: Option<Head>,
+    pub poison: Poison,
+    pub blocks: BlockEncoder,
+    pub syncer: std::sync::mpsc::Sender<SyncRequest>,
+    pub syncer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the writer hands the syncer.
+pub(crate) enum SyncRequest {
+    /// A group written to sled whose appenders wait for it to be durable.
+    Written { head: Head, accepted: Vec<Accepted>, events: u64 },
+    /// Answers once everything written before it is durable.
+    Barrier(std::sync::mpsc::Sender<Result<()>>),
+}
+
+/// The thread that makes written groups durable and answers their appenders.
+pub(crate) struct Syncer {
+    pub store: Arc<Store>,
+    pub files: DurableFiles,
+    pub head_tx: watch::Sender<Option<Head>>,
+    pub stats: Arc<WriterStats>,
+    pub poison: Poison,
+}
+
+impl Syncer {
+    pub fn run(mut self, requests: std::sync::mpsc::Receiver<SyncRequest>) {
+        while let Ok(first) = requests.recv() {
+            let mut pending = vec![first];
+            pending.extend(requests.try_iter());
+            let synced = match poison_reason(&self.poison) {
+                Some(reason) => Err(Error::Poisoned(reason)),
+                None => self.sync(),
+            };
+            if let Err(error) = &synced {
+                set_poison(&self.poison, &error.to_string());
+            }
+            for request in pending {
+                match request {
+                    SyncRequest::Written { head, accepted, events } => self.answer(&synced, head, accepted, events),
+                    SyncRequest::Barrier(reply) => {
+                        let _ = reply.send(synced.as_ref().map(|_| ()).map_err(|error| Error::Poisoned(error.to_string())));
+                    }
+                }
+            }
+        }
+        // The writer has gone: make sure nothing sled still buffers is left behind.
+        if poison_reason(&self.poison).is_none() {
+            let _ = self.sync();
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.store.db.flush()?;
+        self.files.sync()?;
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn answer(&self, synced: &Result<()>, head: Head, accepted: Vec<Accepted>, events: u64) {
+        match synced {
+            Ok(()) => {
+                // The anchor only ever lags; failing to write it loses no event.
+                let _ = self.store.anchor.write(head.seq, &head.hash);
+                self.head_tx.send_replace(Some(head));
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.events.fetch_add(events, Ordering::Relaxed);
+                self.stats.appends.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for accepted in accepted {
+                    let _ = accepted.reply.send(Ok(accepted.appended));
+                }
+            }
+            Err(error) => {
+                for accepted in accepted {
+                    let _ = accepted.reply.send(Err(Error::Poisoned(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Accepted {
     reply: oneshot::Sender<Result<Vec<Appended>>>,
     appended: Vec<Appended>,
 }
@@ -135,14 +228,17 @@ impl Writer {
                 }
             }
         }
-        // Every appender has gone: make sure what sled still buffers reaches the disk.
-        if self.poisoned.is_none() {
-            let _ = self.store.db.flush().map_err(Error::from).and_then(|_| self.files.sync());
+        // Every appender has gone: the syncer finishes what was written, syncs and exits,
+        // and must be gone before the directory can be released.
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.syncer, closed));
+        if let Some(thread) = self.syncer_thread.take() {
+            let _ = thread.join();
         }
     }
 
     fn commit_group(&mut self, group: Vec<(Vec<PreparedEvent>, oneshot::Sender<Result<Vec<Appended>>>)>) {
-        if let Some(reason) = &self.poisoned {
+        if let Some(reason) = poison_reason(&self.poison) {
             for (_, reply) in group {
                 let _ = reply.send(Err(Error::Poisoned(reason.clone())));
             }
@@ -174,25 +270,20 @@ impl Writer {
         if staged.accepted.is_empty() {
             return;
         }
-        let new_head = staged.head;
-        match self.write_durably(&mut staged) {
+        let Some(new_head) = staged.head else { return };
+        match self.write(&mut staged) {
             Ok(()) => {
-                self.head = new_head;
-                if let Some(head) = new_head {
-                    // The anchor only ever lags; failing to write it loses no event.
-                    let _ = self.store.anchor.write(head.seq, &head.hash);
-                }
-                self.head_tx.send_replace(new_head);
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.events.fetch_add(staged.event_count, Ordering::Relaxed);
-                self.stats.appends.fetch_add(staged.accepted.len() as u64, Ordering::Relaxed);
-                for accepted in staged.accepted {
-                    let _ = accepted.reply.send(Ok(accepted.appended));
+                self.head = Some(new_head);
+                let written = SyncRequest::Written { head: new_head, accepted: staged.accepted, events: staged.event_count };
+                if let Err(std::sync::mpsc::SendError(SyncRequest::Written { accepted, .. })) = self.syncer.send(written) {
+                    for accepted in accepted {
+                        let _ = accepted.reply.send(Err(Error::Closed));
+                    }
                 }
             }
             Err(error) => {
                 let reason = error.to_string();
-                self.poisoned = Some(reason.clone());
+                set_poison(&self.poison, &reason);
                 for accepted in staged.accepted {
                     let _ = accepted.reply.send(Err(Error::Poisoned(reason.clone())));
                 }
@@ -216,7 +307,7 @@ impl Writer {
             let hash = chain_hash(&header_bytes, &payload_hash, &prev);
             let event = Event { header, payload_hash, prev, hash, payload: new.payload };
             for slot in &mut self.slots {
-                slot.apply(&event)?;
+                slot.apply(&self.store.log, &event)?;
             }
             head = Some(Head { seq, hash, ts_us });
             appended.push(Appended { seq, hash, ts_us });
@@ -232,81 +323,61 @@ impl Writer {
     }
 
     /// Packs the group's events into blocks of consecutive events.
-    fn encode_blocks(&mut self, events: &[(Event, Vec<u8>)]) -> Result<sled::Batch> {
-        let mut batch = sled::Batch::default();
+    fn encode_blocks(&mut self, events: &[(Event, Vec<u8>)], batch: &mut sled::Batch) -> Result<()> {
         let mut first_seq = None;
         for (event, header_bytes) in events {
             if self.blocks.is_full_for(event.payload.len()) {
                 if let Some(first) = first_seq.take() {
-                    batch.insert(seq_key(first).to_vec(), self.blocks.finish()?);
+                    batch.insert(block_key(first).to_vec(), self.blocks.finish()?);
                 }
             }
             first_seq.get_or_insert(event.seq());
             self.blocks.push(header_bytes, &event.payload_hash, &event.prev, &event.hash, &event.payload)?;
         }
         if let Some(first) = first_seq {
-            batch.insert(seq_key(first).to_vec(), self.blocks.finish()?);
+            batch.insert(block_key(first).to_vec(), self.blocks.finish()?);
         }
-        Ok(batch)
+        Ok(())
     }
 
-    fn write_durably(&mut self, staged: &mut Staged) -> Result<()> {
-        let mut meta = sled::Batch::default();
+    /// Writes a staged group to sled in one atomic batch; durability is the syncer's job.
+    fn write(&mut self, staged: &mut Staged) -> Result<()> {
+        let mut batch = std::mem::take(&mut staged.streams);
+        let events = std::mem::take(&mut staged.events);
+        self.encode_blocks(&events, &mut batch)?;
         if let Some(head) = staged.head {
-            meta.insert(HEAD_KEY, head.encode().to_vec());
+            batch.insert(meta_key(HEAD_KEY), head.encode().to_vec());
             for slot in &mut self.slots {
                 slot.meta.cursor = Some(head.seq);
-                meta.insert(meta_key(slot.projection.name()), encode_meta(&slot.meta)?);
+                batch.insert(projection_meta_key(slot.projection.name()), encode_meta(&slot.meta)?);
             }
         }
-        let events = std::mem::take(&mut staged.events);
-        let mut batches = vec![
-            self.encode_blocks(&events)?,
-            std::mem::take(&mut staged.streams),
-            meta,
-        ];
-        let mut trees: Vec<&sled::Tree> = vec![&self.store.events, &self.store.streams, &self.store.meta];
         for slot in &mut self.slots {
-            batches.push(slot.take_batch());
+            slot.drain_into(&mut batch);
         }
-        trees.extend(self.slots.iter().map(|slot| &slot.tree));
-        trees
-            .as_slice()
-            .transaction(|views| {
-                for (view, batch) in views.iter().zip(&batches) {
-                    view.apply_batch(batch)?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|error| match error {
-                sled::transaction::TransactionError::Storage(error) => Error::from(error),
-                sled::transaction::TransactionError::Abort(()) => Error::Storage("transaction aborted".into()),
-            })?;
-        self.store.db.flush()?;
-        self.files.sync()?;
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        self.store.log.apply_batch(batch)?;
         Ok(())
     }
 
     /// Rebuilds every projection from the log, between two commit groups.
     fn rebuild(&mut self) -> Result<Vec<RebuildReport>> {
-        if let Some(reason) = &self.poisoned {
-            return Err(Error::Poisoned(reason.clone()));
+        if let Some(reason) = poison_reason(&self.poison) {
+            return Err(Error::Poisoned(reason));
         }
         let head_seq = self.head.map(|head| head.seq);
         let mut reports = Vec::with_capacity(self.slots.len());
         for index in 0..self.slots.len() {
             let old = &self.slots[index];
             let (slot, report) = rebuild_slot(&self.store, Arc::clone(&old.projection), Some(old.meta), head_seq)?;
-            if let Ok(mut trees) = self.trees.write() {
-                trees.insert(report.projection.clone(), slot.tree.clone());
+            if let Ok(mut prefixes) = self.prefixes.write() {
+                prefixes.insert(report.projection.clone(), slot.prefix.clone());
             }
             self.slots[index] = slot;
             reports.push(report);
         }
-        self.store.db.flush()?;
-        self.files.sync()?;
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        let (done, synced) = std::sync::mpsc::channel();
+        self.syncer.send(SyncRequest::Barrier(done)).map_err(|_| Error::Closed)?;
+        synced.recv().map_err(|_| Error::Closed)??;
         Ok(reports)
     }
 }

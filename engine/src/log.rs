@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::durability::DurableFiles;
 use crate::block::BlockEncoder;
-use crate::group_commit::{Appended, Command, PreparedEvent, Writer, WriterMetrics, WriterStats};
-use crate::projection::{open_projections, Projection, ProjectionTrees, ProjectionView, RebuildReport};
-use crate::store::{be_u64, stream_prefix, Head, Store};
+use crate::group_commit::{Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats};
+use crate::projection::{open_projections, Projection, ProjectionPrefixes, ProjectionView, RebuildReport};
+use crate::store::{be_u64, stream_key, stream_prefix, Head, Store};
 use crate::subscription::Subscription;
 use crate::verify::{walk, Progress, VerifyReport};
 use crate::{envelope, Error, Event, NewEvent, Result};
@@ -38,7 +38,7 @@ pub struct Log {
 struct LogInner {
     commands: Option<mpsc::Sender<Command>>,
     head: watch::Receiver<Option<Head>>,
-    trees: ProjectionTrees,
+    prefixes: ProjectionPrefixes,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<JoinHandle<()>>>,
     // Declared last so it drops last: the directory lock inside it must outlive every sled
@@ -66,8 +66,8 @@ impl Log {
         let head = store.stored_head()?;
         let files = DurableFiles::open(&store.sled_dir())?;
         let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
-        let trees: ProjectionTrees = Arc::new(RwLock::new(
-            slots.iter().map(|slot| (slot.projection.name().to_string(), slot.tree.clone())).collect::<HashMap<_, _>>(),
+        let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
+            slots.iter().map(|slot| (slot.projection.name().to_string(), slot.prefix.clone())).collect::<HashMap<_, _>>(),
         ));
         if let Some(head) = head {
             store.anchor.write(head.seq, &head.hash)?;
@@ -75,16 +75,22 @@ impl Log {
         let (head_tx, head_rx) = watch::channel(head);
         let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
+        let poison: Poison = Arc::default();
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let syncer = Syncer { store: Arc::clone(&store), files, head_tx, stats: Arc::clone(&stats), poison: Arc::clone(&poison) };
+        let syncer_thread = std::thread::Builder::new()
+            .name("cclog-syncer".into())
+            .spawn(move || syncer.run(sync_rx))
+            .map_err(|source| Error::io(dir, source))?;
         let writer = Writer {
             store: Arc::clone(&store),
-            files,
             slots,
-            trees: Arc::clone(&trees),
+            prefixes: Arc::clone(&prefixes),
             head,
-            head_tx,
-            stats: Arc::clone(&stats),
-            poisoned: None,
+            poison,
             blocks: BlockEncoder::new()?,
+            syncer: sync_tx,
+            syncer_thread: Some(syncer_thread),
         };
         let handle = std::thread::Builder::new()
             .name("cclog-writer".into())
@@ -95,7 +101,7 @@ impl Log {
                 store,
                 commands: Some(commands_tx),
                 head: head_rx,
-                trees,
+                prefixes,
                 stats,
                 writer: Mutex::new(Some(handle)),
             }),
@@ -169,12 +175,11 @@ impl Log {
         let end = self.len();
         let prefix = stream_prefix(stream);
         let prefix_len = prefix.len();
-        let mut start = prefix.clone();
-        start.extend_from_slice(&from.to_be_bytes());
+        let start = stream_key(stream, from);
         let store = Arc::clone(&self.inner.store);
         self.inner
             .store
-            .streams
+            .log
             .range(start..)
             .take_while(move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
             .filter_map(move |item| {
@@ -201,8 +206,9 @@ impl Log {
 
     /// A projection's current state.
     pub fn projection(&self, name: &str) -> Option<ProjectionView> {
-        let trees = self.inner.trees.read().ok()?;
-        trees.get(name).cloned().map(ProjectionView::new)
+        let prefixes = self.inner.prefixes.read().ok()?;
+        let prefix = prefixes.get(name)?.clone();
+        Some(ProjectionView::new(self.inner.store.log.clone(), prefix))
     }
 
     /// Folds the whole log into fresh projection trees and swaps them in, between two

@@ -1,16 +1,17 @@
-//! The projection framework. A projection is a pure fold over the log into sled trees of
-//! its own (`projection/<name>/<generation>`). The writer applies every projection to every
-//! event inside the same sled transaction that stores the event, so read models can never
-//! disagree with the log after a crash. Each projection has a version and a cursor (the
-//! last seq folded in); a changed version, or a missing projection, is rebuilt on open by
-//! folding the whole log into a fresh generation and swapping it in.
+//! The projection framework. A projection is a pure fold over the log into a keyspace of
+//! its own (`'P' ‖ name ‖ 0x00 ‖ generation ‖ key` in the log tree). The writer applies
+//! every projection to every event and writes the result in the same sled batch that stores
+//! the event, so read models can never disagree with the log after a crash. Each projection
+//! has a version and a cursor (the last seq folded in); a changed version, or a missing
+//! projection, is rebuilt on open by folding the whole log into a fresh generation and
+//! swapping it in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
+use crate::store::{meta_key, projection_name_prefix, projection_prefix, Store};
 use crate::{Error, Event, Result};
 
 /// What a projection's fold may fail with. The events that caused it are not written.
@@ -23,7 +24,8 @@ pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
 /// a rebuild reproduces the incremental state exactly. It must accept every event, including
 /// kinds it does not know (it ignores those).
 pub trait Projection: Send + Sync + 'static {
-    /// Unique, stable name; it names the projection's trees.
+    /// Unique, stable name; it names the projection's keyspace. No '/' and no control
+    /// characters.
     fn name(&self) -> &str;
     /// Bump it when the fold or its encoding changes: the projection is rebuilt on open.
     fn version(&self) -> u32;
@@ -33,10 +35,18 @@ pub trait Projection: Send + Sync + 'static {
 
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(prefix.len() + key.len());
+    full.extend_from_slice(prefix);
+    full.extend_from_slice(key);
+    full
+}
+
 /// A projection's view of its own keys during a fold: reads see the writes of earlier
 /// events not yet committed; writes are collected and committed with the events.
 pub struct ProjectionState<'a> {
     tree: &'a sled::Tree,
+    prefix: &'a [u8],
     committed: &'a Overlay,
     pending: &'a mut Overlay,
 }
@@ -46,7 +56,7 @@ impl ProjectionState<'_> {
         if let Some(value) = self.pending.get(key).or_else(|| self.committed.get(key)) {
             return Ok(value.clone());
         }
-        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+        Ok(self.tree.get(prefixed(self.prefix, key))?.map(|value| value.to_vec()))
     }
 
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
@@ -60,9 +70,9 @@ impl ProjectionState<'_> {
     /// Every key and value under `prefix`, in key order, as the fold sees them now.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for item in self.tree.scan_prefix(prefix) {
+        for item in self.tree.scan_prefix(prefixed(self.prefix, prefix)) {
             let (key, value) = item?;
-            merged.insert(key.to_vec(), Some(value.to_vec()));
+            merged.insert(key[self.prefix.len()..].to_vec(), Some(value.to_vec()));
         }
         for overlay in [self.committed, &*self.pending] {
             for (key, value) in overlay.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)) {
@@ -73,7 +83,7 @@ impl ProjectionState<'_> {
     }
 }
 
-/// Stored in `meta` under `projection/<name>`.
+/// Stored under `'M' ‖ "projection/" ‖ name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProjectionMeta {
     pub version: u32,
@@ -82,32 +92,31 @@ pub(crate) struct ProjectionMeta {
     pub cursor: Option<u64>,
 }
 
-pub(crate) fn meta_key(name: &str) -> Vec<u8> {
-    format!("projection/{name}").into_bytes()
+pub(crate) fn projection_meta_key(name: &str) -> Vec<u8> {
+    meta_key(format!("projection/{name}").as_bytes())
 }
 
-fn tree_name(name: &str, generation: u64) -> String {
-    format!("projection/{name}/{generation}")
-}
-
-/// Read access to a projection's current trees.
+/// Read access to a projection's current state.
 #[derive(Clone)]
 pub struct ProjectionView {
     tree: sled::Tree,
+    prefix: Vec<u8>,
 }
 
 impl ProjectionView {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        ProjectionView { tree }
+    pub(crate) fn new(tree: sled::Tree, prefix: Vec<u8>) -> Self {
+        ProjectionView { tree, prefix }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+        Ok(self.tree.get(prefixed(&self.prefix, key))?.map(|value| value.to_vec()))
     }
 
+    /// Every key under `prefix` with its value, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
-        self.tree.scan_prefix(prefix).map(|item| {
-            item.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(Error::from)
+        let strip = self.prefix.len();
+        self.tree.scan_prefix(prefixed(&self.prefix, prefix)).map(move |item| {
+            item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from)
         })
     }
 
@@ -117,8 +126,8 @@ impl ProjectionView {
     }
 }
 
-/// The current tree of every projection, shared between the writer and readers.
-pub(crate) type ProjectionTrees = Arc<RwLock<HashMap<String, sled::Tree>>>;
+/// The current keyspace prefix of every projection, shared between the writer and readers.
+pub(crate) type ProjectionPrefixes = Arc<RwLock<HashMap<String, Vec<u8>>>>;
 
 /// What a rebuild found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,11 +139,11 @@ pub struct RebuildReport {
     pub equal_to_previous: bool,
 }
 
-/// One registered projection with its live tree and pending writes.
+/// One registered projection with its live keyspace and pending writes.
 pub(crate) struct ProjectionSlot {
     pub projection: Arc<dyn Projection>,
     pub meta: ProjectionMeta,
-    pub tree: sled::Tree,
+    pub prefix: Vec<u8>,
     /// Writes of the requests accepted so far in the current commit group.
     pub committed: Overlay,
     /// Writes of the request being staged.
@@ -142,8 +151,13 @@ pub(crate) struct ProjectionSlot {
 }
 
 impl ProjectionSlot {
-    pub fn apply(&mut self, event: &Event) -> Result<()> {
-        let mut state = ProjectionState { tree: &self.tree, committed: &self.committed, pending: &mut self.pending };
+    fn new(projection: Arc<dyn Projection>, meta: ProjectionMeta) -> Self {
+        let prefix = projection_prefix(projection.name(), meta.generation);
+        ProjectionSlot { projection, meta, prefix, committed: Overlay::new(), pending: Overlay::new() }
+    }
+
+    pub fn apply(&mut self, tree: &sled::Tree, event: &Event) -> Result<()> {
+        let mut state = ProjectionState { tree, prefix: &self.prefix, committed: &self.committed, pending: &mut self.pending };
         self.projection.apply(event, &mut state).map_err(|error| Error::Projection {
             name: self.projection.name().to_string(),
             detail: error.to_string(),
@@ -160,20 +174,19 @@ impl ProjectionSlot {
         self.pending.clear();
     }
 
-    pub fn take_batch(&mut self) -> sled::Batch {
-        overlay_to_batch(std::mem::take(&mut self.committed))
+    /// Moves the group's writes into the commit batch.
+    pub fn drain_into(&mut self, batch: &mut sled::Batch) {
+        drain_overlay(&self.prefix, std::mem::take(&mut self.committed), batch);
     }
 }
 
-fn overlay_to_batch(overlay: Overlay) -> sled::Batch {
-    let mut batch = sled::Batch::default();
+fn drain_overlay(prefix: &[u8], overlay: Overlay, batch: &mut sled::Batch) {
     for (key, value) in overlay {
         match value {
-            Some(value) => batch.insert(key, value),
-            None => batch.remove(key),
+            Some(value) => batch.insert(prefixed(prefix, &key), value),
+            None => batch.remove(prefixed(prefix, &key)),
         }
     }
-    batch
 }
 
 /// Opens every projection, rebuilding or catching up those that are behind the log.
@@ -186,10 +199,10 @@ pub(crate) fn open_projections(
     let mut slots = Vec::with_capacity(projections.len());
     for projection in projections {
         let name = projection.name().to_string();
-        if name.is_empty() || name.contains('/') || !names.insert(name.clone()) {
-            return Err(Error::Projection { name, detail: "names must be unique, non-empty and free of '/'".into() });
+        if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) || !names.insert(name.clone()) {
+            return Err(Error::Projection { name, detail: "names must be unique, non-empty, without '/' or control characters".into() });
         }
-        let stored = match store.meta.get(meta_key(&name))? {
+        let stored = match store.log.get(projection_meta_key(&name))? {
             Some(bytes) => Some(postcard::from_bytes::<ProjectionMeta>(&bytes).map_err(|error| {
                 Error::Corruption { at: None, detail: format!("projection {name} metadata: {error}") }
             })?),
@@ -197,8 +210,7 @@ pub(crate) fn open_projections(
         };
         let slot = match stored {
             Some(meta) if meta.version == projection.version() => {
-                let tree = store.db.open_tree(tree_name(&name, meta.generation))?;
-                let mut slot = ProjectionSlot { projection, meta, tree, committed: Overlay::new(), pending: Overlay::new() };
+                let mut slot = ProjectionSlot::new(projection, meta);
                 catch_up(store, &mut slot, head_seq)?;
                 slot
             }
@@ -210,8 +222,8 @@ pub(crate) fn open_projections(
     Ok(slots)
 }
 
-/// Folds the events after the slot's cursor (there are none unless a crash or a bug left it
-/// behind) and records the new cursor.
+/// Folds the events after the slot's cursor (there are none unless a bug left it behind)
+/// and records the new cursor.
 fn catch_up(store: &Store, slot: &mut ProjectionSlot, head_seq: Option<u64>) -> Result<()> {
     let Some(head) = head_seq else { return Ok(()) };
     let from = match slot.meta.cursor {
@@ -219,9 +231,9 @@ fn catch_up(store: &Store, slot: &mut ProjectionSlot, head_seq: Option<u64>) -> 
         Some(cursor) => cursor + 1,
         None => 0,
     };
-    fold_range(store, &slot.projection, &slot.tree, from, head)?;
+    fold_range(store, &slot.projection, &slot.prefix, from, head)?;
     slot.meta.cursor = Some(head);
-    store.meta.insert(meta_key(slot.projection.name()), encode_meta(&slot.meta)?)?;
+    store.log.insert(projection_meta_key(slot.projection.name()), encode_meta(&slot.meta)?)?;
     Ok(())
 }
 
@@ -229,32 +241,38 @@ pub(crate) fn encode_meta(meta: &ProjectionMeta) -> Result<Vec<u8>> {
     postcard::to_stdvec(meta).map_err(|error| Error::Storage(format!("projection metadata: {error}")))
 }
 
-/// How many events a rebuild folds before writing its buffered state to the tree.
+/// How many events a rebuild folds before writing its buffered state.
 const REBUILD_CHUNK: u64 = 16_384;
 
-/// Folds events `from..=to` into `tree` with the projection, in chunks.
-fn fold_range(store: &Store, projection: &Arc<dyn Projection>, tree: &sled::Tree, from: u64, to: u64) -> Result<u64> {
+/// Folds events `from..=to` into the keyspace at `prefix`, in chunks.
+fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], from: u64, to: u64) -> Result<u64> {
     let empty = Overlay::new();
     let mut pending = Overlay::new();
     let mut folded = 0u64;
+    let flush = |pending: &mut Overlay| -> Result<()> {
+        let mut batch = sled::Batch::default();
+        drain_overlay(prefix, std::mem::take(pending), &mut batch);
+        store.log.apply_batch(batch)?;
+        Ok(())
+    };
     for event in store.events_between(from, to + 1) {
         let event = event?;
-        let mut state = ProjectionState { tree, committed: &empty, pending: &mut pending };
+        let mut state = ProjectionState { tree: &store.log, prefix, committed: &empty, pending: &mut pending };
         projection.apply(&event, &mut state).map_err(|error| Error::Projection {
             name: projection.name().to_string(),
             detail: format!("at seq {}: {error}", event.seq()),
         })?;
         folded += 1;
         if folded % REBUILD_CHUNK == 0 {
-            tree.apply_batch(overlay_to_batch(std::mem::take(&mut pending)))?;
+            flush(&mut pending)?;
         }
     }
-    tree.apply_batch(overlay_to_batch(pending))?;
+    flush(&mut pending)?;
     Ok(folded)
 }
 
-/// Folds the whole log into a fresh generation, swaps it in and drops the old one. Returns
-/// the new slot and whether the new state equals the old.
+/// Folds the whole log into a fresh generation, swaps it in and removes the old one.
+/// Returns the new slot and whether the new state equals the old.
 pub(crate) fn rebuild_slot(
     store: &Store,
     projection: Arc<dyn Projection>,
@@ -263,47 +281,77 @@ pub(crate) fn rebuild_slot(
 ) -> Result<(ProjectionSlot, RebuildReport)> {
     let name = projection.name().to_string();
     let generation = previous.map_or(0, |meta| meta.generation + 1);
-    let fresh_name = tree_name(&name, generation);
+    let fresh = projection_prefix(&name, generation);
     // A generation left half-built by a crash is thrown away, never trusted.
-    store.db.drop_tree(&fresh_name)?;
-    let tree = store.db.open_tree(&fresh_name)?;
+    remove_prefix(store, &fresh)?;
     let events = match head_seq {
-        Some(head) => fold_range(store, &projection, &tree, 0, head)?,
+        Some(head) => fold_range(store, &projection, &fresh, 0, head)?,
         None => 0,
     };
     let equal_to_previous = match previous {
-        Some(old) => trees_equal(&store.db.open_tree(tree_name(&name, old.generation))?, &tree)?,
-        None => tree.is_empty(),
+        Some(old) => prefixes_equal(store, &projection_prefix(&name, old.generation), &fresh)?,
+        None => store.log.scan_prefix(&fresh).next().is_none(),
     };
     let meta = ProjectionMeta { version: projection.version(), generation, cursor: head_seq };
-    store.meta.insert(meta_key(&name), encode_meta(&meta)?)?;
+    store.log.insert(projection_meta_key(&name), encode_meta(&meta)?)?;
     if let Some(old) = previous {
-        store.db.drop_tree(tree_name(&name, old.generation))?;
+        remove_prefix(store, &projection_prefix(&name, old.generation))?;
     }
     let report = RebuildReport { projection: name, version: meta.version, events, equal_to_previous };
-    Ok((ProjectionSlot { projection, meta, tree, committed: Overlay::new(), pending: Overlay::new() }, report))
+    Ok((ProjectionSlot::new(projection, meta), report))
 }
 
-fn trees_equal(left: &sled::Tree, right: &sled::Tree) -> Result<bool> {
-    let mut left = left.iter();
-    let mut right = right.iter();
+fn prefixes_equal(store: &Store, left: &[u8], right: &[u8]) -> Result<bool> {
+    let mut left_items = store.log.scan_prefix(left);
+    let mut right_items = store.log.scan_prefix(right);
     loop {
-        match (left.next().transpose()?, right.next().transpose()?) {
+        match (left_items.next().transpose()?, right_items.next().transpose()?) {
             (None, None) => return Ok(true),
-            (Some(a), Some(b)) if a == b => continue,
+            (Some((left_key, left_value)), Some((right_key, right_value)))
+                if left_key[left.len()..] == right_key[right.len()..] && left_value == right_value =>
+            {
+                continue
+            }
             _ => return Ok(false),
         }
     }
 }
 
-fn drop_stray_generations(store: &Store, name: &str, current: u64) -> Result<()> {
-    let prefix = format!("projection/{name}/");
-    let keep = tree_name(name, current);
-    for tree in store.db.tree_names() {
-        let tree = String::from_utf8_lossy(&tree).into_owned();
-        if tree.starts_with(&prefix) && tree != keep {
-            store.db.drop_tree(tree.as_bytes())?;
+fn remove_prefix(store: &Store, prefix: &[u8]) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut count = 0;
+    for item in store.log.scan_prefix(prefix) {
+        let (key, _) = item?;
+        batch.remove(key);
+        count += 1;
+        if count % REBUILD_CHUNK == 0 {
+            store.log.apply_batch(std::mem::take(&mut batch))?;
         }
     }
+    store.log.apply_batch(batch)?;
     Ok(())
+}
+
+/// Removes every generation of `name` but `current`, jumping from one generation to the
+/// next so that the current state is not scanned.
+fn drop_stray_generations(store: &Store, name: &str, current: u64) -> Result<()> {
+    let name_prefix = projection_name_prefix(name);
+    let mut from = name_prefix.clone();
+    loop {
+        let Some(item) = store.log.range(from..).next() else { return Ok(()) };
+        let (key, _) = item?;
+        if !key.starts_with(&name_prefix) {
+            return Ok(());
+        }
+        let Some(generation) = key.get(name_prefix.len()..name_prefix.len() + 8).and_then(crate::store::be_u64) else {
+            return Err(Error::Corruption { at: None, detail: format!("projection {name} has a damaged key") });
+        };
+        if generation != current {
+            remove_prefix(store, &projection_prefix(name, generation))?;
+        }
+        match generation.checked_add(1) {
+            Some(next) => from = projection_prefix(name, next),
+            None => return Ok(()),
+        }
+    }
 }

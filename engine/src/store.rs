@@ -10,16 +10,22 @@
 //! <data>/sled/          sled's files: db (its log), conf, snap.*, blobs/
 //! ```
 //!
-//! Trees and keys (all integers big-endian so that sled iterates in order):
+//! Everything lives in one sled tree, `log`, so that a commit group — its blocks, their
+//! stream-index entries, the projection updates they cause and the new head — is one
+//! `apply_batch`, which sled applies atomically. Each concern owns a keyspace, named by
+//! the key's first byte (integers big-endian so that sled iterates in order):
 //!
 //! ```text
-//! events                 first seq (8)                  -> block of events (see `block`)
-//! streams                stream ‖ 0x00 ‖ seq (8)         -> empty
-//! meta                   "head"                         -> seq (8) ‖ hash (32) ‖ ts_us (8)
-//!                        "format"                       -> FORMAT_VERSION (1)
-//!                        "projection/" ‖ name           -> postcard(ProjectionMeta)
-//! projection/<name>/<generation>                        -> the projection's own keys
+//! 'E' ‖ first seq (8)                        -> block of events (see `block`)
+//! 'S' ‖ stream ‖ 0x00 ‖ seq (8)               -> empty: the stream index
+//! 'M' ‖ "head"                               -> seq (8) ‖ hash (32) ‖ ts_us (8)
+//! 'M' ‖ "format"                             -> FORMAT_VERSION (1)
+//! 'M' ‖ "projection/" ‖ name                 -> postcard(ProjectionMeta)
+//! 'P' ‖ name ‖ 0x00 ‖ generation (8) ‖ key    -> a projection's own state
 //! ```
+//!
+//! Stream names and projection names contain no 0x00 (control characters are refused), so
+//! no stream's keys are a prefix of another's.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -31,11 +37,13 @@ use crate::envelope::FORMAT_VERSION;
 use crate::ownership::Ownership;
 use crate::{Error, Event, Hash, Result};
 
-pub(crate) const EVENTS_TREE: &str = "events";
-pub(crate) const STREAMS_TREE: &str = "streams";
-pub(crate) const META_TREE: &str = "meta";
+const LOG_TREE: &str = "log";
+const BLOCKS: u8 = b'E';
+const STREAMS: u8 = b'S';
+const META: u8 = b'M';
+const PROJECTIONS: u8 = b'P';
 pub(crate) const HEAD_KEY: &[u8] = b"head";
-pub(crate) const FORMAT_KEY: &[u8] = b"format";
+const FORMAT_KEY: &[u8] = b"format";
 
 /// The durable head of the log: its last event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,22 +77,57 @@ pub(crate) fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(array))
 }
 
-pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
+pub(crate) fn block_key(first: u64) -> [u8; 9] {
+    let mut key = [BLOCKS; 9];
+    key[1..].copy_from_slice(&first.to_be_bytes());
+    key
+}
+
+/// The first seq a block key names, if it is a block key.
+pub(crate) fn block_seq(key: &[u8]) -> Option<u64> {
+    match key.split_first() {
+        Some((&BLOCKS, seq)) => be_u64(seq),
+        _ => None,
+    }
+}
+
+/// Just past every block key.
+const BLOCKS_END: [u8; 1] = [BLOCKS + 1];
+
+pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 10);
+    key.push(STREAMS);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key
 }
 
 pub(crate) fn stream_key(stream: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stream.len() + 9);
-    key.extend_from_slice(stream.as_bytes());
-    key.push(0);
+    let mut key = stream_prefix(stream);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
-pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stream.len() + 1);
-    key.extend_from_slice(stream.as_bytes());
+pub(crate) fn meta_key(name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    key.push(META);
+    key.extend_from_slice(name);
+    key
+}
+
+/// The prefix of every generation of a projection's state.
+pub(crate) fn projection_name_prefix(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 10);
+    key.push(PROJECTIONS);
+    key.extend_from_slice(name.as_bytes());
     key.push(0);
+    key
+}
+
+/// The prefix of one generation of a projection's state.
+pub(crate) fn projection_prefix(name: &str, generation: u64) -> Vec<u8> {
+    let mut key = projection_name_prefix(name);
+    key.extend_from_slice(&generation.to_be_bytes());
     key
 }
 
@@ -92,9 +135,7 @@ pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
 pub struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) db: sled::Db,
-    pub(crate) events: sled::Tree,
-    pub(crate) streams: sled::Tree,
-    pub(crate) meta: sled::Tree,
+    pub(crate) log: sled::Tree,
     pub(crate) anchor: HeadAnchor,
     blocks: Mutex<BlockCache>,
     // Dropped last, so the directory stays locked until sled has closed its files.
@@ -118,10 +159,8 @@ impl Store {
         let ownership = Ownership::acquire(dir)?;
         let sled_dir = dir.join("sled");
         let db = open_sled(&sled_dir)?;
-        let events = db.open_tree(EVENTS_TREE)?;
-        let streams = db.open_tree(STREAMS_TREE)?;
-        let meta = db.open_tree(META_TREE)?;
-        match meta.get(FORMAT_KEY)? {
+        let log = db.open_tree(LOG_TREE)?;
+        match log.get(meta_key(FORMAT_KEY))? {
             Some(version) if version.as_ref() == [FORMAT_VERSION] => {}
             Some(version) => {
                 return Err(Error::UnsupportedFormat {
@@ -130,16 +169,14 @@ impl Store {
                 })
             }
             None => {
-                meta.insert(FORMAT_KEY, &[FORMAT_VERSION])?;
+                log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION])?;
             }
         }
         let anchor = HeadAnchor::open(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             db,
-            events,
-            streams,
-            meta,
+            log,
             anchor,
             blocks: Mutex::new(BlockCache::default()),
             _ownership: ownership,
@@ -156,7 +193,7 @@ impl Store {
 
     /// The head as recorded in the meta tree.
     pub fn stored_head(&self) -> Result<Option<Head>> {
-        match self.meta.get(HEAD_KEY)? {
+        match self.log.get(meta_key(HEAD_KEY))? {
             None => Ok(None),
             Some(bytes) => Head::decode(&bytes)
                 .map(Some)
@@ -166,11 +203,11 @@ impl Store {
 
     /// The block holding `seq`: its first seq and its bytes.
     pub(crate) fn block_containing(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>> {
-        match self.events.range(..=seq_key(seq)).next_back() {
+        match self.log.range(block_key(0)..=block_key(seq)).next_back() {
             None => Ok(None),
             Some(item) => {
                 let (key, value) = item?;
-                let first = be_u64(&key).ok_or_else(|| Error::Corruption { at: Some(seq), detail: "block key is not 8 bytes".into() })?;
+                let first = block_seq(&key).ok_or_else(|| Error::Corruption { at: Some(seq), detail: "damaged block key".into() })?;
                 Ok(Some((first, value)))
             }
         }
@@ -203,18 +240,44 @@ impl Store {
             Ok(None) => from,
             Err(error) => return EventsBetween { blocks: None, pending: vec![Err(error)].into(), from, end },
         };
-        let blocks = self.events.range(seq_key(start)..seq_key(end.max(start)));
+        let blocks = self.log.range(block_key(start)..block_key(end.max(start)));
         EventsBetween { blocks: Some(blocks), pending: VecDeque::new(), from, end }
     }
 
-    /// The events tree, for forensic tools and tests that must reach under the API.
-    pub fn raw_events(&self) -> &sled::Tree {
-        &self.events
+    /// The blocks from the one holding `from` on, in order, as stored.
+    pub(crate) fn blocks_from(&self, from: u64) -> Result<impl Iterator<Item = Result<(u64, sled::IVec)>>> {
+        let start = self.block_containing(from)?.map_or(from, |(first, _)| first);
+        Ok(self.log.range(block_key(start).to_vec()..BLOCKS_END.to_vec()).map(|item| {
+            let (key, value) = item?;
+            let first = block_seq(&key).ok_or_else(|| Error::Corruption { at: None, detail: "damaged block key".into() })?;
+            Ok((first, value))
+        }))
     }
 
-    /// The meta tree, for forensic tools and tests that must reach under the API.
-    pub fn raw_meta(&self) -> &sled::Tree {
-        &self.meta
+    // Forensic access below the engine's API, for tools and tests that damage a store on
+    // purpose. Nothing here keeps the log's invariants.
+
+    /// The stored bytes of the block holding `seq`, with its first seq.
+    pub fn raw_block_containing(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self.block_containing(seq)?.map(|(first, bytes)| (first, bytes.to_vec())))
+    }
+
+    /// Stores `bytes` as the block starting at `first`, replacing any block there.
+    pub fn raw_put_block(&self, first: u64, bytes: Vec<u8>) -> Result<()> {
+        self.log.insert(block_key(first), bytes)?;
+        Ok(())
+    }
+
+    /// Removes the block starting at `first`.
+    pub fn raw_remove_block(&self, first: u64) -> Result<()> {
+        self.log.remove(block_key(first))?;
+        Ok(())
+    }
+
+    /// Overwrites the recorded head.
+    pub fn raw_set_head(&self, head: Head) -> Result<()> {
+        self.log.insert(meta_key(HEAD_KEY), head.encode().to_vec())?;
+        Ok(())
     }
 
     /// Flushes sled's buffers (used when closing; commits sync through `DurableFiles`).
@@ -289,8 +352,8 @@ impl Iterator for EventsBetween {
                 Ok(pair) => pair,
                 Err(error) => return Some(Err(Error::from(error))),
             };
-            let Some(first) = be_u64(&key) else {
-                return Some(Err(Error::Corruption { at: None, detail: "block key is not 8 bytes".into() }));
+            let Some(first) = block_seq(&key) else {
+                return Some(Err(Error::Corruption { at: None, detail: "damaged block key".into() }));
             };
             match decode_block(first, &value) {
                 Ok(events) => self.pending.extend(events.into_iter().map(Ok)),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::anchor::{read_anchor, AnchorState};
 use crate::block::{parse_block, BlockRecord, RecordFault};
 use crate::envelope::{chain_hash, payload_hash, GENESIS};
-use crate::store::{be_u64, panic_text, seq_key, Head, Store};
+use crate::store::{panic_text, Head, Store};
 use crate::{Error, Hash, Result};
 
 /// What kind of damage verification found.
@@ -156,21 +156,15 @@ impl Walker<'_> {
             Ok(hash) => hash,
             Err(found) => return Some(found),
         };
-        let start = match self.store.block_containing(self.from) {
-            Ok(Some((first, _))) => first,
-            Ok(None) => self.from,
+        let blocks = match self.store.blocks_from(self.from) {
+            Ok(blocks) => blocks,
             Err(error) => return damage(Some(self.from), DamageKind::Unreadable, error.to_string()),
         };
         let mut expected = self.from;
-        for item in self.store.events.range(seq_key(start)..) {
-            let (key, value) = match item {
-                Ok(pair) => pair,
-                Err(error) => {
-                    return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {}", Error::from(error)))
-                }
-            };
-            let Some(first) = be_u64(&key) else {
-                return damage(Some(expected), DamageKind::Unreadable, format!("a block key of {} bytes", key.len()));
+        for block in blocks {
+            let (first, value) = match block {
+                Ok(block) => block,
+                Err(error) => return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {error}")),
             };
             if first > expected {
                 let detail = if first == expected + 1 {

@@ -48,9 +48,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The block holding `seq`: its first seq and bytes.
-fn block_of(events: &sled::Tree, seq: u64) -> (u64, Vec<u8>) {
-    let (key, value) = events.range(..=seq.to_be_bytes()).next_back().unwrap().unwrap();
-    (u64::from_be_bytes(key.as_ref().try_into().unwrap()), value.to_vec())
+fn block_of(store: &Store, seq: u64) -> (u64, Vec<u8>) {
+    store.raw_block_containing(seq).unwrap().unwrap()
 }
 
 fn stored_events(bytes: &[u8]) -> Vec<StoredEvent> {
@@ -92,10 +91,10 @@ impl Case {
     }
 
     /// Changes the store through sled, below the engine's API.
-    fn through_sled(self, change: impl FnOnce(&sled::Tree, &sled::Tree)) -> Case {
+    fn through_sled(self, change: impl FnOnce(&Store)) -> Case {
         {
             let store = Store::open(&self.path).unwrap();
-            change(store.raw_events(), store.raw_meta());
+            change(&store);
             store.flush().unwrap();
         }
         self
@@ -103,22 +102,22 @@ impl Case {
 
     /// Rewrites the block holding `seq` with its events changed; `index` is `seq`'s place.
     fn edit_events(self, seq: u64, edit: impl FnOnce(&mut Vec<StoredEvent>, usize)) -> Case {
-        self.through_sled(|events, _| {
-            let (first, bytes) = block_of(events, seq);
+        self.through_sled(|store| {
+            let (first, bytes) = block_of(store, seq);
             let mut stored = stored_events(&bytes);
             edit(&mut stored, (seq - first) as usize);
-            events.insert(first.to_be_bytes(), encode(&stored)).unwrap();
+            store.raw_put_block(first, encode(&stored)).unwrap();
         })
     }
 
     /// Flips one stored byte of event `seq`'s record, chosen from its layout.
     fn flip_record(self, seq: u64, pick: impl FnOnce(&[RecordLayout], usize) -> usize) -> Case {
-        self.through_sled(|events, _| {
-            let (first, mut bytes) = block_of(events, seq);
+        self.through_sled(|store| {
+            let (first, mut bytes) = block_of(store, seq);
             let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
             let at = pick(&layouts, (seq - first) as usize);
             bytes[at] ^= 0x10;
-            events.insert(first.to_be_bytes(), bytes).unwrap();
+            store.raw_put_block(first, bytes).unwrap();
         })
     }
 
@@ -186,13 +185,13 @@ fn prev_hash_bit_flip() {
 #[test]
 fn framing_damage() {
     // Make event 17's record length run past its block.
-    let case = Case::new().through_sled(|events, _| {
-        let (first, mut bytes) = block_of(events, TARGET);
+    let case = Case::new().through_sled(|store| {
+        let (first, mut bytes) = block_of(store, TARGET);
         let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
         let length_at = layouts[(TARGET - first - 1) as usize].body.end;
         bytes[length_at] = 0xff;
         bytes[length_at + 1] = 0xff;
-        events.insert(first.to_be_bytes(), bytes).unwrap();
+        store.raw_put_block(first, bytes).unwrap();
     });
     check(case.verify(), DamageKind::Unreadable, TARGET);
 }
@@ -207,8 +206,8 @@ fn deleted_event() {
 
 #[test]
 fn deleted_block() {
-    let case = Case::new().through_sled(|events, _| {
-        events.remove(20u64.to_be_bytes()).unwrap();
+    let case = Case::new().through_sled(|store| {
+        store.raw_remove_block(20).unwrap();
     });
     check(case.verify(), DamageKind::Gap, 20);
 }
@@ -227,10 +226,10 @@ fn duplicated_event_over_its_successor() {
 
 #[test]
 fn duplicated_event_after_the_head() {
-    let case = Case::new().through_sled(|events, _| {
-        let (first, bytes) = block_of(events, TARGET);
+    let case = Case::new().through_sled(|store| {
+        let (first, bytes) = block_of(store, TARGET);
         let copy = stored_events(&bytes).swap_remove((TARGET - first) as usize);
-        events.insert(EVENTS.to_be_bytes(), encode(&[copy])).unwrap();
+        store.raw_put_block(EVENTS, encode(&[copy])).unwrap();
     });
     check(case.verify(), DamageKind::Duplicate, EVENTS);
 }
@@ -243,14 +242,10 @@ fn truncated_tail() {
 
 #[test]
 fn truncated_tail_with_a_rewritten_head_is_caught_by_the_anchor() {
-    let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(1)).through_sled(|events, meta| {
-        let (_, bytes) = block_of(events, EVENTS - 4);
+    let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(1)).through_sled(|store| {
+        let (_, bytes) = block_of(store, EVENTS - 4);
         let kept = stored_events(&bytes).pop().unwrap();
-        let mut head = Vec::new();
-        head.extend_from_slice(&(EVENTS - 5).to_be_bytes());
-        head.extend_from_slice(&kept.hash.0);
-        head.extend_from_slice(&0u64.to_be_bytes());
-        meta.insert(b"head", head).unwrap();
+        store.raw_set_head(cclog_engine::Head { seq: EVENTS - 5, hash: kept.hash, ts_us: 0 }).unwrap();
     });
     check(case.verify(), DamageKind::Truncated, EVENTS - 4);
 }
@@ -271,7 +266,7 @@ fn verify_from_the_middle_checks_the_link_into_it() {
 fn hash_offsets(case: &Case, seq: u64) -> Vec<usize> {
     let hash = {
         let store = Store::open(&case.path).unwrap();
-        let (first, bytes) = block_of(store.raw_events(), seq);
+        let (first, bytes) = block_of(&store, seq);
         stored_events(&bytes)[(seq - first) as usize].hash.0.to_vec()
     };
     let bytes = std::fs::read(case.sled_file("db")).unwrap();
