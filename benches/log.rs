@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use cclog_engine::{directory_size, Log, LogOptions, NewEvent};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+// The same allocator as the `cclog` binary, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAYLOAD_BYTES: usize = 256;
 const VERIFY_EVENTS: u64 = 200_000;
 
@@ -129,12 +133,13 @@ fn durable_appends(c: &mut Criterion) {
         });
         let events = log.len();
         drop(log);
-        let payload_bytes = events * PAYLOAD_BYTES as u64;
-        let on_disk = directory_size(dir.path()).expect("size");
-        println!(
-            "cclog, {appenders} appenders: {events} events, {:.3} bytes on disk per payload byte",
-            on_disk as f64 / payload_bytes.max(1) as f64
-        );
+        if events > 0 {
+            let on_disk = directory_size(dir.path()).expect("size");
+            println!(
+                "cclog, {appenders} appenders: {events} events, {:.3} bytes on disk per payload byte",
+                on_disk as f64 / (events * PAYLOAD_BYTES as u64) as f64
+            );
+        }
 
         let sqlite_dir = tempfile::tempdir().expect("tempdir");
         let sqlite = Arc::new(Sqlite::open(&sqlite_dir.path().join("events.db")));

@@ -232,7 +232,7 @@ fn hash_at(bytes: &[u8], range: Range<usize>) -> Hash {
 
 /// Parses a block without trusting any of it; never panics.
 pub fn parse_block(bytes: &[u8]) -> ParsedBlock<'_> {
-    let mut records = Vec::new();
+    let records = Vec::new();
     let fault = |detail: String| Some(RecordFault::Framing(detail));
     let Some(&version) = bytes.first() else {
         return ParsedBlock { records, framing_fault: fault("empty block".into()) };
@@ -243,15 +243,33 @@ pub fn parse_block(bytes: &[u8]) -> ParsedBlock<'_> {
     let Some((count, count_len)) = read_varint(&bytes[1..]) else {
         return ParsedBlock { records, framing_fault: fault("event count is not a varint".into()) };
     };
-    let mut decoder = match Decoder::new() {
-        Ok(decoder) => decoder,
-        Err(error) => return ParsedBlock { records, framing_fault: fault(format!("zstd: {error}")) },
-    };
-    let mut at = 1 + count_len;
+    DECODER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Decoder::new().ok();
+        }
+        match slot.as_mut() {
+            Some(decoder) => match decoder.reinit() {
+                Ok(()) => parse_records(bytes, 1 + count_len, count, decoder),
+                Err(error) => ParsedBlock { records, framing_fault: fault(format!("zstd: {error}")) },
+            },
+            None => ParsedBlock { records, framing_fault: fault("zstd: no decoder".into()) },
+        }
+    })
+}
+
+thread_local! {
+    // A zstd decoding context is costly to make; each thread keeps one for every block.
+    static DECODER: std::cell::RefCell<Option<Decoder<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn parse_records<'a>(bytes: &'a [u8], mut at: usize, count: u64, decoder: &mut Decoder<'static>) -> ParsedBlock<'a> {
+    let mut records = Vec::new();
+    let fault = |detail: String| Some(RecordFault::Framing(detail));
     for index in 0..count {
         match frame_record(bytes, at) {
             Ok((layout, end)) => {
-                let payload = decode_payload(&mut decoder, bytes, &layout);
+                let payload = decode_payload(decoder, bytes, &layout);
                 records.push(BlockRecord {
                     header_bytes: &bytes[layout.header.clone()],
                     payload_hash: hash_at(bytes, layout.payload_hash.clone()),

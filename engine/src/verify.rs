@@ -111,9 +111,73 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
     }
 }
 
-/// Walks an open store. Panics inside sled on damaged pages are caught and reported.
+/// Logs shorter than this are walked on one thread.
+const PARALLEL_FROM_EVENTS: u64 = 65_536;
+
+/// Walks an open store: long logs in as many contiguous ranges as there are cores, each
+/// range on its own thread checking its link into the range before it. Panics inside sled
+/// on damaged pages are caught and reported.
 pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyReport {
-    let mut walker = Walker { store, from, checked: 0, last_good: None };
+    let head = store.stored_head().ok().flatten();
+    let total = head.map_or(0, |head| (head.seq + 1).saturating_sub(from));
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
+    if total < PARALLEL_FROM_EVENTS || threads < 2 {
+        return walk_range(store, from, None, &mut |done| progress(done, total));
+    }
+    let chunk = total.div_ceil(threads);
+    let bounds: Vec<(u64, Option<u64>)> = (0..threads)
+        .map(|index| {
+            let start = from + index * chunk;
+            let until = (index + 1 < threads).then_some(start + chunk);
+            (start, until)
+        })
+        .collect();
+    let done: Vec<std::sync::atomic::AtomicU64> = bounds.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+    let reports = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .iter()
+            .zip(&done)
+            .map(|(&(start, until), done)| {
+                scope.spawn(move || {
+                    walk_range(store, start, until, &mut |checked| done.store(checked, std::sync::atomic::Ordering::Relaxed))
+                })
+            })
+            .collect();
+        while handles.iter().any(|handle| !handle.is_finished()) {
+            progress(done.iter().map(|done| done.load(std::sync::atomic::Ordering::Relaxed)).sum(), total);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| VerifyReport {
+                    from,
+                    checked: 0,
+                    last_good: None,
+                    damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: "a verifier thread failed".into() }),
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut combined = VerifyReport { from, checked: 0, last_good: None, damage: None };
+    for report in reports {
+        combined.checked += report.checked;
+        if report.last_good.is_some() {
+            combined.last_good = report.last_good;
+        }
+        if report.damage.is_some() {
+            combined.damage = report.damage;
+            break;
+        }
+    }
+    progress(combined.checked, total);
+    combined
+}
+
+/// Walks events `from..until` (to the end of the log, with its end checks, when `until` is
+/// `None`).
+fn walk_range(store: &Store, from: u64, until: Option<u64>, progress: &mut dyn FnMut(u64)) -> VerifyReport {
+    let mut walker = Walker { store, from, until, checked: 0, last_good: None };
     let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(progress))) {
         Ok(damage) => damage,
         Err(panic) => Some(Damage {
@@ -133,6 +197,8 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
 struct Walker<'a> {
     store: &'a Store,
     from: u64,
+    /// Where this walker's range ends (exclusive); `None` for the end of the log.
+    until: Option<u64>,
     checked: u64,
     last_good: Option<(u64, Hash)>,
 }
@@ -146,12 +212,12 @@ impl Walker<'_> {
         self.last_good.map_or(self.from, |(seq, _)| seq + 1)
     }
 
-    fn run(&mut self, progress: Progress<'_>) -> Option<Damage> {
+    fn run(&mut self, progress: &mut dyn FnMut(u64)) -> Option<Damage> {
         let stored_head = match self.store.stored_head() {
             Ok(head) => head,
             Err(error) => return damage(None, DamageKind::Unreadable, error.to_string()),
         };
-        let total = stored_head.map_or(0, |head| (head.seq + 1).saturating_sub(self.from));
+        let until = self.until.unwrap_or(u64::MAX);
         let mut prev = match self.hash_before(self.from) {
             Ok(hash) => hash,
             Err(found) => return Some(found),
@@ -166,6 +232,9 @@ impl Walker<'_> {
                 Ok(block) => block,
                 Err(error) => return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {error}")),
             };
+            if first >= until {
+                break;
+            }
             if first > expected {
                 let detail = if first == expected + 1 {
                     format!("event {expected} is missing")
@@ -180,6 +249,9 @@ impl Walker<'_> {
                 if position < expected {
                     continue;
                 }
+                if position >= until {
+                    break;
+                }
                 if let Some(found) = self.check_record(position, record, &prev, &parsed.records[index + 1..]) {
                     return Some(found);
                 }
@@ -188,15 +260,23 @@ impl Walker<'_> {
                 self.checked += 1;
                 expected = position + 1;
                 if self.checked % 16_384 == 0 {
-                    progress(self.checked, total);
+                    progress(self.checked);
                 }
             }
             if let Some(fault) = parsed.framing_fault {
                 return damage(Some(expected), DamageKind::Unreadable, fault.to_string());
             }
         }
-        progress(self.checked, total);
-        self.check_end(stored_head)
+        progress(self.checked);
+        match self.until {
+            // A range that ends early ends where the next range's link check begins.
+            Some(until) if expected < until => {
+                let kind = if stored_head.is_some_and(|head| head.seq >= until) { DamageKind::Gap } else { DamageKind::Truncated };
+                damage(Some(expected), kind, format!("events {expected}..{until} are missing"))
+            }
+            Some(_) => None,
+            None => self.check_end(stored_head),
+        }
     }
 
     /// The stored hash of event `seq`, read from its record without decoding the payload.

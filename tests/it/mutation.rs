@@ -355,3 +355,34 @@ fn anchor_file_damaged() {
     let report = case.verify();
     assert_eq!(report.damage.map(|damage| damage.kind), Some(DamageKind::HeadMismatch));
 }
+
+/// Long logs are verified in parallel ranges; the first damage must still be the one named,
+/// with every event before it counted, whichever range finds it.
+#[test]
+fn parallel_verification_names_the_first_damage() {
+    const LONG: u64 = 70_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    {
+        let log = open(&path);
+        for first in (0..LONG).step_by(1_000) {
+            let batch =
+                (first..first + 1_000).map(|index| cclog_engine::NewEvent::new("long", "k", format!("{{\"n\":{index}}}"))).collect();
+            log.append_blocking(batch).unwrap();
+        }
+    }
+    let report = verify_dir(&path, 0, &mut |_, _| {}).unwrap();
+    assert!(report.intact() && report.checked == LONG, "{report:?}");
+
+    let damage_at = |store: &Store, seq: u64| {
+        let (first, bytes) = block_of(store, seq);
+        let mut events = stored_events(&bytes);
+        events[(seq - first) as usize].payload[2] ^= 0x01;
+        store.raw_put_block(first, encode(&events)).unwrap();
+    };
+    let case = Case { _dir: dir, path };
+    let case = case.through_sled(|store| damage_at(store, 60_000));
+    check(case.verify(), DamageKind::PayloadAltered, 60_000);
+    let case = case.through_sled(|store| damage_at(store, 100));
+    check(case.verify(), DamageKind::PayloadAltered, 100);
+}
