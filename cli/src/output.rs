@@ -75,3 +75,12 @@ pub fn bytes(count: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+/// "1 event", "2 events".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

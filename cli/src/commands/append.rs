@@ -101,7 +101,10 @@ async fn append_all(log: cclog_engine::Log, args: AppendArgs, mut rx: mpsc::Rece
                 ending = Some(
                     Failure {
                         code: EXIT_BAD_INPUT,
-                        message: format!("line {line} is not valid JSON ({reason}); the {} lines before it were appended", line - 1),
+                        message: format!(
+                            "line {line} is not valid JSON ({reason}); the {} before it stayed appended",
+                            crate::output::count(line - 1, "line")
+                        ),
                     }
                     .into(),
                 );
@@ -128,7 +131,7 @@ async fn append_all(log: cclog_engine::Log, args: AppendArgs, mut rx: mpsc::Rece
         Some(error) => Err(error),
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("appended {appended} events");
+                eprintln!("appended {}", crate::output::count(appended, "event"));
             }
             Ok(ExitCode::SUCCESS)
         }

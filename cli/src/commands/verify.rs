@@ -35,9 +35,9 @@ pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match &report.damage {
         None => match &report.last_good {
             Some((seq, hash)) => println!(
-                "{}: {} events checked (seq {}..={seq}), head {hash}",
+                "{}: {} checked (seq {}..={seq}), head {hash}",
                 paint(colour, output::GREEN, "intact"),
-                report.checked,
+                output::count(report.checked, "event"),
                 report.from
             ),
             None => println!("{}: the log is empty", paint(colour, output::GREEN, "intact")),
