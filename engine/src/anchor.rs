@@ -7,7 +7,7 @@
 //! Encoding format: `seq` (u64 BE) ‖ `hash` (32 bytes) ‖ BLAKE3 of the first 40 bytes
 //! (32 bytes) = 72 bytes at offset 0.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -35,13 +35,7 @@ pub struct HeadAnchor {
 impl HeadAnchor {
     pub fn open(dir: &Path) -> Result<HeadAnchor> {
         let path = dir.join(ANCHOR_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| Error::io(&path, source))?;
+        let file = crate::durability::open_read_write(&path)?;
         Ok(HeadAnchor { file, path })
     }
 

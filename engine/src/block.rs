@@ -339,7 +339,6 @@ fn decode_segment(decoder: &mut Decoder<'static>, body: &[u8]) -> std::result::R
         let before = (input.pos(), payload.len());
         let mut output = OutBuffer::around_pos(&mut payload, before.1);
         decoder.run(&mut input, &mut output).map_err(|error| RecordFault::Payload(format!("zstd: {error}")))?;
-        drop(output);
         // The segment ends with a flush: once it is consumed and the decoder stopped with
         // room to spare, everything it encodes has come out.
         if input.pos() == body.len() && payload.len() < payload.capacity() {

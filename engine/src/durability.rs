@@ -72,6 +72,17 @@ impl DurableFiles {
     }
 }
 
+/// Opens a file for reading and writing, creating it but never truncating it.
+pub(crate) fn open_read_write(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| Error::io(path, source))
+}
+
 /// fsyncs a directory so that the files created in it survive a power cut.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|file| file.sync_all()).map_err(|source| Error::io(dir, source))

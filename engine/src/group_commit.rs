@@ -47,6 +47,9 @@ pub(crate) struct PreparedEvent {
     pub payload_hash: Hash,
 }
 
+/// One append call's events and where to answer it.
+type AppendRequest = (Vec<PreparedEvent>, oneshot::Sender<Result<Vec<Appended>>>);
+
 pub(crate) enum Command {
     Append { events: Vec<PreparedEvent>, reply: oneshot::Sender<Result<Vec<Appended>>> },
     Rebuild { reply: oneshot::Sender<Result<Vec<RebuildReport>>> },
@@ -237,7 +240,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<PreparedEvent>, oneshot::Sender<Result<Vec<Appended>>>)>) {
+    fn commit_group(&mut self, group: Vec<AppendRequest>) {
         if let Some(reason) = poison_reason(&self.poison) {
             for (_, reply) in group {
                 let _ = reply.send(Err(Error::Poisoned(reason.clone())));

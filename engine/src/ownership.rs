@@ -2,7 +2,7 @@
 //! useful; cclog takes an advisory lock on `<data>/cclog.lock` first and writes its pid and
 //! command line into it, so a second process is told exactly who owns the directory.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -21,13 +21,7 @@ impl Ownership {
     /// Takes the lock or fails with [`Error::Locked`] naming the current owner.
     pub fn acquire(dir: &Path) -> Result<Ownership> {
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| Error::io(&path, source))?;
+        let mut file = crate::durability::open_read_write(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

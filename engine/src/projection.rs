@@ -263,7 +263,7 @@ fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], fr
             detail: format!("at seq {}: {error}", event.seq()),
         })?;
         folded += 1;
-        if folded % REBUILD_CHUNK == 0 {
+        if folded.is_multiple_of(REBUILD_CHUNK) {
             flush(&mut pending)?;
         }
     }
@@ -319,12 +319,12 @@ fn prefixes_equal(store: &Store, left: &[u8], right: &[u8]) -> Result<bool> {
 
 fn remove_prefix(store: &Store, prefix: &[u8]) -> Result<()> {
     let mut batch = sled::Batch::default();
-    let mut count = 0;
+    let mut count: u64 = 0;
     for item in store.log.scan_prefix(prefix) {
         let (key, _) = item?;
         batch.remove(key);
         count += 1;
-        if count % REBUILD_CHUNK == 0 {
+        if count.is_multiple_of(REBUILD_CHUNK) {
             store.log.apply_batch(std::mem::take(&mut batch))?;
         }
     }

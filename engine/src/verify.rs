@@ -259,7 +259,7 @@ impl Walker<'_> {
                 self.last_good = Some((position, prev));
                 self.checked += 1;
                 expected = position + 1;
-                if self.checked % 16_384 == 0 {
+                if self.checked.is_multiple_of(16_384) {
                     progress(self.checked);
                 }
             }
@@ -386,10 +386,8 @@ impl Walker<'_> {
                         format!("the log ends at {}, but event {seq} was acknowledged as durable", describe_last(last)),
                     );
                 }
-                if seq >= self.from {
-                    if !matches!(self.stored_hash(seq), Ok(Some(stored)) if stored == hash) {
-                        return damage(Some(seq), DamageKind::HeadMismatch, "the head anchor's hash differs from the event's");
-                    }
+                if seq >= self.from && !matches!(self.stored_hash(seq), Ok(Some(stored)) if stored == hash) {
+                    return damage(Some(seq), DamageKind::HeadMismatch, "the head anchor's hash differs from the event's");
                 }
                 None
             }

@@ -16,16 +16,21 @@ fn cclog(data: &Path, args: &[&str]) -> Output {
     Command::new(cclog_bin()).arg("--data").arg(data).args(args).env("NO_COLOR", "1").output().unwrap()
 }
 
-fn append_lines(data: &Path, lines: &[Vec<u8>]) -> Output {
-    let mut child = Command::new(cclog_bin())
+/// `cclog append --stream demo --kind line` with stdin and stdout piped.
+fn spawn_append(data: &Path, stderr: Stdio) -> std::process::Child {
+    Command::new(cclog_bin())
         .arg("--data")
         .arg(data)
         .args(["append", "--stream", "demo", "--kind", "line"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn append_lines(data: &Path, lines: &[Vec<u8>]) -> Output {
+    let mut child = spawn_append(data, Stdio::piped());
     let mut stdin = child.stdin.take().unwrap();
     for line in lines {
         stdin.write_all(line).unwrap();
@@ -60,15 +65,7 @@ fn pipe_kill_restart_verify_then_a_flipped_byte_is_found() {
     let mut acknowledged: HashMap<u64, String> = HashMap::new();
     let mut next_line = 0u64;
     for _round in 0..4 {
-        let mut child = Command::new(cclog_bin())
-            .arg("--data")
-            .arg(&data)
-            .args(["append", "--stream", "demo", "--kind", "line"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_append(&data, Stdio::null());
         let mut stdin = child.stdin.take().unwrap();
         let start = next_line;
         let feeder = std::thread::spawn(move || {
@@ -173,14 +170,7 @@ fn a_malformed_line_stops_with_its_number_and_keeps_the_lines_before() {
 fn a_second_process_is_told_who_owns_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut owner = Command::new(cclog_bin())
-        .arg("--data")
-        .arg(&data)
-        .args(["append", "--stream", "s", "--kind", "k"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut owner = spawn_append(&data, Stdio::inherit());
     let mut stdin = owner.stdin.take().unwrap();
     stdin.write_all(b"{}\n").unwrap();
     stdin.flush().unwrap();
