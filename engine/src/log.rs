@@ -64,14 +64,12 @@ impl Log {
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
         let store = Arc::new(Store::open(dir)?);
         let head = store.stored_head()?;
+        store.check_anchor(head)?;
         let files = DurableFiles::open(&store.sled_dir())?;
         let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
         let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
             slots.iter().map(|slot| (slot.projection.name().to_string(), slot.prefix.clone())).collect::<HashMap<_, _>>(),
         ));
-        if let Some(head) = head {
-            store.anchor.write(head.seq, &head.hash)?;
-        }
         let (head_tx, head_rx) = watch::channel(head);
         let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());

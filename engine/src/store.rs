@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::anchor::HeadAnchor;
+use crate::anchor::{read_anchor, AnchorState, HeadAnchor};
 use crate::block::decode_block;
 use crate::envelope::FORMAT_VERSION;
 use crate::ownership::Ownership;
@@ -185,6 +185,30 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Refuses a store whose recovered head disagrees with its head anchor: sled may have
+    /// cut off acknowledged events while recovering a damaged file. Appending then would
+    /// overwrite the anchor, the only evidence of the loss, so the store is left as it is
+    /// for `verify` to describe.
+    pub(crate) fn check_anchor(&self, head: Option<Head>) -> Result<()> {
+        let lost = |detail: String| Error::Corruption {
+            at: Some(head.map_or(0, |head| head.seq + 1)),
+            detail: format!("{detail}; refusing to append — run `cclog verify` on {}", self.dir.display()),
+        };
+        match (read_anchor(&self.dir), head) {
+            (AnchorState::Absent, Some(head)) => self.anchor.write(head.seq, &head.hash),
+            (AnchorState::Absent, None) => Ok(()),
+            (AnchorState::Unreadable, _) => Err(lost("the head anchor is damaged".into())),
+            (AnchorState::Head { seq, .. }, None) => Err(lost(format!("event {seq} was acknowledged but the log is empty"))),
+            (AnchorState::Head { seq, .. }, Some(head)) if seq > head.seq => {
+                Err(lost(format!("event {seq} was acknowledged but the log ends at {}", head.seq)))
+            }
+            (AnchorState::Head { seq, hash }, Some(head)) if seq == head.seq && hash != head.hash => {
+                Err(lost(format!("the head anchor's hash for event {seq} differs from the log's")))
+            }
+            (AnchorState::Head { .. }, Some(_)) => Ok(()),
+        }
     }
 
     pub fn sled_dir(&self) -> PathBuf {
