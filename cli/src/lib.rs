@@ -60,7 +60,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
-        Some(cclog_engine::Error::InvalidEvent(_)) => EXIT_BAD_INPUT,
+        Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,
         _ => 1,
     }
 }

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
 
+    /// A read or verification was asked to start past the end of the log.
+    #[error("seq {from} is past the end of the log ({})", describe_len(*.len))]
+    OutOfRange { from: u64, len: u64 },
+
     /// A projection's fold failed; the events that caused it were not written.
     #[error("projection {name} failed: {detail}")]
     Projection { name: String, detail: String },
@@ -56,6 +60,13 @@ fn owner_suffix(owner: &Option<String>) -> String {
     match owner {
         Some(owner) => format!(" by {owner}"),
         None => " by another process".to_string(),
+    }
+}
+
+fn describe_len(len: u64) -> String {
+    match len {
+        0 => "it is empty".to_string(),
+        len => format!("its last event is {}", len - 1),
     }
 }
 

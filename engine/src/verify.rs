@@ -100,7 +100,16 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
         });
     }
     match Store::open(dir) {
-        Ok(store) => Ok(walk(&store, from, progress)),
+        Ok(store) => {
+            // Starting right after the head is allowed: it checks the anchor and nothing else.
+            if let Ok(head) = store.stored_head() {
+                let len = head.map_or(0, |head| head.seq + 1);
+                if from > len {
+                    return Err(Error::OutOfRange { from, len });
+                }
+            }
+            Ok(walk(&store, from, progress))
+        }
         Err(error @ Error::Locked { .. }) => Err(error),
         Err(error) => Ok(VerifyReport {
             from,

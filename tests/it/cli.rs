@@ -210,6 +210,9 @@ fn stats_and_log_for_scripts() {
     let seqs: Vec<u64> =
         text(&listed.stdout).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![10, 11, 12, 13, 14]);
+    let past_the_end = cclog(&data, &["verify", "--from", "51"]);
+    assert_eq!(past_the_end.status.code(), Some(2));
+    assert!(text(&past_the_end.stderr).contains("seq 51 is past the end of the log (its last event is 49)"), "{}", text(&past_the_end.stderr));
     let other = cclog(&data, &["log", "--stream", "nothing"]);
     assert!(other.status.success() && other.stdout.is_empty());
     let table = cclog(&data, &["log", "--limit", "1"]);
