@@ -3,9 +3,11 @@
 //! binary in cargo's target directory.
 
 mod cli;
+mod claude_cli;
 mod crash;
 mod durability;
 mod engine;
+mod fake_api;
 mod model;
 mod mutation;
 mod projection;
