@@ -82,7 +82,8 @@ impl Sqlite {
     /// One durable transaction: read the previous hash, chain, insert, commit.
     fn append(&self, stream: &str, payload: &[u8]) {
         let mut connection = self.connection.lock().expect("connection");
-        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("begin");
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("begin");
         let prev: Vec<u8> = transaction
             .query_row("SELECT hash FROM events ORDER BY seq DESC LIMIT 1", [], |row| row.get(0))
             .unwrap_or_else(|_| vec![0; 32]);

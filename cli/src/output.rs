@@ -29,9 +29,9 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{human_pos}}/{{human_len}} events, {{eta}} left"))
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{what} {{bar:30}} {{human_pos}}/{{human_len}} events, {{eta}} left"
+    )) {
         bar.set_style(style);
     }
     bar

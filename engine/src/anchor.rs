@@ -23,7 +23,10 @@ pub enum AnchorState {
     Absent,
     /// The anchor was torn or altered; it proves nothing either way.
     Unreadable,
-    Head { seq: u64, hash: Hash },
+    Head {
+        seq: u64,
+        hash: Hash,
+    },
 }
 
 #[derive(Debug)]

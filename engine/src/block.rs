@@ -81,7 +81,14 @@ impl BlockEncoder {
     }
 
     /// Appends one event's record, its fields written verbatim.
-    pub fn push(&mut self, header_bytes: &[u8], payload_hash: &Hash, prev: &Hash, hash: &Hash, payload: &[u8]) -> Result<()> {
+    pub fn push(
+        &mut self,
+        header_bytes: &[u8],
+        payload_hash: &Hash,
+        prev: &Hash,
+        hash: &Hash,
+        payload: &[u8],
+    ) -> Result<()> {
         let (codec, body): (u8, &[u8]) = if payload.len() < STREAM_MIN_LEN {
             (CODEC_RAW, payload)
         } else {
@@ -285,7 +292,8 @@ fn parse_records<'a>(bytes: &'a [u8], mut at: usize, count: u64, decoder: &mut D
             }
         }
     }
-    let framing_fault = (at != bytes.len()).then(|| RecordFault::Framing(format!("{} bytes after the last record", bytes.len() - at)));
+    let framing_fault =
+        (at != bytes.len()).then(|| RecordFault::Framing(format!("{} bytes after the last record", bytes.len() - at)));
     ParsedBlock { records, framing_fault }
 }
 
@@ -293,14 +301,17 @@ fn frame_record(bytes: &[u8], at: usize) -> std::result::Result<(RecordLayout, u
     let rest = bytes.get(at..).ok_or("block ends early")?;
     let (record_len, len_len) = read_varint(rest).ok_or("record length is not a varint")?;
     let start = at + len_len;
-    let end = usize::try_from(record_len).ok().and_then(|len| start.checked_add(len)).ok_or("record length overflows")?;
+    let end =
+        usize::try_from(record_len).ok().and_then(|len| start.checked_add(len)).ok_or("record length overflows")?;
     if end > bytes.len() {
         return Err(format!("record of {record_len} bytes runs past the block"));
     }
     let (header_len, header_len_len) = read_varint(&bytes[start..end]).ok_or("header length is not a varint")?;
     let header_start = start + header_len_len;
-    let header_end =
-        usize::try_from(header_len).ok().and_then(|len| header_start.checked_add(len)).ok_or("header length overflows")?;
+    let header_end = usize::try_from(header_len)
+        .ok()
+        .and_then(|len| header_start.checked_add(len))
+        .ok_or("header length overflows")?;
     let codec = header_end.checked_add(96).ok_or("header length overflows")?;
     if codec >= end {
         return Err("record is shorter than its fields".into());
@@ -316,7 +327,11 @@ fn frame_record(bytes: &[u8], at: usize) -> std::result::Result<(RecordLayout, u
     Ok((layout, end))
 }
 
-fn decode_payload(decoder: &mut Decoder<'static>, bytes: &[u8], layout: &RecordLayout) -> std::result::Result<Vec<u8>, RecordFault> {
+fn decode_payload(
+    decoder: &mut Decoder<'static>,
+    bytes: &[u8],
+    layout: &RecordLayout,
+) -> std::result::Result<Vec<u8>, RecordFault> {
     let body = &bytes[layout.body.clone()];
     match bytes[layout.codec] {
         CODEC_RAW => Ok(body.to_vec()),
@@ -375,7 +390,13 @@ mod tests {
         let mut prev = GENESIS;
         let mut events = Vec::new();
         for (seq, payload) in payloads.iter().enumerate() {
-            let header = Header { seq: seq as u64, ts_us: 7, stream: "s".into(), kind: "k".into(), payload_len: payload.len() as u64 };
+            let header = Header {
+                seq: seq as u64,
+                ts_us: 7,
+                stream: "s".into(),
+                kind: "k".into(),
+                payload_len: payload.len() as u64,
+            };
             let header_bytes = encode_header(&header).unwrap();
             let payload_hash = payload_hash(payload);
             let hash = chain_hash(&header_bytes, &payload_hash, &prev);
@@ -417,7 +438,14 @@ mod tests {
     fn a_reused_encoder_starts_each_block_afresh() {
         let payload = br#"{"text":"a payload long enough to be compressed into the stream"}"#.to_vec();
         let mut encoder = BlockEncoder::new().unwrap();
-        let header_bytes = encode_header(&Header { seq: 0, ts_us: 0, stream: "s".into(), kind: "k".into(), payload_len: payload.len() as u64 }).unwrap();
+        let header_bytes = encode_header(&Header {
+            seq: 0,
+            ts_us: 0,
+            stream: "s".into(),
+            kind: "k".into(),
+            payload_len: payload.len() as u64,
+        })
+        .unwrap();
         let hash = payload_hash(&payload);
         encoder.push(&header_bytes, &hash, &GENESIS, &GENESIS, &payload).unwrap();
         let first = encoder.finish().unwrap();

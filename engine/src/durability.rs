@@ -28,12 +28,7 @@ impl DurableFiles {
         if let Some(parent) = sled_dir.parent() {
             sync_dir(parent)?;
         }
-        Ok(DurableFiles {
-            log_file,
-            log_path,
-            blob_dir: sled_dir.join("blobs"),
-            synced_blobs: HashSet::new(),
-        })
+        Ok(DurableFiles { log_file, log_path, blob_dir: sled_dir.join("blobs"), synced_blobs: HashSet::new() })
     }
 
     /// Call right after `sled::Db::flush`: afterwards everything sled flushed is on stable

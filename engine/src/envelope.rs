@@ -184,7 +184,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn header(seq: u64, payload_len: usize) -> Header {
-        Header { seq, ts_us: 1_700_000_000_000_000 + seq, stream: "s/1".into(), kind: "k".into(), payload_len: payload_len as u64 }
+        Header {
+            seq,
+            ts_us: 1_700_000_000_000_000 + seq,
+            stream: "s/1".into(),
+            kind: "k".into(),
+            payload_len: payload_len as u64,
+        }
     }
 
     proptest! {

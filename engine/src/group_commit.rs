@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
 use crate::envelope::{chain_hash, encode_header, Header, GENESIS};
-use crate::projection::{encode_meta, projection_meta_key, rebuild_slot, ProjectionPrefixes, ProjectionSlot, RebuildReport};
+use crate::projection::{
+    encode_meta, projection_meta_key, rebuild_slot, ProjectionPrefixes, ProjectionSlot, RebuildReport,
+};
 use crate::store::{block_key, meta_key, stream_key, Head, Store, HEAD_KEY};
 use crate::{Error, Event, Hash, NewEvent, Result};
 
@@ -141,7 +143,8 @@ impl Syncer {
                 match request {
                     SyncRequest::Written { head, accepted, events } => self.answer(&synced, head, accepted, events),
                     SyncRequest::Barrier(reply) => {
-                        let _ = reply.send(synced.as_ref().map(|_| ()).map_err(|error| Error::Poisoned(error.to_string())));
+                        let _ =
+                            reply.send(synced.as_ref().map(|_| ()).map_err(|error| Error::Poisoned(error.to_string())));
                     }
                 }
             }
@@ -277,8 +280,11 @@ impl Writer {
         match self.write(&mut staged) {
             Ok(()) => {
                 self.head = Some(new_head);
-                let written = SyncRequest::Written { head: new_head, accepted: staged.accepted, events: staged.event_count };
-                if let Err(std::sync::mpsc::SendError(SyncRequest::Written { accepted, .. })) = self.syncer.send(written) {
+                let written =
+                    SyncRequest::Written { head: new_head, accepted: staged.accepted, events: staged.event_count };
+                if let Err(std::sync::mpsc::SendError(SyncRequest::Written { accepted, .. })) =
+                    self.syncer.send(written)
+                {
                     for accepted in accepted {
                         let _ = accepted.reply.send(Err(Error::Closed));
                     }
@@ -305,7 +311,8 @@ impl Writer {
             let seq = head.map_or(0, |head| head.seq + 1);
             let prev = head.map_or(GENESIS, |head| head.hash);
             let ts_us = now_us().max(head.map_or(0, |head| head.ts_us));
-            let header = Header { seq, ts_us, stream: new.stream, kind: new.kind, payload_len: new.payload.len() as u64 };
+            let header =
+                Header { seq, ts_us, stream: new.stream, kind: new.kind, payload_len: new.payload.len() as u64 };
             let header_bytes = encode_header(&header)?;
             let hash = chain_hash(&header_bytes, &payload_hash, &prev);
             let event = Event { header, payload_hash, prev, hash, payload: new.payload };

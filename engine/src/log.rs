@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::durability::DurableFiles;
 use crate::block::BlockEncoder;
+use crate::durability::DurableFiles;
 use crate::group_commit::{Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats};
 use crate::projection::{open_projections, Projection, ProjectionPrefixes, ProjectionView, RebuildReport};
 use crate::store::{be_u64, stream_key, stream_prefix, Head, Store};
@@ -68,14 +68,23 @@ impl Log {
         let files = DurableFiles::open(&store.sled_dir())?;
         let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
         let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
-            slots.iter().map(|slot| (slot.projection.name().to_string(), slot.prefix.clone())).collect::<HashMap<_, _>>(),
+            slots
+                .iter()
+                .map(|slot| (slot.projection.name().to_string(), slot.prefix.clone()))
+                .collect::<HashMap<_, _>>(),
         ));
         let (head_tx, head_rx) = watch::channel(head);
         let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
         let poison: Poison = Arc::default();
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
-        let syncer = Syncer { store: Arc::clone(&store), files, head_tx, stats: Arc::clone(&stats), poison: Arc::clone(&poison) };
+        let syncer = Syncer {
+            store: Arc::clone(&store),
+            files,
+            head_tx,
+            stats: Arc::clone(&stats),
+            poison: Arc::clone(&poison),
+        };
         let syncer_thread = std::thread::Builder::new()
             .name("cclog-syncer".into())
             .spawn(move || syncer.run(sync_rx))
@@ -184,7 +193,9 @@ impl Log {
                 let seq = match item {
                     Ok((key, _)) => match be_u64(&key[prefix_len..]) {
                         Some(seq) => seq,
-                        None => return Some(Err(Error::Corruption { at: None, detail: "stream index key damaged".into() })),
+                        None => {
+                            return Some(Err(Error::Corruption { at: None, detail: "stream index key damaged".into() }))
+                        }
                     },
                     Err(error) => return Some(Err(Error::from(error))),
                 };

@@ -115,9 +115,9 @@ impl ProjectionView {
     /// Every key under `prefix` with its value, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
         let strip = self.prefix.len();
-        self.tree.scan_prefix(prefixed(&self.prefix, prefix)).map(move |item| {
-            item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from)
-        })
+        self.tree
+            .scan_prefix(prefixed(&self.prefix, prefix))
+            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
 
     /// Every key and value, in key order.
@@ -157,11 +157,11 @@ impl ProjectionSlot {
     }
 
     pub fn apply(&mut self, tree: &sled::Tree, event: &Event) -> Result<()> {
-        let mut state = ProjectionState { tree, prefix: &self.prefix, committed: &self.committed, pending: &mut self.pending };
-        self.projection.apply(event, &mut state).map_err(|error| Error::Projection {
-            name: self.projection.name().to_string(),
-            detail: error.to_string(),
-        })
+        let mut state =
+            ProjectionState { tree, prefix: &self.prefix, committed: &self.committed, pending: &mut self.pending };
+        self.projection
+            .apply(event, &mut state)
+            .map_err(|error| Error::Projection { name: self.projection.name().to_string(), detail: error.to_string() })
     }
 
     /// The staged request was accepted: its writes join the group.
@@ -200,11 +200,15 @@ pub(crate) fn open_projections(
     for projection in projections {
         let name = projection.name().to_string();
         if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) || !names.insert(name.clone()) {
-            return Err(Error::Projection { name, detail: "names must be unique, non-empty, without '/' or control characters".into() });
+            return Err(Error::Projection {
+                name,
+                detail: "names must be unique, non-empty, without '/' or control characters".into(),
+            });
         }
         let stored = match store.log.get(projection_meta_key(&name))? {
-            Some(bytes) => Some(postcard::from_bytes::<ProjectionMeta>(&bytes).map_err(|error| {
-                Error::Corruption { at: None, detail: format!("projection {name} metadata: {error}") }
+            Some(bytes) => Some(postcard::from_bytes::<ProjectionMeta>(&bytes).map_err(|error| Error::Corruption {
+                at: None,
+                detail: format!("projection {name} metadata: {error}"),
             })?),
             None => None,
         };

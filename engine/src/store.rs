@@ -200,7 +200,9 @@ impl Store {
             (AnchorState::Absent, Some(head)) => self.anchor.write(head.seq, &head.hash),
             (AnchorState::Absent, None) => Ok(()),
             (AnchorState::Unreadable, _) => Err(lost("the head anchor is damaged".into())),
-            (AnchorState::Head { seq, .. }, None) => Err(lost(format!("event {seq} was acknowledged but the log is empty"))),
+            (AnchorState::Head { seq, .. }, None) => {
+                Err(lost(format!("event {seq} was acknowledged but the log is empty")))
+            }
             (AnchorState::Head { seq, .. }, Some(head)) if seq > head.seq => {
                 Err(lost(format!("event {seq} was acknowledged but the log ends at {}", head.seq)))
             }
@@ -231,7 +233,8 @@ impl Store {
             None => Ok(None),
             Some(item) => {
                 let (key, value) = item?;
-                let first = block_seq(&key).ok_or_else(|| Error::Corruption { at: Some(seq), detail: "damaged block key".into() })?;
+                let first = block_seq(&key)
+                    .ok_or_else(|| Error::Corruption { at: Some(seq), detail: "damaged block key".into() })?;
                 Ok(Some((first, value)))
             }
         }
@@ -273,7 +276,8 @@ impl Store {
         let start = self.block_containing(from)?.map_or(from, |(first, _)| first);
         Ok(self.log.range(block_key(start).to_vec()..BLOCKS_END.to_vec()).map(|item| {
             let (key, value) = item?;
-            let first = block_seq(&key).ok_or_else(|| Error::Corruption { at: None, detail: "damaged block key".into() })?;
+            let first =
+                block_seq(&key).ok_or_else(|| Error::Corruption { at: None, detail: "damaged block key".into() })?;
             Ok((first, value))
         }))
     }

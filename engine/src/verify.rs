@@ -96,7 +96,11 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
             from,
             checked: 0,
             last_good: None,
-            damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: "sled's log file (sled/db) is missing".into() }),
+            damage: Some(Damage {
+                seq: None,
+                kind: DamageKind::Unreadable,
+                detail: "sled's log file (sled/db) is missing".into(),
+            }),
         });
     }
     match Store::open(dir) {
@@ -148,7 +152,9 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
             .zip(&done)
             .map(|(&(start, until), done)| {
                 scope.spawn(move || {
-                    walk_range(store, start, until, &mut |checked| done.store(checked, std::sync::atomic::Ordering::Relaxed))
+                    walk_range(store, start, until, &mut |checked| {
+                        done.store(checked, std::sync::atomic::Ordering::Relaxed)
+                    })
                 })
             })
             .collect();
@@ -163,7 +169,11 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
                     from,
                     checked: 0,
                     last_good: None,
-                    damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: "a verifier thread failed".into() }),
+                    damage: Some(Damage {
+                        seq: None,
+                        kind: DamageKind::Unreadable,
+                        detail: "a verifier thread failed".into(),
+                    }),
                 })
             })
             .collect::<Vec<_>>()
@@ -239,7 +249,9 @@ impl Walker<'_> {
         for block in blocks {
             let (first, value) = match block {
                 Ok(block) => block,
-                Err(error) => return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {error}")),
+                Err(error) => {
+                    return damage(Some(expected), DamageKind::Unreadable, format!("reading the log: {error}"))
+                }
             };
             if first >= until {
                 break;
@@ -280,7 +292,11 @@ impl Walker<'_> {
         match self.until {
             // A range that ends early ends where the next range's link check begins.
             Some(until) if expected < until => {
-                let kind = if stored_head.is_some_and(|head| head.seq >= until) { DamageKind::Gap } else { DamageKind::Truncated };
+                let kind = if stored_head.is_some_and(|head| head.seq >= until) {
+                    DamageKind::Gap
+                } else {
+                    DamageKind::Truncated
+                };
                 damage(Some(expected), kind, format!("events {expected}..{until} are missing"))
             }
             Some(_) => None,
@@ -323,7 +339,13 @@ impl Walker<'_> {
     /// Checks one record: its payload first; then, for a record whose own hash is intact,
     /// its position (so a moved event is named as moved); then its link (a changed `prev`
     /// breaks the link before it breaks the hash); and last the hash over the header.
-    fn check_record(&self, seq: u64, record: &BlockRecord<'_>, prev: &Hash, later: &[BlockRecord<'_>]) -> Option<Damage> {
+    fn check_record(
+        &self,
+        seq: u64,
+        record: &BlockRecord<'_>,
+        prev: &Hash,
+        later: &[BlockRecord<'_>],
+    ) -> Option<Damage> {
         let header = match record.header() {
             Ok(header) => header,
             Err(fault) => return damage(Some(seq), DamageKind::HeaderAltered, fault.to_string()),
@@ -377,7 +399,11 @@ impl Walker<'_> {
                 }
             }
             (Some(head), Some((seq, hash))) if seq > head.seq || (seq == head.seq && hash != head.hash) => {
-                return damage(Some(head.seq), DamageKind::HeadMismatch, "the recorded head disagrees with the last event");
+                return damage(
+                    Some(head.seq),
+                    DamageKind::HeadMismatch,
+                    "the recorded head disagrees with the last event",
+                );
             }
             (None, Some((seq, _))) => {
                 return damage(Some(seq), DamageKind::HeadMismatch, "events exist but no head is recorded");
@@ -396,7 +422,11 @@ impl Walker<'_> {
                     );
                 }
                 if seq >= self.from && !matches!(self.stored_hash(seq), Ok(Some(stored)) if stored == hash) {
-                    return damage(Some(seq), DamageKind::HeadMismatch, "the head anchor's hash differs from the event's");
+                    return damage(
+                        Some(seq),
+                        DamageKind::HeadMismatch,
+                        "the head anchor's hash differs from the event's",
+                    );
                 }
                 None
             }

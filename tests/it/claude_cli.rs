@@ -61,7 +61,10 @@ fn a_real_headless_run_with_a_tool_call_is_archived_byte_for_byte() {
     let project = tempfile::tempdir().unwrap();
     let target = project.path().join("hello.txt");
     let api = FakeApi::start(vec![
-        Reply::ToolUse { name: "Write".into(), input: json!({"file_path": target, "content": "hi from the fake model\n"}) },
+        Reply::ToolUse {
+            name: "Write".into(),
+            input: json!({"file_path": target, "content": "hi from the fake model\n"}),
+        },
         Reply::Text("I wrote hello.txt.".into()),
     ]);
     let lines = run_claude(&api, home.path(), project.path(), "Create hello.txt", &["--allowedTools", "Write"]);
@@ -83,7 +86,10 @@ fn a_real_headless_run_with_a_tool_call_is_archived_byte_for_byte() {
     let mangled: String =
         project.path().to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let transcript = home.path().join(".claude/projects").join(&mangled).join(format!("{session}.jsonl"));
-    let found: Vec<_> = std::fs::read_dir(home.path().join(".claude/projects")).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    let found: Vec<_> = std::fs::read_dir(home.path().join(".claude/projects"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
     assert!(transcript.exists(), "{} is missing; projects holds {found:?}", transcript.display());
 
     // Every stream-json line goes into the log and comes back byte for byte.

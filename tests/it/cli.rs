@@ -86,7 +86,9 @@ fn pipe_kill_restart_verify_then_a_flipped_byte_is_found() {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|line| line.split_once(' ').map(|(seq, hash)| (seq.parse::<u64>().unwrap(), hash.to_string())))
+                .filter_map(|line| {
+                    line.split_once(' ').map(|(seq, hash)| (seq.parse::<u64>().unwrap(), hash.to_string()))
+                })
                 .collect::<Vec<_>>()
         });
         std::thread::sleep(Duration::from_millis(rng.random_range(30..250)));
@@ -126,7 +128,8 @@ fn pipe_kill_restart_verify_then_a_flipped_byte_is_found() {
     let mut flipped = 0;
     for file in files_under(&data.join("sled")) {
         let mut bytes = std::fs::read(&file).unwrap();
-        let positions: Vec<usize> = bytes.windows(32).enumerate().filter(|(_, w)| *w == hash.as_bytes()).map(|(at, _)| at).collect();
+        let positions: Vec<usize> =
+            bytes.windows(32).enumerate().filter(|(_, w)| *w == hash.as_bytes()).map(|(at, _)| at).collect();
         for at in &positions {
             bytes[at + 10] ^= 0x04;
         }
@@ -155,14 +158,17 @@ fn pipe_kill_restart_verify_then_a_flipped_byte_is_found() {
 fn a_malformed_line_stops_with_its_number_and_keeps_the_lines_before() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let lines: Vec<Vec<u8>> = vec![b"{\"a\":1}".to_vec(), b"[2]".to_vec(), b"{\"broken\":".to_vec(), b"{\"c\":3}".to_vec()];
+    let lines: Vec<Vec<u8>> =
+        vec![b"{\"a\":1}".to_vec(), b"[2]".to_vec(), b"{\"broken\":".to_vec(), b"{\"c\":3}".to_vec()];
     let output = append_lines(&data, &lines);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("line 3 is not valid JSON"), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout).lines().count(), 2);
     let listed = cclog(&data, &["log", "--json"]);
-    let payloads: Vec<serde_json::Value> =
-        text(&listed.stdout).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["payload"].clone()).collect();
+    let payloads: Vec<serde_json::Value> = text(&listed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["payload"].clone())
+        .collect();
     assert_eq!(payloads, vec![serde_json::json!({"a":1}), serde_json::json!([2])]);
 }
 
@@ -207,12 +213,18 @@ fn stats_and_log_for_scripts() {
     assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
 
     let listed = cclog(&data, &["log", "--from", "10", "--limit", "5", "--json"]);
-    let seqs: Vec<u64> =
-        text(&listed.stdout).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = text(&listed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![10, 11, 12, 13, 14]);
     let past_the_end = cclog(&data, &["verify", "--from", "51"]);
     assert_eq!(past_the_end.status.code(), Some(2));
-    assert!(text(&past_the_end.stderr).contains("seq 51 is past the end of the log (its last event is 49)"), "{}", text(&past_the_end.stderr));
+    assert!(
+        text(&past_the_end.stderr).contains("seq 51 is past the end of the log (its last event is 49)"),
+        "{}",
+        text(&past_the_end.stderr)
+    );
     let other = cclog(&data, &["log", "--stream", "nothing"]);
     assert!(other.status.success() && other.stdout.is_empty());
     let table = cclog(&data, &["log", "--limit", "1"]);

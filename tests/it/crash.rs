@@ -33,7 +33,8 @@ fn crash_child_appender() {
                 for index in 0.. {
                     // Batches of 1–3 events: the batch is atomic, so all or none survive.
                     let size = 1 + (index % 3);
-                    let batch = (0..size).map(|offset| event(&format!("crash/{appender}"), index * 3 + offset)).collect();
+                    let batch =
+                        (0..size).map(|offset| event(&format!("crash/{appender}"), index * 3 + offset)).collect();
                     let appended = log.append(batch).await.expect("append");
                     for done in appended {
                         let _ = tx.send(format!("{} {}\n", done.seq, done.hash));
@@ -93,7 +94,8 @@ fn crash_keeps_every_acknowledged_event() {
 
         let log = open(dir.path());
         for (seq, hash) in &acknowledged {
-            let event = log.get(*seq).unwrap().unwrap_or_else(|| panic!("trial {trial}: acknowledged event {seq} is lost"));
+            let event =
+                log.get(*seq).unwrap().unwrap_or_else(|| panic!("trial {trial}: acknowledged event {seq} is lost"));
             assert_eq!(&event.hash.to_hex(), hash, "trial {trial}: event {seq} changed");
         }
         let report = log.verify(0, &mut |_, _| {});

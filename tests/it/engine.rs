@@ -78,12 +78,8 @@ fn reads_cover_ranges_streams_and_head() {
 fn raw_payload_bytes_are_stored_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let payloads: Vec<Vec<u8>> = vec![
-        Vec::new(),
-        b"  {\"spaced\" :  1 }\r".to_vec(),
-        (0u8..=255).collect(),
-        "x".repeat(300_000).into_bytes(),
-    ];
+    let payloads: Vec<Vec<u8>> =
+        vec![Vec::new(), b"  {\"spaced\" :  1 }\r".to_vec(), (0u8..=255).collect(), "x".repeat(300_000).into_bytes()];
     let events = payloads.iter().map(|payload| NewEvent::new("raw", "bytes", payload.clone())).collect();
     log.append_blocking(events).unwrap();
     drop(log);
@@ -125,7 +121,8 @@ fn subscription_replays_then_follows_and_a_slow_one_blocks_nobody() {
             })
         };
         for seq in 5..2_005 {
-            let event = tokio::time::timeout(std::time::Duration::from_secs(30), follower.next()).await.unwrap().unwrap();
+            let event =
+                tokio::time::timeout(std::time::Duration::from_secs(30), follower.next()).await.unwrap().unwrap();
             assert_eq!(event.seq(), seq);
         }
         // `idle` never read while 2,000 events were written: the writer was not held up.

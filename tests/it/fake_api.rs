@@ -95,8 +95,14 @@ async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> R
     )];
     let stop_reason = match reply {
         Reply::Text(text) => {
-            events.push(sse("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-            events.push(sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})));
+            events.push(sse(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            events.push(sse(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            ));
             "end_turn"
         }
         Reply::ToolUse { name, input } => {

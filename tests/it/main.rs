@@ -2,8 +2,8 @@
 //! that it links once. Modules that need the `cclog` binary find it beside this test
 //! binary in cargo's target directory.
 
-mod cli;
 mod claude_cli;
+mod cli;
 mod crash;
 mod durability;
 mod engine;

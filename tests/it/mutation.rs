@@ -23,8 +23,10 @@ fn template() -> &'static Path {
             let dir = tempfile::tempdir().unwrap();
             let log = open(dir.path());
             for first in (0..EVENTS).step_by(BATCH as usize) {
-                log.append_blocking((first..first + BATCH).map(|index| event(&format!("session/{}", index % 4), index)).collect())
-                    .unwrap();
+                log.append_blocking(
+                    (first..first + BATCH).map(|index| event(&format!("session/{}", index % 4), index)).collect(),
+                )
+                .unwrap();
             }
             drop(log);
             let report = verify_dir(dir.path(), 0, &mut |_, _| {}).unwrap();
@@ -114,7 +116,8 @@ impl Case {
     fn flip_record(self, seq: u64, pick: impl FnOnce(&[RecordLayout], usize) -> usize) -> Case {
         self.through_sled(|store| {
             let (first, mut bytes) = block_of(store, seq);
-            let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
+            let layouts: Vec<RecordLayout> =
+                parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
             let at = pick(&layouts, (seq - first) as usize);
             bytes[at] ^= 0x10;
             store.raw_put_block(first, bytes).unwrap();
@@ -148,7 +151,8 @@ fn payload_bit_flip() {
 
 #[test]
 fn bit_flip_in_the_compressed_payload() {
-    let case = Case::new().flip_record(TARGET, |layouts, index| layouts[index].body.start + layouts[index].body.len() / 2);
+    let case =
+        Case::new().flip_record(TARGET, |layouts, index| layouts[index].body.start + layouts[index].body.len() / 2);
     check(case.verify(), DamageKind::PayloadAltered, TARGET);
 }
 
@@ -187,7 +191,8 @@ fn framing_damage() {
     // Make event 17's record length run past its block.
     let case = Case::new().through_sled(|store| {
         let (first, mut bytes) = block_of(store, TARGET);
-        let layouts: Vec<RecordLayout> = parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
+        let layouts: Vec<RecordLayout> =
+            parse_block(&bytes).records.iter().map(|record| record.layout.clone()).collect();
         let length_at = layouts[(TARGET - first - 1) as usize].body.end;
         bytes[length_at] = 0xff;
         bytes[length_at + 1] = 0xff;
@@ -282,7 +287,8 @@ fn hash_offsets(case: &Case, seq: u64) -> Vec<usize> {
         stored_events(&bytes)[(seq - first) as usize].hash.0.to_vec()
     };
     let bytes = std::fs::read(case.sled_file("db")).unwrap();
-    let offsets: Vec<usize> = bytes.windows(32).enumerate().filter(|(_, window)| *window == hash.as_slice()).map(|(at, _)| at).collect();
+    let offsets: Vec<usize> =
+        bytes.windows(32).enumerate().filter(|(_, window)| *window == hash.as_slice()).map(|(at, _)| at).collect();
     assert!(!offsets.is_empty(), "the hash is stored uncompressed in sled's file");
     offsets
 }
@@ -378,8 +384,9 @@ fn parallel_verification_names_the_first_damage() {
     {
         let log = open(&path);
         for first in (0..LONG).step_by(1_000) {
-            let batch =
-                (first..first + 1_000).map(|index| cclog_engine::NewEvent::new("long", "k", format!("{{\"n\":{index}}}"))).collect();
+            let batch = (first..first + 1_000)
+                .map(|index| cclog_engine::NewEvent::new("long", "k", format!("{{\"n\":{index}}}")))
+                .collect();
             log.append_blocking(batch).unwrap();
         }
     }

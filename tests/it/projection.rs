@@ -108,8 +108,10 @@ fn a_projection_added_later_is_built_from_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open_with(dir.path(), cclog_projections::standard());
-        log.append_blocking((0..50).map(|index| NewEvent::new(format!("s{}", index % 3), "put", vec![index])).collect())
-            .unwrap();
+        log.append_blocking(
+            (0..50).map(|index| NewEvent::new(format!("s{}", index % 3), "put", vec![index])).collect(),
+        )
+        .unwrap();
     }
     let log = open_with(dir.path(), projections(1));
     let built = dump(&log, "tracker");

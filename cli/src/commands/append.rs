@@ -54,7 +54,8 @@ fn read_lines(tx: mpsc::Sender<Input>) {
         }
         if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
             let _ = flush_batch(&tx, &mut batch);
-            let reason = if line.iter().all(u8::is_ascii_whitespace) { "empty line".to_string() } else { error.to_string() };
+            let reason =
+                if line.iter().all(u8::is_ascii_whitespace) { "empty line".to_string() } else { error.to_string() };
             let _ = tx.blocking_send(Input::Malformed { line: number, reason });
             return;
         }
@@ -73,7 +74,11 @@ fn flush_batch(tx: &mpsc::Sender<Input>, batch: &mut Vec<Vec<u8>>) -> Result<(),
     tx.blocking_send(Input::Batch(std::mem::take(batch))).map_err(|_| ())
 }
 
-async fn append_all(log: cclog_engine::Log, args: AppendArgs, mut rx: mpsc::Receiver<Input>) -> anyhow::Result<ExitCode> {
+async fn append_all(
+    log: cclog_engine::Log,
+    args: AppendArgs,
+    mut rx: mpsc::Receiver<Input>,
+) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut in_flight: VecDeque<PendingAppend> = VecDeque::new();
     let mut appended = 0u64;

@@ -44,7 +44,12 @@ pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
         Some(damage) => {
             let at = damage.seq.map_or_else(|| "the store".to_string(), |seq| format!("seq {seq}"));
-            println!("{} at {at}: {}: {}", paint(colour, output::RED, "DAMAGED"), damage.kind.describe(), damage.detail);
+            println!(
+                "{} at {at}: {}: {}",
+                paint(colour, output::RED, "DAMAGED"),
+                damage.kind.describe(),
+                damage.detail
+            );
             match &report.last_good {
                 Some((seq, hash)) => println!("last intact event: seq {seq}, hash {hash}"),
                 None => println!("no event before the damage could be verified"),
