@@ -78,6 +78,16 @@ impl VerifyReport {
     pub fn intact(&self) -> bool {
         self.damage.is_none()
     }
+
+    /// A report on a store that could not be read at all.
+    fn unreadable(from: u64, detail: impl Into<String>) -> VerifyReport {
+        VerifyReport {
+            from,
+            checked: 0,
+            last_good: None,
+            damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: detail.into() }),
+        }
+    }
 }
 
 /// Progress callback: events checked so far, events expected in all.
@@ -92,16 +102,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
         if !dir.join(crate::ANCHOR_FILE).exists() {
             return Err(Error::Storage(format!("{} holds no cclog store", dir.display())));
         }
-        return Ok(VerifyReport {
-            from,
-            checked: 0,
-            last_good: None,
-            damage: Some(Damage {
-                seq: None,
-                kind: DamageKind::Unreadable,
-                detail: "sled's log file (sled/db) is missing".into(),
-            }),
-        });
+        return Ok(VerifyReport::unreadable(from, "sled's log file (sled/db) is missing"));
     }
     match Store::open(dir) {
         Ok(store) => {
@@ -115,12 +116,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
             Ok(walk(&store, from, progress))
         }
         Err(error @ Error::Locked { .. }) => Err(error),
-        Err(error) => Ok(VerifyReport {
-            from,
-            checked: 0,
-            last_good: None,
-            damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: error.to_string() }),
-        }),
+        Err(error) => Ok(VerifyReport::unreadable(from, error.to_string())),
     }
 }
 
@@ -164,18 +160,7 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
         }
         handles
             .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| VerifyReport {
-                    from,
-                    checked: 0,
-                    last_good: None,
-                    damage: Some(Damage {
-                        seq: None,
-                        kind: DamageKind::Unreadable,
-                        detail: "a verifier thread failed".into(),
-                    }),
-                })
-            })
+            .map(|handle| handle.join().unwrap_or_else(|_| VerifyReport::unreadable(from, "a verifier thread failed")))
             .collect::<Vec<_>>()
     });
     let mut combined = VerifyReport { from, checked: 0, last_good: None, damage: None };

@@ -245,25 +245,19 @@ fn truncated_tail() {
     check(case.verify(), DamageKind::Truncated, EVENTS - 3);
 }
 
+/// The last block cut to its first event and the recorded head rewritten to match: only the
+/// head anchor still knows that events 36..=39 were acknowledged.
 #[test]
-fn a_store_that_lost_acknowledged_events_refuses_appends_and_keeps_the_evidence() {
+fn truncated_tail_with_a_rewritten_head_is_caught_by_the_anchor_and_refuses_appends() {
     let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(1)).through_sled(|store| {
         let (_, bytes) = block_of(store, EVENTS - 4);
         let kept = stored_events(&bytes).pop().unwrap();
         store.raw_set_head(cclog_engine::Head { seq: EVENTS - 5, hash: kept.hash, ts_us: 0 }).unwrap();
     });
+    check(case.verify(), DamageKind::Truncated, EVENTS - 4);
     let refused = cclog_engine::Log::open(&case.path, cclog_engine::LogOptions::default());
     assert!(matches!(refused, Err(cclog_engine::Error::Corruption { .. })), "{:?}", refused.err());
-    check(case.verify(), DamageKind::Truncated, EVENTS - 4);
-}
-
-#[test]
-fn truncated_tail_with_a_rewritten_head_is_caught_by_the_anchor() {
-    let case = Case::new().edit_events(EVENTS - 1, |events, _| events.truncate(1)).through_sled(|store| {
-        let (_, bytes) = block_of(store, EVENTS - 4);
-        let kept = stored_events(&bytes).pop().unwrap();
-        store.raw_set_head(cclog_engine::Head { seq: EVENTS - 5, hash: kept.hash, ts_us: 0 }).unwrap();
-    });
+    // Refusing left the evidence in place.
     check(case.verify(), DamageKind::Truncated, EVENTS - 4);
 }
 
