@@ -43,7 +43,9 @@ pub struct Appended {
     pub ts_us: u64,
 }
 
-/// An event to append, its payload already hashed by the appender's own task.
+/// An event to append, already validated and its payload hashed on the appender's own task
+/// (`Log::submit` and `Log::append_blocking` are the only ways in), so the writer — the
+/// bottleneck — does neither again.
 pub(crate) struct PreparedEvent {
     pub event: NewEvent,
     pub payload_hash: Hash,
@@ -307,7 +309,6 @@ impl Writer {
         let mut prepared = Vec::with_capacity(events.len());
         let mut appended = Vec::with_capacity(events.len());
         for PreparedEvent { event: new, payload_hash } in events {
-            new.validate()?;
             let seq = head.map_or(0, |head| head.seq + 1);
             let prev = head.map_or(GENESIS, |head| head.hash);
             let ts_us = now_us().max(head.map_or(0, |head| head.ts_us));
