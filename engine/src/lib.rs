@@ -46,7 +46,7 @@ mod subscription;
 pub mod verify;
 
 pub use anchor::{read_anchor, AnchorState, ANCHOR_FILE};
-pub use envelope::{Event, Hash, Header, NewEvent};
+pub use envelope::{payload_hash, Event, Hash, Header, NewEvent, MAX_PAYLOAD_LEN, MAX_STREAM_LEN};
 pub use error::{Error, Result};
 pub use group_commit::{Appended, WriterMetrics};
 pub use log::{directory_size, Log, LogOptions, PendingAppend};

@@ -1,9 +1,41 @@
-//! cclog ingest: everything that turns the outside world into events. It will hold the
-//! Claude Code runner (spawning `claude -p --output-format stream-json`), stream-json
-//! capture, transcript import and watch of `~/.claude/projects`, coordinator commands, and
-//! the team and plan services. It validates and deduplicates before appending through
-//! [`cclog_engine::Log`], and names events with the vocabulary of `cclog_projections`.
+//! cclog ingest: everything that turns the outside world into events. Today that is
+//! Claude Code transcript import and watch (`~/.claude/projects`, every layout) and live
+//! capture of stream-json output; the runner, coordinator commands and the team and plan
+//! services come next. It validates and deduplicates before appending through
+//! [`cclog_engine::Log`], and names events with the vocabulary of
+//! [`cclog_projections::events`].
 //!
-//! Nothing is built here yet: transcript import, capture and the runner arrive with the
-//! ingest and run-manager work (see ARCHITECTURE.md). The crate exists now so that the
-//! dependency order engine ← projections ← ingest ← http ← cli is fixed from the start.
+//! # Layout
+//! - [`discover`]: finding transcript files and what each is (session, project, agent).
+//! - [`import`]: incremental, idempotent import with revisions, deletions and copy pointers.
+//! - [`watch`]: re-importing as files change, debounced.
+//! - [`capture`]: recording a stream-json run from a reader.
+//!
+//! # Example
+//!
+//! ```
+//! use cclog_engine::{Log, LogOptions};
+//! use cclog_ingest::import::Importer;
+//!
+//! let data = tempfile::tempdir()?;
+//! let projects = tempfile::tempdir()?;
+//! let project = projects.path().join("-home-me-app");
+//! std::fs::create_dir(&project)?;
+//! let line = r#"{"type":"user","uuid":"u1","parentUuid":null,"sessionId":"11111111-2222-3333-4444-555555555555","message":{"role":"user","content":"hi"}}"#;
+//! std::fs::write(project.join("11111111-2222-3333-4444-555555555555.jsonl"), format!("{line}\n"))?;
+//!
+//! let log = Log::open(data.path(), LogOptions { projections: cclog_projections::standard() })?;
+//! let report = Importer::new(&log).import(&[projects.path().to_path_buf()], &|_| {})?;
+//! assert_eq!((report.files, report.new_entries), (1, 1));
+//! let again = Importer::new(&log).import(&[projects.path().to_path_buf()], &|_| {})?;
+//! assert_eq!(again.new_entries, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod capture;
+pub mod discover;
+mod error;
+pub mod import;
+pub mod watch;
+
+pub use error::{Error, Result};

@@ -13,6 +13,26 @@ pub enum Error {
     /// A stored read-model value does not decode.
     #[error("projection {projection} holds a damaged value: {detail}")]
     Damaged { projection: &'static str, detail: String },
+
+    /// A typed event payload does not encode or decode.
+    #[error("{kind} payload: {detail}")]
+    Payload { kind: &'static str, detail: String },
+
+    /// Nothing has this id or id prefix.
+    #[error("no {what} matches {id:?}")]
+    NotFound { what: &'static str, id: String },
+
+    /// More than one thing starts with this id prefix.
+    #[error("{id:?} matches {count} {what}s (e.g. {}); give more of the id", examples.join(", "))]
+    Ambiguous { what: &'static str, id: String, count: usize, examples: Vec<String> },
+
+    /// Writing replayed output failed.
+    #[error("write failed: {source}")]
+    Io { source: std::io::Error },
+
+    /// The log holds something the archive's own events say cannot be there.
+    #[error("archive inconsistent at seq {seq}: {detail}")]
+    Inconsistent { seq: u64, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

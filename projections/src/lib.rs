@@ -5,6 +5,13 @@
 //!
 //! # Layout
 //! - [`stream_stats`]: per-stream event counts, last seq and payload bytes (`cclog stats`).
+//! - [`events`]: stream names, kinds and typed payloads for Claude Code data.
+//! - [`entry`]: reading the few fields cclog needs from a raw transcript line, and the
+//!   top-level value splicing that describes a copied entry.
+//! - [`archive`]: the `archive` projection — files, entries by uuid, sessions, runs.
+//! - [`replay`]: files given back byte for byte, copies rebuilt through their pointers.
+//! - [`lineage`]: conversations, the fork tree and branch diffs.
+//! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars.
 //!
 //! # Example
 //!
@@ -24,14 +31,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod archive;
+pub mod entry;
 mod error;
+pub mod events;
+pub mod lineage;
+pub mod pricing;
+pub mod render;
+pub mod replay;
 pub mod stream_stats;
 
+pub use archive::Archive;
 pub use error::{Error, Result};
 pub use stream_stats::{StreamStats, StreamSummary, Totals};
 
 /// The projections every cclog process opens the log with, so that all of them maintain
 /// the same read models.
 pub fn standard() -> Vec<std::sync::Arc<dyn cclog_engine::Projection>> {
-    vec![std::sync::Arc::new(StreamStats)]
+    vec![std::sync::Arc::new(StreamStats), std::sync::Arc::new(Archive)]
 }

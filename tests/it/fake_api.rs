@@ -8,6 +8,10 @@
 //! request. A turn, its tool round trips and a later `--resume` therefore always get the
 //! same answers, however many other requests the CLI makes. Past the end of the script the
 //! answer is a short text.
+//!
+//! [`FakeApi::by_prompt`] scripts by the prompt instead: the reply is chosen by a word in
+//! the latest user prompt and by how many assistant messages follow that prompt, so a
+//! resumed session or two forks of one can each be told to do something different.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,9 +31,19 @@ pub enum Reply {
     ToolUse { name: String, input: Value },
 }
 
+/// How replies are chosen.
+#[derive(Debug, Clone)]
+enum Script {
+    /// `replies[n]`, n = assistant messages in the whole conversation.
+    ByPosition(Vec<Reply>),
+    /// The first `(word, replies)` whose word is in the latest user prompt;
+    /// `replies[n]`, n = assistant messages after that prompt.
+    ByPrompt(Vec<(String, Vec<Reply>)>),
+}
+
 #[derive(Clone)]
 struct Shared {
-    script: Arc<Vec<Reply>>,
+    script: Arc<Script>,
     requests: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -42,6 +56,15 @@ pub struct FakeApi {
 
 impl FakeApi {
     pub fn start(script: Vec<Reply>) -> FakeApi {
+        Self::serve(Script::ByPosition(script))
+    }
+
+    /// Replies chosen by a word of the latest user prompt (see the module docs).
+    pub fn by_prompt(routes: Vec<(&str, Vec<Reply>)>) -> FakeApi {
+        Self::serve(Script::ByPrompt(routes.into_iter().map(|(word, replies)| (word.to_string(), replies)).collect()))
+    }
+
+    fn serve(script: Script) -> FakeApi {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared { script: Arc::new(script), requests: Arc::clone(&requests) };
@@ -80,11 +103,19 @@ async fn count_tokens() -> Json<Value> {
 }
 
 async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
-    let assistant_turns = request["messages"]
-        .as_array()
-        .map_or(0, |messages| messages.iter().filter(|message| message["role"] == "assistant").count());
+    let conversation = request["messages"].as_array().cloned().unwrap_or_default();
+    let assistant_turns = conversation.iter().filter(|message| message["role"] == "assistant").count();
     shared.requests.lock().unwrap().push(request.clone());
-    let reply = shared.script.get(assistant_turns).cloned().unwrap_or_else(|| Reply::Text("Done.".into()));
+    let reply = match &*shared.script {
+        Script::ByPosition(replies) => replies.get(assistant_turns).cloned(),
+        Script::ByPrompt(routes) => {
+            let prompt_at = conversation.iter().rposition(is_prompt).unwrap_or(0);
+            let prompt = conversation.get(prompt_at).map(prompt_text).unwrap_or_default();
+            let step = conversation[prompt_at..].iter().filter(|message| message["role"] == "assistant").count();
+            routes.iter().find(|(word, _)| prompt.contains(word.as_str())).and_then(|(_, replies)| replies.get(step).cloned())
+        }
+    }
+    .unwrap_or_else(|| Reply::Text("Done.".into()));
     let model = request["model"].as_str().unwrap_or("claude-fake").to_string();
     let message_id = format!("msg_fake_{assistant_turns:04}_{}", shared.requests.lock().unwrap().len());
     let mut events = vec![sse(
@@ -125,6 +156,27 @@ async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> R
     ));
     events.push(sse("message_stop", json!({"type": "message_stop"})));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream")], Body::from(events.concat())).into_response()
+}
+
+/// A user message that is a prompt rather than tool results.
+fn is_prompt(message: &Value) -> bool {
+    message["role"] == "user" && !prompt_text(message).is_empty()
+}
+
+/// The text a user message carries, whether its content is a string or blocks; tool
+/// results do not count. The CLI adds `<system-reminder>` blocks, which are skipped.
+fn prompt_text(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|block| block["type"] == "text")
+            .filter_map(|block| block["text"].as_str())
+            .filter(|text| !text.starts_with("<system-reminder>"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
 }
 
 fn sse(event: &str, data: Value) -> String {

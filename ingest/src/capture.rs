@@ -1,0 +1,142 @@
+//! Live capture of `claude -p --output-format stream-json --verbose` output: every line is
+//! appended raw as a `run.message` of a new run, as it arrives, optionally echoed to an
+//! output so that capture can sit in a pipe. The run is tied to the session its
+//! `system/init` message names; its messages carry the same `uuid`s as the session's
+//! transcript entries, which is how the archive links the two.
+//!
+//! A reader thread hands lines to the appender, which appends whatever has queued up as
+//! one batch: a fast producer gets group commit, a slow one gets each line durable as it
+//! comes.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
+
+use cclog_engine::{Log, NewEvent};
+use cclog_projections::events::{self, RunEnded, RunSession, RunStarted};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// What a capture recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureReport {
+    pub run: String,
+    pub session: Option<String>,
+    pub messages: u64,
+    pub status: String,
+    pub result_type: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// The fields of a stream-json message capture looks at.
+#[derive(Deserialize)]
+struct MessageFacts {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subtype: Option<String>,
+    session_id: Option<String>,
+    is_error: Option<bool>,
+    duration_ms: Option<u64>,
+}
+
+/// A new run id: 128 random bits as a UUID-shaped string.
+pub fn new_run_id() -> String {
+    let bits: u128 = rand::random();
+    let hex = format!("{bits:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Records `input` as a run; with `echo`, writes every line to it as read.
+pub fn capture(log: &Log, input: impl BufRead + Send + 'static, mut echo: Option<&mut dyn Write>) -> Result<CaptureReport> {
+    let run = new_run_id();
+    let stream = events::run_stream(&run);
+    let started = RunStarted { run: run.clone(), source: "capture".into(), cwd: None, prompt: None, resume: None, fork: false };
+    log.append_blocking(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, events::encode(&started)?)])?;
+
+    let (lines_tx, lines_rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4096);
+    let reader = std::thread::spawn(move || {
+        let mut input = input;
+        loop {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if lines_tx.send(Ok(line)).is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    let _ = lines_tx.send(Err(error));
+                    break;
+                }
+            }
+        }
+    });
+
+    let mut report = CaptureReport { run: run.clone(), session: None, messages: 0, status: "interrupted".into(), result_type: None, duration_ms: None };
+    let mut failure = None;
+    while let Ok(first) = lines_rx.recv() {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Ok(mut line) => {
+                    if let Some(out) = echo.as_deref_mut() {
+                        out.write_all(&line).and_then(|()| out.flush()).map_err(|source| Error::Io { path: "stdout".into(), source })?;
+                    }
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if !line.iter().all(u8::is_ascii_whitespace) {
+                        record(&stream, line, &mut report, &mut batch)?;
+                    }
+                }
+                Err(error) => failure = Some(error.to_string()),
+            }
+            next = lines_rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            log.append_blocking(batch)?;
+        }
+    }
+    let _ = reader.join();
+    if let Some(detail) = failure {
+        report.status = "failed".into();
+        return finish(log, &stream, report, Some(detail));
+    }
+    finish(log, &stream, report, None)
+}
+
+fn record(stream: &str, line: Vec<u8>, report: &mut CaptureReport, batch: &mut Vec<NewEvent>) -> Result<()> {
+    let facts = serde_json::from_slice::<MessageFacts>(&line).ok();
+    batch.push(NewEvent::new(stream, events::KIND_RUN_MESSAGE, line));
+    report.messages += 1;
+    let Some(facts) = facts else { return Ok(()) };
+    match (facts.kind.as_deref(), facts.subtype.as_deref()) {
+        (Some("system"), Some("init")) => {
+            if let Some(session) = facts.session_id.filter(|_| report.session.is_none()) {
+                batch.push(NewEvent::new(stream, events::KIND_RUN_SESSION, events::encode(&RunSession { session: session.clone() })?));
+                report.session = Some(session);
+            }
+        }
+        (Some("result"), subtype) => {
+            let failed = facts.is_error.unwrap_or(false) || subtype.is_some_and(|subtype| subtype != "success");
+            report.status = if failed { "failed" } else { "completed" }.into();
+            report.result_type = subtype.map(str::to_string);
+            report.duration_ms = facts.duration_ms;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn finish(log: &Log, stream: &str, report: CaptureReport, detail: Option<String>) -> Result<CaptureReport> {
+    let ended = RunEnded {
+        status: report.status.clone(),
+        result_type: report.result_type.clone(),
+        duration_ms: report.duration_ms,
+        detail,
+    };
+    log.append_blocking(vec![NewEvent::new(stream, events::KIND_RUN_ENDED, events::encode(&ended)?)])?;
+    Ok(report)
+}

@@ -1,0 +1,36 @@
+//! The ingest crate's one error type.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong while turning the outside world into events.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] cclog_engine::Error),
+
+    #[error(transparent)]
+    Projections(#[from] cclog_projections::Error),
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A path to import does not exist.
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+
+    /// Something cclog cannot archive, with why.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// Watching files for changes failed.
+    #[error("watching for changes: {0}")]
+    Watch(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

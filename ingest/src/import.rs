@@ -1,0 +1,469 @@
+//! Transcript import: archives Claude Code's transcript files into the log, incrementally
+//! and idempotently.
+//!
+//! For each file the archive knows how far it was read (a checkpoint: byte offset, line
+//! count and the BLAKE3 of those bytes). An unchanged file costs one `stat`; a grown one is
+//! read from the checkpoint after its prefix is re-hashed and found unchanged; a file whose
+//! archived bytes changed or shrank gets a new revision that is read from the start, while
+//! every earlier revision stays in the log; a vanished file is recorded as deleted.
+//!
+//! Each line is stored as it came, unless it is a copy of an entry already stored — same
+//! `uuid`, same bytes except a few small top-level values, as `--resume` and
+//! `--fork-session` write them. Consecutive copies that follow one `parentUuid` chain
+//! become one `transcript.copy` pointer, so a fork's shared prefix costs one event however
+//! long it is. A line that is not JSON is stored too and reported with its file and line
+//! number; nothing makes the import abort.
+//!
+//! Lines go to the log in chunks (at most [`CHUNK_BYTES`] or [`CHUNK_LINES`]), each with
+//! its checkpoint in the same atomic append, so memory stays bounded on any file size and
+//! an interrupted import resumes where its last chunk ended.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use cclog_engine::{Log, NewEvent};
+use cclog_projections::archive::{Archive, FileState};
+use cclog_projections::entry::{self, apply_rewrite, rewrite_between, Parsed};
+use cclog_projections::events::{
+    self, Checkpoint, CopyRun, Deleted, FileIdentity, Revision, RevisionReason,
+};
+use serde::Serialize;
+
+use crate::discover::{self, Candidate};
+use crate::{Error, Result};
+
+/// A chunk is appended once it holds this many bytes of lines...
+pub const CHUNK_BYTES: usize = 8 << 20;
+/// ...or this many lines.
+pub const CHUNK_LINES: usize = 8192;
+
+/// A malformed line, reported with where it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct MalformedLine {
+    pub path: String,
+    /// 1-based line number in the file.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Transcript files looked at.
+    pub files: u64,
+    /// Files with something new.
+    pub files_changed: u64,
+    /// Sessions with something new.
+    pub sessions: u64,
+    /// Lines stored as their own event.
+    pub new_entries: u64,
+    /// Lines recorded through copy pointers, and the pointers.
+    pub copied_entries: u64,
+    pub copy_runs: u64,
+    /// Revisions started because archived content changed or shrank.
+    pub revisions: u64,
+    pub deleted: u64,
+    pub bytes_read: u64,
+    pub malformed_lines: Vec<MalformedLine>,
+    /// Entry types this cclog does not know, with how many new lines had each.
+    pub unknown_types: BTreeMap<String, u64>,
+    /// Files that could not be read, with why; the import went on without them.
+    pub failed_files: Vec<(String, String)>,
+    #[serde(skip)]
+    touched_sessions: BTreeSet<String>,
+}
+
+/// Progress of a long import: bytes read of the bytes to read.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Imports transcripts into one log.
+pub struct Importer<'a> {
+    log: &'a Log,
+    /// Session of each transcript path, cached from the archive.
+    sessions_by_path: HashMap<String, String>,
+}
+
+/// A line's original for copy detection: its bytes and the session it was stored under.
+struct Original {
+    bytes: Vec<u8>,
+    session: String,
+}
+
+/// A run of copied lines being collected.
+struct OpenRun {
+    leaf: String,
+    count: u64,
+    rewrite: Vec<(String, String)>,
+    source_session: String,
+}
+
+impl OpenRun {
+    fn into_event(self, stream: &str) -> Result<NewEvent> {
+        let run = CopyRun { leaf: self.leaf, count: self.count, rewrite: self.rewrite, source_session: self.source_session };
+        Ok(NewEvent::new(stream, events::KIND_COPY, events::encode(&run)?))
+    }
+}
+
+/// The state of reading one file.
+struct FileRead<'f> {
+    path: &'f str,
+    stream: String,
+    session: String,
+    hasher: blake3::Hasher,
+    offset: u64,
+    lines: u64,
+    modified_ns: u64,
+    pending: Vec<NewEvent>,
+    pending_bytes: usize,
+    /// Whether anything but a checkpoint was appended.
+    changed: bool,
+    /// Entries stored in `pending`, not yet visible in the archive.
+    fresh: HashMap<String, Vec<u8>>,
+    run: Option<OpenRun>,
+}
+
+fn modified_ns(metadata: &std::fs::Metadata) -> u64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|since| u64::try_from(since.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+/// Claude Code's transcripts directory: `~/.claude/projects`.
+pub fn default_projects_dir() -> Option<PathBuf> {
+    dirs_home().map(|home| home.join(".claude").join("projects"))
+}
+
+fn dirs_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|home| !home.is_empty()).map(PathBuf::from)
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(log: &'a Log) -> Importer<'a> {
+        Importer { log, sessions_by_path: HashMap::new() }
+    }
+
+    /// Imports every transcript under each of `roots` (directories or single files), then
+    /// records as deleted the archived files under a root directory that are gone.
+    pub fn import(&mut self, roots: &[PathBuf], progress: &dyn Fn(Progress)) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
+        let mut candidates = Vec::new();
+        for root in roots {
+            let root = std::path::absolute(root).map_err(|source| Error::io(root, source))?;
+            if !root.exists() {
+                return Err(Error::Missing(root));
+            }
+            candidates.extend(discover::find(&root).map_err(|source| Error::io(&root, source))?);
+        }
+        candidates.sort_by(|a, b| a.order.cmp(&b.order));
+        let bytes_total = candidates
+            .iter()
+            .map(|candidate| std::fs::metadata(&candidate.path).map_or(0, |metadata| metadata.len()))
+            .sum();
+        let mut bytes_done = 0;
+        for candidate in &candidates {
+            report.files += 1;
+            let size = std::fs::metadata(&candidate.path).map_or(0, |metadata| metadata.len());
+            if let Err(error) = self.import_file(candidate, &mut report) {
+                if matches!(error, Error::Engine(_)) {
+                    return Err(error);
+                }
+                report.failed_files.push((candidate.path.display().to_string(), error.to_string()));
+            }
+            bytes_done += size;
+            progress(Progress { bytes_done, bytes_total });
+        }
+        let present: BTreeSet<String> =
+            candidates.iter().map(|candidate| candidate.path.to_string_lossy().into_owned()).collect();
+        for root in roots {
+            let root = std::path::absolute(root).map_err(|source| Error::io(root, source))?;
+            if root.is_dir() {
+                self.record_deletions(&root, &present, &mut report)?;
+            }
+        }
+        report.sessions = report.touched_sessions.len() as u64;
+        Ok(report)
+    }
+
+    fn record_deletions(&mut self, root: &Path, present: &BTreeSet<String>, report: &mut ImportReport) -> Result<()> {
+        let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
+        let mut batch = Vec::new();
+        for file in Archive::files(self.log)? {
+            if file.deleted || !file.path.starts_with(&prefix) || present.contains(&file.path) {
+                continue;
+            }
+            if Path::new(&file.path).exists() {
+                continue;
+            }
+            batch.push(NewEvent::new(
+                events::transcript_stream(&file.path),
+                events::KIND_DELETED,
+                events::encode(&Deleted { revision: file.revision })?,
+            ));
+            report.deleted += 1;
+        }
+        if !batch.is_empty() {
+            self.log.append_blocking(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Imports one file: new lines, a new revision, or nothing.
+    pub fn import_file(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<()> {
+        let path_buf = &candidate.path;
+        let path = path_buf.to_string_lossy().into_owned();
+        let stream = events::transcript_stream(&path);
+        if stream.len() > cclog_engine::MAX_STREAM_LEN {
+            return Err(Error::Unsupported(format!("path is longer than {} bytes", cclog_engine::MAX_STREAM_LEN - 11)));
+        }
+        let metadata = std::fs::metadata(path_buf).map_err(|source| Error::io(path_buf, source))?;
+        let modified = modified_ns(&metadata);
+        let state = Archive::file(self.log, &path)?;
+        let meta_event = self.agent_meta_event(candidate, state.as_ref(), &stream)?;
+        if let Some(state) = &state {
+            if let Some(checkpoint) = state.last_checkpoint.as_ref().filter(|_| !state.deleted) {
+                if checkpoint.offset + checkpoint.partial == metadata.len() && checkpoint.modified_ns == modified {
+                    if let Some(event) = meta_event {
+                        self.log.append_blocking(vec![event])?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+
+        let mut reader = BufReader::with_capacity(1 << 20, File::open(path_buf).map_err(|source| Error::io(path_buf, source))?);
+        let mut read = FileRead {
+            path: &path,
+            stream: stream.clone(),
+            session: String::new(),
+            hasher: blake3::Hasher::new(),
+            offset: 0,
+            lines: 0,
+            modified_ns: modified,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            changed: false,
+            fresh: HashMap::new(),
+            run: None,
+        };
+        let (revision, reason) = match &state {
+            None => (0, Some(RevisionReason::New)),
+            Some(state) if state.deleted => (state.revision + 1, Some(RevisionReason::Reappeared)),
+            Some(state) => match &state.last_checkpoint {
+                None => (state.revision + 1, Some(RevisionReason::Rewritten)),
+                Some(checkpoint) if metadata.len() < checkpoint.offset => (state.revision + 1, Some(RevisionReason::Truncated)),
+                Some(checkpoint) => {
+                    if prefix_matches(&mut reader, &mut read.hasher, checkpoint, path_buf)? {
+                        read.offset = checkpoint.offset;
+                        read.lines = checkpoint.lines;
+                        (state.revision, None)
+                    } else {
+                        use std::io::Seek;
+                        reader.seek(std::io::SeekFrom::Start(0)).map_err(|source| Error::io(path_buf, source))?;
+                        read.hasher = blake3::Hasher::new();
+                        (state.revision + 1, Some(RevisionReason::Rewritten))
+                    }
+                }
+            },
+        };
+        let identity: FileIdentity = match &state {
+            Some(state) => state.file.clone(),
+            None => discover::identify(candidate),
+        };
+        read.session = identity.session.clone();
+        self.sessions_by_path.insert(path.clone(), identity.session.clone());
+        if let Some(reason) = reason {
+            if reason != RevisionReason::New {
+                report.revisions += 1;
+            }
+            let revision = Revision { revision, reason, file: identity.clone() };
+            read.pending.push(NewEvent::new(&stream, events::KIND_REVISION, events::encode(&revision)?));
+        }
+        if let Some(event) = meta_event {
+            read.pending.push(event);
+        }
+
+        let mut line = Vec::with_capacity(4096);
+        loop {
+            line.clear();
+            let count = reader.read_until(b'\n', &mut line).map_err(|source| Error::io(path_buf, source))?;
+            if count == 0 {
+                break;
+            }
+            report.bytes_read += count as u64;
+            if line.last() != Some(&b'\n') {
+                self.close_run(&mut read, report)?;
+                read.pending.push(NewEvent::new(&stream, events::KIND_PARTIAL, line.clone()));
+                self.flush(&mut read, line.len() as u64)?;
+                self.finish(&read, report);
+                return Ok(());
+            }
+            read.hasher.update(&line);
+            read.offset += count as u64;
+            read.lines += 1;
+            line.pop();
+            self.take_line(&mut read, &line, report)?;
+            if read.pending_bytes >= CHUNK_BYTES || read.pending.len() >= CHUNK_LINES {
+                self.close_run(&mut read, report)?;
+                self.flush(&mut read, 0)?;
+            }
+        }
+        self.close_run(&mut read, report)?;
+        self.flush(&mut read, 0)?;
+        self.finish(&read, report);
+        Ok(())
+    }
+
+    fn finish(&self, read: &FileRead<'_>, report: &mut ImportReport) {
+        if read.changed {
+            report.files_changed += 1;
+            report.touched_sessions.insert(read.session.clone());
+        }
+    }
+
+    /// A `transcript.agent-meta` event when the subagent's `.meta.json` is new or changed.
+    fn agent_meta_event(&self, candidate: &Candidate, state: Option<&FileState>, stream: &str) -> Result<Option<NewEvent>> {
+        let Some(meta_path) = &candidate.agent_meta else { return Ok(None) };
+        let Ok(bytes) = std::fs::read(meta_path) else { return Ok(None) };
+        let hash = cclog_engine::payload_hash(&bytes).0;
+        if state.and_then(|state| state.agent_meta_hash) == Some(hash) {
+            return Ok(None);
+        }
+        Ok(Some(NewEvent::new(stream, events::KIND_AGENT_META, bytes)))
+    }
+
+    /// Classifies one complete line: part of a copy run, or stored as it is.
+    fn take_line(&mut self, read: &mut FileRead<'_>, line: &[u8], report: &mut ImportReport) -> Result<()> {
+        if line.len() > cclog_engine::MAX_PAYLOAD_LEN {
+            return Err(Error::Unsupported(format!(
+                "line {} is {} bytes; the log takes at most {} per event",
+                read.lines,
+                line.len(),
+                cclog_engine::MAX_PAYLOAD_LEN
+            )));
+        }
+        let facts = match entry::parse(line) {
+            Parsed::Entry(facts) => facts,
+            Parsed::Malformed(reason) => {
+                report.malformed_lines.push(MalformedLine {
+                    path: read.path.to_string(),
+                    line: read.lines,
+                    reason: reason.to_string(),
+                });
+                self.close_run(read, report)?;
+                return self.store_line(read, line, None, report);
+            }
+        };
+        if !facts.is_known_type() {
+            let kind = facts.kind.as_deref().unwrap_or("(none)").to_string();
+            *report.unknown_types.entry(kind).or_default() += 1;
+        }
+        let Some(uuid) = facts.uuid.as_deref() else {
+            self.close_run(read, report)?;
+            return self.store_line(read, line, None, report);
+        };
+        let Some(original) = self.original(read, uuid)? else {
+            self.close_run(read, report)?;
+            return self.store_line(read, line, Some(uuid.to_string()), report);
+        };
+        if let Some(run) = &mut read.run {
+            if facts.chain_parent() == Some(run.leaf.as_str())
+                && original.session == run.source_session
+                && apply_rewrite(&original.bytes, &run.rewrite).as_deref() == Some(line)
+            {
+                run.leaf = uuid.to_string();
+                run.count += 1;
+                return Ok(());
+            }
+        }
+        self.close_run(read, report)?;
+        match rewrite_between(&original.bytes, line) {
+            Some(rewrite) => {
+                read.run = Some(OpenRun { leaf: uuid.to_string(), count: 1, rewrite, source_session: original.session });
+                Ok(())
+            }
+            None => self.store_line(read, line, None, report),
+        }
+    }
+
+    fn store_line(&mut self, read: &mut FileRead<'_>, line: &[u8], new_uuid: Option<String>, report: &mut ImportReport) -> Result<()> {
+        if let Some(uuid) = new_uuid {
+            read.fresh.entry(uuid).or_insert_with(|| line.to_vec());
+        }
+        read.pending.push(NewEvent::new(&read.stream, events::KIND_LINE, line.to_vec()));
+        read.pending_bytes += line.len();
+        report.new_entries += 1;
+        Ok(())
+    }
+
+    fn close_run(&mut self, read: &mut FileRead<'_>, report: &mut ImportReport) -> Result<()> {
+        if let Some(run) = read.run.take() {
+            report.copied_entries += run.count;
+            report.copy_runs += 1;
+            read.pending.push(run.into_event(&read.stream)?);
+        }
+        Ok(())
+    }
+
+    /// The first stored copy of an entry, from this chunk or the archive.
+    fn original(&mut self, read: &FileRead<'_>, uuid: &str) -> Result<Option<Original>> {
+        if let Some(bytes) = read.fresh.get(uuid) {
+            return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
+        }
+        let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
+        let Some(event) = self.log.get(seq)? else { return Ok(None) };
+        let Some(path) = events::transcript_path(event.stream()) else { return Ok(None) };
+        let session = match self.sessions_by_path.get(path) {
+            Some(session) => session.clone(),
+            None => {
+                let session = Archive::file(self.log, path)?.map(|file| file.file.session).unwrap_or_default();
+                self.sessions_by_path.insert(path.to_string(), session.clone());
+                session
+            }
+        };
+        Ok(Some(Original { bytes: event.payload, session }))
+    }
+
+    /// Appends what is pending with a checkpoint, as one atomic batch.
+    fn flush(&mut self, read: &mut FileRead<'_>, partial: u64) -> Result<()> {
+        let checkpoint = Checkpoint {
+            offset: read.offset,
+            lines: read.lines,
+            digest: *read.hasher.clone().finalize().as_bytes(),
+            partial,
+            modified_ns: read.modified_ns,
+        };
+        let mut batch = std::mem::take(&mut read.pending);
+        read.changed |= !batch.is_empty();
+        batch.push(NewEvent::new(&read.stream, events::KIND_CHECKPOINT, events::encode(&checkpoint)?));
+        self.log.append_blocking(batch)?;
+        read.pending_bytes = 0;
+        read.fresh.clear();
+        Ok(())
+    }
+}
+
+/// Whether the file still starts with the bytes the checkpoint describes; on success the
+/// reader is positioned right after them and `hasher` holds them.
+fn prefix_matches(reader: &mut BufReader<File>, hasher: &mut blake3::Hasher, checkpoint: &Checkpoint, path: &Path) -> Result<bool> {
+    let mut remaining = checkpoint.offset;
+    let mut buffer = vec![0; 1 << 20];
+    while remaining > 0 {
+        let want = usize::try_from(remaining.min(buffer.len() as u64)).unwrap_or(buffer.len());
+        let got = reader.read(&mut buffer[..want]).map_err(|source| Error::io(path, source))?;
+        if got == 0 {
+            return Ok(false);
+        }
+        hasher.update(&buffer[..got]);
+        remaining -= got as u64;
+    }
+    Ok(*hasher.clone().finalize().as_bytes() == checkpoint.digest)
+}

@@ -1,0 +1,179 @@
+//! The domain's event vocabulary for Claude Code data: stream names, kinds and the typed
+//! payloads that describe what happened to a transcript file or a run. Raw external bytes
+//! (a transcript line, a stream-json line) are payloads as they came; everything cclog
+//! says about them is a typed payload here.
+//!
+//! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
+//! postcard encoding of the struct. A new field means a new format byte and a decoder for
+//! the old one.
+//!
+//! A transcript file's stream, `transcript/<absolute path>`, holds, in order:
+//! `transcript.revision` (the file as first seen, or seen rewritten), then its lines —
+//! `transcript.line` (one raw line, no newline), `transcript.copy` (a run of lines copied
+//! from entries already in the log, see [`CopyRun`]) and `transcript.partial` (an
+//! unterminated last line, kept as evidence) — with a `transcript.checkpoint` after each
+//! import, `transcript.agent-meta` (a subagent's `.meta.json`) and finally
+//! `transcript.deleted` when the file is gone. A run's stream, `run/<id>`, holds
+//! `run.started`, one `run.message` per stream-json line, `run.session` and `run.ended`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+pub const KIND_REVISION: &str = "transcript.revision";
+pub const KIND_LINE: &str = "transcript.line";
+pub const KIND_PARTIAL: &str = "transcript.partial";
+pub const KIND_COPY: &str = "transcript.copy";
+pub const KIND_CHECKPOINT: &str = "transcript.checkpoint";
+pub const KIND_AGENT_META: &str = "transcript.agent-meta";
+pub const KIND_DELETED: &str = "transcript.deleted";
+pub const KIND_RUN_STARTED: &str = "run.started";
+pub const KIND_RUN_MESSAGE: &str = "run.message";
+pub const KIND_RUN_SESSION: &str = "run.session";
+pub const KIND_RUN_ENDED: &str = "run.ended";
+
+/// The format byte in front of every typed payload.
+pub const PAYLOAD_FORMAT: u8 = 1;
+
+const TRANSCRIPT_PREFIX: &str = "transcript/";
+const RUN_PREFIX: &str = "run/";
+
+/// The stream of one transcript file.
+pub fn transcript_stream(path: &str) -> String {
+    format!("{TRANSCRIPT_PREFIX}{path}")
+}
+
+/// The file path of a transcript stream.
+pub fn transcript_path(stream: &str) -> Option<&str> {
+    stream.strip_prefix(TRANSCRIPT_PREFIX)
+}
+
+/// The stream of one run.
+pub fn run_stream(run: &str) -> String {
+    format!("{RUN_PREFIX}{run}")
+}
+
+/// The run id of a run stream.
+pub fn run_id(stream: &str) -> Option<&str> {
+    stream.strip_prefix(RUN_PREFIX)
+}
+
+/// Encodes a typed payload.
+pub fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>> {
+    let mut bytes = vec![PAYLOAD_FORMAT];
+    postcard::to_io(payload, &mut bytes)
+        .map_err(|error| Error::Payload { kind: std::any::type_name::<T>(), detail: error.to_string() })?;
+    Ok(bytes)
+}
+
+/// Decodes a typed payload written by [`encode`].
+pub fn decode<T: DeserializeOwned>(kind: &'static str, bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&PAYLOAD_FORMAT, body)) => {
+            postcard::from_bytes(body).map_err(|error| Error::Payload { kind, detail: error.to_string() })
+        }
+        Some((format, _)) => Err(Error::Payload { kind, detail: format!("unknown payload format {format}") }),
+        None => Err(Error::Payload { kind, detail: "empty payload".into() }),
+    }
+}
+
+/// What a transcript file is, from where it lies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// The session the file belongs to.
+    pub session: String,
+    /// The project folder's name (the cwd with every non-alphanumeric character as '-').
+    pub project: String,
+    /// For a subagent's transcript, the agent id.
+    pub agent: Option<String>,
+}
+
+/// Why a file got a new revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RevisionReason {
+    /// First seen.
+    New,
+    /// Content already archived changed (for example `/rewind`, or a compaction rewrite).
+    Rewritten,
+    /// The file is shorter than what was archived.
+    Truncated,
+    /// The file came back after it was recorded as deleted.
+    Reappeared,
+}
+
+/// `transcript.revision`: the lines that follow, up to the next revision, are the file's
+/// content from its first byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub revision: u32,
+    pub reason: RevisionReason,
+    pub file: FileIdentity,
+}
+
+/// `transcript.copy`: the next `count` lines of the file are entries already in the log,
+/// copied with a few top-level values replaced — what `--resume` and `--fork-session` write.
+///
+/// The lines are the last `count` entries of the chain that ends at `leaf`, walked up by
+/// `parentUuid` through the entries' first stored copies, each with `rewrite` applied. The
+/// payload's size does not depend on `count`: a fork's shared prefix costs one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRun {
+    pub leaf: String,
+    pub count: u64,
+    /// `(top-level key, raw JSON of the new value)`.
+    pub rewrite: Vec<(String, String)>,
+    /// The session the copied entries were first stored under.
+    pub source_session: String,
+}
+
+/// `transcript.checkpoint`: what an import had read of the file when it finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Bytes of complete lines read, from the start of the file.
+    pub offset: u64,
+    /// Complete lines read.
+    pub lines: u64,
+    /// BLAKE3 of those `offset` bytes.
+    pub digest: [u8; 32],
+    /// Length of an unterminated last line after `offset`, kept as `transcript.partial`.
+    pub partial: u64,
+    /// The file's modification time when read, in ns since the epoch.
+    pub modified_ns: u64,
+}
+
+/// `transcript.deleted`: the file no longer exists; everything archived of it stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub revision: u32,
+}
+
+/// `run.started`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub run: String,
+    /// Where the messages come from: `capture` (stdin) or `runner`.
+    pub source: String,
+    pub cwd: Option<String>,
+    pub prompt: Option<String>,
+    /// Session resumed or forked, if any.
+    pub resume: Option<String>,
+    pub fork: bool,
+}
+
+/// `run.session`: the session named by the run's `system/init` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSession {
+    pub session: String,
+}
+
+/// `run.ended`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnded {
+    /// `completed`, `failed`, `cancelled` or `interrupted`.
+    pub status: String,
+    /// The `result` message's subtype, when there was one.
+    pub result_type: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub detail: Option<String>,
+}

@@ -1,0 +1,156 @@
+//! Renders transcript entries as a readable conversation, as plain (optionally coloured)
+//! text for a terminal or as Markdown: user turns, assistant text, tool calls with their
+//! inputs, tool results (shortened unless asked for whole), thinking folded to a line.
+//! Metadata entries (titles, snapshots, queue operations, ...) are not part of the
+//! conversation and render as nothing.
+
+use serde_json::Value;
+
+use crate::lineage::Entry;
+
+/// Output format of a rendered conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Markdown,
+}
+
+/// How to render.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub format: Format,
+    /// ANSI colour (text only).
+    pub colour: bool,
+    /// Show tool results and thinking whole.
+    pub full: bool,
+}
+
+const RESULT_LINES: usize = 12;
+
+fn paint(style: &Style, code: &str, text: &str) -> String {
+    if style.colour && style.format == Format::Text {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn shorten_block(text: &str, full: bool) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if full || lines.len() <= RESULT_LINES {
+        return text.trim_end().to_string();
+    }
+    format!("{}\n… {} more lines (--full shows them)", lines[..RESULT_LINES].join("\n"), lines.len() - RESULT_LINES)
+}
+
+fn result_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .map(|block| match block["type"].as_str() {
+                Some("text") => block["text"].as_str().unwrap_or_default().to_string(),
+                Some(other) => format!("[{other}]"),
+                None => block.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|line| format!("{prefix}{line}")).collect::<Vec<_>>().join("\n")
+}
+
+/// One entry as text; empty for entries that are not conversation.
+pub fn render_entry(entry: &Entry, style: &Style) -> String {
+    let markdown = style.format == Format::Markdown;
+    let side = if entry.is_sidechain() { " (subagent)" } else { "" };
+    let time = entry.value["timestamp"].as_str().unwrap_or_default();
+    let mut parts: Vec<String> = Vec::new();
+    let heading = |who: &str, code: &str| {
+        if markdown {
+            format!("### {who}{side} · {time}")
+        } else {
+            paint(style, code, &format!("── {who}{side} {time}"))
+        }
+    };
+    let content = &entry.value["message"]["content"];
+    match entry.kind.as_str() {
+        "user" | "assistant" => {
+            let who = if entry.kind == "user" { "User" } else { "Assistant" };
+            let code = if entry.kind == "user" { "1;32" } else { "1;36" };
+            let blocks: Vec<Value> = match content {
+                Value::String(text) => vec![serde_json::json!({"type": "text", "text": text})],
+                Value::Array(blocks) => blocks.clone(),
+                _ => Vec::new(),
+            };
+            let mut body = Vec::new();
+            for block in &blocks {
+                match block["type"].as_str() {
+                    Some("text") => body.push(block["text"].as_str().unwrap_or_default().trim_end().to_string()),
+                    Some("thinking") => {
+                        let thinking = block["thinking"].as_str().unwrap_or_default();
+                        body.push(if style.full {
+                            paint(style, "2", &format!("(thinking)\n{thinking}"))
+                        } else {
+                            paint(style, "2", &format!("(thinking, {} characters folded)", thinking.chars().count()))
+                        });
+                    }
+                    Some("tool_use") => {
+                        let name = block["name"].as_str().unwrap_or("tool");
+                        let input = serde_json::to_string_pretty(&block["input"]).unwrap_or_default();
+                        body.push(if markdown {
+                            format!("**Tool call `{name}`**\n\n```json\n{input}\n```")
+                        } else {
+                            format!("{}\n{}", paint(style, "33", &format!("→ {name}")), indent(&input, "  "))
+                        });
+                    }
+                    Some("tool_result") => {
+                        let error = block["is_error"].as_bool().unwrap_or(false);
+                        let text = shorten_block(&result_text(&block["content"]), style.full);
+                        let label = if error { "← tool error" } else { "← tool result" };
+                        body.push(if markdown {
+                            format!("**{}**\n\n```\n{text}\n```", label.trim_start_matches("← "))
+                        } else {
+                            format!("{}\n{}", paint(style, if error { "31" } else { "2" }, label), indent(&text, "  "))
+                        });
+                    }
+                    Some("image") => body.push("[image]".into()),
+                    _ => {}
+                }
+            }
+            if body.iter().all(|part| part.trim().is_empty()) {
+                return String::new();
+            }
+            parts.push(heading(who, code));
+            parts.extend(body);
+        }
+        "system" => {
+            let text = entry.value["content"].as_str().unwrap_or_default();
+            let subtype = entry.value["subtype"].as_str().unwrap_or("system");
+            if subtype == "compact_boundary" || !text.is_empty() {
+                parts.push(heading(&format!("System: {subtype}"), "35"));
+                if !text.is_empty() {
+                    parts.push(shorten_block(text, style.full));
+                }
+            }
+        }
+        "summary" => {
+            if let Some(summary) = entry.value["summary"].as_str() {
+                parts.push(if markdown { format!("> Summary: {summary}") } else { paint(style, "2", &format!("Summary: {summary}")) });
+            }
+        }
+        "" if entry.value.is_null() => {
+            parts.push(paint(style, "31", &format!("[malformed line at seq {}]", entry.line.seq)));
+        }
+        _ => {}
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        parts.join("\n") + "\n\n"
+    }
+}
