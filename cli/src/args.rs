@@ -36,6 +36,127 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Events, streams, head hash, and payload bytes against bytes on disk
     Stats(StatsArgs),
+    /// Archive Claude Code transcripts (default ~/.claude/projects) into the log
+    ///
+    /// Every line is stored byte for byte; entries copied by --resume and --fork-session are
+    /// recorded as pointers. Incremental: a second run reads only what was appended, a
+    /// rewritten file gets a new revision (the old one stays), a deleted file is recorded as
+    /// deleted. Malformed lines are kept and reported, never fatal.
+    Import(ImportArgs),
+    /// Record `claude -p --output-format stream-json --verbose` output from stdin as a run
+    ///
+    /// Example: claude -p "fix the tests" --output-format stream-json --verbose | cclog capture --passthrough
+    Capture(CaptureArgs),
+    /// List archived sessions
+    Sessions(SessionsArgs),
+    /// One session: project, title, times, usage and cost, forks, subagents, files, runs
+    Show(ShowArgs),
+    /// The fork tree (forks and resumes that copied a parent's history)
+    Tree(TreeArgs),
+    /// Print a session as a conversation, as Markdown, or as its exact transcript file
+    Replay(ReplayArgs),
+    /// Compare two sessions: common ancestor, fork point, and what each branch did after it
+    Diff(DiffArgs),
+    /// Fold the whole log into fresh projections and report whether they equal the live ones
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directories or files to import [default: ~/.claude/projects]
+    pub paths: Vec<PathBuf>,
+    /// Keep importing as files change, until interrupted
+    #[arg(long)]
+    pub watch: bool,
+    /// After importing, replay every file under PATHS and compare it byte for byte with the
+    /// file on disk; exit 3 if any differs (the import conformance check)
+    #[arg(long)]
+    pub verify_replay: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Echo every line to stdout as it is read, so capture can sit in a pipe
+    #[arg(long)]
+    pub passthrough: bool,
+    /// Print the run summary as JSON (on stderr with --passthrough)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Only sessions of projects whose folder name or cwd contains this text
+    #[arg(long, short)]
+    pub project: Option<String>,
+    /// One JSON array of session objects
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Session id or a unique prefix of it
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Only the tree containing this session (id or unique prefix)
+    pub id: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    /// A readable conversation
+    Text,
+    /// The conversation as Markdown
+    Markdown,
+    /// The session's transcript file, byte for byte
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Session id or a unique prefix of it
+    pub id: String,
+    #[arg(long, short, value_enum, default_value_t = ReplayFormat::Text)]
+    pub format: ReplayFormat,
+    /// Keep printing as new entries are written to the session's transcript
+    #[arg(long)]
+    pub follow: bool,
+    /// Show long tool results and thinking whole
+    #[arg(long)]
+    pub full: bool,
+    /// Replay this revision of the file instead of the current one (jsonl)
+    #[arg(long)]
+    pub revision: Option<u32>,
+    /// Replay this subagent's transcript instead of the main one (agent id or prefix)
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Left session (id or unique prefix)
+    pub a: String,
+    /// Right session (id or unique prefix)
+    pub b: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,20 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A progress bar over bytes on stderr, drawn only when stderr is a terminal.
+pub fn byte_progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{what} {{bar:30}} {{binary_bytes}}/{{binary_total_bytes}}, {{binary_bytes_per_sec}}, {{eta}} left"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// RFC 3339 UTC with microseconds.
 pub fn timestamp(ts_us: u64) -> String {
     humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(ts_us)).to_string()

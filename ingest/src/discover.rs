@@ -5,7 +5,7 @@
 //! - `<project>/<session>/subagents/agent-<id>.jsonl` with `agent-<id>.meta.json` (2.1.x).
 //!
 //! A main file whose name is not a session id (test fixtures, renamed copies) takes the
-//! session id its entries carry. Files are ordered oldest first, so that a session is
+//! last session id its entries carry. Files are ordered oldest first, so that a session is
 //! archived before the forks and resumes that copy it.
 
 use std::io::{BufRead, BufReader};
@@ -86,25 +86,27 @@ pub fn identify(candidate: &Candidate) -> FileIdentity {
             };
         }
         return FileIdentity {
-            session: first_session_id(path).unwrap_or_else(|| stem.clone()),
+            session: last_session_id(path).unwrap_or_else(|| stem.clone()),
             project: name_of(parent),
             agent: Some(agent.clone()),
         };
     }
-    let session = if is_session_id(&stem) { stem } else { first_session_id(path).unwrap_or(stem) };
+    let session = if is_session_id(&stem) { stem } else { last_session_id(path).unwrap_or(stem) };
     FileIdentity { session, project: name_of(parent), agent: None }
 }
 
-/// The first `sessionId` the file's entries carry, looking at no more than 1,000 lines.
-fn first_session_id(path: &Path) -> Option<String> {
+/// The last `sessionId` the file's entries carry: a continued 1.0.x session starts with
+/// entries copied under its parent's id and goes on under its own.
+fn last_session_id(path: &Path) -> Option<String> {
     let reader = BufReader::new(std::fs::File::open(path).ok()?);
-    for line in reader.split(b'\n').take(1000) {
+    let mut found = None;
+    for line in reader.split(b'\n') {
         let line = line.ok()?;
         if let cclog_projections::entry::Parsed::Entry(facts) = cclog_projections::entry::parse(&line) {
             if let Some(session) = facts.session_id.filter(|session| !session.is_empty()) {
-                return Some(session.into_owned());
+                found = Some(session.into_owned());
             }
         }
     }
-    None
+    found
 }

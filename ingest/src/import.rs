@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use cclog_engine::{Log, NewEvent};
 use cclog_projections::archive::{Archive, FileState};
-use cclog_projections::entry::{self, apply_rewrite, rewrite_between, Parsed};
+use cclog_projections::entry::{self, rewrite_between, Parsed, TopLevel, Variants};
 use cclog_projections::events::{
     self, Checkpoint, CopyRun, Deleted, FileIdentity, Revision, RevisionReason,
 };
@@ -99,13 +99,13 @@ struct Original {
 struct OpenRun {
     leaf: String,
     count: u64,
-    rewrite: Vec<(String, String)>,
+    variants: Variants,
     source_session: String,
 }
 
 impl OpenRun {
     fn into_event(self, stream: &str) -> Result<NewEvent> {
-        let run = CopyRun { leaf: self.leaf, count: self.count, rewrite: self.rewrite, source_session: self.source_session };
+        let run = CopyRun { leaf: self.leaf, count: self.count, variants: self.variants, source_session: self.source_session };
         Ok(NewEvent::new(stream, events::KIND_COPY, events::encode(&run)?))
     }
 }
@@ -156,12 +156,16 @@ impl<'a> Importer<'a> {
     pub fn import(&mut self, roots: &[PathBuf], progress: &dyn Fn(Progress)) -> Result<ImportReport> {
         let mut report = ImportReport::default();
         let mut candidates = Vec::new();
-        for root in roots {
-            let root = std::path::absolute(root).map_err(|source| Error::io(root, source))?;
-            if !root.exists() {
-                return Err(Error::Missing(root));
-            }
-            candidates.extend(discover::find(&root).map_err(|source| Error::io(&root, source))?);
+        let roots: Vec<PathBuf> = roots
+            .iter()
+            .map(|root| match std::fs::canonicalize(root) {
+                Ok(root) => Ok(root),
+                Err(_) if !root.exists() => Err(Error::Missing(root.clone())),
+                Err(source) => Err(Error::io(root, source)),
+            })
+            .collect::<Result<_>>()?;
+        for root in &roots {
+            candidates.extend(discover::find(root).map_err(|source| Error::io(root, source))?);
         }
         candidates.sort_by(|a, b| a.order.cmp(&b.order));
         let bytes_total = candidates
@@ -183,10 +187,9 @@ impl<'a> Importer<'a> {
         }
         let present: BTreeSet<String> =
             candidates.iter().map(|candidate| candidate.path.to_string_lossy().into_owned()).collect();
-        for root in roots {
-            let root = std::path::absolute(root).map_err(|source| Error::io(root, source))?;
+        for root in &roots {
             if root.is_dir() {
-                self.record_deletions(&root, &present, &mut report)?;
+                self.record_deletions(root, &present, &mut report)?;
             }
         }
         report.sessions = report.touched_sessions.len() as u64;
@@ -374,24 +377,33 @@ impl<'a> Importer<'a> {
             self.close_run(read, report)?;
             return self.store_line(read, line, Some(uuid.to_string()), report);
         };
+        let Some(rewrite) = rewrite_between(&original.bytes, line) else {
+            self.close_run(read, report)?;
+            return self.store_line(read, line, None, report);
+        };
+        let kind = TopLevel::parse(&original.bytes)
+            .map(|top| String::from_utf8_lossy(top.type_key(&original.bytes)).into_owned())
+            .unwrap_or_default();
         if let Some(run) = &mut read.run {
-            if facts.chain_parent() == Some(run.leaf.as_str())
-                && original.session == run.source_session
-                && apply_rewrite(&original.bytes, &run.rewrite).as_deref() == Some(line)
-            {
+            let continues = facts.chain_parent() == Some(run.leaf.as_str()) && original.session == run.source_session;
+            let variant = run.variants.iter().find(|(key, _)| *key == kind).map(|(_, known)| known);
+            if continues && variant.is_none_or(|known| *known == rewrite) {
+                if variant.is_none() {
+                    run.variants.push((kind, rewrite));
+                }
                 run.leaf = uuid.to_string();
                 run.count += 1;
                 return Ok(());
             }
         }
         self.close_run(read, report)?;
-        match rewrite_between(&original.bytes, line) {
-            Some(rewrite) => {
-                read.run = Some(OpenRun { leaf: uuid.to_string(), count: 1, rewrite, source_session: original.session });
-                Ok(())
-            }
-            None => self.store_line(read, line, None, report),
-        }
+        read.run = Some(OpenRun {
+            leaf: uuid.to_string(),
+            count: 1,
+            variants: vec![(kind, rewrite)],
+            source_session: original.session,
+        });
+        Ok(())
     }
 
     fn store_line(&mut self, read: &mut FileRead<'_>, line: &[u8], new_uuid: Option<String>, report: &mut ImportReport) -> Result<()> {

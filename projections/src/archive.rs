@@ -34,6 +34,8 @@ pub struct EntryRecord {
     /// The `transcript.line` event holding its first stored copy.
     pub seq: Option<u64>,
     pub parent: Option<String>,
+    /// The session it was first stored under.
+    pub session: String,
     /// The `run.message` event of the same message in a captured run.
     pub message_seq: Option<u64>,
 }
@@ -108,7 +110,7 @@ impl SessionRecord {
     }
 
     pub fn cost_usd(&self) -> f64 {
-        self.usage_by_model.iter().map(|(model, usage)| pricing::cost_usd(model, usage)).sum()
+        self.usage_by_model.iter().fold(0.0, |total, (model, usage)| total + pricing::cost_usd(model, usage))
     }
 
     /// The session's main transcript (not a subagent's).
@@ -247,11 +249,11 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
             file.lines += copy.count;
             file.partial = false;
             session.entries += copy.count;
-            if session.parent.is_none() && copy.source_session != session.id && file.file.agent.is_none() {
+            // The parent is the session the first foreign copy came from; the fork point is
+            // the last entry copied from it.
+            if copy.source_session != session.id && file.file.agent.is_none() {
                 let leaf = load::<EntryRecord>(state.get(&entry_key(&copy.leaf))?)?;
-                session.parent = Some(copy.source_session);
-                session.fork_seq = leaf.and_then(|record| record.seq);
-                session.fork_point = Some(copy.leaf);
+                adopt_parent(&mut session, &copy.source_session, &copy.leaf, leaf.and_then(|record| record.seq));
             }
         }
         events::KIND_PARTIAL => file.partial = true,
@@ -281,6 +283,17 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
     store(state, fkey, &file)
 }
 
+/// Records that `session` shares entries with `parent` up to `uuid`: the parent is the
+/// session the first shared entry came from, and the fork point the last entry shared
+/// with it.
+fn adopt_parent(session: &mut SessionRecord, parent: &str, uuid: &str, seq: Option<u64>) {
+    if session.parent.as_deref().is_none_or(|known| known == parent) {
+        session.parent = Some(parent.to_string());
+        session.fork_point = Some(uuid.to_string());
+        session.fork_seq = seq;
+    }
+}
+
 /// Folds one stored transcript line into its file, its session and the uuid index.
 fn fold_line(
     event: &Event,
@@ -303,10 +316,19 @@ fn fold_line(
     if let Some(uuid) = facts.uuid.as_deref() {
         let ukey = entry_key(uuid);
         let mut record = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
-        if record.seq.is_none() {
-            record.seq = Some(event.seq());
-            record.parent = facts.chain_parent().map(str::to_string);
-            store(state, ukey, &record)?;
+        match record.seq {
+            None => {
+                record.seq = Some(event.seq());
+                record.parent = facts.chain_parent().map(str::to_string);
+                record.session = session.id.clone();
+                store(state, ukey, &record)?;
+            }
+            // An entry of another session written again, re-serialised (1.0.x `--resume`
+            // rewrote what it copied): this session continues that one.
+            Some(seq) if record.session != session.id && file.file.agent.is_none() => {
+                adopt_parent(session, &record.session, uuid, Some(seq));
+            }
+            Some(_) => {}
         }
     }
     fold_facts(&facts, session, state)

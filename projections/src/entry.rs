@@ -184,13 +184,26 @@ pub struct TopLevel {
     pub fields: Vec<Field>,
 }
 
-/// One substitution of a copied entry: a top-level key and the raw JSON of its new value.
-pub type Rewrite = Vec<(String, String)>;
+/// How a copied entry differs from its original: a few top-level values replaced, and
+/// possibly top-level fields appended at the end (Claude Code 2.1 adds
+/// `requestSessionId` to copied assistant entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Rewrite {
+    /// `(key, raw JSON of the new value)`.
+    pub replace: Vec<(String, String)>,
+    /// Raw bytes inserted after the last original field, e.g. `,"k":"v"`.
+    pub append: String,
+}
+
+/// A copy run's rewrites, one per entry type (keyed by the raw JSON of the `type` value,
+/// `""` for none): copies of a user entry and of an assistant entry differ differently.
+pub type Variants = Vec<(String, Rewrite)>;
 
 /// A copy may only differ in small top-level values (a session id, a prompt id); a line
 /// that differs in more, or in something large, is a different entry and stored whole.
 const MAX_REWRITTEN_FIELDS: usize = 4;
 const MAX_REWRITTEN_VALUE: usize = 256;
+const MAX_APPENDED: usize = 512;
 /// Fields that make an entry what it is; a line that differs in one of them is not a copy.
 const IDENTITY_FIELDS: &[&str] = &["type", "uuid", "parentUuid", "message", "content", "toolUseResult"];
 
@@ -210,6 +223,11 @@ impl TopLevel {
             })
             .collect();
         Some(TopLevel { fields })
+    }
+
+    /// The raw JSON of the `type` value, `""` when there is none.
+    pub fn type_key<'l>(&self, line: &'l [u8]) -> &'l [u8] {
+        self.fields.iter().find(|field| field.key == "type").map_or(&[], |field| &line[field.start..field.end])
     }
 }
 
@@ -232,37 +250,51 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 }
 
-/// `original` with the values of `rewrite`'s keys replaced, byte for byte elsewhere. Keys
-/// the original lacks are left out; `None` if the original is not an object.
-pub fn apply_rewrite(original: &[u8], rewrite: &[(String, String)]) -> Option<Vec<u8>> {
-    if rewrite.is_empty() {
-        return Some(original.to_vec());
-    }
-    let top = TopLevel::parse(original)?;
-    let mut out = Vec::with_capacity(original.len() + 16);
+fn splice(original: &[u8], top: &TopLevel, rewrite: &Rewrite) -> Vec<u8> {
+    let mut out = Vec::with_capacity(original.len() + rewrite.append.len() + 16);
     let mut at = 0;
     for field in &top.fields {
-        if let Some((_, value)) = rewrite.iter().find(|(key, _)| *key == field.key) {
+        if let Some((_, value)) = rewrite.replace.iter().find(|(key, _)| *key == field.key) {
             out.extend_from_slice(&original[at..field.start]);
             out.extend_from_slice(value.as_bytes());
             at = field.end;
         }
     }
-    out.extend_from_slice(&original[at..]);
-    Some(out)
+    let insert_at = top.fields.last().map_or(at, |field| field.end.max(at));
+    out.extend_from_slice(&original[at..insert_at]);
+    out.extend_from_slice(rewrite.append.as_bytes());
+    out.extend_from_slice(&original[insert_at..]);
+    out
 }
 
-/// If `copy` is `original` with a few small top-level values replaced, those replacements:
-/// applying them to `original` gives `copy` exactly.
+/// `original` with `rewrite` applied, byte for byte elsewhere. `None` if the original is
+/// not an object.
+pub fn apply_rewrite(original: &[u8], rewrite: &Rewrite) -> Option<Vec<u8>> {
+    if rewrite.replace.is_empty() && rewrite.append.is_empty() {
+        return Some(original.to_vec());
+    }
+    Some(splice(original, &TopLevel::parse(original)?, rewrite))
+}
+
+/// `original` with the variant for its type applied; `None` if there is none for it.
+pub fn apply_variants(original: &[u8], variants: &Variants) -> Option<Vec<u8>> {
+    let top = TopLevel::parse(original)?;
+    let kind = top.type_key(original);
+    let (_, rewrite) = variants.iter().find(|(key, _)| key.as_bytes() == kind)?;
+    Some(splice(original, &top, rewrite))
+}
+
+/// If `copy` is `original` with a few small top-level values replaced and perhaps a few
+/// fields appended, that rewrite: applying it to `original` gives `copy` exactly.
 pub fn rewrite_between(original: &[u8], copy: &[u8]) -> Option<Rewrite> {
     if original == copy {
-        return Some(Vec::new());
+        return Some(Rewrite::default());
     }
     let (from, to) = (TopLevel::parse(original)?, TopLevel::parse(copy)?);
-    if from.fields.len() != to.fields.len() {
+    if to.fields.len() < from.fields.len() {
         return None;
     }
-    let mut rewrite = Vec::new();
+    let mut rewrite = Rewrite::default();
     for (a, b) in from.fields.iter().zip(&to.fields) {
         if a.key != b.key {
             return None;
@@ -270,15 +302,29 @@ pub fn rewrite_between(original: &[u8], copy: &[u8]) -> Option<Rewrite> {
         let (old, new) = (&original[a.start..a.end], &copy[b.start..b.end]);
         if old != new {
             if new.len() > MAX_REWRITTEN_VALUE
-                || rewrite.len() == MAX_REWRITTEN_FIELDS
+                || rewrite.replace.len() == MAX_REWRITTEN_FIELDS
                 || IDENTITY_FIELDS.contains(&b.key.as_str())
             {
                 return None;
             }
-            rewrite.push((b.key.clone(), String::from_utf8(new.to_vec()).ok()?));
+            rewrite.replace.push((b.key.clone(), String::from_utf8(new.to_vec()).ok()?));
         }
     }
-    (apply_rewrite(original, &rewrite)?.as_slice() == copy).then_some(rewrite)
+    if let (Some(last_shared), Some(last)) = (to.fields.get(from.fields.len().wrapping_sub(1)), to.fields.last()) {
+        if to.fields.len() > from.fields.len() {
+            if to.fields[from.fields.len()..].iter().any(|field| IDENTITY_FIELDS.contains(&field.key.as_str())) {
+                return None;
+            }
+            let appended = &copy[last_shared.end..last.end];
+            if appended.len() > MAX_APPENDED {
+                return None;
+            }
+            rewrite.append = String::from_utf8(appended.to_vec()).ok()?;
+        }
+    } else if to.fields.len() > from.fields.len() {
+        return None;
+    }
+    (splice(original, &from, &rewrite).as_slice() == copy).then_some(rewrite)
 }
 
 #[cfg(test)]
@@ -290,8 +336,12 @@ mod tests {
         let original = br#"{"parentUuid":null, "uuid":"u1","sessionId":"s1","message":{"sessionId":"s1"}}"#;
         let copy = br#"{"parentUuid":null, "uuid":"u1","sessionId":"s2","message":{"sessionId":"s1"}}"#;
         let rewrite = rewrite_between(original, copy).unwrap();
-        assert_eq!(rewrite, vec![("sessionId".to_string(), "\"s2\"".to_string())]);
+        assert_eq!(rewrite.replace, vec![("sessionId".to_string(), "\"s2\"".to_string())]);
         assert_eq!(apply_rewrite(original, &rewrite).unwrap(), copy.to_vec());
+        let grown = br#"{"parentUuid":null, "uuid":"u1","sessionId":"s2","message":{"sessionId":"s1"},"requestSessionId":"s1"}"#;
+        let rewrite = rewrite_between(original, grown).unwrap();
+        assert_eq!(rewrite.append, r#","requestSessionId":"s1""#);
+        assert_eq!(apply_rewrite(original, &rewrite).unwrap(), grown.to_vec());
     }
 
     #[test]

@@ -115,14 +115,15 @@ pub struct Revision {
 /// copied with a few top-level values replaced — what `--resume` and `--fork-session` write.
 ///
 /// The lines are the last `count` entries of the chain that ends at `leaf`, walked up by
-/// `parentUuid` through the entries' first stored copies, each with `rewrite` applied. The
-/// payload's size does not depend on `count`: a fork's shared prefix costs one event.
+/// `parentUuid` through the entries' first stored copies, each with the rewrite for its
+/// entry type applied. The payload's size does not depend on `count`: a fork's shared
+/// prefix costs one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyRun {
     pub leaf: String,
     pub count: u64,
-    /// `(top-level key, raw JSON of the new value)`.
-    pub rewrite: Vec<(String, String)>,
+    /// One rewrite per entry type, see [`crate::entry::Variants`].
+    pub variants: crate::entry::Variants,
     /// The session the copied entries were first stored under.
     pub source_session: String,
 }

@@ -26,7 +26,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn from_line(line: Line) -> Entry {
+    pub fn from_line(line: Line) -> Entry {
         let value: Value = serde_json::from_slice(&line.bytes).unwrap_or(Value::Null);
         let (uuid, kind) = match entry::parse(&line.bytes) {
             Parsed::Entry(facts) => (facts.uuid.map(|uuid| uuid.into_owned()), facts.kind.map(|kind| kind.into_owned())),

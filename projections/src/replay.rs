@@ -7,7 +7,7 @@
 use cclog_engine::{Event, Log};
 
 use crate::archive::{Archive, FileState};
-use crate::entry::apply_rewrite;
+use crate::entry::apply_variants;
 use crate::events::{self, CopyRun, Revision};
 use crate::{Error, Result};
 
@@ -90,9 +90,9 @@ pub fn lines_of_event(log: &Log, event: &Event, mut visit: impl FnMut(Line) -> R
         events::KIND_COPY => {
             let copy: CopyRun = events::decode(events::KIND_COPY, &event.payload)?;
             for original in copied_originals(log, event.seq(), &copy)? {
-                let bytes = apply_rewrite(&original, &copy.rewrite).ok_or_else(|| Error::Inconsistent {
+                let bytes = apply_variants(&original, &copy.variants).ok_or_else(|| Error::Inconsistent {
                     seq: event.seq(),
-                    detail: "a copied entry is not a JSON object".into(),
+                    detail: "a copied entry has no rewrite for its type".into(),
                 })?;
                 visit(Line { bytes, seq: event.seq(), copied: true, terminated: true })?;
             }

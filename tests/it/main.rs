@@ -11,4 +11,5 @@ mod fake_api;
 mod model;
 mod mutation;
 mod projection;
+mod scratch;
 mod support;

@@ -1,7 +1,13 @@
 //! One module per subcommand; [`run`] dispatches and resolves the data directory.
 
 mod append;
+mod capture;
+mod diff;
+mod import;
 mod log;
+mod rebuild;
+mod replay;
+mod sessions;
 mod stats;
 mod verify;
 
@@ -20,6 +26,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(args) => log::run(&data, args),
         Command::Verify(args) => verify::run(&data, args),
         Command::Stats(args) => stats::run(&data, args),
+        Command::Import(args) => import::run(&data, args),
+        Command::Capture(args) => capture::run(&data, args),
+        Command::Sessions(args) => sessions::list(&data, args),
+        Command::Show(args) => sessions::show(&data, args),
+        Command::Tree(args) => sessions::tree(&data, args),
+        Command::Replay(args) => replay::run(&data, args),
+        Command::Diff(args) => diff::run(&data, args),
+        Command::Rebuild(args) => rebuild::run(&data, args),
     }
 }
 

@@ -1,0 +1,34 @@
+//! `cclog capture`: record stream-json from stdin as a run, optionally passing it through.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cclog_ingest::capture;
+
+use crate::args::CaptureArgs;
+
+pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<ExitCode> {
+    let log = super::open_log(data)?;
+    let stdin = std::io::BufReader::new(std::io::stdin());
+    let mut stdout = std::io::stdout().lock();
+    let echo: Option<&mut dyn Write> = if args.passthrough { Some(&mut stdout) } else { None };
+    let report = capture::capture(&log, stdin, echo)?;
+    let summary = if args.json {
+        serde_json::to_string(&report)?
+    } else {
+        format!(
+            "captured run {}: {} messages, session {}, {}",
+            report.run,
+            report.messages,
+            report.session.as_deref().unwrap_or("(no init message)"),
+            report.status
+        )
+    };
+    if args.passthrough {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

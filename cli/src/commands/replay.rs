@@ -1,0 +1,112 @@
+//! `cclog replay`: a session as a readable conversation (text, colour on a terminal), as
+//! Markdown, or as its exact transcript file (`jsonl`, byte for byte, a fork's shared
+//! prefix rebuilt through its pointer). `--follow` then keeps archiving the transcript as
+//! Claude Code writes it and prints each new entry.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use cclog_engine::Log;
+use cclog_ingest::watch::{self, WatchOptions};
+use cclog_projections::archive::{Archive, FileState};
+use cclog_projections::events;
+use cclog_projections::lineage::Entry;
+use cclog_projections::render::{self, Format, Style};
+use cclog_projections::replay::{self, Line};
+
+use crate::args::{ReplayArgs, ReplayFormat};
+use crate::output;
+
+pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let log = super::open_log(data)?;
+    let session = Archive::session(&log, &args.id)?;
+    let path = match &args.agent {
+        None => session.main_file().map(str::to_string),
+        Some(agent) => {
+            let found: Vec<_> = session.subagents.iter().filter(|(id, _)| id.starts_with(agent.as_str())).collect();
+            match found.as_slice() {
+                [(_, link)] => link.path.clone(),
+                [] => anyhow::bail!("session {} has no subagent {agent:?}", session.id),
+                _ => anyhow::bail!("{agent:?} matches {} subagents; give more of the id", found.len()),
+            }
+        }
+    };
+    let path = path.with_context(|| format!("session {} has no archived transcript file", session.id))?;
+    let file = Archive::file(&log, &path)?.with_context(|| format!("{path} is not archived"))?;
+    let style = Style {
+        format: if args.format == ReplayFormat::Markdown { Format::Markdown } else { Format::Text },
+        colour: output::colour_stdout(),
+        full: args.full,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.format == ReplayFormat::Markdown {
+        writeln!(out, "# {}\n\n`{}` · {}\n", session.title.as_deref().unwrap_or("Claude Code session"), session.id, session.project)?;
+    }
+    let mut printer = Printer { format: args.format, style, out: &mut out };
+    replay::for_each_line(&log, &file, args.revision, |line| printer.line(line))?;
+    printer.out.flush()?;
+    if args.follow {
+        follow(&log, &file, &mut printer)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Printer<'o> {
+    format: ReplayFormat,
+    style: Style,
+    out: &'o mut dyn Write,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, line: Line) -> cclog_projections::Result<()> {
+        let written = match self.format {
+            ReplayFormat::Jsonl => self
+                .out
+                .write_all(&line.bytes)
+                .and_then(|()| if line.terminated { self.out.write_all(b"\n") } else { Ok(()) }),
+            ReplayFormat::Text | ReplayFormat::Markdown => {
+                let text = render::render_entry(&Entry::from_line(line), &self.style);
+                self.out.write_all(text.as_bytes())
+            }
+        };
+        written.map_err(|source| cclog_projections::Error::Io { source })
+    }
+}
+
+/// Keeps importing the file as it changes and prints every line added after `file`'s
+/// current state, until interrupted.
+fn follow(log: &Log, file: &FileState, printer: &mut Printer<'_>) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let stream = events::transcript_stream(&file.path);
+    let mut next = log.len();
+    let mut failure = None;
+    let root = PathBuf::from(&file.path);
+    let options = WatchOptions { debounce: std::time::Duration::from_millis(100), ..WatchOptions::default() };
+    watch::watch(log, &[root], &options, &|| stop.load(Ordering::Relaxed), &mut |_| {
+        let from = next;
+        next = log.len();
+        for event in log.stream(&stream, from) {
+            let printed = event.map_err(cclog_projections::Error::from).and_then(|event| {
+                replay::lines_of_event(log, &event, |line| printer.line(line))?;
+                printer.out.flush().map_err(|source| cclog_projections::Error::Io { source })
+            });
+            if let Err(error) = printed {
+                failure = Some(error);
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    })?;
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}

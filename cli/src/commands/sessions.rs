@@ -1,0 +1,191 @@
+//! `cclog sessions`, `cclog show` and `cclog tree`: what the archive knows about sessions,
+//! as tables for people and JSON for scripts. Ids accept unique prefixes, like git.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use cclog_projections::archive::{Archive, SessionRecord};
+use cclog_projections::lineage::{self, TreeNode};
+use serde_json::{json, Value};
+
+use crate::args::{SessionsArgs, ShowArgs, TreeArgs};
+use crate::output::{self, paint};
+
+/// A session as scripts see it (`sessions --json`, `show --json`).
+pub fn session_json(session: &SessionRecord) -> Value {
+    let usage = session.usage();
+    json!({
+        "id": session.id,
+        "project": session.project,
+        "cwd": session.cwd,
+        "title": session.title,
+        "parent": session.parent,
+        "fork_point": session.fork_point,
+        "fork_seq": session.fork_seq,
+        "entries": session.entries,
+        "own_entries": session.own_entries,
+        "user_entries": session.user_entries,
+        "assistant_entries": session.assistant_entries,
+        "first_at": session.first_at,
+        "last_at": session.last_at,
+        "models": session.models,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "total_tokens": usage.total(),
+        },
+        "cost_usd": session.cost_usd(),
+        "subagents": session.subagents.iter().map(|(id, link)| json!({
+            "agent": id, "tool_use_id": link.tool_use_id, "path": link.path,
+        })).collect::<Vec<_>>(),
+        "files": session.files,
+        "runs": session.runs,
+        "malformed_lines": session.malformed,
+        "unknown_type_lines": session.unknown_types,
+    })
+}
+
+fn matches_project(session: &SessionRecord, wanted: &str) -> bool {
+    session.project.contains(wanted) || session.cwd.as_deref().is_some_and(|cwd| cwd.contains(wanted))
+}
+
+pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let log = super::open_log(data)?;
+    let mut sessions = Archive::sessions(&log)?;
+    if let Some(project) = &args.project {
+        sessions.retain(|session| matches_project(session, project));
+    }
+    sessions.sort_by(|a, b| a.last_at.cmp(&b.last_at).then(a.id.cmp(&b.id)));
+    if args.json {
+        println!("{}", Value::Array(sessions.iter().map(session_json).collect()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if sessions.is_empty() {
+        println!("no sessions archived yet (run `cclog import`)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let colour = output::colour_stdout();
+    println!("{}", paint(colour, output::BOLD, &format!("{:<10} {:<20} {:>7} {:>9}  {:<28} TITLE", "ID", "LAST", "ENTRIES", "COST", "PROJECT")));
+    for session in &sessions {
+        let fork = if session.parent.is_some() { "⑂" } else { " " };
+        println!(
+            "{:<9}{fork} {:<20} {:>7} {:>9}  {:<28} {}",
+            short(&session.id),
+            session.last_at.as_deref().map(|at| at.get(..19).unwrap_or(at)).unwrap_or("-"),
+            session.entries,
+            format!("${:.4}", session.cost_usd()),
+            lineage::shorten(&session.project, 28),
+            session.title.as_deref().map(|title| lineage::shorten(title, 60)).unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let log = super::open_log(data)?;
+    let session = Archive::session(&log, &args.id)?;
+    let runs: Vec<Value> = session
+        .runs
+        .iter()
+        .filter_map(|run| Archive::run(&log, run).ok().flatten())
+        .map(|run| json!({
+            "id": run.id, "source": run.source, "status": run.status, "messages": run.messages,
+            "linked_entries": run.linked, "result_type": run.result_type, "duration_ms": run.duration_ms,
+        }))
+        .collect();
+    if args.json {
+        let mut json = session_json(&session);
+        json["runs"] = Value::Array(runs);
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let usage = session.usage();
+    let colour = output::colour_stdout();
+    println!("{} {}", paint(colour, output::BOLD, "session"), session.id);
+    println!("title      {}", session.title.as_deref().unwrap_or("-"));
+    println!("project    {}", session.project);
+    println!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
+    println!("time       {} … {}", session.first_at.as_deref().unwrap_or("-"), session.last_at.as_deref().unwrap_or("-"));
+    println!(
+        "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant)",
+        session.entries,
+        session.own_entries,
+        session.entries - session.own_entries.min(session.entries),
+        session.user_entries,
+        session.assistant_entries
+    );
+    println!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
+    println!(
+        "tokens     {} in, {} out, {} cache write, {} cache read — ${:.4}",
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+        session.cost_usd()
+    );
+    if let Some(parent) = &session.parent {
+        println!("forked     from {parent} at {}", session.fork_point.as_deref().unwrap_or("?"));
+    }
+    for (agent, link) in &session.subagents {
+        println!("subagent   {agent} (tool call {})", link.tool_use_id.as_deref().unwrap_or("?"));
+    }
+    for file in &session.files {
+        println!("file       {file}");
+    }
+    for run in &runs {
+        println!("run        {} {} ({} messages, {} linked to entries)", run["id"].as_str().unwrap_or("?"), run["status"].as_str().unwrap_or("?"), run["messages"], run["linked_entries"]);
+    }
+    if session.malformed > 0 || session.unknown_types > 0 {
+        println!("kept       {} malformed lines, {} lines of unknown types", session.malformed, session.unknown_types);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<ExitCode> {
+    super::require_store(data)?;
+    let log = super::open_log(data)?;
+    let sessions = Archive::sessions(&log)?;
+    let within = match &args.id {
+        Some(id) => Some(Archive::session(&log, id)?.id),
+        None => None,
+    };
+    let mut trees = lineage::fork_tree(&sessions, within.as_deref());
+    if within.is_none() {
+        // Without an id, show only sessions that take part in a fork; the rest are in `sessions`.
+        trees.retain(|node| !node.children.is_empty());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&trees)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if trees.is_empty() {
+        println!("no forks archived");
+    }
+    for node in &trees {
+        print_node(node, "", true, true);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
+    let branch = if root { "" } else if last { "└─ " } else { "├─ " };
+    let at = node.fork_point.as_deref().map(|uuid| format!(" (at {})", short(uuid))).unwrap_or_default();
+    println!(
+        "{prefix}{branch}{} {}{at} · {} entries",
+        short(&node.id),
+        node.title.as_deref().map(|title| lineage::shorten(title, 50)).unwrap_or_default(),
+        node.entries
+    );
+    let child_prefix = if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
+    for (index, child) in node.children.iter().enumerate() {
+        print_node(child, &child_prefix, index + 1 == node.children.len(), false);
+    }
+}
