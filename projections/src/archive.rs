@@ -134,8 +134,6 @@ pub struct RunRecord {
     pub session: Option<String>,
     pub status: String,
     pub messages: u64,
-    /// Messages whose uuid is also a transcript entry.
-    pub linked: u64,
     pub first_seq: u64,
     pub result_type: Option<String>,
     pub duration_ms: Option<u64>,
@@ -433,9 +431,6 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
                     entry.message_seq = Some(event.seq());
                     store(state, ukey, &entry)?;
                 }
-                if entry.seq.is_some() {
-                    record.linked += 1;
-                }
             }
         }
         events::KIND_RUN_SESSION => {
@@ -523,5 +518,29 @@ impl Archive {
     /// One run.
     pub fn run(log: &Log, run: &str) -> Result<Option<RunRecord>> {
         Self::get(log, &key(b'R', &[run.as_bytes()]))
+    }
+
+    /// How many of a run's messages are also transcript entries (same `uuid`): the link
+    /// between a captured run and the session's archived transcript.
+    pub fn linked_messages(log: &Log, run: &str) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Message<'a> {
+            #[serde(borrow)]
+            uuid: Option<std::borrow::Cow<'a, str>>,
+        }
+        let mut linked = 0;
+        for event in log.stream(&events::run_stream(run), 0) {
+            let event = event?;
+            if event.kind() != events::KIND_RUN_MESSAGE {
+                continue;
+            }
+            let Some(uuid) = serde_json::from_slice::<Message<'_>>(&event.payload).ok().and_then(|m| m.uuid) else {
+                continue;
+            };
+            if Self::entry(log, &uuid)?.is_some_and(|entry| entry.seq.is_some()) {
+                linked += 1;
+            }
+        }
+        Ok(linked)
     }
 }

@@ -98,7 +98,8 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|run| Archive::run(&log, run).ok().flatten())
         .map(|run| json!({
             "id": run.id, "source": run.source, "status": run.status, "messages": run.messages,
-            "linked_entries": run.linked, "result_type": run.result_type, "duration_ms": run.duration_ms,
+            "linked_entries": Archive::linked_messages(&log, &run.id).unwrap_or(0),
+            "result_type": run.result_type, "duration_ms": run.duration_ms,
         }))
         .collect();
     if args.json {
