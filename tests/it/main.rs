@@ -9,6 +9,7 @@ mod durability;
 mod engine;
 mod fake_api;
 mod import;
+mod ingest_props;
 mod model;
 mod mutation;
 mod projection;
