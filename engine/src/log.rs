@@ -140,10 +140,16 @@ impl Log {
 
     /// [`Log::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        self.submit_blocking(events)?.wait_blocking()
+    }
+
+    /// [`Log::submit`] for threads outside an async runtime: lets a thread prepare its next
+    /// batch while the writer stores this one.
+    pub fn submit_blocking(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
         self.sender()?.blocking_send(Command::Append { events, reply }).map_err(|_| Error::Closed)?;
-        receiver.blocking_recv().map_err(|_| Error::Closed)?
+        Ok(PendingAppend { receiver })
     }
 
     /// The last durable event's seq and hash; `None` while the log is empty.
@@ -266,6 +272,11 @@ pub struct PendingAppend {
 impl PendingAppend {
     pub async fn wait(self) -> Result<Vec<Appended>> {
         self.receiver.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`PendingAppend::wait`] for threads outside an async runtime.
+    pub fn wait_blocking(self) -> Result<Vec<Appended>> {
+        self.receiver.blocking_recv().map_err(|_| Error::Closed)?
     }
 }
 

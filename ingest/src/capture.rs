@@ -47,10 +47,15 @@ pub fn new_run_id() -> String {
 }
 
 /// Records `input` as a run; with `echo`, writes every line to it as read.
-pub fn capture(log: &Log, input: impl BufRead + Send + 'static, mut echo: Option<&mut dyn Write>) -> Result<CaptureReport> {
+pub fn capture(
+    log: &Log,
+    input: impl BufRead + Send + 'static,
+    mut echo: Option<&mut dyn Write>,
+) -> Result<CaptureReport> {
     let run = new_run_id();
     let stream = events::run_stream(&run);
-    let started = RunStarted { run: run.clone(), source: "capture".into(), cwd: None, prompt: None, resume: None, fork: false };
+    let started =
+        RunStarted { run: run.clone(), source: "capture".into(), cwd: None, prompt: None, resume: None, fork: false };
     log.append_blocking(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, events::encode(&started)?)])?;
 
     let (lines_tx, lines_rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4096);
@@ -73,7 +78,14 @@ pub fn capture(log: &Log, input: impl BufRead + Send + 'static, mut echo: Option
         }
     });
 
-    let mut report = CaptureReport { run: run.clone(), session: None, messages: 0, status: "interrupted".into(), result_type: None, duration_ms: None };
+    let mut report = CaptureReport {
+        run: run.clone(),
+        session: None,
+        messages: 0,
+        status: "interrupted".into(),
+        result_type: None,
+        duration_ms: None,
+    };
     let mut failure = None;
     while let Ok(first) = lines_rx.recv() {
         let mut batch = Vec::new();
@@ -82,7 +94,9 @@ pub fn capture(log: &Log, input: impl BufRead + Send + 'static, mut echo: Option
             match item {
                 Ok(mut line) => {
                     if let Some(out) = echo.as_deref_mut() {
-                        out.write_all(&line).and_then(|()| out.flush()).map_err(|source| Error::Io { path: "stdout".into(), source })?;
+                        out.write_all(&line)
+                            .and_then(|()| out.flush())
+                            .map_err(|source| Error::Io { path: "stdout".into(), source })?;
                     }
                     if line.last() == Some(&b'\n') {
                         line.pop();
@@ -115,7 +129,11 @@ fn record(stream: &str, line: Vec<u8>, report: &mut CaptureReport, batch: &mut V
     match (facts.kind.as_deref(), facts.subtype.as_deref()) {
         (Some("system"), Some("init")) => {
             if let Some(session) = facts.session_id.filter(|_| report.session.is_none()) {
-                batch.push(NewEvent::new(stream, events::KIND_RUN_SESSION, events::encode(&RunSession { session: session.clone() })?));
+                batch.push(NewEvent::new(
+                    stream,
+                    events::KIND_RUN_SESSION,
+                    events::encode(&RunSession { session: session.clone() })?,
+                ));
                 report.session = Some(session);
             }
         }

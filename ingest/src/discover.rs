@@ -68,7 +68,9 @@ fn name_of(path: Option<&Path>) -> String {
 /// Whether `text` has the shape of a session id (a UUID).
 pub fn is_session_id(text: &str) -> bool {
     text.len() == 36
-        && text.char_indices().all(|(at, c)| if [8, 13, 18, 23].contains(&at) { c == '-' } else { c.is_ascii_hexdigit() })
+        && text
+            .char_indices()
+            .all(|(at, c)| if [8, 13, 18, 23].contains(&at) { c == '-' } else { c.is_ascii_hexdigit() })
 }
 
 /// What a newly seen file is: its session, project and agent.

@@ -26,9 +26,7 @@ use std::path::{Path, PathBuf};
 use cclog_engine::{Log, NewEvent};
 use cclog_projections::archive::{Archive, FileState};
 use cclog_projections::entry::{self, rewrite_between, Parsed, TopLevel, Variants};
-use cclog_projections::events::{
-    self, Checkpoint, CopyRun, Deleted, FileIdentity, Revision, RevisionReason,
-};
+use cclog_projections::events::{self, Checkpoint, CopyRun, Deleted, FileIdentity, Revision, RevisionReason};
 use serde::Serialize;
 
 use crate::discover::{self, Candidate};
@@ -105,7 +103,12 @@ struct OpenRun {
 
 impl OpenRun {
     fn into_event(self, stream: &str) -> Result<NewEvent> {
-        let run = CopyRun { leaf: self.leaf, count: self.count, variants: self.variants, source_session: self.source_session };
+        let run = CopyRun {
+            leaf: self.leaf,
+            count: self.count,
+            variants: self.variants,
+            source_session: self.source_session,
+        };
         Ok(NewEvent::new(stream, events::KIND_COPY, events::encode(&run)?))
     }
 }
@@ -125,6 +128,8 @@ struct FileRead<'f> {
     changed: bool,
     /// Entries stored in `pending`, not yet visible in the archive.
     fresh: HashMap<String, Vec<u8>>,
+    /// The chunk the writer is storing while the next one is read, with its entries.
+    in_flight: Option<(cclog_engine::PendingAppend, HashMap<String, Vec<u8>>)>,
     run: Option<OpenRun>,
 }
 
@@ -242,7 +247,8 @@ impl<'a> Importer<'a> {
             }
         }
 
-        let mut reader = BufReader::with_capacity(1 << 20, File::open(path_buf).map_err(|source| Error::io(path_buf, source))?);
+        let mut reader =
+            BufReader::with_capacity(1 << 20, File::open(path_buf).map_err(|source| Error::io(path_buf, source))?);
         let mut read = FileRead {
             path: &path,
             stream: stream.clone(),
@@ -255,6 +261,7 @@ impl<'a> Importer<'a> {
             pending_bytes: 0,
             changed: false,
             fresh: HashMap::new(),
+            in_flight: None,
             run: None,
         };
         let (revision, reason) = match &state {
@@ -262,7 +269,9 @@ impl<'a> Importer<'a> {
             Some(state) if state.deleted => (state.revision + 1, Some(RevisionReason::Reappeared)),
             Some(state) => match &state.last_checkpoint {
                 None => (state.revision + 1, Some(RevisionReason::Rewritten)),
-                Some(checkpoint) if metadata.len() < checkpoint.offset => (state.revision + 1, Some(RevisionReason::Truncated)),
+                Some(checkpoint) if metadata.len() < checkpoint.offset => {
+                    (state.revision + 1, Some(RevisionReason::Truncated))
+                }
                 Some(checkpoint) => {
                     if prefix_matches(&mut reader, &mut read.hasher, checkpoint, path_buf)? {
                         read.offset = checkpoint.offset;
@@ -306,6 +315,7 @@ impl<'a> Importer<'a> {
                 self.close_run(&mut read, report)?;
                 read.pending.push(NewEvent::new(&stream, events::KIND_PARTIAL, line.clone()));
                 self.flush(&mut read, line.len() as u64)?;
+                Self::settle(&mut read)?;
                 self.finish(&read, report);
                 return Ok(());
             }
@@ -321,6 +331,7 @@ impl<'a> Importer<'a> {
         }
         self.close_run(&mut read, report)?;
         self.flush(&mut read, 0)?;
+        Self::settle(&mut read)?;
         self.finish(&read, report);
         Ok(())
     }
@@ -333,7 +344,12 @@ impl<'a> Importer<'a> {
     }
 
     /// A `transcript.agent-meta` event when the subagent's `.meta.json` is new or changed.
-    fn agent_meta_event(&self, candidate: &Candidate, state: Option<&FileState>, stream: &str) -> Result<Option<NewEvent>> {
+    fn agent_meta_event(
+        &self,
+        candidate: &Candidate,
+        state: Option<&FileState>,
+        stream: &str,
+    ) -> Result<Option<NewEvent>> {
         let Some(meta_path) = &candidate.agent_meta else { return Ok(None) };
         let Ok(bytes) = std::fs::read(meta_path) else { return Ok(None) };
         let hash = cclog_engine::payload_hash(&bytes).0;
@@ -406,7 +422,13 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    fn store_line(&mut self, read: &mut FileRead<'_>, line: &[u8], new_uuid: Option<String>, report: &mut ImportReport) -> Result<()> {
+    fn store_line(
+        &mut self,
+        read: &mut FileRead<'_>,
+        line: &[u8],
+        new_uuid: Option<String>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         if let Some(uuid) = new_uuid {
             read.fresh.entry(uuid).or_insert_with(|| line.to_vec());
         }
@@ -427,7 +449,8 @@ impl<'a> Importer<'a> {
 
     /// The first stored copy of an entry, from this chunk or the archive.
     fn original(&mut self, read: &FileRead<'_>, uuid: &str) -> Result<Option<Original>> {
-        if let Some(bytes) = read.fresh.get(uuid) {
+        let in_flight = read.in_flight.as_ref().and_then(|(_, fresh)| fresh.get(uuid));
+        if let Some(bytes) = read.fresh.get(uuid).or(in_flight) {
             return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
         }
         let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
@@ -444,7 +467,8 @@ impl<'a> Importer<'a> {
         Ok(Some(Original { bytes: event.payload, session }))
     }
 
-    /// Appends what is pending with a checkpoint, as one atomic batch.
+    /// Submits what is pending with a checkpoint, as one atomic batch, after the chunk
+    /// before it is durable; at most one chunk is in flight while the next is read.
     fn flush(&mut self, read: &mut FileRead<'_>, partial: u64) -> Result<()> {
         let checkpoint = Checkpoint {
             offset: read.offset,
@@ -456,16 +480,30 @@ impl<'a> Importer<'a> {
         let mut batch = std::mem::take(&mut read.pending);
         read.changed |= !batch.is_empty();
         batch.push(NewEvent::new(&read.stream, events::KIND_CHECKPOINT, events::encode(&checkpoint)?));
-        self.log.append_blocking(batch)?;
+        Self::settle(read)?;
+        let pending = self.log.submit_blocking(batch)?;
+        read.in_flight = Some((pending, std::mem::take(&mut read.fresh)));
         read.pending_bytes = 0;
-        read.fresh.clear();
+        Ok(())
+    }
+
+    /// Waits until the chunk in flight is durable.
+    fn settle(read: &mut FileRead<'_>) -> Result<()> {
+        if let Some((pending, _)) = read.in_flight.take() {
+            pending.wait_blocking()?;
+        }
         Ok(())
     }
 }
 
 /// Whether the file still starts with the bytes the checkpoint describes; on success the
 /// reader is positioned right after them and `hasher` holds them.
-fn prefix_matches(reader: &mut BufReader<File>, hasher: &mut blake3::Hasher, checkpoint: &Checkpoint, path: &Path) -> Result<bool> {
+fn prefix_matches(
+    reader: &mut BufReader<File>,
+    hasher: &mut blake3::Hasher,
+    checkpoint: &Checkpoint,
+    path: &Path,
+) -> Result<bool> {
     let mut remaining = checkpoint.offset;
     let mut buffer = vec![0; 1 << 20];
     while remaining > 0 {

@@ -47,7 +47,9 @@ pub fn watch(
     .map_err(|error| Error::Watch(error.to_string()))?;
     for root in roots {
         std::fs::create_dir_all(root).map_err(|source| Error::io(root, source))?;
-        watcher.watch(root, RecursiveMode::Recursive).map_err(|error| Error::Watch(format!("{}: {error}", root.display())))?;
+        watcher
+            .watch(root, RecursiveMode::Recursive)
+            .map_err(|error| Error::Watch(format!("{}: {error}", root.display())))?;
     }
     let quiet = |_: Progress| {};
     let mut importer = Importer::new(log);

@@ -154,7 +154,11 @@ fn load<T: for<'de> Deserialize<'de>>(bytes: Option<Vec<u8>>) -> std::result::Re
     Ok(bytes.map(|bytes| postcard::from_bytes(&bytes)).transpose()?)
 }
 
-fn store<T: Serialize>(state: &mut ProjectionState<'_>, key: Vec<u8>, value: &T) -> std::result::Result<(), ApplyError> {
+fn store<T: Serialize>(
+    state: &mut ProjectionState<'_>,
+    key: Vec<u8>,
+    value: &T,
+) -> std::result::Result<(), ApplyError> {
     state.insert(key, postcard::to_stdvec(value)?);
     Ok(())
 }
@@ -192,7 +196,8 @@ fn entry_key(uuid: &str) -> Vec<u8> {
 }
 
 fn session_or_new(state: &ProjectionState<'_>, id: &str) -> std::result::Result<SessionRecord, ApplyError> {
-    Ok(load(state.get(&session_key(id))?)?.unwrap_or_else(|| SessionRecord { id: id.to_string(), ..Default::default() }))
+    Ok(load(state.get(&session_key(id))?)?
+        .unwrap_or_else(|| SessionRecord { id: id.to_string(), ..Default::default() }))
 }
 
 fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
@@ -255,7 +260,9 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
             }
         }
         events::KIND_PARTIAL => file.partial = true,
-        events::KIND_CHECKPOINT => file.last_checkpoint = Some(events::decode(events::KIND_CHECKPOINT, &event.payload)?),
+        events::KIND_CHECKPOINT => {
+            file.last_checkpoint = Some(events::decode(events::KIND_CHECKPOINT, &event.payload)?)
+        }
         events::KIND_DELETED => {
             let _: Deleted = events::decode(events::KIND_DELETED, &event.payload)?;
             file.deleted = true;
@@ -267,9 +274,7 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
                 tool_use_id: Option<String>,
             }
             file.agent_meta_hash = Some(cclog_engine::payload_hash(&event.payload).0);
-            if let (Some(agent), Ok(meta)) =
-                (&file.file.agent, serde_json::from_slice::<AgentMeta>(&event.payload))
-            {
+            if let (Some(agent), Ok(meta)) = (&file.file.agent, serde_json::from_slice::<AgentMeta>(&event.payload)) {
                 if meta.tool_use_id.is_some() {
                     session.subagents.entry(agent.clone()).or_default().tool_use_id = meta.tool_use_id;
                 }

@@ -29,7 +29,9 @@ impl Entry {
     pub fn from_line(line: Line) -> Entry {
         let value: Value = serde_json::from_slice(&line.bytes).unwrap_or(Value::Null);
         let (uuid, kind) = match entry::parse(&line.bytes) {
-            Parsed::Entry(facts) => (facts.uuid.map(|uuid| uuid.into_owned()), facts.kind.map(|kind| kind.into_owned())),
+            Parsed::Entry(facts) => {
+                (facts.uuid.map(|uuid| uuid.into_owned()), facts.kind.map(|kind| kind.into_owned()))
+            }
             Parsed::Malformed(_) => (None, None),
         };
         Entry { uuid, kind: kind.unwrap_or_default(), line, value }
@@ -61,10 +63,9 @@ pub fn session_entries(log: &Log, session: &SessionRecord) -> Result<Vec<Entry>>
 pub fn conversation(entries: &[Entry]) -> Vec<&Entry> {
     let by_uuid: HashMap<&str, &Entry> =
         entries.iter().filter_map(|entry| entry.uuid.as_deref().map(|uuid| (uuid, entry))).collect();
-    let leaf = entries
-        .iter()
-        .rev()
-        .find(|entry| entry.uuid.is_some() && !entry.is_sidechain() && matches!(entry.kind.as_str(), "user" | "assistant"));
+    let leaf = entries.iter().rev().find(|entry| {
+        entry.uuid.is_some() && !entry.is_sidechain() && matches!(entry.kind.as_str(), "user" | "assistant")
+    });
     let mut path = Vec::new();
     let mut next = leaf;
     while let Some(entry) = next {
@@ -122,7 +123,11 @@ pub fn fork_tree(sessions: &[SessionRecord], within: Option<&str>) -> Vec<TreeNo
             project: session.project.clone(),
             fork_point: session.fork_point.clone(),
             entries: session.entries,
-            children: if depth > 10_000 { Vec::new() } else { kids.into_iter().map(|kid| build(kid, children, depth + 1)).collect() },
+            children: if depth > 10_000 {
+                Vec::new()
+            } else {
+                kids.into_iter().map(|kid| build(kid, children, depth + 1)).collect()
+            },
         }
     }
     roots.into_iter().map(|root| build(root, &children, 0)).collect()
@@ -201,8 +206,7 @@ pub fn diff(log: &Log, left: &SessionRecord, right: &SessionRecord) -> Result<Di
     let sessions = Archive::sessions(log)?;
     let by_id: BTreeMap<&str, &SessionRecord> = sessions.iter().map(|session| (session.id.as_str(), session)).collect();
     let right_line = ancestors(&right.id, &by_id);
-    let ancestor =
-        ancestors(&left.id, &by_id).into_iter().find(|id| right_line.contains(id)).map(str::to_string);
+    let ancestor = ancestors(&left.id, &by_id).into_iter().find(|id| right_line.contains(id)).map(str::to_string);
 
     let (left_entries, right_entries) = (session_entries(log, left)?, session_entries(log, right)?);
     let (left_path, right_path) = (conversation(&left_entries), conversation(&right_entries));

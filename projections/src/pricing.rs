@@ -43,7 +43,8 @@ mod tests {
         assert_eq!(cost_usd("claude-sonnet-4-5-20250929", &usage), 18.0);
         assert_eq!(cost_usd("claude-opus-4-1-20250805", &usage), 90.0);
         assert_eq!(cost_usd("claude-opus-4-5", &usage), 30.0);
-        let cached = Usage { cache_creation_input_tokens: 1_000_000, cache_read_input_tokens: 1_000_000, ..Default::default() };
+        let cached =
+            Usage { cache_creation_input_tokens: 1_000_000, cache_read_input_tokens: 1_000_000, ..Default::default() };
         assert!((cost_usd("claude-3-5-sonnet", &cached) - (3.75 + 0.3)).abs() < 1e-9);
     }
 }

@@ -140,7 +140,11 @@ pub fn render_entry(entry: &Entry, style: &Style) -> String {
         }
         "summary" => {
             if let Some(summary) = entry.value["summary"].as_str() {
-                parts.push(if markdown { format!("> Summary: {summary}") } else { paint(style, "2", &format!("Summary: {summary}")) });
+                parts.push(if markdown {
+                    format!("> Summary: {summary}")
+                } else {
+                    paint(style, "2", &format!("Summary: {summary}"))
+                });
             }
         }
         "" if entry.value.is_null() => {

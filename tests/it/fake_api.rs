@@ -112,7 +112,10 @@ async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> R
             let prompt_at = conversation.iter().rposition(is_prompt).unwrap_or(0);
             let prompt = conversation.get(prompt_at).map(prompt_text).unwrap_or_default();
             let step = conversation[prompt_at..].iter().filter(|message| message["role"] == "assistant").count();
-            routes.iter().find(|(word, _)| prompt.contains(word.as_str())).and_then(|(_, replies)| replies.get(step).cloned())
+            routes
+                .iter()
+                .find(|(word, _)| prompt.contains(word.as_str()))
+                .and_then(|(_, replies)| replies.get(step).cloned())
         }
     }
     .unwrap_or_else(|| Reply::Text("Done.".into()));

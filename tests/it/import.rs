@@ -27,7 +27,8 @@ fn cclog(data: &Path, args: &[&str]) -> Output {
 
 fn cclog_json(data: &Path, args: &[&str]) -> Value {
     let output = cclog(data, args);
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?}: {error}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 fn session_of(lines: &[String]) -> String {
@@ -36,7 +37,8 @@ fn session_of(lines: &[String]) -> String {
 }
 
 fn transcript(home: &Path, cwd: &Path, session: &str) -> PathBuf {
-    let mangled: String = cwd.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mangled: String =
+        cwd.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     home.join(".claude/projects").join(mangled).join(format!("{session}.jsonl"))
 }
 
@@ -77,8 +79,14 @@ fn world() -> World {
         (
             "alpha",
             vec![
-                Reply::ToolUse { name: "Write".into(), input: json!({"file_path": app.join("notes.txt"), "content": "one\ntwo\n"}) },
-                Reply::ToolUse { name: "Bash".into(), input: json!({"command": "wc -l notes.txt", "description": "count lines"}) },
+                Reply::ToolUse {
+                    name: "Write".into(),
+                    input: json!({"file_path": app.join("notes.txt"), "content": "one\ntwo\n"}),
+                },
+                Reply::ToolUse {
+                    name: "Bash".into(),
+                    input: json!({"command": "wc -l notes.txt", "description": "count lines"}),
+                },
                 Reply::ToolUse { name: "Read".into(), input: json!({"file_path": app.join("notes.txt")}) },
                 Reply::Text("Wrote, counted and read notes.txt.".into()),
             ],
@@ -87,7 +95,10 @@ fn world() -> World {
         (
             "left",
             vec![
-                Reply::ToolUse { name: "Write".into(), input: json!({"file_path": app.join("left.txt"), "content": "L\n"}) },
+                Reply::ToolUse {
+                    name: "Write".into(),
+                    input: json!({"file_path": app.join("left.txt"), "content": "L\n"}),
+                },
                 Reply::Text("Left branch wrote left.txt.".into()),
             ],
         ),
@@ -122,8 +133,20 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     assert_eq!(std::fs::read_to_string(w.app.join("notes.txt")).unwrap(), "one\ntwo\n");
     let resumed = run_claude(&w.api, home, &w.app, "beta: check again", &with_tools(&["--resume", &main]));
     assert_eq!(session_of(&resumed), main, "--resume keeps the session id");
-    let left = session_of(&run_claude(&w.api, home, &w.app, "left branch", &with_tools(&["--resume", &main, "--fork-session"])));
-    let right = session_of(&run_claude(&w.api, home, &w.app, "right branch", &with_tools(&["--resume", &main, "--fork-session"])));
+    let left = session_of(&run_claude(
+        &w.api,
+        home,
+        &w.app,
+        "left branch",
+        &with_tools(&["--resume", &main, "--fork-session"]),
+    ));
+    let right = session_of(&run_claude(
+        &w.api,
+        home,
+        &w.app,
+        "right branch",
+        &with_tools(&["--resume", &main, "--fork-session"]),
+    ));
     let other = session_of(&run_claude(&w.api, home, &w.other, "delegate: use a subagent", TOOLS));
     assert!(w.app.join("left.txt").exists());
 
@@ -140,7 +163,9 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     let sessions = sessions.as_array().unwrap();
     assert_eq!(sessions.len(), 4);
     let by_id = |id: &str| sessions.iter().find(|session| session["id"] == id).unwrap().clone();
-    for field in ["id", "project", "cwd", "title", "parent", "fork_point", "entries", "first_at", "last_at", "usage", "cost_usd"] {
+    for field in
+        ["id", "project", "cwd", "title", "parent", "fork_point", "entries", "first_at", "last_at", "usage", "cost_usd"]
+    {
         assert!(sessions.iter().all(|session| session.get(field).is_some()), "missing {field}");
     }
     let main_json = by_id(&main);
@@ -173,7 +198,8 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     // The fork tree, through a unique id prefix.
     let tree = cclog_json(&data, &["tree", "--json", &left[..8]]);
     assert_eq!(tree[0]["id"], main.as_str());
-    let mut children: Vec<&str> = tree[0]["children"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let mut children: Vec<&str> =
+        tree[0]["children"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     children.sort_unstable();
     let mut expected = vec![left.as_str(), right.as_str()];
     expected.sort_unstable();
@@ -197,9 +223,17 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     }
     let agent_file = other_json["subagents"][0]["path"].as_str().unwrap();
     let agent = other_json["subagents"][0]["agent"].as_str().unwrap();
-    assert_eq!(cclog(&data, &["replay", &other, "--format", "jsonl", "--agent", agent]).stdout, std::fs::read(agent_file).unwrap());
+    assert_eq!(
+        cclog(&data, &["replay", &other, "--format", "jsonl", "--agent", agent]).stdout,
+        std::fs::read(agent_file).unwrap()
+    );
     let text = String::from_utf8(cclog(&data, &["replay", &main]).stdout).unwrap();
-    assert!(text.contains("alpha: write, count and read notes") && text.contains("→ Bash") && text.contains("← tool result"), "{text}");
+    assert!(
+        text.contains("alpha: write, count and read notes")
+            && text.contains("→ Bash")
+            && text.contains("← tool result"),
+        "{text}"
+    );
     assert!(!text.contains("\x1b["), "no colour off a terminal");
     let markdown = String::from_utf8(cclog(&data, &["replay", &main, "--format", "markdown"]).stdout).unwrap();
     assert!(markdown.contains("**Tool call `Write`**"));
@@ -215,7 +249,13 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     let size_before = std::fs::metadata(&main_file).unwrap().len();
     run_claude(&w.api, home, &w.app, "gamma: one more turn", &with_tools(&["--resume", &main]));
     let size_after = std::fs::metadata(&main_file).unwrap().len();
-    let third = session_of(&run_claude(&w.api, home, &w.app, "third fork", &with_tools(&["--resume", &main, "--fork-session"])));
+    let third = session_of(&run_claude(
+        &w.api,
+        home,
+        &w.app,
+        "third fork",
+        &with_tools(&["--resume", &main, "--fork-session"]),
+    ));
     let third_size = std::fs::metadata(transcript(home, &w.app, &third)).unwrap().len();
     let incremental = cclog_json(&data, &["import", "--json", projects_arg]);
     assert_eq!(incremental["revisions"], 0);
@@ -225,14 +265,22 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     // A fork's storage does not grow with the prefix it shares: the third fork shares a
     // longer prefix than the first, and both cost one small pointer.
     let stream = |session: &str| format!("transcript/{}", transcript(home, &w.app, session).display());
-    let (first_pointer, third_pointer) =
-        (stored_bytes(&data, &stream(&left), "transcript.copy"), stored_bytes(&data, &stream(&third), "transcript.copy"));
+    let (first_pointer, third_pointer) = (
+        stored_bytes(&data, &stream(&left), "transcript.copy"),
+        stored_bytes(&data, &stream(&third), "transcript.copy"),
+    );
     let third_shared = by_entries(&data, &third) - by_own(&data, &third);
     let left_shared = by_entries(&data, &left) - by_own(&data, &left);
     assert!(third_shared > left_shared, "the third fork shares more ({third_shared} > {left_shared})");
     assert!(first_pointer > 0 && first_pointer < 1024 && third_pointer < 1024, "{first_pointer} {third_pointer}");
-    assert!(third_pointer.abs_diff(first_pointer) <= 8, "pointer size independent of prefix: {first_pointer} vs {third_pointer}");
-    assert_eq!(cclog(&data, &["replay", &third, "--format", "jsonl"]).stdout, std::fs::read(transcript(home, &w.app, &third)).unwrap());
+    assert!(
+        third_pointer.abs_diff(first_pointer) <= 8,
+        "pointer size independent of prefix: {first_pointer} vs {third_pointer}"
+    );
+    assert_eq!(
+        cclog(&data, &["replay", &third, "--format", "jsonl"]).stdout,
+        std::fs::read(transcript(home, &w.app, &third)).unwrap()
+    );
 
     // Rebuilt projections equal the live ones, and the log verifies.
     assert_eq!(cclog_json(&data, &["rebuild", "--json"])["equal"], true);
@@ -291,10 +339,17 @@ fn a_real_run_piped_through_capture_is_recorded_byte_for_byte_and_linked_to_its_
         .filter(|event| event["kind"] == "run.message")
         .map(|event| serde_json::to_string(&event["payload"]).unwrap())
         .collect();
-    let normalised: Vec<String> =
-        passed.iter().map(|line| serde_json::to_string(&serde_json::from_str::<Value>(line).unwrap()).unwrap()).collect();
+    let normalised: Vec<String> = passed
+        .iter()
+        .map(|line| serde_json::to_string(&serde_json::from_str::<Value>(line).unwrap()).unwrap())
+        .collect();
     assert_eq!(recorded, normalised);
-    let raw = Command::new(cclog_bin()).arg("--data").arg(&data).args(["log", "--stream", &format!("run/{run}"), "--json"]).output().unwrap();
+    let raw = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["log", "--stream", &format!("run/{run}"), "--json"])
+        .output()
+        .unwrap();
     let raw_payloads: Vec<String> = String::from_utf8(raw.stdout)
         .unwrap()
         .lines()

@@ -23,6 +23,13 @@ pub fn run(data: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
+    if args.paths.is_empty() && !args.watch && !roots[0].exists() {
+        println!(
+            "nothing to import: {} does not exist (Claude Code has not run here as this user)",
+            roots[0].display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let log = super::open_log(data)?;
     if args.watch {
         return watch_forever(&log, &roots, args.json);
@@ -68,7 +75,11 @@ fn print_summary(report: &ImportReport) {
         output::bytes(report.bytes_read),
     );
     if report.revisions > 0 || report.deleted > 0 {
-        println!("{} rewritten or truncated (new revisions), {} deleted", output::count(report.revisions, "file"), report.deleted);
+        println!(
+            "{} rewritten or truncated (new revisions), {} deleted",
+            output::count(report.revisions, "file"),
+            report.deleted
+        );
     }
     if !report.malformed_lines.is_empty() {
         println!("{} kept as evidence:", output::count(report.malformed_lines.len() as u64, "malformed line"));
@@ -96,7 +107,11 @@ fn verify_replay(log: &Log, roots: &[PathBuf]) -> anyhow::Result<Vec<(String, St
         .map(|root| std::fs::canonicalize(root).map(|root| root.to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
     for file in Archive::files(log)? {
-        if file.deleted || !roots.iter().any(|root| file.path == *root || file.path.starts_with(&format!("{}/", root.trim_end_matches('/')))) {
+        if file.deleted
+            || !roots
+                .iter()
+                .any(|root| file.path == *root || file.path.starts_with(&format!("{}/", root.trim_end_matches('/'))))
+        {
             continue;
         }
         let on_disk = std::fs::read(&file.path).with_context(|| format!("reading {}", file.path))?;
@@ -106,7 +121,8 @@ fn verify_replay(log: &Log, roots: &[PathBuf]) -> anyhow::Result<Vec<(String, St
             continue;
         }
         if replayed != on_disk {
-            let at = replayed.iter().zip(&on_disk).position(|(a, b)| a != b).unwrap_or(replayed.len().min(on_disk.len()));
+            let at =
+                replayed.iter().zip(&on_disk).position(|(a, b)| a != b).unwrap_or(replayed.len().min(on_disk.len()));
             mismatched.push((
                 file.path.clone(),
                 format!("{} bytes replayed, {} on disk, first difference at byte {at}", replayed.len(), on_disk.len()),
@@ -122,7 +138,10 @@ fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<Exi
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .with_context(|| format!("installing a handler for signal {signal}"))?;
     }
-    eprintln!("watching {} (Ctrl-C stops)", roots.iter().map(|root| root.display().to_string()).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "watching {} (Ctrl-C stops)",
+        roots.iter().map(|root| root.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
     watch::watch(log, roots, &WatchOptions::default(), &|| stop.load(Ordering::Relaxed), &mut |report| {
         if report.files_changed == 0 && report.deleted == 0 {
             return;

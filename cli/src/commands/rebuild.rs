@@ -16,10 +16,12 @@ pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let json: Vec<_> = reports
             .iter()
-            .map(|report| serde_json::json!({
-                "projection": report.projection, "version": report.version,
-                "events": report.events, "equal_to_previous": report.equal_to_previous,
-            }))
+            .map(|report| {
+                serde_json::json!({
+                    "projection": report.projection, "version": report.version,
+                    "events": report.events, "equal_to_previous": report.equal_to_previous,
+                })
+            })
             .collect();
         println!("{}", serde_json::json!({ "equal": all_equal, "projections": json }));
     } else {
@@ -30,7 +32,12 @@ pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
             } else {
                 output::paint(colour, output::RED, "DIFFERENT from the live state (now replaced)")
             };
-            println!("{} v{}: {} folded, {verdict}", report.projection, report.version, output::count(report.events, "event"));
+            println!(
+                "{} v{}: {} folded, {verdict}",
+                report.projection,
+                report.version,
+                output::count(report.events, "event")
+            );
         }
     }
     Ok(if all_equal { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGED) })

@@ -45,7 +45,13 @@ pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     if args.format == ReplayFormat::Markdown {
-        writeln!(out, "# {}\n\n`{}` · {}\n", session.title.as_deref().unwrap_or("Claude Code session"), session.id, session.project)?;
+        writeln!(
+            out,
+            "# {}\n\n`{}` · {}\n",
+            session.title.as_deref().unwrap_or("Claude Code session"),
+            session.id,
+            session.project
+        )?;
     }
     let mut printer = Printer { format: args.format, style, out: &mut out };
     replay::for_each_line(&log, &file, args.revision, |line| printer.line(line))?;
@@ -65,10 +71,13 @@ struct Printer<'o> {
 impl Printer<'_> {
     fn line(&mut self, line: Line) -> cclog_projections::Result<()> {
         let written = match self.format {
-            ReplayFormat::Jsonl => self
-                .out
-                .write_all(&line.bytes)
-                .and_then(|()| if line.terminated { self.out.write_all(b"\n") } else { Ok(()) }),
+            ReplayFormat::Jsonl => self.out.write_all(&line.bytes).and_then(|()| {
+                if line.terminated {
+                    self.out.write_all(b"\n")
+                } else {
+                    Ok(())
+                }
+            }),
             ReplayFormat::Text | ReplayFormat::Markdown => {
                 let text = render::render_entry(&Entry::from_line(line), &self.style);
                 self.out.write_all(text.as_bytes())

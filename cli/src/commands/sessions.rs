@@ -68,7 +68,14 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let colour = output::colour_stdout();
-    println!("{}", paint(colour, output::BOLD, &format!("{:<10} {:<20} {:>7} {:>9}  {:<28} TITLE", "ID", "LAST", "ENTRIES", "COST", "PROJECT")));
+    println!(
+        "{}",
+        paint(
+            colour,
+            output::BOLD,
+            &format!("{:<10} {:<20} {:>7} {:>9}  {:<28} TITLE", "ID", "LAST", "ENTRIES", "COST", "PROJECT")
+        )
+    );
     for session in &sessions {
         let fork = if session.parent.is_some() { "⑂" } else { " " };
         println!(
@@ -96,11 +103,13 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .runs
         .iter()
         .filter_map(|run| Archive::run(&log, run).ok().flatten())
-        .map(|run| json!({
-            "id": run.id, "source": run.source, "status": run.status, "messages": run.messages,
-            "linked_entries": Archive::linked_messages(&log, &run.id).unwrap_or(0),
-            "result_type": run.result_type, "duration_ms": run.duration_ms,
-        }))
+        .map(|run| {
+            json!({
+                "id": run.id, "source": run.source, "status": run.status, "messages": run.messages,
+                "linked_entries": Archive::linked_messages(&log, &run.id).unwrap_or(0),
+                "result_type": run.result_type, "duration_ms": run.duration_ms,
+            })
+        })
         .collect();
     if args.json {
         let mut json = session_json(&session);
@@ -114,7 +123,11 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     println!("title      {}", session.title.as_deref().unwrap_or("-"));
     println!("project    {}", session.project);
     println!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
-    println!("time       {} … {}", session.first_at.as_deref().unwrap_or("-"), session.last_at.as_deref().unwrap_or("-"));
+    println!(
+        "time       {} … {}",
+        session.first_at.as_deref().unwrap_or("-"),
+        session.last_at.as_deref().unwrap_or("-")
+    );
     println!(
         "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant)",
         session.entries,
@@ -142,7 +155,13 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("file       {file}");
     }
     for run in &runs {
-        println!("run        {} {} ({} messages, {} linked to entries)", run["id"].as_str().unwrap_or("?"), run["status"].as_str().unwrap_or("?"), run["messages"], run["linked_entries"]);
+        println!(
+            "run        {} {} ({} messages, {} linked to entries)",
+            run["id"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?"),
+            run["messages"],
+            run["linked_entries"]
+        );
     }
     if session.malformed > 0 || session.unknown_types > 0 {
         println!("kept       {} malformed lines, {} lines of unknown types", session.malformed, session.unknown_types);
@@ -177,7 +196,13 @@ pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
-    let branch = if root { "" } else if last { "└─ " } else { "├─ " };
+    let branch = if root {
+        ""
+    } else if last {
+        "└─ "
+    } else {
+        "├─ "
+    };
     let at = node.fork_point.as_deref().map(|uuid| format!(" (at {})", short(uuid))).unwrap_or_default();
     println!(
         "{prefix}{branch}{} {}{at} · {} entries",
@@ -185,7 +210,8 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
         node.title.as_deref().map(|title| lineage::shorten(title, 50)).unwrap_or_default(),
         node.entries
     );
-    let child_prefix = if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
+    let child_prefix =
+        if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
     for (index, child) in node.children.iter().enumerate() {
         print_node(child, &child_prefix, index + 1 == node.children.len(), false);
     }

@@ -1,0 +1,137 @@
+//! Import benchmarks. `import_throughput` (criterion) imports generated transcript JSONL
+//! into a fresh log and reports MB/s and entries/s. `import_memory` (run with
+//! `cargo bench --bench import -- import_memory`) generates a 1 GiB transcript, imports it
+//! with the release `cclog` binary as a child process and reports the child's peak RSS
+//! from `getrusage(RUSAGE_CHILDREN)`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cclog_engine::{Log, LogOptions};
+use cclog_ingest::import::Importer;
+use criterion::{criterion_group, Criterion, Throughput};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SESSION: &str = "0b5e7a1c-3d2f-4e6a-9b8c-7d6e5f4a3b2c";
+
+/// Writes a transcript of about `bytes` bytes: user prompts, assistant replies with tool
+/// calls and usage, tool results, metadata — shaped like Claude Code 2.1's. Returns the
+/// number of lines.
+fn generate(path: &Path, bytes: u64) -> u64 {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let (mut written, mut lines, mut parent) = (0u64, 0u64, "null".to_string());
+    let filler = "The quick brown fox jumps over the lazy dog; ".repeat(20);
+    while written < bytes {
+        let uuid = format!("{:08x}-0000-4000-8000-{:012x}", lines >> 16, lines);
+        let line = match lines % 4 {
+            0 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"promptId":"p-{lines}","type":"user","message":{{"role":"user","content":"Please look at item {lines}. {}"}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:00.000Z","permissionMode":"default","userType":"external","entrypoint":"cli","cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329","gitBranch":"main"}}"#,
+                &filler[..200]
+            ),
+            1 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"message":{{"id":"msg_{lines:016}","model":"claude-sonnet-4-5","role":"assistant","type":"message","content":[{{"type":"tool_use","id":"toolu_{lines}","name":"Bash","input":{{"command":"grep -rn item{lines} src/","description":"search"}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":1200,"cache_creation_input_tokens":300,"cache_read_input_tokens":9000,"output_tokens":80}}}},"type":"assistant","uuid":"{uuid}","timestamp":"2026-11-21T10:00:01.000Z","userType":"external","cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329","gitBranch":"main"}}"#
+            ),
+            2 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{}","type":"tool_result","content":"{filler}"}}]}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:02.000Z","toolUseResult":{{"stdout":"{}","stderr":"","interrupted":false}},"cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329"}}"#,
+                lines - 1,
+                &filler[..400]
+            ),
+            _ => format!(
+                r#"{{"type":"last-prompt","lastPrompt":"Please look at item {lines}","leafUuid":"{uuid}","sessionId":"{SESSION}"}}"#
+            ),
+        };
+        if lines % 4 != 3 {
+            parent = format!("\"{uuid}\"");
+        }
+        writeln!(out, "{line}").unwrap();
+        written += line.len() as u64 + 1;
+        lines += 1;
+    }
+    out.flush().unwrap();
+    lines
+}
+
+fn project_dir(root: &Path) -> PathBuf {
+    let dir = root.join("projects").join("-home-dev-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn import_throughput(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    let file = project_dir(root.path()).join(format!("{SESSION}.jsonl"));
+    let bytes = 64 << 20;
+    let lines = generate(&file, bytes);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let mut group = c.benchmark_group("import");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(size));
+    group.bench_function("64MiB_transcript", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iterations {
+                let data = tempfile::tempdir().unwrap();
+                let log = Log::open(data.path(), LogOptions { projections: cclog_projections::standard() }).unwrap();
+                let started = Instant::now();
+                let report = Importer::new(&log).import(&[root.path().join("projects")], &|_| {}).unwrap();
+                total += started.elapsed();
+                assert_eq!(report.new_entries, lines);
+            }
+            total
+        })
+    });
+    group.finish();
+    eprintln!(
+        "import: {lines} entries, {size} bytes per iteration (entries/s = MB/s × {:.0})",
+        lines as f64 / (size as f64 / 1e6)
+    );
+}
+
+/// Imports a 1 GiB transcript with the release binary and reports its peak RSS.
+fn import_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let file = project_dir(root.path()).join(format!("{SESSION}.jsonl"));
+    let lines = generate(&file, 1 << 30);
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/cclog");
+    assert!(bin.exists(), "build it first: cargo build --release --bin cclog");
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let status = std::process::Command::new(&bin)
+        .arg("--data")
+        .arg(data.path())
+        .arg("import")
+        .arg(root.path().join("projects"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(status.success());
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let size = std::fs::metadata(&file).unwrap().len();
+    println!(
+        "import_memory: {lines} entries, {:.2} GiB in {:.1} s ({:.1} MB/s); peak RSS of `cclog import`: {} MiB",
+        size as f64 / (1u64 << 30) as f64,
+        elapsed.as_secs_f64(),
+        size as f64 / 1e6 / elapsed.as_secs_f64(),
+        usage.ru_maxrss / 1024
+    );
+}
+
+criterion_group!(benches, import_throughput);
+
+fn main() {
+    if std::env::args().any(|arg| arg == "import_memory") {
+        import_memory();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
