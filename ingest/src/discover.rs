@@ -22,6 +22,8 @@ pub struct Candidate {
     pub agent: Option<String>,
     /// The `.meta.json` beside a 2.1.x subagent transcript.
     pub agent_meta: Option<PathBuf>,
+    /// Size in bytes when found.
+    pub size: u64,
     pub order: (SystemTime, PathBuf),
 }
 
@@ -58,7 +60,7 @@ fn candidate(path: PathBuf) -> std::io::Result<Candidate> {
     let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
     let agent = stem.strip_prefix("agent-").map(str::to_string);
     let agent_meta = agent.as_ref().map(|_| path.with_extension("meta.json")).filter(|meta| meta.is_file());
-    Ok(Candidate { order: (born, path.clone()), path, agent, agent_meta })
+    Ok(Candidate { order: (born, path.clone()), path, agent, agent_meta, size: metadata.len() })
 }
 
 fn name_of(path: Option<&Path>) -> String {

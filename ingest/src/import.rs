@@ -173,21 +173,17 @@ impl<'a> Importer<'a> {
             candidates.extend(discover::find(root).map_err(|source| Error::io(root, source))?);
         }
         candidates.sort_by(|a, b| a.order.cmp(&b.order));
-        let bytes_total = candidates
-            .iter()
-            .map(|candidate| std::fs::metadata(&candidate.path).map_or(0, |metadata| metadata.len()))
-            .sum();
+        let bytes_total = candidates.iter().map(|candidate| candidate.size).sum();
         let mut bytes_done = 0;
         for candidate in &candidates {
             report.files += 1;
-            let size = std::fs::metadata(&candidate.path).map_or(0, |metadata| metadata.len());
             if let Err(error) = self.import_file(candidate, &mut report) {
                 if matches!(error, Error::Engine(_)) {
                     return Err(error);
                 }
                 report.failed_files.push((candidate.path.display().to_string(), error.to_string()));
             }
-            bytes_done += size;
+            bytes_done += candidate.size;
             progress(Progress { bytes_done, bytes_total });
         }
         let present: BTreeSet<String> =

@@ -403,6 +403,16 @@ fn first_tool_use_id(content: Option<&serde_json::value::RawValue>) -> Option<St
     blocks.into_iter().find_map(|block| block.tool_use_id)
 }
 
+/// The `uuid` of a stream-json message, which the same entry carries in the transcript.
+fn message_uuid(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        uuid: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Message<'_>>(payload).ok().and_then(|message| message.uuid)
+}
+
 fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
     let rkey = key(b'R', &[run.as_bytes()]);
     let mut record = match event.kind() {
@@ -424,12 +434,7 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
     match event.kind() {
         events::KIND_RUN_MESSAGE => {
             record.messages += 1;
-            #[derive(Deserialize)]
-            struct Message<'a> {
-                #[serde(borrow)]
-                uuid: Option<std::borrow::Cow<'a, str>>,
-            }
-            if let Some(uuid) = serde_json::from_slice::<Message<'_>>(&event.payload).ok().and_then(|m| m.uuid) {
+            if let Some(uuid) = message_uuid(&event.payload) {
                 let ukey = entry_key(&uuid);
                 let mut entry = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
                 if entry.message_seq.is_none() {
@@ -528,18 +533,13 @@ impl Archive {
     /// How many of a run's messages are also transcript entries (same `uuid`): the link
     /// between a captured run and the session's archived transcript.
     pub fn linked_messages(log: &Log, run: &str) -> Result<u64> {
-        #[derive(Deserialize)]
-        struct Message<'a> {
-            #[serde(borrow)]
-            uuid: Option<std::borrow::Cow<'a, str>>,
-        }
         let mut linked = 0;
         for event in log.stream(&events::run_stream(run), 0) {
             let event = event?;
             if event.kind() != events::KIND_RUN_MESSAGE {
                 continue;
             }
-            let Some(uuid) = serde_json::from_slice::<Message<'_>>(&event.payload).ok().and_then(|m| m.uuid) else {
+            let Some(uuid) = message_uuid(&event.payload) else {
                 continue;
             };
             if Self::entry(log, &uuid)?.is_some_and(|entry| entry.seq.is_some()) {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::archive::{Archive, SessionRecord};
-use crate::entry::{self, Parsed, Usage};
+use crate::entry::Usage;
 use crate::pricing;
 use crate::replay::{self, Line};
 use crate::Result;
@@ -28,13 +28,9 @@ pub struct Entry {
 impl Entry {
     pub fn from_line(line: Line) -> Entry {
         let value: Value = serde_json::from_slice(&line.bytes).unwrap_or(Value::Null);
-        let (uuid, kind) = match entry::parse(&line.bytes) {
-            Parsed::Entry(facts) => {
-                (facts.uuid.map(|uuid| uuid.into_owned()), facts.kind.map(|kind| kind.into_owned()))
-            }
-            Parsed::Malformed(_) => (None, None),
-        };
-        Entry { uuid, kind: kind.unwrap_or_default(), line, value }
+        let uuid = value["uuid"].as_str().map(str::to_string);
+        let kind = value["type"].as_str().unwrap_or_default().to_string();
+        Entry { uuid, kind, line, value }
     }
 
     pub fn is_sidechain(&self) -> bool {

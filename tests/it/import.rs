@@ -178,8 +178,7 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
         lines
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|entry| entry["type"] == "assistant")
-            .last()
+            .rfind(|entry| entry["type"] == "assistant")
             .unwrap()["uuid"]
             .as_str()
             .unwrap()

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use cclog_engine::Log;
@@ -133,11 +132,7 @@ fn verify_replay(log: &Log, roots: &[PathBuf]) -> anyhow::Result<Vec<(String, St
 }
 
 fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .with_context(|| format!("installing a handler for signal {signal}"))?;
-    }
+    let stop = super::stop_on_signals()?;
     eprintln!(
         "watching {} (Ctrl-C stops)",
         roots.iter().map(|root| root.display().to_string()).collect::<Vec<_>>().join(", ")

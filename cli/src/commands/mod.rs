@@ -47,6 +47,16 @@ fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// A flag that SIGINT or SIGTERM sets, for commands that run until interrupted.
+pub fn stop_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .with_context(|| format!("installing a handler for signal {signal}"))?;
+    }
+    Ok(stop)
+}
+
 /// Opens the log with every standard projection.
 pub fn open_log(data: &std::path::Path) -> anyhow::Result<Log> {
     let log = Log::open(data, LogOptions { projections: cclog_projections::standard() })?;

@@ -6,8 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use cclog_engine::Log;
@@ -90,10 +89,7 @@ impl Printer<'_> {
 /// Keeps importing the file as it changes and prints every line added after `file`'s
 /// current state, until interrupted.
 fn follow(log: &Log, file: &FileState, printer: &mut Printer<'_>) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let stop = super::stop_on_signals()?;
     let stream = events::transcript_stream(&file.path);
     let mut next = log.len();
     let mut failure = None;
