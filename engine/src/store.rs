@@ -147,7 +147,9 @@ fn sled_config(sled_dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(sled_dir)
         .mode(sled::Mode::HighThroughput)
-        .cache_capacity(256 << 20)
+        // sled keeps several times its nominal cache resident; 32 MiB keeps a 1 GiB import
+        // near 200 MiB and measured faster for appends than 256 MiB (README, Performance).
+        .cache_capacity(32 << 20)
         // The writer flushes and fsyncs after every commit; a timer would only add syncs.
         .flush_every_ms(None)
 }

@@ -33,9 +33,9 @@ use crate::discover::{self, Candidate};
 use crate::{Error, Result};
 
 /// A chunk is appended once it holds this many bytes of lines...
-pub const CHUNK_BYTES: usize = 8 << 20;
+pub const CHUNK_BYTES: usize = 1 << 20;
 /// ...or this many lines.
-pub const CHUNK_LINES: usize = 8192;
+pub const CHUNK_LINES: usize = 2048;
 
 /// A malformed line, reported with where it is.
 #[derive(Debug, Clone, Serialize)]

@@ -29,7 +29,7 @@ impl Default for WatchOptions {
     }
 }
 
-/// Imports `roots` now and after every burst of changes until `stop` returns true (checked
+/// Imports `roots` (directories, or single transcript files) now and after every burst of changes until `stop` returns true (checked
 /// at least every 100 ms). `each` sees every import's report.
 pub fn watch(
     log: &Log,
@@ -46,7 +46,10 @@ pub fn watch(
     })
     .map_err(|error| Error::Watch(error.to_string()))?;
     for root in roots {
-        std::fs::create_dir_all(root).map_err(|source| Error::io(root, source))?;
+        // A missing root (no Claude Code run yet) is watched from the moment it exists.
+        if !root.exists() {
+            std::fs::create_dir_all(root).map_err(|source| Error::io(root, source))?;
+        }
         watcher
             .watch(root, RecursiveMode::Recursive)
             .map_err(|error| Error::Watch(format!("{}: {error}", root.display())))?;

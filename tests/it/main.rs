@@ -14,3 +14,4 @@ mod model;
 mod mutation;
 mod projection;
 mod support;
+mod watch;
