@@ -89,6 +89,11 @@ impl Running {
         }
     }
 
+    /// The next stdout line as JSON.
+    fn report(&mut self, waiting_for: &str) -> Value {
+        serde_json::from_str(&self.next_line(waiting_for)).unwrap()
+    }
+
     /// SIGINT, then the exit status must be success.
     fn interrupt(mut self) {
         // SAFETY: kill(2) on our own child's pid.
@@ -115,29 +120,27 @@ fn import_watch_archives_appends_new_files_rewrites_and_deletions_until_interrup
     append(&main, &entries(SESSION, 0, 4));
 
     let mut watching = Running::spawn(data.path(), &["import", "--watch", "--json", root.path().to_str().unwrap()]);
-    let mut report = |what: &str| -> Value { serde_json::from_str(&watching.next_line(what)).unwrap() };
-    let first = report("the first import");
+    let first = watching.report("the first import");
     assert_eq!(first["new_entries"], 4);
 
     append(&main, &entries(SESSION, 4, 7));
-    let appended = report("the appended entries");
+    let appended = watching.report("the appended entries");
     assert_eq!((appended["new_entries"].as_u64(), appended["revisions"].as_u64()), (Some(3), Some(0)), "{appended}");
 
     let other_session = "9c4d2e1f-0a3b-4c5d-8e6f-7a8b9c0d1e2f";
     let other = project(root.path(), "-home-dev-other").join(format!("{other_session}.jsonl"));
     append(&other, &entries(other_session, 0, 2));
-    let new_file = report("the new project's file");
+    let new_file = watching.report("the new project's file");
     assert_eq!(new_file["new_entries"], 2, "{new_file}");
 
     // A /rewind-style rewrite: the file now holds a different history.
     std::fs::write(&main, entries(SESSION, 0, 2).replace("turn 1", "turn one")).unwrap();
-    let rewritten = report("the rewritten file");
+    let rewritten = watching.report("the rewritten file");
     assert_eq!(rewritten["revisions"], 1, "{rewritten}");
 
     std::fs::remove_file(&other).unwrap();
-    let deleted = report("the deleted file");
+    let deleted = watching.report("the deleted file");
     assert_eq!(deleted["deleted"], 1, "{deleted}");
-    drop(report);
     watching.interrupt();
 
     // Everything is archived: the live files replay exactly, nothing is left to import, and
