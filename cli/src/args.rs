@@ -59,6 +59,107 @@ pub enum Command {
     Diff(DiffArgs),
     /// Fold the whole log into fresh projections and report whether they equal the live ones
     Rebuild(RebuildArgs),
+    /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) on this data directory
+    ///
+    /// Starts, resumes, forks and cancels Claude Code runs (CCLOG_CLAUDE_BIN, default `claude`;
+    /// at most CCLOG_MAX_RUNS at once, default 4) and records every message as it arrives. Keeps
+    /// archiving ~/.claude/projects. While it runs it owns the data directory and advertises its
+    /// address there; `cclog run` and `cclog runs` then go through it. LOG_LEVEL sets the log
+    /// level (debug, info, warn, error).
+    Serve(ServeArgs),
+    /// Start, resume, fork or cancel a Claude Code run; messages print as they arrive
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// List runs, newest first
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:$PORT, PORT defaulting to 3000]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<std::net::SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on every /api route (required off loopback)
+    #[arg(long, env = "CCLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Transcript directory to keep archiving [default: ~/.claude/projects]
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// Do not archive transcripts while serving
+    #[arg(long, conflicts_with = "archive")]
+    pub no_archive: bool,
+    /// On shutdown, let active runs finish instead of cancelling them
+    #[arg(long)]
+    pub finish_runs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Start a new session in DIR
+    Start {
+        /// Working directory of the run
+        #[arg(long, value_name = "DIR")]
+        cwd: PathBuf,
+        prompt: String,
+        #[command(flatten)]
+        options: RunFlags,
+    },
+    /// Continue SESSION (a unique prefix is enough) with PROMPT
+    Resume {
+        session: String,
+        prompt: String,
+        #[command(flatten)]
+        options: RunFlags,
+    },
+    /// Fork SESSION into a new session that continues with PROMPT
+    Fork {
+        session: String,
+        prompt: String,
+        #[command(flatten)]
+        options: RunFlags,
+    },
+    /// Cancel an active run (SIGINT, then SIGTERM, then SIGKILL); needs `cclog serve`
+    Cancel {
+        run: String,
+        /// Print the run as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunFlags {
+    /// Model for the run
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Claude Code permission mode
+    #[arg(long)]
+    pub permission_mode: Option<String>,
+    /// Tools allowed without asking (repeatable)
+    #[arg(long = "allowed-tool", value_name = "TOOL")]
+    pub allowed_tools: Vec<String>,
+    /// Tools denied (repeatable)
+    #[arg(long = "disallowed-tool", value_name = "TOOL")]
+    pub disallowed_tools: Vec<String>,
+    /// Text appended to the system prompt
+    #[arg(long)]
+    pub append_system_prompt: Option<String>,
+    /// Most agentic turns
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Print the run as JSON at the end instead of a summary (messages still stream)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs still going
+    #[arg(long)]
+    pub active: bool,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,11 @@ pub fn colour_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
+/// The same rule for stderr.
+pub fn colour_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 /// Wraps `text` in an ANSI style when `on`.
 pub fn paint(on: bool, style: &str, text: &str) -> String {
     if on {

@@ -120,6 +120,16 @@ impl ProjectionView {
             .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
 
+    /// The keys under `prefix` from `start` (inclusive, a key under `prefix`) on, in key order.
+    pub fn scan_from(&self, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
+        let strip = self.prefix.len();
+        let whole = prefixed(&self.prefix, prefix);
+        self.tree
+            .range(prefixed(&self.prefix, start)..)
+            .take_while(move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&whole)))
+            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
+    }
+
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
         self.scan_prefix(&[])

@@ -1,7 +1,17 @@
-//! cclog's network surfaces: the REST API with SSE and its generated OpenAPI document, and
-//! the MCP server (rmcp, stdio and Streamable HTTP), so that one crate owns every protocol.
-//! It depends on ingest for the services it exposes and on the engine for reads, tails and
-//! verification; `cclog serve` in the cli crate only wires it to a listener.
+//! cclog's network surfaces: the REST API with SSE (CC Manager's routes over the log, and
+//! cclog's own) and the server that owns a data directory while it runs. The MCP server
+//! (rmcp, stdio and Streamable HTTP) comes with the coordinator. One crate owns every
+//! protocol; `cclog serve` in the cli crate only wires it to a listener and signals.
 //!
-//! Nothing is built here yet: the server arrives with the run-manager and coordinator work
-//! (see ARCHITECTURE.md). The crate exists now so that the dependency order is fixed.
+//! # Layout
+//! - [`api`]: the router and its handlers.
+//! - [`views`]: the JSON of runs, messages, sessions and events.
+//! - [`server`]: binding, token policy, the address advertisement, transcript archiving,
+//!   graceful shutdown.
+
+pub mod api;
+mod error;
+pub mod server;
+pub mod views;
+
+pub use error::{body as error_body, Error, Result};

@@ -53,7 +53,8 @@ pub fn capture(
     mut echo: Option<&mut dyn Write>,
 ) -> Result<CaptureReport> {
     let run = new_run_id();
-    let stream = events::run_stream(&run);
+    let mut recorder = Recorder::new(&run);
+    let stream = recorder.stream.clone();
     let started =
         RunStarted { run: run.clone(), source: "capture".into(), cwd: None, prompt: None, resume: None, fork: false };
     log.append_blocking(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, events::encode(&started)?)])?;
@@ -78,14 +79,6 @@ pub fn capture(
         }
     });
 
-    let mut report = CaptureReport {
-        run: run.clone(),
-        session: None,
-        messages: 0,
-        status: "interrupted".into(),
-        result_type: None,
-        duration_ms: None,
-    };
     let mut failure = None;
     while let Ok(first) = lines_rx.recv() {
         let mut batch = Vec::new();
@@ -102,7 +95,7 @@ pub fn capture(
                         line.pop();
                     }
                     if !line.iter().all(u8::is_ascii_whitespace) {
-                        record(&stream, line, &mut report, &mut batch)?;
+                        recorder.line(line, &mut batch)?;
                     }
                 }
                 Err(error) => failure = Some(error.to_string()),
@@ -114,47 +107,71 @@ pub fn capture(
         }
     }
     let _ = reader.join();
-    if let Some(detail) = failure {
-        report.status = "failed".into();
-        return finish(log, &stream, report, Some(detail));
-    }
-    finish(log, &stream, report, None)
-}
-
-fn record(stream: &str, line: Vec<u8>, report: &mut CaptureReport, batch: &mut Vec<NewEvent>) -> Result<()> {
-    let facts = serde_json::from_slice::<MessageFacts>(&line).ok();
-    batch.push(NewEvent::new(stream, events::KIND_RUN_MESSAGE, line));
-    report.messages += 1;
-    let Some(facts) = facts else { return Ok(()) };
-    match (facts.kind.as_deref(), facts.subtype.as_deref()) {
-        (Some("system"), Some("init")) => {
-            if let Some(session) = facts.session_id.filter(|_| report.session.is_none()) {
-                batch.push(NewEvent::new(
-                    stream,
-                    events::KIND_RUN_SESSION,
-                    events::encode(&RunSession { session: session.clone() })?,
-                ));
-                report.session = Some(session);
-            }
-        }
-        (Some("result"), subtype) => {
-            let failed = facts.is_error.unwrap_or(false) || subtype.is_some_and(|subtype| subtype != "success");
-            report.status = if failed { "failed" } else { "completed" }.into();
-            report.result_type = subtype.map(str::to_string);
-            report.duration_ms = facts.duration_ms;
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn finish(log: &Log, stream: &str, report: CaptureReport, detail: Option<String>) -> Result<CaptureReport> {
-    let ended = RunEnded {
-        status: report.status.clone(),
-        result_type: report.result_type.clone(),
-        duration_ms: report.duration_ms,
-        detail,
+    let status = match (&failure, &recorder.outcome) {
+        (Some(_), _) => "failed",
+        (None, Some((status, _, _))) => status,
+        (None, None) => "interrupted",
     };
-    log.append_blocking(vec![NewEvent::new(stream, events::KIND_RUN_ENDED, events::encode(&ended)?)])?;
-    Ok(report)
+    log.append_blocking(vec![recorder.ended(status, failure)?])?;
+    let (result_type, duration_ms) = recorder.outcome.map(|(_, kind, duration)| (kind, duration)).unwrap_or_default();
+    Ok(CaptureReport {
+        run,
+        session: recorder.session,
+        messages: recorder.messages,
+        status: status.to_string(),
+        result_type,
+        duration_ms,
+    })
+}
+
+/// Turns stream-json lines into a run's events and keeps what the run's end needs: the
+/// session from `system/init`, the outcome from `result`. Shared by capture and the runner.
+pub(crate) struct Recorder {
+    pub stream: String,
+    pub session: Option<String>,
+    pub messages: u64,
+    /// From the `result` message: `completed` or `failed`, with its subtype and duration.
+    pub outcome: Option<(&'static str, Option<String>, Option<u64>)>,
+}
+
+impl Recorder {
+    pub fn new(run: &str) -> Recorder {
+        Recorder { stream: events::run_stream(run), session: None, messages: 0, outcome: None }
+    }
+
+    /// The events for one line (without its newline): the raw message, and the session
+    /// assignment when it is the first `system/init`.
+    pub fn line(&mut self, line: Vec<u8>, batch: &mut Vec<NewEvent>) -> Result<()> {
+        let facts = serde_json::from_slice::<MessageFacts>(&line).ok();
+        batch.push(NewEvent::new(&self.stream, events::KIND_RUN_MESSAGE, line));
+        self.messages += 1;
+        let Some(facts) = facts else { return Ok(()) };
+        match (facts.kind.as_deref(), facts.subtype.as_deref()) {
+            (Some("system"), Some("init")) => {
+                if let Some(session) = facts.session_id.filter(|_| self.session.is_none()) {
+                    batch.push(NewEvent::new(
+                        &self.stream,
+                        events::KIND_RUN_SESSION,
+                        events::encode(&RunSession { session: session.clone() })?,
+                    ));
+                    self.session = Some(session);
+                }
+            }
+            (Some("result"), subtype) => {
+                let failed = facts.is_error.unwrap_or(false) || subtype.is_some_and(|subtype| subtype != "success");
+                let status = if failed { "failed" } else { "completed" };
+                self.outcome = Some((status, subtype.map(str::to_string), facts.duration_ms));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `run.ended` with `status`, and the result's subtype and duration when there was one.
+    pub fn ended(&self, status: &str, detail: Option<String>) -> Result<NewEvent> {
+        let (result_type, duration_ms) =
+            self.outcome.as_ref().map(|(_, kind, duration)| (kind.clone(), *duration)).unwrap_or_default();
+        let ended = RunEnded { status: status.to_string(), result_type, duration_ms, detail };
+        Ok(NewEvent::new(&self.stream, events::KIND_RUN_ENDED, events::encode(&ended)?))
+    }
 }

@@ -22,6 +22,22 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    /// A run request that cannot be started as given.
+    #[error("{0}")]
+    InvalidRun(String),
+
+    /// As many runs as allowed are active.
+    #[error("{limit} runs are active, the most allowed at once (CCLOG_MAX_RUNS); try again when one ends")]
+    Busy { limit: usize },
+
+    /// No run has this id.
+    #[error("no run {0}")]
+    UnknownRun(String),
+
+    /// The run has already ended.
+    #[error("run {run} has already ended: it is {status}")]
+    RunEnded { run: String, status: String },
+
     /// Watching files for changes failed.
     #[error("watching for changes: {0}")]
     Watch(String),

@@ -1,6 +1,6 @@
 //! cclog ingest: everything that turns the outside world into events. Today that is
 //! Claude Code transcript import and watch (`~/.claude/projects`, every layout) and live
-//! capture of stream-json output; the runner, coordinator commands and the team and plan
+//! capture of stream-json output, and the Claude Code runner; coordinator commands and the team and plan
 //! services come next. It validates and deduplicates before appending through
 //! [`cclog_engine::Log`], and names events with the vocabulary of
 //! [`cclog_projections::events`].
@@ -10,6 +10,7 @@
 //! - [`import`]: incremental, idempotent import with revisions, deletions and copy pointers.
 //! - [`watch`]: re-importing as files change, debounced.
 //! - [`capture`]: recording a stream-json run from a reader.
+//! - [`runner`]: starting, resuming, forking and cancelling Claude Code runs, recorded live.
 //!
 //! # Example
 //!
@@ -36,6 +37,7 @@ pub mod capture;
 pub mod discover;
 mod error;
 pub mod import;
+pub mod runner;
 pub mod watch;
 
 pub use error::{Error, Result};

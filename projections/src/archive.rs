@@ -10,6 +10,8 @@
 //! - `M` ‖ session ‖ 0 ‖ message id → [`MessageUsage`]: the last usage snapshot of one API
 //!   message, so that its repeats replace rather than add.
 //! - `R` ‖ run → [`RunRecord`].
+//! - `Q` ‖ run ‖ 0 ‖ index (big-endian u64) → seq of the run's index-th message, so that
+//!   a page of messages is one range read.
 //!
 //! Read models hold seqs, counts and identifiers, never payload copies.
 
@@ -137,6 +139,34 @@ pub struct RunRecord {
     pub first_seq: u64,
     pub result_type: Option<String>,
     pub duration_ms: Option<u64>,
+    pub cwd: Option<String>,
+    pub prompt: Option<String>,
+    /// The session resumed or forked.
+    pub resumed: Option<String>,
+    pub fork: bool,
+    /// The `result` message's `result` text.
+    pub result: Option<String>,
+    /// Why the run failed, was cancelled or interrupted, from `run.ended`.
+    pub detail: Option<String>,
+    /// When `run.started` was appended, µs since the epoch.
+    pub started_us: u64,
+    pub ended_us: Option<u64>,
+}
+
+impl RunRecord {
+    /// `start`, `resume` or `fork`.
+    pub fn mode(&self) -> &'static str {
+        match (&self.resumed, self.fork) {
+            (None, _) => "start",
+            (Some(_), false) => "resume",
+            (Some(_), true) => "fork",
+        }
+    }
+
+    /// Whether the run is still going.
+    pub fn is_active(&self) -> bool {
+        self.status == "running"
+    }
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -169,7 +199,7 @@ impl Projection for Archive {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
@@ -413,6 +443,25 @@ fn message_uuid(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_slice::<Message<'_>>(payload).ok().and_then(|message| message.uuid)
 }
 
+/// The `result` text of a stream-json `result` message.
+fn result_text(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ResultMessage {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        result: Option<String>,
+    }
+    serde_json::from_slice::<ResultMessage>(payload)
+        .ok()
+        .filter(|message| message.kind.as_deref() == Some("result"))
+        .and_then(|message| message.result)
+}
+
+/// `Q` ‖ run ‖ 0 ‖ message index (big-endian) → the message's seq.
+fn run_message_key(run: &str, index: u64) -> Vec<u8> {
+    key(b'Q', &[run.as_bytes(), &index.to_be_bytes()])
+}
+
 fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
     let rkey = key(b'R', &[run.as_bytes()]);
     let mut record = match event.kind() {
@@ -423,6 +472,11 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
                 source: started.source,
                 status: "running".into(),
                 first_seq: event.seq(),
+                cwd: started.cwd,
+                prompt: started.prompt,
+                resumed: started.resume,
+                fork: started.fork,
+                started_us: event.header.ts_us,
                 ..Default::default()
             }
         }
@@ -433,7 +487,11 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
     };
     match event.kind() {
         events::KIND_RUN_MESSAGE => {
+            store(state, run_message_key(run, record.messages), &event.seq())?;
             record.messages += 1;
+            if let Some(result) = result_text(&event.payload) {
+                record.result = Some(result);
+            }
             if let Some(uuid) = message_uuid(&event.payload) {
                 let ukey = entry_key(&uuid);
                 let mut entry = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
@@ -457,6 +515,8 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
             record.status = ended.status;
             record.result_type = ended.result_type;
             record.duration_ms = ended.duration_ms;
+            record.detail = ended.detail;
+            record.ended_us = Some(event.header.ts_us);
         }
         _ => {}
     }
@@ -528,6 +588,28 @@ impl Archive {
     /// One run.
     pub fn run(log: &Log, run: &str) -> Result<Option<RunRecord>> {
         Self::get(log, &key(b'R', &[run.as_bytes()]))
+    }
+
+    /// Every run, in id order.
+    pub fn runs(log: &Log) -> Result<Vec<RunRecord>> {
+        Ok(Self::scan(log, b"R")?.into_iter().map(|(_, run)| run).collect())
+    }
+
+    /// The seqs of a run's messages from index `from` on, at most `limit` of them.
+    pub fn run_message_seqs(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec<(u64, u64)>> {
+        let prefix = key(b'Q', &[run.as_bytes(), b""]);
+        Self::view(log)?
+            .scan_from(&prefix, &run_message_key(run, from))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                let index = key[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Damaged { projection: NAME, detail: "run message key".into() })?;
+                Ok((index, Self::decode(&value)?))
+            })
+            .collect()
     }
 
     /// How many of a run's messages are also transcript entries (same `uuid`): the link

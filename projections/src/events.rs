@@ -32,6 +32,8 @@ pub const KIND_RUN_STARTED: &str = "run.started";
 pub const KIND_RUN_MESSAGE: &str = "run.message";
 pub const KIND_RUN_SESSION: &str = "run.session";
 pub const KIND_RUN_ENDED: &str = "run.ended";
+/// A chunk of a run's stderr, raw.
+pub const KIND_RUN_STDERR: &str = "run.stderr";
 
 /// The format byte in front of every typed payload.
 pub const PAYLOAD_FORMAT: u8 = 1;

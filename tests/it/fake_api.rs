@@ -28,7 +28,13 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 pub enum Reply {
     Text(String),
-    ToolUse { name: String, input: Value },
+    ToolUse {
+        name: String,
+        input: Value,
+    },
+    /// Hold the request this long before answering with a short text: a run that is
+    /// still going, for cancel and crash tests.
+    Wait(std::time::Duration),
 }
 
 /// How replies are chosen.
@@ -119,6 +125,13 @@ async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> R
         }
     }
     .unwrap_or_else(|| Reply::Text("Done.".into()));
+    let reply = match reply {
+        Reply::Wait(duration) => {
+            tokio::time::sleep(duration).await;
+            Reply::Text("Waited.".into())
+        }
+        reply => reply,
+    };
     let model = request["model"].as_str().unwrap_or("claude-fake").to_string();
     let message_id = format!("msg_fake_{assistant_turns:04}_{}", shared.requests.lock().unwrap().len());
     let mut events = vec![sse(
@@ -139,6 +152,7 @@ async fn messages(State(shared): State<Shared>, Json(request): Json<Value>) -> R
             ));
             "end_turn"
         }
+        Reply::Wait(_) => unreachable!("waited above"),
         Reply::ToolUse { name, input } => {
             let id = format!("toolu_fake_{assistant_turns:04}");
             events.push(sse(

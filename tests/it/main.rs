@@ -13,5 +13,6 @@ mod ingest_props;
 mod model;
 mod mutation;
 mod projection;
+mod serve;
 mod support;
 mod watch;

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cclog_engine::Event;
-use serde_json::value::RawValue;
 
 use crate::args::LogArgs;
 use crate::output::{self, paint};
@@ -51,49 +50,8 @@ fn write_row(out: &mut impl Write, event: &Event, colour: bool) -> std::io::Resu
     )
 }
 
-#[derive(serde::Serialize)]
-struct JsonEvent<'a> {
-    seq: u64,
-    ts: String,
-    ts_us: u64,
-    stream: &'a str,
-    kind: &'a str,
-    hash: String,
-    prev: String,
-    payload_hash: String,
-    payload_len: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<&'a RawValue>,
-    /// Set when the payload is not JSON but is UTF-8 text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_text: Option<&'a str>,
-    /// Set when the payload is neither JSON nor UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_hex: Option<String>,
-}
-
 fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
-    let raw = serde_json::from_slice::<&RawValue>(&event.payload).ok();
-    let text = if raw.is_none() { std::str::from_utf8(&event.payload).ok() } else { None };
-    let hex = if raw.is_none() && text.is_none() {
-        Some(event.payload.iter().map(|byte| format!("{byte:02x}")).collect())
-    } else {
-        None
-    };
-    let json = JsonEvent {
-        seq: event.seq(),
-        ts: output::timestamp(event.header.ts_us),
-        ts_us: event.header.ts_us,
-        stream: event.stream(),
-        kind: event.kind(),
-        hash: event.hash.to_hex(),
-        prev: event.prev.to_hex(),
-        payload_hash: event.payload_hash.to_hex(),
-        payload_len: event.header.payload_len,
-        payload: raw,
-        payload_text: text,
-        payload_hex: hex,
-    };
+    let json = cclog_http::views::EventView::new(event);
     serde_json::to_writer(&mut *out, &json)?;
     out.write_all(b"\n")
 }

@@ -7,6 +7,8 @@ mod import;
 mod log;
 mod rebuild;
 mod replay;
+mod runs;
+mod serve;
 mod sessions;
 mod stats;
 mod verify;
@@ -34,6 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(&data, args),
         Command::Diff(args) => diff::run(&data, args),
         Command::Rebuild(args) => rebuild::run(&data, args),
+        Command::Serve(args) => serve::run(&data, args),
+        Command::Run(command) => runs::run(&data, command),
+        Command::Runs(args) => runs::list(&data, args),
     }
 }
 

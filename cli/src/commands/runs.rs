@@ -1,0 +1,291 @@
+//! `cclog run start|resume|fork|cancel` and `cclog runs`. When `cclog serve` owns the data
+//! directory (it advertises itself in `server.json`) they go through its API; otherwise
+//! `run` starts the CLI in this process and `runs` reads the log directly. Either way each
+//! message prints the moment it is recorded: the SDK message as one JSON line on stdout,
+//! a summary on stderr at the end (`--json`: the run as JSON on stdout instead).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cclog_http::server::{Advertisement, Archiver};
+use cclog_http::views;
+use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner, RunnerConfig};
+use cclog_projections::archive::Archive;
+use cclog_projections::events;
+use serde_json::{json, Value};
+
+use crate::args::{RunCommand, RunFlags, RunsArgs};
+
+pub fn run(data: &Path, command: RunCommand) -> anyhow::Result<ExitCode> {
+    let (mode, cwd, prompt, session, flags) = match command {
+        RunCommand::Start { cwd, prompt, options } => (Mode::Start, Some(cwd), prompt, None, options),
+        RunCommand::Resume { session, prompt, options } => (Mode::Resume, None, prompt, Some(session), options),
+        RunCommand::Fork { session, prompt, options } => (Mode::Fork, None, prompt, Some(session), options),
+        RunCommand::Cancel { run, json } => return cancel(data, &run, json),
+    };
+    let cwd =
+        cwd.map(|cwd| std::fs::canonicalize(&cwd).with_context(|| format!("cwd {}", cwd.display()))).transpose()?;
+    let request = RunRequest { mode, cwd, prompt, session, options: options_of(&flags) };
+    let record = match Server::find(data)? {
+        Some(server) => server.run(&request)?,
+        None => run_here(data, request)?,
+    };
+    finish(&record, flags.json)
+}
+
+fn options_of(flags: &RunFlags) -> RunOptions {
+    let list = |tools: &Vec<String>| (!tools.is_empty()).then(|| tools.clone());
+    RunOptions {
+        model: flags.model.clone(),
+        permission_mode: flags.permission_mode.clone(),
+        allowed_tools: list(&flags.allowed_tools),
+        disallowed_tools: list(&flags.disallowed_tools),
+        append_system_prompt: flags.append_system_prompt.clone(),
+        max_turns: flags.max_turns,
+    }
+}
+
+fn finish(run: &Value, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{run}");
+    } else {
+        eprintln!(
+            "run {} {} (session {}, {} messages{})",
+            run["id"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?"),
+            run["sessionId"].as_str().unwrap_or("none"),
+            run["messageCount"],
+            run["error"].as_str().map(|error| format!("; {error}")).unwrap_or_default(),
+        );
+    }
+    Ok(if run["status"] == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs the CLI in this process, printing its messages as they are recorded; Ctrl-C
+/// cancels the run.
+fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Value> {
+    let log = Arc::new(super::open_log(data)?);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let stop = super::stop_on_signals()?;
+    runtime.block_on(async {
+        let runner = Runner::new(Arc::clone(&log), RunnerConfig::from_env()?);
+        runner.recover().await?;
+        let mut subscription = log.subscribe(log.len());
+        let handle = runner.start(request).await?;
+        let (id, stream) = (handle.id.clone(), events::run_stream(&handle.id));
+        let mut out = std::io::stdout().lock();
+        let mut cancelled = false;
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_millis(200), subscription.next()).await;
+            if stop.load(Ordering::Relaxed) && !cancelled {
+                cancelled = true;
+                let _ = runner.cancel(&id);
+            }
+            let Ok(event) = next else { continue };
+            let event = event?;
+            if event.stream() != stream {
+                continue;
+            }
+            match event.kind() {
+                events::KIND_RUN_MESSAGE => {
+                    out.write_all(&event.payload)?;
+                    out.write_all(b"\n")?;
+                    out.flush()?;
+                }
+                events::KIND_RUN_ENDED => break,
+                _ => {}
+            }
+        }
+        handle.finished().await;
+        if let Some(projects) = cclog_ingest::import::default_projects_dir() {
+            Archiver::new(Arc::clone(&log), vec![projects]).import_now().await;
+        }
+        let record = Archive::run(&log, &id)?.context("the run's record is missing")?;
+        Ok(views::run(&record))
+    })
+}
+
+fn cancel(data: &Path, run: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(server) = Server::find(data)? else {
+        anyhow::bail!(
+            "no `cclog serve` is running on {}: a run started by `cclog run` is cancelled with Ctrl-C in its terminal",
+            data.display()
+        );
+    };
+    let (status, body) = server.call("DELETE", &format!("/api/runs/{run}"), None)?;
+    if status != 200 {
+        anyhow::bail!("{}", api_error(&body));
+    }
+    finish(&body, json).map(|_| ExitCode::SUCCESS)
+}
+
+pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let runs: Vec<Value> = match Server::find(data)? {
+        Some(server) => {
+            let path = if args.active { "/api/runs?active=true" } else { "/api/runs" };
+            let (status, body) = server.call("GET", path, None)?;
+            if status != 200 {
+                anyhow::bail!("{}", api_error(&body));
+            }
+            body.as_array().cloned().unwrap_or_default()
+        }
+        None => {
+            super::require_store(data)?;
+            let log = super::open_log(data)?;
+            cclog_http::api::list_of_runs(&log, args.active)?
+        }
+    };
+    if args.json {
+        println!("{}", Value::Array(runs));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+    }
+    for run in &runs {
+        println!(
+            "{}  {:<11} {:<6} {}  session {}  {}",
+            run["id"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?"),
+            run["mode"].as_str().unwrap_or("?"),
+            run["createdAt"].as_str().unwrap_or("?"),
+            run["sessionId"].as_str().unwrap_or("-"),
+            cclog_projections::lineage::shorten(run["prompt"].as_str().unwrap_or(""), 50),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn api_error(body: &Value) -> String {
+    body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string)
+}
+
+/// A running `cclog serve` on the data directory.
+pub struct Server {
+    url: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// The server advertised in `data`, if it answers.
+    pub fn find(data: &Path) -> anyhow::Result<Option<Server>> {
+        let Some(advertised) = Advertisement::read(data) else { return Ok(None) };
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let server = Server { url: advertised.url, token: advertised.token, agent };
+        match server.call("GET", "/health", None) {
+            Ok((200, _)) => Ok(Some(server)),
+            // A stale advertisement: whoever owned the directory is gone.
+            _ => Ok(None),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let url = format!("{}{path}", self.url);
+        let request = match method {
+            "DELETE" => self.agent.delete(&url),
+            _ => self.agent.get(&url),
+        };
+        match &self.token {
+            Some(token) => request.header("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// One JSON call; the status and the parsed body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let response = match (method, body) {
+            ("POST", Some(body)) => {
+                let url = format!("{}{path}", self.url);
+                let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+                if let Some(token) = &self.token {
+                    request = request.header("Authorization", &format!("Bearer {token}"));
+                }
+                request.send(body.to_string())
+            }
+            _ => self.request(method, path).call(),
+        };
+        let mut response = response.with_context(|| format!("calling {}{path}", self.url))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().context("reading the answer")?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// Starts the run through the API and prints its messages from the run's SSE stream;
+    /// Ctrl-C cancels it on the server.
+    fn run(&self, request: &RunRequest) -> anyhow::Result<Value> {
+        let (path, mut body) = match request.mode {
+            Mode::Start => {
+                ("/api/runs/start", json!({ "cwd": request.cwd.as_ref().map(|cwd| cwd.display().to_string()) }))
+            }
+            Mode::Resume => ("/api/runs/resume", json!({ "sessionId": request.session })),
+            Mode::Fork => ("/api/runs/fork", json!({ "sessionId": request.session })),
+        };
+        body["prompt"] = json!(request.prompt);
+        body["wait"] = json!(false);
+        if let (Value::Object(body), Value::Object(options)) = (&mut body, options_json(&request.options)) {
+            body.extend(options);
+        }
+        let (status, started) = self.call("POST", path, Some(&body))?;
+        if status != 202 {
+            anyhow::bail!("{}", api_error(&started));
+        }
+        let id = started["id"].as_str().context("the server answered without a run id")?.to_string();
+        let stop = super::stop_on_signals()?;
+        let canceller = {
+            let server = Server { url: self.url.clone(), token: self.token.clone(), agent: self.agent.clone() };
+            let id = id.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                let _ = server.call("DELETE", &format!("/api/runs/{id}"), None);
+            })
+        };
+        drop(canceller);
+        let mut response = self.request("GET", &format!("/api/runs/{id}/stream")).call()?;
+        let reader = BufReader::new(response.body_mut().as_reader());
+        let mut out = std::io::stdout().lock();
+        let mut event = String::new();
+        for line in reader.lines() {
+            let line = line.context("reading the run's stream")?;
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let data = data.strip_prefix(' ').unwrap_or(data);
+                match event.as_str() {
+                    "message" => {
+                        let message: MessageData = serde_json::from_str(data)?;
+                        writeln!(out, "{}", message.message.get())?;
+                        out.flush()?;
+                    }
+                    "end" => return Ok(serde_json::from_str(data)?),
+                    _ => {}
+                }
+            }
+        }
+        let (_, run) = self.call("GET", &format!("/api/runs/{id}"), None)?;
+        Ok(run)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MessageData {
+    message: Box<serde_json::value::RawValue>,
+}
+
+fn options_json(options: &RunOptions) -> Value {
+    json!({
+        "model": options.model,
+        "permissionMode": options.permission_mode,
+        "allowedTools": options.allowed_tools,
+        "disallowedTools": options.disallowed_tools,
+        "appendSystemPrompt": options.append_system_prompt,
+        "maxTurns": options.max_turns,
+    })
+}

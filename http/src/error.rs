@@ -1,0 +1,84 @@
+//! The http crate's one error type, and how each error becomes an HTTP answer:
+//! `{"error":{"code","message"}}` with the status that says what went wrong.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// What a request can run into.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] cclog_engine::Error),
+
+    #[error(transparent)]
+    Projections(#[from] cclog_projections::Error),
+
+    #[error(transparent)]
+    Ingest(#[from] cclog_ingest::Error),
+
+    /// The request is malformed or names something impossible.
+    #[error("{0}")]
+    BadRequest(String),
+
+    /// The request body is over the limit.
+    #[error("the request body is over the limit of {0} bytes")]
+    TooLarge(usize),
+
+    /// No or a wrong bearer token.
+    #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
+
+    /// No such route.
+    #[error("no route {0}")]
+    NoRoute(String),
+
+    /// The server cannot start as configured.
+    #[error("{0}")]
+    Config(String),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The status and stable error code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use cclog_ingest::Error as Ingest;
+        use cclog_projections::Error as Projections;
+        match self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Projections(Projections::NotFound { .. })
+            | Error::Ingest(Ingest::Projections(Projections::NotFound { .. }))
+            | Error::Ingest(Ingest::UnknownRun(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Projections(Projections::Ambiguous { .. })
+            | Error::Ingest(Ingest::Projections(Projections::Ambiguous { .. })) => {
+                (StatusCode::BAD_REQUEST, "ambiguous_id")
+            }
+            Error::Ingest(Ingest::InvalidRun(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Ingest(Ingest::Busy { .. }) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
+            Error::Ingest(Ingest::RunEnded { .. }) => (StatusCode::CONFLICT, "run_ended"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// The JSON error body.
+pub fn body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(body(code, &self.to_string()))).into_response()
+    }
+}

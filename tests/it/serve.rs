@@ -1,0 +1,374 @@
+//! `cclog serve` end to end, over real HTTP on loopback: the real Claude Code CLI, run by
+//! the server against the fake Messages API — start with a tool call, resume, two forks,
+//! cancel mid-run, a server killed mid-run and restarted — plus every route's bad input,
+//! the token policy and the run limit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::claude_cli::claude_bin;
+use crate::fake_api::{FakeApi, Reply};
+use crate::support::cclog_bin;
+
+/// A `cclog serve` child and how to reach it.
+struct Server {
+    child: Child,
+    url: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start(data: &Path, env: &[(&str, String)], extra: &[&str]) -> Server {
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let mut command = Command::new(cclog_bin());
+        command
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let advertised = loop {
+            if let Ok(bytes) = std::fs::read(data.join("server.json")) {
+                if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                    break value;
+                }
+            }
+            assert!(Instant::now() < deadline, "the server did not advertise itself");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Server {
+            child,
+            url: advertised["url"].as_str().unwrap().to_string(),
+            token: advertised["token"].as_str().map(str::to_string),
+            agent,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let auth = self.token.as_ref().map(|token| format!("Bearer {token}"));
+        let response = match (method, body) {
+            ("POST", Some(body)) => {
+                let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.send(body)
+            }
+            (method, _) => {
+                let mut request = if method == "DELETE" { self.agent.delete(&url) } else { self.agent.get(&url) };
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()
+            }
+        };
+        let mut response = response.unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call(method, path, body.map(|body| body.to_string()));
+        (status, serde_json::from_str(&text).unwrap_or_else(|error| panic!("{path}: {error}: {text}")))
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.json(method, path, body);
+        assert!(status == 200 || status == 202, "{method} {path}: {status} {value}");
+        value
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve did not shut down cleanly: {status}");
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A wrapper around the real CLI that also copies its stdout into `tee_dir`, one file per
+/// run, so that the test can compare what the server recorded with what the CLI wrote.
+fn teeing_claude(dir: &Path, tee_dir: &Path) -> PathBuf {
+    let wrapper = dir.join("claude-tee");
+    let mut file = std::fs::File::create(&wrapper).unwrap();
+    writeln!(
+        file,
+        "#!/bin/sh\nout=\"{}/$$.out\"\n\"{}\" \"$@\" | tee \"$out\"\n",
+        tee_dir.display(),
+        claude_bin().display()
+    )
+    .unwrap();
+    drop(file);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+fn claude_env(api: &FakeApi, home: &Path, claude: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", home.display().to_string()),
+        ("ANTHROPIC_BASE_URL", api.base_url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-tests".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("CCLOG_CLAUDE_BIN", claude.display().to_string()),
+        ("CCLOG_MAX_RUNS", "2".into()),
+    ]
+}
+
+/// The raw `message` of every recorded message, in order.
+fn raw_messages(text: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        index: u64,
+        message: Box<serde_json::value::RawValue>,
+    }
+    let messages: Vec<Raw> = serde_json::from_str(text).unwrap();
+    for (position, message) in messages.iter().enumerate() {
+        assert_eq!(message.index, position as u64);
+    }
+    messages.into_iter().map(|message| message.message.get().to_string()).collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let tee = tempfile::tempdir().unwrap();
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let api = FakeApi::by_prompt(vec![
+        (
+            "alpha",
+            vec![
+                Reply::ToolUse {
+                    name: "Write".into(),
+                    input: json!({"file_path": app.join("notes.txt"), "content": "alpha\n"}),
+                },
+                Reply::Text("Wrote notes.txt.".into()),
+            ],
+        ),
+        ("beta", vec![Reply::Text("Resumed.".into())]),
+        ("gamma", vec![Reply::Text("Fork one.".into())]),
+        ("delta", vec![Reply::Text("Fork two.".into())]),
+        ("sleepy", vec![Reply::Wait(Duration::from_secs(120))]),
+    ]);
+    let claude = teeing_claude(home.path(), tee.path());
+    let env = claude_env(&api, home.path(), &claude);
+    let server = Server::start(data.path(), &env, &[]);
+
+    // CC Manager's start: cwd and prompt; the answer comes when the run has ended.
+    let started = server.ok(
+        "POST",
+        "/api/runs/start",
+        Some(json!({"cwd": app, "prompt": "alpha: write notes", "allowedTools": ["Write"]})),
+    );
+    assert_eq!(started["status"], "completed", "{started}");
+    assert_eq!(started["mode"], "start");
+    let run = started["id"].as_str().unwrap().to_string();
+    let session = started["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(app.join("notes.txt")).unwrap(), "alpha\n");
+
+    // What was recorded is exactly what the CLI wrote to stdout, line for line.
+    let (status, text) = server.call("GET", &format!("/api/runs/{run}/messages"), None);
+    assert_eq!(status, 200);
+    let recorded = raw_messages(&text);
+    let outputs: Vec<String> = std::fs::read_dir(tee.path())
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 1);
+    let written: Vec<String> = outputs[0].lines().map(str::to_string).collect();
+    assert_eq!(recorded, written);
+    assert!(recorded.iter().any(|line| line.contains("\"tool_use\"")), "the Write call is recorded");
+    // Paging: after index 0, two at most.
+    let (_, page) = server.call("GET", &format!("/api/runs/{run}/messages?after=0&limit=2"), None);
+    assert_eq!(raw_messages_from(&page, 1), recorded[1..3]);
+
+    let resumed = server.ok("POST", "/api/runs/resume", Some(json!({"sessionId": session, "prompt": "beta: go on"})));
+    assert_eq!(
+        (resumed["status"].as_str(), resumed["sessionId"].as_str()),
+        (Some("completed"), Some(session.as_str()))
+    );
+    assert_eq!(resumed["mode"], "resume");
+
+    let fork_one = server.ok("POST", "/api/runs/fork", Some(json!({"sessionId": session, "prompt": "gamma: try one"})));
+    let fork_two = server.ok("POST", "/api/runs/fork", Some(json!({"sessionId": session, "prompt": "delta: try two"})));
+    for fork in [&fork_one, &fork_two] {
+        assert_eq!(fork["status"], "completed", "{fork}");
+        assert_eq!(fork["parentSessionId"], session.as_str());
+        assert_ne!(fork["sessionId"], session.as_str());
+    }
+    let (one, two) = (fork_one["sessionId"].as_str().unwrap(), fork_two["sessionId"].as_str().unwrap());
+
+    let forks = server.ok("GET", &format!("/api/sessions/{session}/forks"), None);
+    let mut fork_ids: Vec<&str> = forks.as_array().unwrap().iter().map(|fork| fork["id"].as_str().unwrap()).collect();
+    fork_ids.sort();
+    let mut expected = vec![one, two];
+    expected.sort();
+    assert_eq!(fork_ids, expected);
+    let tree = server.ok("GET", &format!("/api/sessions/{one}/tree"), None);
+    assert_eq!(tree[0]["id"], session.as_str());
+    assert_eq!(tree[0]["children"].as_array().unwrap().len(), 2, "{tree}");
+    let diff = server.ok("GET", &format!("/api/sessions/{one}/diff/{two}"), None);
+    assert_eq!(diff["ancestor"], session.as_str());
+    assert_eq!((diff["left"]["session"].as_str(), diff["right"]["session"].as_str()), (Some(one), Some(two)));
+    assert!(diff["fork_point"]["uuid"].is_string(), "{diff}");
+    let session_runs = server.ok("GET", &format!("/api/sessions/{session}/runs"), None);
+    assert_eq!(session_runs.as_array().unwrap().len(), 2, "start and resume: {session_runs}");
+    let jsonl = server.call("GET", &format!("/api/sessions/{one}/replay?format=jsonl"), None);
+    assert_eq!(jsonl.0, 200);
+    let transcript = std::fs::read_dir(home.path().join(".claude/projects"))
+        .unwrap()
+        .map(|dir| dir.unwrap().path().join(format!("{one}.jsonl")))
+        .find(|path| path.exists())
+        .unwrap();
+    assert_eq!(jsonl.1, std::fs::read_to_string(transcript).unwrap());
+
+    // Cancel mid-run: the API holds the model's answer; the messages so far stay.
+    let sleepy = server.ok("POST", "/api/runs/start", Some(json!({"cwd": app, "prompt": "sleepy", "wait": false})));
+    let sleepy_id = sleepy["id"].as_str().unwrap().to_string();
+    assert_eq!(sleepy["status"], "running");
+    wait_for("the sleepy run's init message", || {
+        server.ok("GET", &format!("/api/runs/{sleepy_id}"), None)["messageCount"].as_u64() >= Some(1)
+    });
+    let active = server.ok("GET", "/api/runs/active", None);
+    assert_eq!(active[0]["id"], sleepy_id.as_str());
+    let cancelled = server.ok("DELETE", &format!("/api/runs/{sleepy_id}"), None);
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert!(cancelled["messageCount"].as_u64() >= Some(1));
+    let (status, again) = server.json("DELETE", &format!("/api/runs/{sleepy_id}"), None);
+    assert_eq!(status, 409);
+    assert!(again["error"]["message"].as_str().unwrap().contains("cancelled"), "{again}");
+
+    // The run limit (2 here): two waiting runs, the third is refused.
+    let waiting: Vec<String> = (0..2)
+        .map(|_| {
+            let run =
+                server.ok("POST", "/api/runs/start", Some(json!({"cwd": app, "prompt": "sleepy", "wait": false})));
+            run["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let (status, refused) = server.json("POST", "/api/runs/start", Some(json!({"cwd": app, "prompt": "sleepy"})));
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_runs");
+    wait_for("the waiting runs' init messages", || {
+        waiting.iter().all(|id| server.ok("GET", &format!("/api/runs/{id}"), None)["messageCount"].as_u64() >= Some(1))
+    });
+
+    // Kill the server mid-run and restart it: those runs were interrupted; the log verifies.
+    server.kill();
+    let server = Server::start(data.path(), &env, &[]);
+    for id in &waiting {
+        let run = server.ok("GET", &format!("/api/runs/{id}"), None);
+        assert_eq!(run["status"], "interrupted", "{run}");
+    }
+    let verified = server.ok("GET", "/api/verify", None);
+    assert_eq!(verified["intact"], true, "{verified}");
+    server.stop();
+    let verify = Command::new(cclog_bin()).arg("--data").arg(data.path()).arg("verify").output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+fn raw_messages_from(text: &str, first: u64) -> Vec<String> {
+    let values: Vec<Value> = serde_json::from_str(text).unwrap();
+    assert_eq!(values.first().map(|value| value["index"].as_u64()), Some(Some(first)));
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        message: Box<serde_json::value::RawValue>,
+    }
+    let raws: Vec<Raw> = serde_json::from_str(text).unwrap();
+    raws.into_iter().map(|raw| raw.message.get().to_string()).collect()
+}
+
+#[test]
+fn bad_requests_get_the_right_status_and_a_json_error() {
+    let data = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let env = vec![("CCLOG_CLAUDE_BIN", "/nonexistent/claude".to_string()), ("HOME", cwd.path().display().to_string())];
+    let server = Server::start(data.path(), &env, &["--no-archive"]);
+    let expect = |method: &str, path: &str, body: Option<&str>, status: u16, code: &str| {
+        let (got, text) = server.call(method, path, body.map(str::to_string));
+        assert_eq!(got, status, "{method} {path} {body:?}: {text}");
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        assert_eq!(value["error"]["code"], code, "{text}");
+        assert!(value["error"]["message"].as_str().is_some_and(|message| !message.is_empty()));
+    };
+    expect("POST", "/api/runs/start", Some("{not json"), 400, "bad_request");
+    expect("POST", "/api/runs/start", Some(r#"{"cwd": "/tmp"}"#), 400, "bad_request");
+    expect("POST", "/api/runs/start", Some(r#"{"prompt": "hi"}"#), 400, "bad_request");
+    expect("POST", "/api/runs/start", Some(r#"{"cwd": "/nonexistent/dir", "prompt": "hi"}"#), 400, "bad_request");
+    expect("POST", "/api/runs/start", Some(r#"{"cwd": 7, "prompt": "hi"}"#), 400, "bad_request");
+    expect("POST", "/api/runs/resume", Some(r#"{"prompt": "hi"}"#), 400, "bad_request");
+    expect("POST", "/api/runs/fork", Some(r#"{"sessionId": "no-such-session", "prompt": "hi"}"#), 404, "not_found");
+    let huge = format!(r#"{{"cwd": "/tmp", "prompt": "{}"}}"#, "x".repeat(1 << 20));
+    expect("POST", "/api/runs/start", Some(&huge), 413, "payload_too_large");
+    expect("GET", "/api/runs/no-such-run", None, 404, "not_found");
+    expect("DELETE", "/api/runs/no-such-run", None, 404, "not_found");
+    expect("GET", "/api/runs/no-such-run/messages", None, 404, "not_found");
+    expect("GET", "/api/sessions/no-such-session", None, 404, "not_found");
+    expect("GET", "/api/sessions/no-such-session/messages", None, 404, "not_found");
+    expect("GET", "/api/sessions/a/diff/b", None, 404, "not_found");
+    expect("GET", "/api/runs/x/messages?after=minus", None, 400, "bad_request");
+    expect("GET", "/api/nothing-here", None, 404, "not_found");
+
+    // A missing Claude binary fails that run, with the reason recorded; the server goes on.
+    let body = json!({"cwd": cwd.path(), "prompt": "hi"}).to_string();
+    let (status, text) = server.call("POST", "/api/runs/start", Some(body));
+    assert_eq!(status, 200, "{text}");
+    let run: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("could not start /nonexistent/claude"), "{run}");
+    let id = run["id"].as_str().unwrap();
+    expect("DELETE", &format!("/api/runs/{id}"), None, 409, "run_ended");
+    assert_eq!(server.call("GET", "/health", None).0, 200);
+    server.stop();
+
+    // A token guards /api, not /health.
+    let env = vec![("CCLOG_TOKEN", "s3cret".to_string()), ("HOME", cwd.path().display().to_string())];
+    let mut server = Server::start(data.path(), &env, &["--no-archive"]);
+    assert_eq!(server.token.as_deref(), Some("s3cret"));
+    assert_eq!(server.call("GET", "/api/runs", None).0, 200);
+    server.token = Some("wrong".into());
+    assert_eq!(server.call("GET", "/api/runs", None).0, 401);
+    server.token = None;
+    assert_eq!(server.call("GET", "/api/sessions", None).0, 401);
+    assert_eq!(server.call("GET", "/health", None).0, 200);
+    server.stop();
+
+    // Off loopback without a token: refused before binding.
+    let refused = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(data.path())
+        .args(["serve", "--addr", "0.0.0.0:0", "--no-archive"])
+        .env_remove("CCLOG_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("without a token"), "{refused:?}");
+}
