@@ -244,7 +244,7 @@ impl Log {
     /// Verifies the log from `from` on. See [`crate::verify_dir`] for a store that may not
     /// even open.
     pub fn verify(&self, from: u64, progress: Progress<'_>) -> VerifyReport {
-        walk(&self.inner.store, from, progress)
+        walk(&self.inner.store, from, self.head(), progress)
     }
 
     /// Bytes the data directory takes on disk.

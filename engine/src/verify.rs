@@ -113,7 +113,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
                     return Err(Error::OutOfRange { from, len });
                 }
             }
-            Ok(walk(&store, from, progress))
+            Ok(walk(&store, from, None, progress))
         }
         Err(error @ Error::Locked { .. }) => Err(error),
         Err(error) => Ok(VerifyReport::unreadable(from, error.to_string())),
@@ -126,12 +126,15 @@ const PARALLEL_FROM_EVENTS: u64 = 65_536;
 /// Walks an open store: long logs in as many contiguous ranges as there are cores, each
 /// range on its own thread checking its link into the range before it. Panics inside sled
 /// on damaged pages are caught and reported.
-pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyReport {
-    let head = store.stored_head().ok().flatten();
+/// Walks the log from `from`. With `snapshot` (a live log's durable head) the walk ends
+/// there and the end is checked against it, so that appends during the walk are not
+/// mistaken for a head mismatch.
+pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: Progress<'_>) -> VerifyReport {
+    let head = snapshot.or_else(|| store.stored_head().ok().flatten());
     let total = head.map_or(0, |head| (head.seq + 1).saturating_sub(from));
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
     if total < PARALLEL_FROM_EVENTS || threads < 2 {
-        return walk_range(store, from, None, &mut |done| progress(done, total));
+        return walk_range(store, from, None, snapshot, &mut |done| progress(done, total));
     }
     let chunk = total.div_ceil(threads);
     let bounds: Vec<(u64, Option<u64>)> = (0..threads)
@@ -148,7 +151,7 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
             .zip(&done)
             .map(|(&(start, until), done)| {
                 scope.spawn(move || {
-                    walk_range(store, start, until, &mut |checked| {
+                    walk_range(store, start, until, snapshot, &mut |checked| {
                         done.store(checked, std::sync::atomic::Ordering::Relaxed)
                     })
                 })
@@ -180,8 +183,14 @@ pub(crate) fn walk(store: &Store, from: u64, progress: Progress<'_>) -> VerifyRe
 
 /// Walks events `from..until` (to the end of the log, with its end checks, when `until` is
 /// `None`).
-fn walk_range(store: &Store, from: u64, until: Option<u64>, progress: &mut dyn FnMut(u64)) -> VerifyReport {
-    let mut walker = Walker { store, from, until, checked: 0, last_good: None };
+fn walk_range(
+    store: &Store,
+    from: u64,
+    until: Option<u64>,
+    snapshot: Option<Head>,
+    progress: &mut dyn FnMut(u64),
+) -> VerifyReport {
+    let mut walker = Walker { store, from, until, snapshot, checked: 0, last_good: None };
     let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(progress))) {
         Ok(damage) => damage,
         Err(panic) => Some(Damage {
@@ -203,6 +212,8 @@ struct Walker<'a> {
     from: u64,
     /// Where this walker's range ends (exclusive); `None` for the end of the log.
     until: Option<u64>,
+    /// A live log's durable head: the end of the walk and what the end is checked against.
+    snapshot: Option<Head>,
     checked: u64,
     last_good: Option<(u64, Hash)>,
 }
@@ -217,11 +228,12 @@ impl Walker<'_> {
     }
 
     fn run(&mut self, progress: &mut dyn FnMut(u64)) -> Option<Damage> {
-        let stored_head = match self.store.stored_head() {
-            Ok(head) => head,
-            Err(error) => return damage(None, DamageKind::Unreadable, error.to_string()),
+        let stored_head = match (self.snapshot, self.store.stored_head()) {
+            (Some(snapshot), _) => Some(snapshot),
+            (None, Ok(head)) => head,
+            (None, Err(error)) => return damage(None, DamageKind::Unreadable, error.to_string()),
         };
-        let until = self.until.unwrap_or(u64::MAX);
+        let until = self.until.or(self.snapshot.map(|head| head.seq + 1)).unwrap_or(u64::MAX);
         let mut prev = match self.hash_before(self.from) {
             Ok(hash) => hash,
             Err(found) => return Some(found),
@@ -396,6 +408,8 @@ impl Walker<'_> {
             _ => {}
         }
         match read_anchor(&self.store.dir) {
+            // On a live log the anchor may already be past the snapshot.
+            AnchorState::Head { seq, .. } if self.snapshot.is_some_and(|snapshot| seq > snapshot.seq) => None,
             AnchorState::Head { seq, hash } => {
                 let last_seq = last.map(|(seq, _)| seq);
                 if last_seq.is_none_or(|last_seq| last_seq < seq) && self.from <= seq {

@@ -64,8 +64,19 @@ pub fn stop_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::Ato
 
 /// Opens the log with every standard projection.
 pub fn open_log(data: &std::path::Path) -> anyhow::Result<Log> {
-    let log = Log::open(data, LogOptions { projections: cclog_projections::standard() })?;
-    Ok(log)
+    match Log::open(data, LogOptions { projections: cclog_projections::standard() }) {
+        Ok(log) => Ok(log),
+        Err(error @ cclog_engine::Error::Locked { .. }) => match cclog_http::server::Advertisement::read(data) {
+            Some(server) => Err(anyhow::Error::new(error).context(format!(
+                "`cclog serve` owns {} and answers at {url}: `cclog run` and `cclog runs` go through it, and its API \
+                 serves the rest ({url}/api/sessions, {url}/api/sessions/ID/replay, {url}/api/verify)",
+                data.display(),
+                url = server.url
+            ))),
+            None => Err(error.into()),
+        },
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Fails unless `data` already holds a log, so that read commands never create one.
