@@ -2,7 +2,6 @@
 //! byte counts and payload previews.
 
 use std::io::IsTerminal;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Colour only on a terminal and never with `NO_COLOR` set.
 pub fn colour_stdout() -> bool {
@@ -58,7 +57,7 @@ pub fn byte_progress_bar(what: &str) -> indicatif::ProgressBar {
 
 /// RFC 3339 UTC with microseconds.
 pub fn timestamp(ts_us: u64) -> String {
-    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(ts_us)).to_string()
+    cclog_http::views::timestamp(ts_us)
 }
 
 /// A short single-line preview of a payload.

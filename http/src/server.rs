@@ -150,11 +150,7 @@ pub async fn serve(
     ready(bound);
     let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
     background.abort();
-    if options.cancel_on_shutdown {
-        runner.cancel_all().await;
-    } else {
-        runner.wait_all().await;
-    }
+    runner.finish_all(options.cancel_on_shutdown).await;
     let _ = std::fs::remove_file(log.dir().join(ADVERTISEMENT));
     served.map_err(|source| Error::Io { context: "serving".into(), source })
 }

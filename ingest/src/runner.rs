@@ -156,10 +156,6 @@ impl Runner {
         Arc::new(Runner { log, config, active: Mutex::new(HashMap::new()) })
     }
 
-    pub fn config(&self) -> &RunnerConfig {
-        &self.config
-    }
-
     /// Marks runs a previous process left `running` as `interrupted`; returns their ids.
     /// Call it before starting runs, while this process owns the data directory.
     pub async fn recover(&self) -> Result<Vec<String>> {
@@ -168,9 +164,8 @@ impl Runner {
             if self.is_active(&run.id) {
                 continue;
             }
-            let mut recorder = Recorder::new(&run.id);
-            recorder.messages = run.messages;
-            let ended = recorder.ended("interrupted", Some("cclog stopped while the run was active".into()))?;
+            let ended =
+                Recorder::new(&run.id).ended("interrupted", Some("cclog stopped while the run was active".into()))?;
             self.log.append(vec![ended]).await?;
             recovered.push(run.id);
         }
@@ -279,30 +274,18 @@ impl Runner {
         }
     }
 
-    /// A handle to wait on an active run, if it is active.
-    pub fn handle(&self, run: &str) -> Option<RunHandle> {
-        self.lock().get(run).map(|active| RunHandle { id: run.to_string(), done: active.done.clone() })
-    }
-
-    /// Cancels every active run and waits until each has ended.
-    pub async fn cancel_all(&self) {
+    /// Waits until no run is active; with `cancel`, cancels each first.
+    pub async fn finish_all(&self, cancel: bool) {
         let handles: Vec<RunHandle> = self
             .lock()
             .iter()
             .map(|(id, active)| {
-                let _ = active.cancel.send(true);
+                if cancel {
+                    let _ = active.cancel.send(true);
+                }
                 RunHandle { id: id.clone(), done: active.done.clone() }
             })
             .collect();
-        for handle in handles {
-            handle.finished().await;
-        }
-    }
-
-    /// Waits until no run is active.
-    pub async fn wait_all(&self) {
-        let handles: Vec<RunHandle> =
-            self.lock().iter().map(|(id, active)| RunHandle { id: id.clone(), done: active.done.clone() }).collect();
         for handle in handles {
             handle.finished().await;
         }

@@ -184,16 +184,17 @@ impl Server {
         }
     }
 
-    fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let url = format!("{}{path}", self.url);
-        let request = match method {
-            "DELETE" => self.agent.delete(&url),
-            _ => self.agent.get(&url),
-        };
+    /// `request` with the bearer token, when the server wants one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.token {
             Some(token) => request.header("Authorization", &format!("Bearer {token}")),
             None => request,
         }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let url = format!("{}{path}", self.url);
+        self.authorized(if method == "DELETE" { self.agent.delete(&url) } else { self.agent.get(&url) })
     }
 
     /// One JSON call; the status and the parsed body.
@@ -201,11 +202,7 @@ impl Server {
         let response = match (method, body) {
             ("POST", Some(body)) => {
                 let url = format!("{}{path}", self.url);
-                let mut request = self.agent.post(&url).header("Content-Type", "application/json");
-                if let Some(token) = &self.token {
-                    request = request.header("Authorization", &format!("Bearer {token}"));
-                }
-                request.send(body.to_string())
+                self.authorized(self.agent.post(&url)).header("Content-Type", "application/json").send(body.to_string())
             }
             _ => self.request(method, path).call(),
         };
