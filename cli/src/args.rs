@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// On shutdown, let active runs finish instead of cancelling them
     #[arg(long)]
     pub finish_runs: bool,
+    /// Print the API's OpenAPI 3.1 document (also served at /api/openapi.json) and exit
+    #[arg(long)]
+    pub openapi: bool,
 }
 
 #[derive(Debug, Subcommand)]

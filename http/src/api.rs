@@ -13,7 +13,6 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use cclog_engine::Log;
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner};
@@ -24,12 +23,15 @@ use cclog_projections::render::{self, Format, Style};
 use cclog_projections::replay;
 use futures_util::stream::Stream;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::server::Archiver;
-use crate::views::{self, EventView, Message};
-use crate::{Error, Result};
+use crate::views::{self, EventView, Message, Run, Session};
+use crate::{Error, ErrorBody, Result};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -46,33 +48,88 @@ pub struct AppState {
     pub token: Option<String>,
 }
 
+/// The OpenAPI document's fixed parts; every path is added by the router from its handler.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "cclog",
+        description = "Claude Code runs, sessions and history on a hash-chained, append-only log. \
+            CC Manager's routes (same paths, methods and bodies) plus live streams, raw events, verify, \
+            fork trees, diffs and replay. Errors are `{\"error\":{\"code\",\"message\"}}`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "runs", description = "Start, resume, fork and cancel Claude Code runs; their messages"),
+        (name = "sessions", description = "Sessions from runs and archived transcripts; forks, trees, diffs, replay"),
+        (name = "log", description = "The log itself: events, live tail, verification"),
+        (name = "service", description = "The service: health, index, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the bearer scheme `--token` enables; every `/api` operation lists it.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Required on every /api route when the server runs with --token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes with their OpenAPI operations, before state is attached; with `state`, `/api`
+/// is guarded by its token.
+fn documented_routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let mut api = OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(start))
+        .routes(routes!(resume))
+        .routes(routes!(fork))
+        .routes(routes!(active_runs))
+        .routes(routes!(get_run, cancel_run))
+        .routes(routes!(run_messages))
+        .routes(routes!(run_stream))
+        .routes(routes!(list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(session_messages))
+        .routes(routes!(session_runs))
+        .routes(routes!(session_forks))
+        .routes(routes!(session_tree))
+        .routes(routes!(session_diff))
+        .routes(routes!(session_replay))
+        .routes(routes!(list_events))
+        .routes(routes!(event_stream))
+        .routes(routes!(verify))
+        .routes(routes!(openapi_document));
+    if let Some(state) = state {
+        api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
+    }
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(root))
+        .routes(routes!(health))
+        .nest("/api", api)
+}
+
+/// The OpenAPI 3.1 document of this API, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes(None).into_openapi()
+}
+
 /// The whole router: `/`, `/health`, and `/api/...` behind the token check.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/runs", get(list_runs))
-        .route("/runs/start", post(start))
-        .route("/runs/resume", post(resume))
-        .route("/runs/fork", post(fork))
-        .route("/runs/active", get(active_runs))
-        .route("/runs/{run}", get(get_run).delete(cancel_run))
-        .route("/runs/{run}/messages", get(run_messages))
-        .route("/runs/{run}/stream", get(run_stream))
-        .route("/sessions", get(list_sessions))
-        .route("/sessions/{id}", get(get_session))
-        .route("/sessions/{id}/messages", get(session_messages))
-        .route("/sessions/{id}/runs", get(session_runs))
-        .route("/sessions/{id}/forks", get(session_forks))
-        .route("/sessions/{id}/tree", get(session_tree))
-        .route("/sessions/{a}/diff/{b}", get(session_diff))
-        .route("/sessions/{id}/replay", get(session_replay))
-        .route("/events", get(list_events))
-        .route("/events/stream", get(event_stream))
-        .route("/verify", get(verify))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .nest("/api", api)
+    let (routes, document) = documented_routes(Some(&state)).split_for_parts();
+    routes
+        .layer(axum::Extension(Arc::new(document)))
         .fallback(
             |request: Request| async move { Error::NoRoute(format!("{} {}", request.method(), request.uri().path())) },
         )
@@ -132,63 +189,190 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-async fn root() -> Json<Value> {
-    Json(json!({
-        "name": "cclog",
-        "version": env!("CARGO_PKG_VERSION"),
-        "description": "Claude Code runs, sessions and history on a hash-chained, append-only log",
-        "health": "/health",
-        "api": "/api",
-        "endpoints": [
-            "POST /api/runs/start", "POST /api/runs/resume", "POST /api/runs/fork",
-            "GET /api/runs", "GET /api/runs/active", "GET /api/runs/:runId", "DELETE /api/runs/:runId",
-            "GET /api/runs/:runId/messages", "GET /api/runs/:runId/stream",
-            "GET /api/sessions", "GET /api/sessions/:id", "GET /api/sessions/:id/messages",
-            "GET /api/sessions/:id/runs", "GET /api/sessions/:id/forks", "GET /api/sessions/:id/tree",
-            "GET /api/sessions/:a/diff/:b", "GET /api/sessions/:id/replay",
-            "GET /api/events", "GET /api/events/stream", "GET /api/verify",
-        ],
-    }))
+/// What `GET /` answers: the service and where to go next.
+#[derive(Serialize, ToSchema)]
+struct Index {
+    name: &'static str,
+    version: &'static str,
+    description: &'static str,
+    health: &'static str,
+    api: &'static str,
+    openapi: &'static str,
 }
 
-async fn health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "events": state.log.len(),
-        "activeRuns": state.runner.active_ids().len(),
-    }))
+/// The service and where its API and OpenAPI document are.
+#[utoipa::path(get, path = "/", tag = "service", responses((status = 200, body = Index, description = "The service")))]
+async fn root() -> Json<Index> {
+    Json(Index {
+        name: "cclog",
+        version: env!("CARGO_PKG_VERSION"),
+        description: "Claude Code runs, sessions and history on a hash-chained, append-only log",
+        health: "/health",
+        api: "/api",
+        openapi: "/api/openapi.json",
+    })
+}
+
+/// What `GET /health` answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    /// Always `ok` when the server answers.
+    status: &'static str,
+    version: &'static str,
+    /// Events in the log.
+    events: u64,
+    active_runs: usize,
+}
+
+/// Liveness, the log's length and how many runs are active. Never needs the token.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health, description = "The service is up")))]
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        events: state.log.len(),
+        active_runs: state.runner.active_ids().len(),
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "service", security(("bearer" = [])),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"),
+        (status = 401, body = ErrorBody, description = "A token is required"))
+)]
+async fn openapi_document(axum::Extension(document): axum::Extension<Arc<utoipa::openapi::OpenApi>>) -> Response {
+    match document.to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(error) => Error::Config(format!("the OpenAPI document does not serialise: {error}")).into_response(),
+    }
 }
 
 // ---- runs ----
 
 /// The body of start, resume and fork: CC Manager's fields, cclog's `wait`, and the CLI
 /// options passed through.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RunBody {
+    /// The directory to run in (start; resume and fork default to the session's).
     cwd: Option<String>,
+    /// The prompt, sent to Claude Code on stdin; required, and not blank.
+    #[schema(value_type = String, required = true, pattern = "\\S")]
     prompt: Option<String>,
+    /// The session to resume or fork; a unique prefix is enough.
     session_id: Option<String>,
-    /// `false`: answer 202 at once instead of when the run ends.
+    /// `false`: answer 202 at once with the run instead of when it ends.
     wait: Option<bool>,
-    #[serde(flatten)]
-    options: RunOptions,
+    /// `--model`.
+    model: Option<String>,
+    /// `--permission-mode`.
+    permission_mode: Option<String>,
+    /// `--allowedTools`.
+    allowed_tools: Option<Vec<String>>,
+    /// `--disallowedTools`.
+    disallowed_tools: Option<Vec<String>>,
+    /// `--append-system-prompt`.
+    append_system_prompt: Option<String>,
+    /// `--max-turns`.
+    #[schema(minimum = 1)]
+    max_turns: Option<u32>,
 }
 
+impl RunBody {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            model: self.model.clone(),
+            permission_mode: self.permission_mode.clone(),
+            allowed_tools: self.allowed_tools.clone(),
+            disallowed_tools: self.disallowed_tools.clone(),
+            append_system_prompt: self.append_system_prompt.clone(),
+            max_turns: self.max_turns,
+        }
+    }
+}
+
+/// Starts Claude Code in `cwd` with `prompt`. Answers when the run has ended, or at once (202) with `"wait": false`;
+/// `cwd` and `prompt` are required.
+#[utoipa::path(
+    post, path = "/runs/start", tag = "runs", security(("bearer" = [])), request_body = RunBody,
+    responses(
+        (status = 200, body = Run, description = "The run, ended", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"),
+        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
+        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
+    )
+)]
 async fn start(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Start, body).await
 }
 
+/// Continues session `sessionId` with `prompt` (`--resume`). Answers when the run has ended, or at once (202) with `"wait": false`;
+/// `sessionId` and `prompt` are required.
+#[utoipa::path(
+    post, path = "/runs/resume", tag = "runs", security(("bearer" = [])), request_body = RunBody,
+    responses(
+        (status = 200, body = Run, description = "The run, ended", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"),
+        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
+        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
+    )
+)]
 async fn resume(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Resume, body).await
 }
 
+/// Forks session `sessionId` into a new session with `prompt` (`--resume --fork-session`). Answers when the run has ended, or at once (202) with `"wait": false`;
+/// `sessionId` and `prompt` are required.
+#[utoipa::path(
+    post, path = "/runs/fork", tag = "runs", security(("bearer" = [])), request_body = RunBody,
+    responses(
+        (status = 200, body = Run, description = "The run, ended", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
+            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
+            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
+            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
+        )),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"),
+        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
+        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
+    )
+)]
 async fn fork(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Fork, body).await
 }
 
 async fn launch(State(state): State<AppState>, mode: Mode, body: RunBody) -> Result<Response> {
+    let options = body.options();
     let prompt = body.prompt.ok_or_else(|| Error::BadRequest("prompt is required".into()))?;
     match mode {
         Mode::Start if body.cwd.is_none() => return Err(Error::BadRequest("cwd is required".into())),
@@ -197,8 +381,7 @@ async fn launch(State(state): State<AppState>, mode: Mode, body: RunBody) -> Res
         }
         _ => {}
     }
-    let request =
-        RunRequest { mode, cwd: body.cwd.map(Into::into), prompt, session: body.session_id, options: body.options };
+    let request = RunRequest { mode, cwd: body.cwd.map(Into::into), prompt, session: body.session_id, options };
     let handle = state.runner.start(request).await?;
     let id = handle.id.clone();
     // When the run ends, its transcript is archived at once, so that its session, fork
@@ -219,48 +402,83 @@ fn run_record(log: &Log, id: &str) -> Result<RunRecord> {
     Archive::run(log, id)?.ok_or_else(|| cclog_ingest::Error::UnknownRun(id.to_string()).into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// Only runs that are still going.
     active: Option<bool>,
 }
 
-async fn list_runs(State(state): State<AppState>, QueryParams(query): QueryParams<RunsQuery>) -> Result<Json<Value>> {
-    Ok(Json(Value::Array(list_of_runs(&state.log, query.active.unwrap_or(false))?)))
+/// Every run, newest first.
+#[utoipa::path(
+    get, path = "/runs", tag = "runs", security(("bearer" = [])), params(RunsQuery),
+    responses((status = 200, body = Vec<Run>, description = "The runs"), (status = 400, body = ErrorBody, description = "Malformed query parameters"), (status = 401, body = ErrorBody, description = "A token is required"))
+)]
+async fn list_runs(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<RunsQuery>,
+) -> Result<Json<Vec<Run>>> {
+    Ok(Json(list_of_runs(&state.log, query.active.unwrap_or(false))?))
 }
 
 /// Every run (or only the active ones), newest first, as the API shows them.
-pub fn list_of_runs(log: &Log, active_only: bool) -> Result<Vec<Value>> {
+pub fn list_of_runs(log: &Log, active_only: bool) -> Result<Vec<Run>> {
     let mut runs = Archive::runs(log)?;
     runs.retain(|run| !active_only || run.is_active());
     runs.sort_by_key(|run| std::cmp::Reverse(run.started_us));
     Ok(runs.iter().map(views::run).collect())
 }
 
-async fn active_runs(State(state): State<AppState>) -> Result<Json<Value>> {
+/// The runs this server is running now.
+#[utoipa::path(
+    get, path = "/runs/active", tag = "runs", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Run>, description = "The runs"), (status = 401, body = ErrorBody, description = "A token is required"))
+)]
+async fn active_runs(State(state): State<AppState>) -> Result<Json<Vec<Run>>> {
     let mut runs = Vec::new();
     for id in state.runner.active_ids() {
         if let Some(run) = Archive::run(&state.log, &id)? {
             runs.push(views::run(&run));
         }
     }
-    Ok(Json(Value::Array(runs)))
+    Ok(Json(runs))
 }
 
-async fn get_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Value>> {
+/// One run.
+#[utoipa::path(
+    get, path = "/runs/{run}", tag = "runs", security(("bearer" = [])),
+    params(("run" = String, Path, description = "The run's id")),
+    responses((status = 200, body = Run, description = "The run"), (status = 401, body = ErrorBody, description = "A token is required"), (status = 404, body = ErrorBody, description = "No such run"))
+)]
+async fn get_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Run>> {
     Ok(Json(views::run(&run_record(&state.log, &run)?)))
 }
 
-async fn cancel_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Value>> {
+/// Cancels a run: SIGINT, then SIGTERM, then SIGKILL after grace periods. Answers with the
+/// run once it has ended, `cancelled`; its messages so far stay.
+#[utoipa::path(
+    delete, path = "/runs/{run}", tag = "runs", security(("bearer" = [])),
+    params(("run" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, body = Run, description = "The run, cancelled"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such run"),
+        (status = 409, body = ErrorBody, description = "The run has ended already; the message names its status"),
+    )
+)]
+async fn cancel_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Run>> {
     let handle = state.runner.cancel(&run)?;
     handle.finished().await;
     Ok(Json(views::run(&run_record(&state.log, &run)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
-    /// Messages after this index.
+    /// Only messages after this index.
     after: Option<u64>,
-    limit: Option<usize>,
+    /// At most this many messages (default: all).
+    limit: Option<u64>,
 }
 
 impl PageQuery {
@@ -268,7 +486,7 @@ impl PageQuery {
         self.after.map_or(0, |after| after.saturating_add(1))
     }
     fn limit(&self) -> usize {
-        self.limit.unwrap_or(usize::MAX)
+        self.limit.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX))
     }
 }
 
@@ -284,6 +502,13 @@ fn messages_of(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec<Mess
     Ok(messages)
 }
 
+/// The run's messages, each the SDK message exactly as Claude Code printed it.
+#[utoipa::path(
+    get, path = "/runs/{run}/messages", tag = "runs", security(("bearer" = [])),
+    params(("run" = String, Path, description = "The run's id"), PageQuery),
+    responses((status = 200, body = Vec<Message>, description = "The messages, in order"), (status = 400, body = ErrorBody, description = "Malformed query parameters"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such run"))
+)]
 async fn run_messages(
     State(state): State<AppState>,
     Path(run): Path<String>,
@@ -293,8 +518,14 @@ async fn run_messages(
     Ok(Json(messages_of(&state.log, &run, page.first(), page.limit())?).into_response())
 }
 
-/// SSE: the run's recorded messages, then new ones as they are appended, then an `end`
-/// event with the run once it has ended.
+/// Server-sent events: the run's recorded messages (`message`), then new ones as they are
+/// appended, then `end` with the run once it has ended.
+#[utoipa::path(
+    get, path = "/runs/{run}/stream", tag = "runs", security(("bearer" = [])),
+    params(("run" = String, Path, description = "The run's id")),
+    responses((status = 200, content_type = "text/event-stream", description = "`message` events carrying a Message, then one `end` event carrying the Run"),
+        (status = 401, body = ErrorBody, description = "A token is required"), (status = 404, body = ErrorBody, description = "No such run"))
+)]
 async fn run_stream(
     State(state): State<AppState>,
     Path(run): Path<String>,
@@ -365,18 +596,45 @@ where
 
 // ---- sessions ----
 
-async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>> {
+/// Every session — run here or imported from transcripts — most recently active first.
+#[utoipa::path(
+    get, path = "/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<Session>, description = "The sessions", links(
+            ("get_session" = (operation_id = "get_session", parameters(("id" = "$response.body#/0/id")))),
+            ("session_messages" = (operation_id = "session_messages", parameters(("id" = "$response.body#/0/id")))),
+            ("session_runs" = (operation_id = "session_runs", parameters(("id" = "$response.body#/0/id")))),
+            ("session_forks" = (operation_id = "session_forks", parameters(("id" = "$response.body#/0/id")))),
+            ("session_tree" = (operation_id = "session_tree", parameters(("id" = "$response.body#/0/id")))),
+            ("session_replay" = (operation_id = "session_replay", parameters(("id" = "$response.body#/0/id")))),
+            ("session_diff" = (operation_id = "session_diff", parameters(("a" = "$response.body#/0/id"), ("b" = "$response.body#/0/id")))),
+        )),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+    )
+)]
+async fn list_sessions(State(state): State<AppState>) -> Result<Json<Vec<Session>>> {
     let mut sessions = Archive::sessions(&state.log)?;
     sessions.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.id.cmp(&b.id)));
-    Ok(Json(Value::Array(sessions.iter().map(views::session).collect())))
+    Ok(Json(sessions.iter().map(views::session).collect()))
 }
 
-async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+/// One session.
+#[utoipa::path(
+    get, path = "/sessions/{id}", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it")),
+    responses((status = 200, body = Session, description = "The session"), (status = 400, body = ErrorBody, description = "The prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
+async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Session>> {
     Ok(Json(views::session(&Archive::session(&state.log, &id)?)))
 }
 
 /// The messages of every run of the session, numbered across them; a session cclog only
 /// imported (no runs) answers with its transcript entries instead.
+#[utoipa::path(
+    get, path = "/sessions/{id}/messages", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it"), PageQuery),
+    responses((status = 200, body = Vec<Message>, description = "The messages, in order"), (status = 400, body = ErrorBody, description = "The prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
 async fn session_messages(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -427,7 +685,13 @@ fn with_bytes(mut message: Message, entry: &Entry) -> Message {
     message
 }
 
-async fn session_runs(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+/// The runs of a session, oldest first.
+#[utoipa::path(
+    get, path = "/sessions/{id}/runs", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it")),
+    responses((status = 200, body = Vec<Run>, description = "The runs"), (status = 400, body = ErrorBody, description = "The prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
+async fn session_runs(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Run>>> {
     let session = Archive::session(&state.log, &id)?;
     let mut runs = Vec::new();
     for run in &session.runs {
@@ -435,19 +699,32 @@ async fn session_runs(State(state): State<AppState>, Path(id): Path<String>) -> 
             runs.push(views::run(&record));
         }
     }
-    Ok(Json(Value::Array(runs)))
+    Ok(Json(runs))
 }
 
-async fn session_forks(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+/// The sessions forked directly from this one.
+#[utoipa::path(
+    get, path = "/sessions/{id}/forks", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it")),
+    responses((status = 200, body = Vec<Session>, description = "The sessions"), (status = 400, body = ErrorBody, description = "The prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
+async fn session_forks(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Session>>> {
     let session = Archive::session(&state.log, &id)?;
-    let forks: Vec<Value> = Archive::sessions(&state.log)?
+    let forks = Archive::sessions(&state.log)?
         .iter()
         .filter(|other| other.parent.as_deref() == Some(session.id.as_str()))
         .map(views::session)
         .collect();
-    Ok(Json(Value::Array(forks)))
+    Ok(Json(forks))
 }
 
+/// The fork tree this session belongs to, from its root: each node's session, fork point and
+/// children.
+#[utoipa::path(
+    get, path = "/sessions/{id}/tree", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it")),
+    responses((status = 200, body = Value, description = "The fork tree"), (status = 400, body = ErrorBody, description = "The prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
 async fn session_tree(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let session = Archive::session(&state.log, &id)?;
     let sessions = Archive::sessions(&state.log)?;
@@ -455,6 +732,16 @@ async fn session_tree(State(state): State<AppState>, Path(id): Path<String>) -> 
     Ok(Json(serde_json::to_value(tree).map_err(|error| Error::BadRequest(error.to_string()))?))
 }
 
+/// Two sessions compared: their lowest common ancestor in the fork tree, the fork point, and
+/// both divergent branches (messages, tool calls, files touched, token and cost difference).
+#[utoipa::path(
+    get, path = "/sessions/{a}/diff/{b}", tag = "sessions", security(("bearer" = [])),
+    params(("a" = String, Path, description = "One session (id or unique prefix)"),
+        ("b" = String, Path, description = "The other session (id or unique prefix)")),
+    responses((status = 200, body = Value, description = "The diff: ancestor, fork_point, left and right"),
+        (status = 400, body = ErrorBody, description = "A prefix names several sessions"), (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session"))
+)]
 async fn session_diff(State(state): State<AppState>, Path((a, b)): Path<(String, String)>) -> Result<Json<Value>> {
     let left = Archive::session(&state.log, &a)?;
     let right = Archive::session(&state.log, &b)?;
@@ -465,12 +752,28 @@ async fn session_diff(State(state): State<AppState>, Path((a, b)): Path<(String,
     Ok(Json(serde_json::to_value(diff).map_err(|error| Error::BadRequest(error.to_string()))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReplayQuery {
+    /// `text` (default), `markdown`, or `jsonl`: the transcript byte for byte.
+    #[param(pattern = "^(text|markdown|jsonl)$")]
     format: Option<String>,
+    /// Show long tool results whole instead of shortened.
     full: Option<bool>,
 }
 
+/// The session's transcript: readable (`text`, `markdown`) or exactly as Claude Code wrote it
+/// (`jsonl`; a fork's shared prefix is rebuilt through its pointer).
+#[utoipa::path(
+    get, path = "/sessions/{id}/replay", tag = "sessions", security(("bearer" = [])), params(("id" = String, Path, description = "The session's id or a unique prefix of it"), ReplayQuery),
+    responses(
+        (status = 200, description = "The replay", content(
+            (String = "text/plain"), (String = "text/markdown"), (String = "application/x-ndjson"))),
+        (status = 400, body = ErrorBody, description = "An unknown format, or a prefix that names several sessions"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such session, or no transcript archived for it"),
+    )
+)]
 async fn session_replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -518,16 +821,24 @@ async fn session_replay(
 
 // ---- events and verify ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// The first sequence number (default: 0; for the stream, the end of the log).
     from: Option<u64>,
-    limit: Option<usize>,
-    /// Only events of streams that start with this.
+    /// At most this many events (default 1,000; more than 10,000 answers 10,000).
+    limit: Option<u64>,
+    /// Only this stream; with a trailing `*`, every stream that starts with what precedes it.
     stream: Option<String>,
 }
 
+/// Events of the log in order, with their hashes and payloads.
+#[utoipa::path(
+    get, path = "/events", tag = "log", security(("bearer" = [])), params(EventsQuery),
+    responses((status = 200, body = Vec<EventView>, description = "The events, in order"), (status = 400, body = ErrorBody, description = "Malformed query parameters"), (status = 401, body = ErrorBody, description = "A token is required"))
+)]
 async fn list_events(State(state): State<AppState>, QueryParams(query): QueryParams<EventsQuery>) -> Result<Response> {
-    let limit = query.limit.unwrap_or(1000).min(EVENTS_PAGE_MAX);
+    let limit = query.limit.unwrap_or(1000).min(EVENTS_PAGE_MAX as u64) as usize;
     let from = query.from.unwrap_or(0);
     let mut body = Vec::from(&b"["[..]);
     let mut count = 0;
@@ -555,7 +866,13 @@ async fn list_events(State(state): State<AppState>, QueryParams(query): QueryPar
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// SSE: every event from `from` (default: the end of the log) on, as it becomes durable.
+/// Server-sent events: every event from `from` (default: the end of the log) on, as it
+/// becomes durable (`event`, carrying an EventView).
+#[utoipa::path(
+    get, path = "/events/stream", tag = "log", security(("bearer" = [])), params(EventsQuery),
+    responses((status = 200, content_type = "text/event-stream", description = "`event` events"),
+        (status = 400, body = ErrorBody, description = "Malformed query parameters"), (status = 401, body = ErrorBody, description = "A token is required"))
+)]
 async fn event_stream(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<EventsQuery>,
@@ -576,15 +893,37 @@ async fn event_stream(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn verify(State(state): State<AppState>) -> Result<Json<Value>> {
+/// What `GET /api/verify` answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VerifyReport {
+    /// Whether every event up to the head verified.
+    intact: bool,
+    /// How many events were checked.
+    checked: u64,
+    /// The last event that verified: `{seq, hash}`.
+    #[schema(value_type = Option<Object>)]
+    last_good: Option<Value>,
+    /// The first damage found, if any.
+    #[schema(value_type = Option<Object>)]
+    damage: Option<Value>,
+}
+
+/// Walks the whole hash chain up to the durable head as of the request, and says whether it
+/// is intact and where the first damage is.
+#[utoipa::path(
+    get, path = "/verify", tag = "log", security(("bearer" = [])),
+    responses((status = 200, body = VerifyReport, description = "What verification found"), (status = 401, body = ErrorBody, description = "A token is required"))
+)]
+async fn verify(State(state): State<AppState>) -> Result<Json<VerifyReport>> {
     let log = Arc::clone(&state.log);
     let report = tokio::task::spawn_blocking(move || log.verify(0, &mut |_, _| {}))
         .await
         .map_err(|error| Error::BadRequest(error.to_string()))?;
-    Ok(Json(json!({
-        "intact": report.intact(),
-        "checked": report.checked,
-        "lastGood": report.last_good.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
-        "damage": report.damage,
-    })))
+    Ok(Json(VerifyReport {
+        intact: report.intact(),
+        checked: report.checked,
+        last_good: report.last_good.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
+        damage: report.damage.as_ref().and_then(|damage| serde_json::to_value(damage).ok()),
+    }))
 }

@@ -68,9 +68,26 @@ impl Error {
     }
 }
 
-/// The JSON error body.
-pub fn body(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({ "error": { "code": code, "message": message } })
+/// The JSON error body: `{"error":{"code","message"}}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `bad_request`, `unauthorized`, `not_found`, `ambiguous_id`, `run_ended`,
+    /// `payload_too_large`, `too_many_runs`, `internal`.
+    pub code: String,
+    /// For people: what happened and what to do.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: &str) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: code.to_string(), message: message.to_string() } }
+    }
 }
 
 impl IntoResponse for Error {
@@ -79,6 +96,6 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (status, Json(body(code, &self.to_string()))).into_response()
+        (status, Json(ErrorBody::new(code, &self.to_string()))).into_response()
     }
 }

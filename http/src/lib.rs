@@ -14,4 +14,4 @@ mod error;
 pub mod server;
 pub mod views;
 
-pub use error::{body as error_body, Error, Result};
+pub use error::{Error, ErrorBody, ErrorDetail, Result};

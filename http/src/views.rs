@@ -5,9 +5,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use cclog_engine::Event;
 use cclog_projections::archive::{RunRecord, SessionRecord};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 /// RFC 3339 with microseconds, UTC, from µs since the epoch.
 pub fn timestamp(us: u64) -> String {
@@ -16,34 +16,68 @@ pub fn timestamp(us: u64) -> String {
 }
 
 /// A run as CC Manager shows one, plus cclog's extras.
-pub fn run(run: &RunRecord) -> Value {
-    json!({
-        "id": run.id,
-        "cwd": run.cwd,
-        "sessionId": run.session,
-        "parentSessionId": if run.fork { run.resumed.clone() } else { None },
-        "resumedSessionId": if run.fork { None } else { run.resumed.clone() },
-        "mode": run.mode(),
-        "status": run.status,
-        "prompt": run.prompt,
-        "resultType": run.result_type,
-        "result": run.result,
-        "error": run.detail,
-        "durationMs": run.duration_ms,
-        "messageCount": run.messages,
-        "source": run.source,
-        "createdAt": timestamp(run.started_us),
-        "endedAt": run.ended_us.map(timestamp),
-    })
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// The run's id (`run-…`).
+    pub id: String,
+    /// The directory Claude Code ran in.
+    pub cwd: Option<String>,
+    /// The session, once the init message named it.
+    pub session_id: Option<String>,
+    /// For a fork: the session it forked from.
+    pub parent_session_id: Option<String>,
+    /// For a resume: the session it continued.
+    pub resumed_session_id: Option<String>,
+    /// `start`, `resume`, `fork`, or `capture` for a run recorded from a pipe.
+    pub mode: String,
+    /// `running`, `completed`, `failed`, `cancelled` or `interrupted`.
+    pub status: String,
+    pub prompt: Option<String>,
+    /// The result message's subtype (`success`, `error_max_turns`, …).
+    pub result_type: Option<String>,
+    /// The result message's text.
+    pub result: Option<String>,
+    /// Why the run failed, was cancelled or interrupted.
+    pub error: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub message_count: u64,
+    /// `cclog` for runs this server started, `capture` for piped ones.
+    pub source: String,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+}
+
+/// The API's view of a run record.
+pub fn run(run: &RunRecord) -> Run {
+    Run {
+        id: run.id.clone(),
+        cwd: run.cwd.clone(),
+        session_id: run.session.clone(),
+        parent_session_id: if run.fork { run.resumed.clone() } else { None },
+        resumed_session_id: if run.fork { None } else { run.resumed.clone() },
+        mode: run.mode().to_string(),
+        status: run.status.clone(),
+        prompt: run.prompt.clone(),
+        result_type: run.result_type.clone(),
+        result: run.result.clone(),
+        error: run.detail.clone(),
+        duration_ms: run.duration_ms,
+        message_count: run.messages,
+        source: run.source.clone(),
+        created_at: timestamp(run.started_us),
+        ended_at: run.ended_us.map(timestamp),
+    }
 }
 
 /// One recorded message: `{index, messageType, message, createdAt, seq}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub index: u64,
     pub message_type: String,
     /// The SDK message, byte for byte when it is JSON; a string when it is not.
+    #[schema(value_type = Object)]
     pub message: Box<RawValue>,
     pub created_at: String,
     pub seq: u64,
@@ -71,40 +105,86 @@ struct MessageType {
     kind: Option<String>,
 }
 
-/// A session: what the archive knows of it.
-pub fn session(session: &SessionRecord) -> Value {
+/// Token counts, summed over a session's API messages (each counted once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// A session: what the archive knows of it, from transcripts and runs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    /// Claude Code's project directory name.
+    pub project: String,
+    pub cwd: Option<String>,
+    /// From `summary`, `ai-title` or `custom-title` entries.
+    pub title: Option<String>,
+    /// For a fork: the session it forked from.
+    pub parent_session_id: Option<String>,
+    /// For a fork: the uuid of the last entry it shares with its parent.
+    pub fork_point: Option<String>,
+    /// Transcript entries, shared prefix included.
+    pub entries: u64,
+    /// Entries the session wrote itself (not copied from its parent).
+    pub own_entries: u64,
+    pub user_entries: u64,
+    pub assistant_entries: u64,
+    /// The first entry's timestamp.
+    pub created_at: Option<String>,
+    /// The last entry's timestamp.
+    pub updated_at: Option<String>,
+    pub models: Vec<String>,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    /// Runs of this session that cclog started or captured.
+    pub runs: Vec<String>,
+    /// Transcript files archived for it.
+    pub files: Vec<String>,
+    /// Subagent ids.
+    pub subagents: Vec<String>,
+}
+
+/// The API's view of a session record.
+pub fn session(session: &SessionRecord) -> Session {
     let usage = session.usage();
-    json!({
-        "id": session.id,
-        "project": session.project,
-        "cwd": session.cwd,
-        "title": session.title,
-        "parentSessionId": session.parent,
-        "forkPoint": session.fork_point,
-        "entries": session.entries,
-        "ownEntries": session.own_entries,
-        "userEntries": session.user_entries,
-        "assistantEntries": session.assistant_entries,
-        "createdAt": session.first_at,
-        "updatedAt": session.last_at,
-        "models": session.models,
-        "usage": {
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "cacheCreationInputTokens": usage.cache_creation_input_tokens,
-            "cacheReadInputTokens": usage.cache_read_input_tokens,
-            "totalTokens": usage.total(),
+    Session {
+        id: session.id.clone(),
+        project: session.project.clone(),
+        cwd: session.cwd.clone(),
+        title: session.title.clone(),
+        parent_session_id: session.parent.clone(),
+        fork_point: session.fork_point.clone(),
+        entries: session.entries,
+        own_entries: session.own_entries,
+        user_entries: session.user_entries,
+        assistant_entries: session.assistant_entries,
+        created_at: session.first_at.clone(),
+        updated_at: session.last_at.clone(),
+        models: session.models.iter().cloned().collect(),
+        usage: Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: usage.cache_creation_input_tokens,
+            cache_read_input_tokens: usage.cache_read_input_tokens,
+            total_tokens: usage.total(),
         },
-        "costUsd": session.cost_usd(),
-        "runs": session.runs,
-        "files": session.files,
-        "subagents": session.subagents.keys().collect::<Vec<_>>(),
-    })
+        cost_usd: session.cost_usd(),
+        runs: session.runs.clone(),
+        files: session.files.clone(),
+        subagents: session.subagents.keys().cloned().collect(),
+    }
 }
 
 /// One event of the log, as `cclog log --json` and `GET /api/events` show it: the envelope,
 /// and the payload embedded as JSON when it is JSON, as text when it is UTF-8, else as hex.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventView<'a> {
     pub seq: u64,
     pub ts: String,
@@ -116,6 +196,7 @@ pub struct EventView<'a> {
     pub payload_hash: String,
     pub payload_len: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<&'a RawValue>,
     /// Set when the payload is not JSON but is UTF-8 text.
     #[serde(skip_serializing_if = "Option::is_none")]

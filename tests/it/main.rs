@@ -12,6 +12,7 @@ mod import;
 mod ingest_props;
 mod model;
 mod mutation;
+mod openapi;
 mod projection;
 mod serve;
 mod support;

@@ -15,15 +15,15 @@ use crate::fake_api::{FakeApi, Reply};
 use crate::support::cclog_bin;
 
 /// A `cclog serve` child and how to reach it.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
-    token: Option<String>,
+    pub url: String,
+    pub token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Server {
-    fn start(data: &Path, env: &[(&str, String)], extra: &[&str]) -> Server {
+    pub fn start(data: &Path, env: &[(&str, String)], extra: &[&str]) -> Server {
         let _ = std::fs::remove_file(data.join("server.json"));
         let mut command = Command::new(cclog_bin());
         command
@@ -57,7 +57,7 @@ impl Server {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
+    pub fn call(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
         let url = format!("{}{path}", self.url);
         let auth = self.token.as_ref().map(|token| format!("Bearer {token}"));
         let response = match (method, body) {
@@ -80,25 +80,25 @@ impl Server {
         (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let (status, text) = self.call(method, path, body.map(|body| body.to_string()));
         (status, serde_json::from_str(&text).unwrap_or_else(|error| panic!("{path}: {error}: {text}")))
     }
 
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, value) = self.json(method, path, body);
         assert!(status == 200 || status == 202, "{method} {path}: {status} {value}");
         value
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "serve did not shut down cleanly: {status}");
     }
 
-    fn kill(mut self) {
+    pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -122,7 +122,7 @@ fn teeing_claude(dir: &Path, tee_dir: &Path) -> PathBuf {
     wrapper
 }
 
-fn claude_env(api: &FakeApi, home: &Path, claude: &Path) -> Vec<(&'static str, String)> {
+pub fn claude_env(api: &FakeApi, home: &Path, claude: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("HOME", home.display().to_string()),
         ("ANTHROPIC_BASE_URL", api.base_url()),
@@ -147,7 +147,7 @@ fn raw_messages(text: &str) -> Vec<String> {
     messages.into_iter().map(|message| message.message.get().to_string()).collect()
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

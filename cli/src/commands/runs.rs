@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cclog_http::server::{Advertisement, Archiver};
-use cclog_http::views;
+use cclog_http::views::{self, Run};
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner, RunnerConfig};
 use cclog_projections::archive::Archive;
 use cclog_projections::events;
@@ -49,25 +49,25 @@ fn options_of(flags: &RunFlags) -> RunOptions {
     }
 }
 
-fn finish(run: &Value, json: bool) -> anyhow::Result<ExitCode> {
+fn finish(run: &Run, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{run}");
+        println!("{}", serde_json::to_string(run)?);
     } else {
         eprintln!(
             "run {} {} (session {}, {} messages{})",
-            run["id"].as_str().unwrap_or("?"),
-            run["status"].as_str().unwrap_or("?"),
-            run["sessionId"].as_str().unwrap_or("none"),
-            run["messageCount"],
-            run["error"].as_str().map(|error| format!("; {error}")).unwrap_or_default(),
+            run.id,
+            run.status,
+            run.session_id.as_deref().unwrap_or("none"),
+            run.message_count,
+            run.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default(),
         );
     }
-    Ok(if run["status"] == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if run.status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Runs the CLI in this process, printing its messages as they are recorded; Ctrl-C
 /// cancels the run.
-fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Value> {
+fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Run> {
     let log = Arc::new(super::open_log(data)?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let stop = super::stop_on_signals()?;
@@ -120,18 +120,18 @@ fn cancel(data: &Path, run: &str, json: bool) -> anyhow::Result<ExitCode> {
     if status != 200 {
         anyhow::bail!("{}", api_error(&body));
     }
-    finish(&body, json).map(|_| ExitCode::SUCCESS)
+    finish(&serde_json::from_value(body)?, json).map(|_| ExitCode::SUCCESS)
 }
 
 pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let runs: Vec<Value> = match Server::find(data)? {
+    let runs: Vec<Run> = match Server::find(data)? {
         Some(server) => {
             let path = if args.active { "/api/runs?active=true" } else { "/api/runs" };
             let (status, body) = server.call("GET", path, None)?;
             if status != 200 {
                 anyhow::bail!("{}", api_error(&body));
             }
-            body.as_array().cloned().unwrap_or_default()
+            serde_json::from_value(body).context("the server's list of runs")?
         }
         None => {
             super::require_store(data)?;
@@ -140,7 +140,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        println!("{}", Value::Array(runs));
+        println!("{}", serde_json::to_string(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
@@ -149,12 +149,12 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
     for run in &runs {
         println!(
             "{}  {:<11} {:<6} {}  session {}  {}",
-            run["id"].as_str().unwrap_or("?"),
-            run["status"].as_str().unwrap_or("?"),
-            run["mode"].as_str().unwrap_or("?"),
-            run["createdAt"].as_str().unwrap_or("?"),
-            run["sessionId"].as_str().unwrap_or("-"),
-            cclog_projections::lineage::shorten(run["prompt"].as_str().unwrap_or(""), 50),
+            run.id,
+            run.status,
+            run.mode,
+            run.created_at,
+            run.session_id.as_deref().unwrap_or("-"),
+            cclog_projections::lineage::shorten(run.prompt.as_deref().unwrap_or(""), 50),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -215,7 +215,7 @@ impl Server {
 
     /// Starts the run through the API and prints its messages from the run's SSE stream;
     /// Ctrl-C cancels it on the server.
-    fn run(&self, request: &RunRequest) -> anyhow::Result<Value> {
+    fn run(&self, request: &RunRequest) -> anyhow::Result<Run> {
         let (path, mut body) = match request.mode {
             Mode::Start => {
                 ("/api/runs/start", json!({ "cwd": request.cwd.as_ref().map(|cwd| cwd.display().to_string()) }))
@@ -267,7 +267,7 @@ impl Server {
             }
         }
         let (_, run) = self.call("GET", &format!("/api/runs/{id}"), None)?;
-        Ok(run)
+        Ok(serde_json::from_value(run)?)
     }
 }
 

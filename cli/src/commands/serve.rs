@@ -12,6 +12,10 @@ use cclog_ingest::runner::RunnerConfig;
 use crate::args::ServeArgs;
 
 pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.openapi {
+        println!("{}", cclog_http::api::openapi().to_pretty_json()?);
+        return Ok(ExitCode::SUCCESS);
+    }
     init_tracing()?;
     let addr = match args.addr {
         Some(addr) => addr,
