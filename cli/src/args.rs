@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 /// cclog — the complete, verifiable archive of your Claude Code history.
 ///
@@ -23,7 +24,7 @@ pub struct Global {
     pub data: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Serialize, Deserialize, Subcommand)]
 pub enum Command {
     /// Append JSON lines from stdin, one event per line; prints `<seq> <hash>` per event once durable
     ///
@@ -74,7 +75,30 @@ pub enum Command {
     Runs(RunsArgs),
 }
 
-#[derive(Debug, Args)]
+impl Command {
+    /// Whether `cclog serve` runs this command for a client while it owns the data
+    /// directory. Not: `serve` itself, `run` and `runs` (clients of its API already), and
+    /// `append` and `capture`, which read this process's stdin.
+    pub fn runs_on_server(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_) | Command::Run(_) | Command::Runs(_) | Command::Append(_) | Command::Capture(_)
+        )
+    }
+
+    /// The command as the server should run it: paths made absolute against this process's
+    /// working directory.
+    pub fn for_server(mut self) -> std::io::Result<Command> {
+        if let Command::Import(args) = &mut self {
+            for path in &mut args.paths {
+                *path = std::path::absolute(&*path)?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:$PORT, PORT defaulting to 3000]
     #[arg(long, value_name = "HOST:PORT")]
@@ -96,7 +120,7 @@ pub struct ServeArgs {
     pub openapi: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Serialize, Deserialize, Subcommand)]
 pub enum RunCommand {
     /// Start a new session in DIR
     Start {
@@ -130,7 +154,7 @@ pub enum RunCommand {
     },
 }
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Serialize, Deserialize, Args, Clone, Default)]
 pub struct RunFlags {
     /// Model for the run
     #[arg(long)]
@@ -155,7 +179,7 @@ pub struct RunFlags {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct RunsArgs {
     /// Only runs still going
     #[arg(long)]
@@ -165,7 +189,7 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ImportArgs {
     /// Directories or files to import [default: ~/.claude/projects]
     pub paths: Vec<PathBuf>,
@@ -181,7 +205,7 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct CaptureArgs {
     /// Echo every line to stdout as it is read, so capture can sit in a pipe
     #[arg(long)]
@@ -191,7 +215,7 @@ pub struct CaptureArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct SessionsArgs {
     /// Only sessions of projects whose folder name or cwd contains this text
     #[arg(long, short)]
@@ -201,7 +225,7 @@ pub struct SessionsArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ShowArgs {
     /// Session id or a unique prefix of it
     pub id: String,
@@ -209,7 +233,7 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct TreeArgs {
     /// Only the tree containing this session (id or unique prefix)
     pub id: Option<String>,
@@ -217,7 +241,7 @@ pub struct TreeArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum ReplayFormat {
     /// A readable conversation
     Text,
@@ -227,7 +251,7 @@ pub enum ReplayFormat {
     Jsonl,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ReplayArgs {
     /// Session id or a unique prefix of it
     pub id: String,
@@ -247,7 +271,7 @@ pub struct ReplayArgs {
     pub agent: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct DiffArgs {
     /// Left session (id or unique prefix)
     pub a: String,
@@ -257,13 +281,13 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct RebuildArgs {
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct AppendArgs {
     /// Stream the events belong to, e.g. `session/<id>`
     #[arg(long, short)]
@@ -273,7 +297,7 @@ pub struct AppendArgs {
     pub kind: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct LogArgs {
     /// First seq to list
     #[arg(long, default_value_t = 0)]
@@ -289,7 +313,7 @@ pub struct LogArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct VerifyArgs {
     /// Start at this seq (its link to the event before it is checked too)
     #[arg(long, default_value_t = 0)]
@@ -299,7 +323,7 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Serialize, Deserialize, Args)]
 pub struct StatsArgs {
     /// Print the statistics as JSON
     #[arg(long)]

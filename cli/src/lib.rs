@@ -11,6 +11,7 @@
 
 mod args;
 mod commands;
+#[macro_use]
 mod output;
 
 use std::process::ExitCode;
@@ -19,6 +20,10 @@ use clap::Parser;
 
 pub use args::Cli;
 
+/// Exit code of success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failure with no more specific code (a run that did not complete, say).
+pub const EXIT_FAILURE: u8 = 1;
 /// Exit code when verification finds damage.
 pub const EXIT_DAMAGED: u8 = 3;
 /// Exit code for invalid input (a malformed line, say).
@@ -45,7 +50,7 @@ impl std::error::Error for Failure {}
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             let code = exit_code(&error);
             eprintln!("cclog: {}", render_error(&error));
@@ -54,7 +59,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn exit_code(error: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(failure) = error.downcast_ref::<Failure>() {
         return failure.code;
     }
@@ -65,7 +70,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-fn render_error(error: &anyhow::Error) -> String {
+pub(crate) fn render_error(error: &anyhow::Error) -> String {
     let mut text = error.to_string();
     if let Some(cclog_engine::Error::Locked { .. }) = error.downcast_ref::<cclog_engine::Error>() {
         text.push_str("\n  hint: only one process may own a data directory; stop that process or pass --data DIR");

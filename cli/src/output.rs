@@ -1,16 +1,131 @@
-//! Terminal concerns: whether to colour, progress bars on stderr, and formatting of times,
+//! Terminal concerns: where a command's output goes, whether to colour, progress bars on
+//! stderr, the stop flag of commands that run until interrupted, and formatting of times,
 //! byte counts and payload previews.
+//!
+//! A command prints through [`outln!`](crate::outln), [`errln!`](crate::errln), [`Stdout`]
+//! and [`Stderr`], never to the process's streams directly: run for a client by `cclog
+//! serve` (see [`forwarded`]), the same code prints into the client's terminal instead.
 
-use std::io::IsTerminal;
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-/// Colour only on a terminal and never with `NO_COLOR` set.
+use cclog_http::forward::CommandIo;
+
+thread_local! {
+    /// Set while this thread runs a command for a client.
+    static FORWARDED: RefCell<Option<CommandIo>> = const { RefCell::new(None) };
+}
+
+/// Runs `command` with its output going to a client's frames, its log the server's, and its
+/// stop flag the request's.
+pub fn forwarded<R>(io: CommandIo, command: impl FnOnce() -> R) -> R {
+    FORWARDED.with(|forwarded| *forwarded.borrow_mut() = Some(io));
+    let result = command();
+    FORWARDED.with(|forwarded| forwarded.borrow_mut().take());
+    result
+}
+
+fn with_forwarded<R>(use_it: impl FnOnce(&mut CommandIo) -> R) -> Option<R> {
+    FORWARDED.with(|forwarded| forwarded.borrow_mut().as_mut().map(use_it))
+}
+
+/// The server's log when running for a client.
+pub fn forwarded_log() -> Option<Arc<cclog_engine::Log>> {
+    with_forwarded(|io| Arc::clone(&io.log))
+}
+
+/// This process's stop flag (a forwarded command has its own).
+static STOP: std::sync::LazyLock<Arc<AtomicBool>> = std::sync::LazyLock::new(Arc::default);
+
+/// Set by SIGINT or SIGTERM, or when output can no longer be written (a closed pipe, a
+/// client that went away); commands that run until interrupted watch it.
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    if let Some(stop) = with_forwarded(|io| Arc::clone(&io.stop)) {
+        return Ok(stop);
+    }
+    static SIGNALS: OnceLock<Result<(), String>> = OnceLock::new();
+    SIGNALS
+        .get_or_init(|| {
+            [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM].into_iter().try_for_each(|signal| {
+                signal_hook::flag::register(signal, Arc::clone(&STOP))
+                    .map(drop)
+                    .map_err(|error| format!("installing a handler for signal {signal}: {error}"))
+            })
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Arc::clone(&STOP))
+}
+
+/// The command's standard output.
+pub struct Stdout;
+
+/// The command's standard error.
+pub struct Stderr;
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = with_forwarded(|io| io.stdout.write(bytes)).unwrap_or_else(|| std::io::stdout().write(bytes));
+        if written.is_err() {
+            // Nobody reads any more: whatever runs until stopped can stop.
+            STOP.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        with_forwarded(|io| io.stdout.flush()).unwrap_or_else(|| std::io::stdout().flush())
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        with_forwarded(|io| io.stderr.write(bytes)).unwrap_or_else(|| std::io::stderr().write(bytes))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        with_forwarded(|io| io.stderr.flush()).unwrap_or_else(|| std::io::stderr().flush())
+    }
+}
+
+/// `println!` for commands: to [`Stdout`]. A reader that went away sets the stop flag (see
+/// [`stop_flag`]), never a panic.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::output::Stdout, $($arg)*);
+    }};
+}
+
+/// `eprintln!` for commands: to [`Stderr`].
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::output::Stderr, $($arg)*);
+    }};
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
+}
+
+/// Colour only on a terminal and never with `NO_COLOR` set (for a client: its terminal).
 pub fn colour_stdout() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+    with_forwarded(|io| io.colour).unwrap_or_else(|| std::io::stdout().is_terminal() && !no_color())
 }
 
 /// The same rule for stderr.
 pub fn colour_stderr() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+    with_forwarded(|io| io.colour_stderr).unwrap_or_else(|| std::io::stderr().is_terminal() && !no_color())
+}
+
+/// Whether progress bars may be drawn: on this process's own terminal only.
+fn draw_progress() -> bool {
+    with_forwarded(|_| ()).is_none() && std::io::stderr().is_terminal()
 }
 
 /// Wraps `text` in an ANSI style when `on`.
@@ -29,7 +144,7 @@ pub const GREEN: &str = "32";
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !draw_progress() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
@@ -43,7 +158,7 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 /// A progress bar over bytes on stderr, drawn only when stderr is a terminal.
 pub fn byte_progress_bar(what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !draw_progress() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(0);

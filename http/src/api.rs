@@ -4,6 +4,7 @@
 //! `{"error":{"code","message"}}` through [`crate::Error`].
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -29,6 +30,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::forward::{self, CommandRequest, CommandRunner};
 use crate::server::Archiver;
 use crate::views::{self, EventView, Message, Run, Session};
 use crate::{Error, ErrorBody, Result};
@@ -46,6 +48,51 @@ pub struct AppState {
     pub archiver: Arc<Archiver>,
     /// The bearer token `/api` requires, if any.
     pub token: Option<String>,
+    /// Runs the commands clients forward (`POST /api/cli`); `None`: this server does not.
+    pub commands: Option<CommandRunner>,
+    /// Turns true when the server shuts down: streams end, forwarded commands stop.
+    pub closing: Closing,
+}
+
+/// Tells long-lived answers (event streams, forwarded commands) that the server is shutting
+/// down, so that a graceful shutdown does not wait for them forever.
+#[derive(Clone)]
+pub struct Closing {
+    signal: tokio::sync::watch::Receiver<bool>,
+    /// The stop flags of forwarded commands still running.
+    commands: Arc<std::sync::Mutex<Vec<std::sync::Weak<AtomicBool>>>>,
+}
+
+impl Closing {
+    /// A closing signal, and what fires it.
+    pub fn new() -> (Closing, impl FnOnce()) {
+        let (sender, signal) = tokio::sync::watch::channel(false);
+        let closing = Closing { signal, commands: Arc::default() };
+        let commands = Arc::clone(&closing.commands);
+        let fire = move || {
+            let _ = sender.send(true);
+            let commands = commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for stop in commands.iter().filter_map(std::sync::Weak::upgrade) {
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        (closing, fire)
+    }
+
+    /// Resolves once the server is shutting down.
+    pub async fn closed(&self) {
+        let mut signal = self.signal.clone();
+        let _ = signal.wait_for(|closing| *closing).await;
+    }
+
+    /// A stop flag for a forwarded command, set when the server shuts down.
+    fn command_stop(&self) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(*self.signal.borrow()));
+        let mut commands = self.commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        commands.retain(|stop| stop.strong_count() > 0);
+        commands.push(Arc::downgrade(&stop));
+        stop
+    }
 }
 
 /// The OpenAPI document's fixed parts; every path is added by the router from its handler.
@@ -110,7 +157,8 @@ fn documented_routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(list_events))
         .routes(routes!(event_stream))
         .routes(routes!(verify))
-        .routes(routes!(openapi_document));
+        .routes(routes!(openapi_document))
+        .routes(routes!(forward_command));
     if let Some(state) = state {
         api = api.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     }
@@ -532,6 +580,7 @@ async fn run_stream(
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     run_record(&state.log, &run)?;
     let log = Arc::clone(&state.log);
+    let closing = state.closing.clone();
     let stream_name = events::run_stream(&run);
     let stream = async_stream(move |sender| async move {
         let mut subscription = log.subscribe(log.len());
@@ -550,7 +599,7 @@ async fn run_stream(
                 return;
             }
         }
-        while let Ok(event) = subscription.next().await {
+        while let Some(Ok(event)) = until_closed(&closing, subscription.next()).await {
             if event.stream() != stream_name || last_seq.is_some_and(|last| event.seq() <= last) {
                 continue;
             }
@@ -573,6 +622,14 @@ async fn run_stream(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `next`'s output, or `None` once the server is shutting down.
+async fn until_closed<T>(closing: &Closing, next: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        value = next => Some(value),
+        () = closing.closed() => None,
+    }
 }
 
 type SseSender = tokio::sync::mpsc::Sender<std::result::Result<SseEvent, Infallible>>;
@@ -819,6 +876,34 @@ async fn session_replay(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+// ---- commands forwarded by the cli ----
+
+/// Runs a `cclog` command on this server's log for a client — how `cclog sessions`,
+/// `replay`, `verify` and the rest work while `cclog serve` owns the data directory. The
+/// answer streams the command's stdout, stderr and exit status as frames (see
+/// `cclog_http::forward`); closing the connection stops the command.
+#[utoipa::path(
+    post, path = "/cli", tag = "service", security(("bearer" = [])), request_body = CommandRequest,
+    responses(
+        (status = 200, content_type = "application/vnd.cclog.frames",
+            description = "Frames: a channel byte (1 stdout, 2 stderr, 3 exit status), three zero bytes, a big-endian u32 length, the bytes"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, a command this server does not know or does not run, or a server that runs none"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
+    )
+)]
+async fn forward_command(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<CommandRequest>,
+) -> Result<Response> {
+    let runner =
+        state.commands.as_ref().ok_or_else(|| Error::BadRequest("this server does not run cclog commands".into()))?;
+    let command = runner(request.command.clone()).map_err(Error::BadRequest)?;
+    let stop = state.closing.command_stop();
+    let frames = forward::start(command, Arc::clone(&state.log), &request, stop);
+    Ok(([(header::CONTENT_TYPE, forward::CONTENT_TYPE)], axum::body::Body::from_stream(frames)).into_response())
+}
+
 // ---- events and verify ----
 
 #[derive(Deserialize, IntoParams)]
@@ -878,10 +963,11 @@ async fn event_stream(
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
     let log = Arc::clone(&state.log);
+    let closing = state.closing.clone();
     let stream = async_stream(move |sender| async move {
         let mut subscription = log.subscribe(query.from.unwrap_or_else(|| log.len()));
         let prefix = query.stream.map(|stream| stream.trim_end_matches('*').to_string());
-        while let Ok(event) = subscription.next().await {
+        while let Some(Ok(event)) = until_closed(&closing, subscription.next()).await {
             if prefix.as_deref().is_some_and(|prefix| !event.stream().starts_with(prefix)) {
                 continue;
             }

@@ -6,11 +6,14 @@
 //! # Layout
 //! - [`api`]: the router and its handlers.
 //! - [`views`]: the JSON of runs, messages, sessions and events.
+//! - [`forward`]: commands clients forward to the server (`POST /api/cli`) and the frames
+//!   their output streams back in.
 //! - [`server`]: binding, token policy, the address advertisement, transcript archiving,
 //!   graceful shutdown.
 
 pub mod api;
 mod error;
+pub mod forward;
 pub mod server;
 pub mod views;
 

@@ -14,7 +14,8 @@ use cclog_ingest::import::Importer;
 use cclog_ingest::runner::{Runner, RunnerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Closing};
+use crate::forward::CommandRunner;
 use crate::{Error, Result};
 
 /// The file in the data directory that names the running server.
@@ -95,7 +96,7 @@ impl Archiver {
 }
 
 /// How to serve.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub addr: SocketAddr,
     pub token: Option<String>,
@@ -105,6 +106,8 @@ pub struct ServeOptions {
     /// On shutdown, cancel active runs (true) or let them finish (false).
     pub cancel_on_shutdown: bool,
     pub runner: RunnerConfig,
+    /// Runs the commands `cclog` clients forward while this server owns the directory.
+    pub commands: Option<CommandRunner>,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -145,7 +148,19 @@ pub async fn serve(
             }
         })
     };
-    let state = AppState { log: Arc::clone(&log), runner: Arc::clone(&runner), archiver, token: options.token.clone() };
+    let (closing, close) = Closing::new();
+    let state = AppState {
+        log: Arc::clone(&log),
+        runner: Arc::clone(&runner),
+        archiver,
+        token: options.token.clone(),
+        commands: options.commands.clone(),
+        closing,
+    };
+    let shutdown = async move {
+        shutdown.await;
+        close();
+    };
     tracing::info!(url = %advertisement.url, "serving");
     ready(bound);
     let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;

@@ -151,6 +151,15 @@ fn dirs_home() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|home| !home.is_empty()).map(PathBuf::from)
 }
 
+/// One file import at a time in a process: importing reads a file's archived state, then
+/// appends what is new, so two importers at once (the server's archiver and a `cclog import`
+/// it runs for a client, say) would otherwise both append the same lines.
+static IMPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_import_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    IMPORTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl<'a> Importer<'a> {
     pub fn new(log: &'a Log) -> Importer<'a> {
         Importer { log, sessions_by_path: HashMap::new() }
@@ -199,6 +208,7 @@ impl<'a> Importer<'a> {
 
     fn record_deletions(&mut self, root: &Path, present: &BTreeSet<String>, report: &mut ImportReport) -> Result<()> {
         let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
+        let _importing = one_import_at_a_time();
         let mut batch = Vec::new();
         for file in Archive::files(self.log)? {
             if file.deleted || !file.path.starts_with(&prefix) || present.contains(&file.path) {
@@ -222,6 +232,7 @@ impl<'a> Importer<'a> {
 
     /// Imports one file: new lines, a new revision, or nothing.
     pub fn import_file(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<()> {
+        let _importing = one_import_at_a_time();
         let path_buf = &candidate.path;
         let path = path_buf.to_string_lossy().into_owned();
         let stream = events::transcript_stream(&path);

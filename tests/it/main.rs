@@ -4,6 +4,7 @@
 
 mod claude_cli;
 mod cli;
+mod client;
 mod crash;
 mod durability;
 mod engine;

@@ -94,7 +94,17 @@ impl Server {
     pub fn stop(mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve did not shut down within 60 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(status.success(), "serve did not shut down cleanly: {status}");
     }
 

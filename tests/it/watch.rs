@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use crate::support::cclog_bin;
 
-const SESSION: &str = "5b0e7c1a-2f4d-4e8b-9a6c-3d1f0e2b4a71";
+pub const SESSION: &str = "5b0e7c1a-2f4d-4e8b-9a6c-3d1f0e2b4a71";
 /// Long enough for a debounce, an import and a slow CI machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Claude Code-shaped chain entries `from..to` of `session`.
-fn entries(session: &str, from: u64, to: u64) -> String {
+pub fn entries(session: &str, from: u64, to: u64) -> String {
     (from..to)
         .map(|index| {
             let parent = match index {
@@ -34,7 +34,7 @@ fn entries(session: &str, from: u64, to: u64) -> String {
         .collect()
 }
 
-fn append(path: &Path, text: &str) {
+pub fn append(path: &Path, text: &str) {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     file.write_all(text.as_bytes()).unwrap();
     file.sync_all().unwrap();
@@ -47,13 +47,13 @@ fn project(root: &Path, name: &str) -> PathBuf {
 }
 
 /// A running `cclog` whose stdout lines arrive on a channel.
-struct Running {
+pub struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Running {
-    fn spawn(data: &Path, args: &[&str]) -> Running {
+    pub fn spawn(data: &Path, args: &[&str]) -> Running {
         let mut child = Command::new(cclog_bin())
             .arg("--data")
             .arg(data)
@@ -77,7 +77,7 @@ impl Running {
     }
 
     /// The next stdout line, failing the test after `PATIENCE`.
-    fn next_line(&mut self, waiting_for: &str) -> String {
+    pub fn next_line(&mut self, waiting_for: &str) -> String {
         match self.lines.recv_timeout(PATIENCE) {
             Ok(line) => line,
             Err(_) => {
@@ -94,8 +94,30 @@ impl Running {
         serde_json::from_str(&self.next_line(waiting_for)).unwrap()
     }
 
+    /// SIGINT, then the process must end (by the signal or by itself).
+    pub fn interrupt_or_die(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert!(self.wait_for_exit(PATIENCE).is_some(), "cclog did not end on SIGINT");
+    }
+
+    /// The exit status, if the process ends within `patience`.
+    pub fn wait_for_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGINT, then the exit status must be success.
-    fn interrupt(mut self) {
+    pub fn interrupt(mut self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let status = self.child.wait().unwrap();

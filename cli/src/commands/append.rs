@@ -6,13 +6,12 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_engine::{NewEvent, PendingAppend};
 use tokio::sync::mpsc;
 
 use crate::args::AppendArgs;
-use crate::{Failure, EXIT_BAD_INPUT};
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_OK};
 
 const MAX_BATCH_LINES: usize = 1024;
 const MAX_IN_FLIGHT: usize = 8;
@@ -23,7 +22,7 @@ enum Input {
     Failed(std::io::Error),
 }
 
-pub fn run(data: &Path, args: AppendArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: AppendArgs) -> anyhow::Result<u8> {
     // Refuse bad names before reading any input.
     NewEvent::new(args.stream.clone(), args.kind.clone(), Vec::new()).validate()?;
     let log = super::open_log(data)?;
@@ -75,10 +74,10 @@ fn flush_batch(tx: &mpsc::Sender<Input>, batch: &mut Vec<Vec<u8>>) -> Result<(),
 }
 
 async fn append_all(
-    log: cclog_engine::Log,
+    log: std::sync::Arc<cclog_engine::Log>,
     args: AppendArgs,
     mut rx: mpsc::Receiver<Input>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut in_flight: VecDeque<PendingAppend> = VecDeque::new();
     let mut appended = 0u64;
@@ -138,7 +137,7 @@ async fn append_all(
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!("appended {}", crate::output::count(appended, "event"));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_OK)
         }
     }
 }

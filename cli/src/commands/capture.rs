@@ -2,13 +2,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_ingest::capture;
 
 use crate::args::CaptureArgs;
+use crate::EXIT_OK;
 
-pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<u8> {
     let log = super::open_log(data)?;
     let stdin = std::io::BufReader::new(std::io::stdin());
     let mut stdout = std::io::stdout().lock();
@@ -30,5 +30,5 @@ pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{summary}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }

@@ -3,47 +3,48 @@
 //! tool calls, files touched, tokens and cost.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_projections::archive::Archive;
 use cclog_projections::lineage::{self, Branch};
 
 use crate::args::DiffArgs;
 use crate::output::{self, paint};
+use crate::EXIT_OK;
 
-pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let left = Archive::session(&log, &args.a)?;
     let right = Archive::session(&log, &args.b)?;
     let diff = lineage::diff(&log, &left, &right)?;
     if args.json {
-        println!("{}", serde_json::to_string(&diff)?);
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("{}", serde_json::to_string(&diff)?);
+        return Ok(EXIT_OK);
     }
     let colour = output::colour_stdout();
-    println!("ancestor    {}", diff.ancestor.as_deref().unwrap_or("none (unrelated sessions)"));
+    crate::outln!("ancestor    {}", diff.ancestor.as_deref().unwrap_or("none (unrelated sessions)"));
     match &diff.fork_point {
-        Some(point) => println!(
+        Some(point) => crate::outln!(
             "fork point  {} — entry {} of the shared conversation{}",
             point.uuid,
             point.position,
             point.seq.map(|seq| format!(", log seq {seq}")).unwrap_or_default()
         ),
-        None => println!("fork point  none: the conversations share no entry"),
+        None => crate::outln!("fork point  none: the conversations share no entry"),
     }
     for (label, branch, code) in [("left ", &diff.left, output::RED), ("right", &diff.right, output::GREEN)] {
         print_branch(label, branch, colour, code);
     }
-    println!(
+    crate::outln!(
         "difference  {:+} tokens, {:+.4} USD (right minus left)",
-        diff.tokens_difference, diff.cost_difference_usd
+        diff.tokens_difference,
+        diff.cost_difference_usd
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
 fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
-    println!(
+    crate::outln!(
         "{} {}: {} entries after the fork ({} prompts, {} assistant messages), {} tokens, ${:.4}",
         paint(colour, code, label),
         branch.session,
@@ -54,12 +55,12 @@ fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
         branch.cost_usd
     );
     for call in &branch.tool_calls {
-        println!("    tool  {} {}", call.name, lineage::shorten(&call.input.to_string(), 100));
+        crate::outln!("    tool  {} {}", call.name, lineage::shorten(&call.input.to_string(), 100));
     }
     for file in &branch.files_touched {
-        println!("    file  {file}");
+        crate::outln!("    file  {file}");
     }
     for entry in branch.entries.iter().filter(|entry| entry.text.is_some()) {
-        println!("    {:<9} {}", entry.kind, entry.text.as_deref().unwrap_or_default());
+        crate::outln!("    {:<9} {}", entry.kind, entry.text.as_deref().unwrap_or_default());
     }
 }

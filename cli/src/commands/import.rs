@@ -3,7 +3,6 @@
 //! (`--verify-replay`, the conformance check CI runs on the shared corpus).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -14,20 +13,20 @@ use cclog_projections::archive::Archive;
 use cclog_projections::replay;
 
 use crate::args::ImportArgs;
-use crate::{output, EXIT_DAMAGED};
+use crate::{output, EXIT_DAMAGED, EXIT_OK};
 
-pub fn run(data: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: ImportArgs) -> anyhow::Result<u8> {
     let roots = if args.paths.is_empty() {
         vec![import::default_projects_dir().context("HOME is not set; name the directory to import")?]
     } else {
         args.paths.clone()
     };
     if args.paths.is_empty() && !args.watch && !roots[0].exists() {
-        println!(
+        crate::outln!(
             "nothing to import: {} does not exist (Claude Code has not run here as this user)",
             roots[0].display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(EXIT_OK);
     }
     let log = super::open_log(data)?;
     if args.watch {
@@ -45,25 +44,25 @@ pub fn run(data: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
         if args.verify_replay {
             json["replay_mismatches"] = serde_json::json!(mismatched);
         }
-        println!("{json}");
+        crate::outln!("{json}");
     } else {
         print_summary(&report);
         if args.verify_replay {
             if mismatched.is_empty() {
-                println!("replay: every file gives back its exact bytes");
+                crate::outln!("replay: every file gives back its exact bytes");
             } else {
                 for (path, detail) in &mismatched {
-                    println!("replay MISMATCH {path}: {detail}");
+                    crate::outln!("replay MISMATCH {path}: {detail}");
                 }
             }
         }
     }
     let failed = !report.failed_files.is_empty() || !mismatched.is_empty();
-    Ok(if failed { ExitCode::from(EXIT_DAMAGED) } else { ExitCode::SUCCESS })
+    Ok(if failed { EXIT_DAMAGED } else { EXIT_OK })
 }
 
 fn print_summary(report: &ImportReport) {
-    println!(
+    crate::outln!(
         "{} ({} changed), {} with new entries: {} new entries, {} copied through {} pointers, {} read",
         output::count(report.files, "file"),
         report.files_changed,
@@ -74,27 +73,27 @@ fn print_summary(report: &ImportReport) {
         output::bytes(report.bytes_read),
     );
     if report.revisions > 0 || report.deleted > 0 {
-        println!(
+        crate::outln!(
             "{} rewritten or truncated (new revisions), {} deleted",
             output::count(report.revisions, "file"),
             report.deleted
         );
     }
     if !report.malformed_lines.is_empty() {
-        println!("{} kept as evidence:", output::count(report.malformed_lines.len() as u64, "malformed line"));
+        crate::outln!("{} kept as evidence:", output::count(report.malformed_lines.len() as u64, "malformed line"));
         for bad in report.malformed_lines.iter().take(20) {
-            println!("  {}:{}: {}", bad.path, bad.line, bad.reason);
+            crate::outln!("  {}:{}: {}", bad.path, bad.line, bad.reason);
         }
         if report.malformed_lines.len() > 20 {
-            println!("  … and {} more (--json lists all)", report.malformed_lines.len() - 20);
+            crate::outln!("  … and {} more (--json lists all)", report.malformed_lines.len() - 20);
         }
     }
     if !report.unknown_types.is_empty() {
         let listed: Vec<String> = report.unknown_types.iter().map(|(kind, count)| format!("{kind} ×{count}")).collect();
-        println!("unknown entry types (kept): {}", listed.join(", "));
+        crate::outln!("unknown entry types (kept): {}", listed.join(", "));
     }
     for (path, error) in &report.failed_files {
-        println!("could not import {path}: {error}");
+        crate::outln!("could not import {path}: {error}");
     }
 }
 
@@ -131,9 +130,9 @@ fn verify_replay(log: &Log, roots: &[PathBuf]) -> anyhow::Result<Vec<(String, St
     Ok(mismatched)
 }
 
-fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let stop = super::stop_on_signals()?;
-    eprintln!(
+fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<u8> {
+    let stop = output::stop_flag()?;
+    crate::errln!(
         "watching {} (Ctrl-C stops)",
         roots.iter().map(|root| root.display().to_string()).collect::<Vec<_>>().join(", ")
     );
@@ -143,11 +142,11 @@ fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<Exi
         }
         if json {
             if let Ok(line) = serde_json::to_string(report) {
-                println!("{line}");
+                crate::outln!("{line}");
             }
         } else {
             print_summary(report);
         }
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }

@@ -2,14 +2,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_engine::Event;
 
 use crate::args::LogArgs;
 use crate::output::{self, paint};
+use crate::EXIT_OK;
 
-pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let events: Box<dyn Iterator<Item = cclog_engine::Result<Event>>> = match &args.stream {
@@ -18,22 +18,21 @@ pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<ExitCode> {
     };
     let limit = args.limit.unwrap_or(u64::MAX);
     let colour = output::colour_stdout();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(output::Stdout);
     for event in events.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         let event = event?;
         let written = if args.json { write_json(&mut out, &event) } else { write_row(&mut out, &event, colour) };
         if let Err(error) = written {
             // A closed pipe (`cclog log | head`) is the reader saying it has enough.
             if error.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(EXIT_OK);
             }
             return Err(error.into());
         }
     }
     match out.flush() {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(ExitCode::SUCCESS),
+        _ => Ok(EXIT_OK),
     }
 }
 

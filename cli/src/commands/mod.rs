@@ -2,6 +2,7 @@
 
 mod append;
 mod capture;
+mod client;
 mod diff;
 mod import;
 mod log;
@@ -13,32 +14,67 @@ mod sessions;
 mod stats;
 mod verify;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use cclog_engine::{Log, LogOptions};
 
 use crate::args::{Cli, Command};
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the command: through `cclog serve` when one owns the data directory and the command
+/// runs there, else here.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let data = data_dir(cli.global.data)?;
-    match cli.command {
-        Command::Append(args) => append::run(&data, args),
-        Command::Log(args) => log::run(&data, args),
-        Command::Verify(args) => verify::run(&data, args),
-        Command::Stats(args) => stats::run(&data, args),
-        Command::Import(args) => import::run(&data, args),
-        Command::Capture(args) => capture::run(&data, args),
-        Command::Sessions(args) => sessions::list(&data, args),
-        Command::Show(args) => sessions::show(&data, args),
-        Command::Tree(args) => sessions::tree(&data, args),
-        Command::Replay(args) => replay::run(&data, args),
-        Command::Diff(args) => diff::run(&data, args),
-        Command::Rebuild(args) => rebuild::run(&data, args),
-        Command::Serve(args) => serve::run(&data, args),
-        Command::Run(command) => runs::run(&data, command),
-        Command::Runs(args) => runs::list(&data, args),
+    if cli.command.runs_on_server() {
+        if let Some(server) = client::Server::find(&data)? {
+            let command = cli.command.for_server().context("resolving the command's paths")?;
+            return server.forward(&command);
+        }
+    }
+    dispatch(&data, cli.command)
+}
+
+/// What `cclog serve` runs for its clients: their commands, on its log, printing into
+/// their frames. Errors are rendered and mapped to exit codes as `main` does.
+pub fn command_runner(data: PathBuf) -> cclog_http::forward::CommandRunner {
+    Arc::new(move |command| {
+        let command: Command = serde_json::from_value(command).map_err(|error| {
+            format!("not a cclog command this server knows ({error}); are client and server the same version?")
+        })?;
+        if !command.runs_on_server() {
+            return Err("this command does not run through `cclog serve`".into());
+        }
+        let data = data.clone();
+        Ok(Box::new(move |io| {
+            crate::output::forwarded(io, || match dispatch(&data, command) {
+                Ok(code) => code,
+                Err(error) => {
+                    crate::errln!("cclog: {}", crate::render_error(&error));
+                    crate::exit_code(&error)
+                }
+            })
+        }))
+    })
+}
+
+fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Append(args) => append::run(data, args),
+        Command::Log(args) => log::run(data, args),
+        Command::Verify(args) => verify::run(data, args),
+        Command::Stats(args) => stats::run(data, args),
+        Command::Import(args) => import::run(data, args),
+        Command::Capture(args) => capture::run(data, args),
+        Command::Sessions(args) => sessions::list(data, args),
+        Command::Show(args) => sessions::show(data, args),
+        Command::Tree(args) => sessions::tree(data, args),
+        Command::Replay(args) => replay::run(data, args),
+        Command::Diff(args) => diff::run(data, args),
+        Command::Rebuild(args) => rebuild::run(data, args),
+        Command::Serve(args) => serve::run(data, args),
+        Command::Run(command) => runs::run(data, command),
+        Command::Runs(args) => runs::list(data, args),
     }
 }
 
@@ -52,24 +88,19 @@ fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// A flag that SIGINT or SIGTERM sets, for commands that run until interrupted.
-pub fn stop_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
-            .with_context(|| format!("installing a handler for signal {signal}"))?;
+/// The log with every standard projection: the server's when running for a client, else
+/// opened here.
+pub fn open_log(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
+    if let Some(log) = crate::output::forwarded_log() {
+        return Ok(log);
     }
-    Ok(stop)
-}
-
-/// Opens the log with every standard projection.
-pub fn open_log(data: &std::path::Path) -> anyhow::Result<Log> {
     match Log::open(data, LogOptions { projections: cclog_projections::standard() }) {
-        Ok(log) => Ok(log),
+        Ok(log) => Ok(Arc::new(log)),
         Err(error @ cclog_engine::Error::Locked { .. }) => match cclog_http::server::Advertisement::read(data) {
             Some(server) => Err(anyhow::Error::new(error).context(format!(
-                "`cclog serve` owns {} and answers at {url}: `cclog run` and `cclog runs` go through it, and its API \
-                 serves the rest ({url}/api/sessions, {url}/api/sessions/ID/replay, {url}/api/verify)",
+                "`cclog serve` owns {} and answers at {url}: other commands run through it, but this one reads \
+                 this terminal's stdin and needs the directory to itself. Stop the server, or pass --data DIR \
+                 (to record runs while it serves, start them with `cclog run` or POST {url}/api/runs/start)",
                 data.display(),
                 url = server.url
             ))),

@@ -3,12 +3,11 @@
 //! state and nothing else.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use crate::args::RebuildArgs;
-use crate::{output, EXIT_DAMAGED};
+use crate::{output, EXIT_DAMAGED, EXIT_OK};
 
-pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let reports = log.rebuild_blocking()?;
@@ -23,7 +22,7 @@ pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "equal": all_equal, "projections": json }));
+        crate::outln!("{}", serde_json::json!({ "equal": all_equal, "projections": json }));
     } else {
         let colour = output::colour_stdout();
         for report in &reports {
@@ -32,7 +31,7 @@ pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
             } else {
                 output::paint(colour, output::RED, "DIFFERENT from the live state (now replaced)")
             };
-            println!(
+            crate::outln!(
                 "{} v{}: {} folded, {verdict}",
                 report.projection,
                 report.version,
@@ -40,5 +39,5 @@ pub fn run(data: &Path, args: RebuildArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if all_equal { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGED) })
+    Ok(if all_equal { EXIT_OK } else { EXIT_DAMAGED })
 }

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -18,9 +17,9 @@ use cclog_projections::render::{self, Format, Style};
 use cclog_projections::replay::{self, Line};
 
 use crate::args::{ReplayArgs, ReplayFormat};
-use crate::output;
+use crate::{output, EXIT_OK};
 
-pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let session = Archive::session(&log, &args.id)?;
@@ -42,7 +41,7 @@ pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         colour: output::colour_stdout(),
         full: args.full,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Stdout;
     if args.format == ReplayFormat::Markdown {
         writeln!(
             out,
@@ -58,7 +57,7 @@ pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.follow {
         follow(&log, &file, &mut printer)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
 struct Printer<'o> {
@@ -89,7 +88,7 @@ impl Printer<'_> {
 /// Keeps importing the file as it changes and prints every line added after `file`'s
 /// current state, until interrupted.
 fn follow(log: &Log, file: &FileState, printer: &mut Printer<'_>) -> anyhow::Result<()> {
-    let stop = super::stop_on_signals()?;
+    let stop = output::stop_flag()?;
     let stream = events::transcript_stream(&file.path);
     let mut next = log.len();
     let mut failure = None;

@@ -6,21 +6,22 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cclog_http::server::{Advertisement, Archiver};
+use cclog_http::server::Archiver;
 use cclog_http::views::{self, Run};
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner, RunnerConfig};
 use cclog_projections::archive::Archive;
 use cclog_projections::events;
 use serde_json::{json, Value};
 
+use super::client::{api_error, Server};
 use crate::args::{RunCommand, RunFlags, RunsArgs};
+use crate::{EXIT_FAILURE, EXIT_OK};
 
-pub fn run(data: &Path, command: RunCommand) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, command: RunCommand) -> anyhow::Result<u8> {
     let (mode, cwd, prompt, session, flags) = match command {
         RunCommand::Start { cwd, prompt, options } => (Mode::Start, Some(cwd), prompt, None, options),
         RunCommand::Resume { session, prompt, options } => (Mode::Resume, None, prompt, Some(session), options),
@@ -49,7 +50,7 @@ fn options_of(flags: &RunFlags) -> RunOptions {
     }
 }
 
-fn finish(run: &Run, json: bool) -> anyhow::Result<ExitCode> {
+fn finish(run: &Run, json: bool) -> anyhow::Result<u8> {
     if json {
         println!("{}", serde_json::to_string(run)?);
     } else {
@@ -62,15 +63,15 @@ fn finish(run: &Run, json: bool) -> anyhow::Result<ExitCode> {
             run.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default(),
         );
     }
-    Ok(if run.status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if run.status == "completed" { EXIT_OK } else { EXIT_FAILURE })
 }
 
 /// Runs the CLI in this process, printing its messages as they are recorded; Ctrl-C
 /// cancels the run.
 fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Run> {
-    let log = Arc::new(super::open_log(data)?);
+    let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let stop = super::stop_on_signals()?;
+    let stop = crate::output::stop_flag()?;
     runtime.block_on(async {
         let runner = Runner::new(Arc::clone(&log), RunnerConfig::from_env()?);
         runner.recover().await?;
@@ -109,7 +110,7 @@ fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Run> {
     })
 }
 
-fn cancel(data: &Path, run: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn cancel(data: &Path, run: &str, json: bool) -> anyhow::Result<u8> {
     let Some(server) = Server::find(data)? else {
         anyhow::bail!(
             "no `cclog serve` is running on {}: a run started by `cclog run` is cancelled with Ctrl-C in its terminal",
@@ -120,10 +121,10 @@ fn cancel(data: &Path, run: &str, json: bool) -> anyhow::Result<ExitCode> {
     if status != 200 {
         anyhow::bail!("{}", api_error(&body));
     }
-    finish(&serde_json::from_value(body)?, json).map(|_| ExitCode::SUCCESS)
+    finish(&serde_json::from_value(body)?, json).map(|_| EXIT_OK)
 }
 
-pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
+pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
     let runs: Vec<Run> = match Server::find(data)? {
         Some(server) => {
             let path = if args.active { "/api/runs?active=true" } else { "/api/runs" };
@@ -141,7 +142,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         println!("{}", serde_json::to_string(&runs)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(EXIT_OK);
     }
     if runs.is_empty() {
         println!("no runs");
@@ -157,62 +158,10 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<ExitCode> {
             cclog_projections::lineage::shorten(run.prompt.as_deref().unwrap_or(""), 50),
         );
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn api_error(body: &Value) -> String {
-    body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string)
-}
-
-/// A running `cclog serve` on the data directory.
-pub struct Server {
-    url: String,
-    token: Option<String>,
-    agent: ureq::Agent,
+    Ok(EXIT_OK)
 }
 
 impl Server {
-    /// The server advertised in `data`, if it answers.
-    pub fn find(data: &Path) -> anyhow::Result<Option<Server>> {
-        let Some(advertised) = Advertisement::read(data) else { return Ok(None) };
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let server = Server { url: advertised.url, token: advertised.token, agent };
-        match server.call("GET", "/health", None) {
-            Ok((200, _)) => Ok(Some(server)),
-            // A stale advertisement: whoever owned the directory is gone.
-            _ => Ok(None),
-        }
-    }
-
-    /// `request` with the bearer token, when the server wants one.
-    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(token) => request.header("Authorization", &format!("Bearer {token}")),
-            None => request,
-        }
-    }
-
-    fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let url = format!("{}{path}", self.url);
-        self.authorized(if method == "DELETE" { self.agent.delete(&url) } else { self.agent.get(&url) })
-    }
-
-    /// One JSON call; the status and the parsed body.
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let response = match (method, body) {
-            ("POST", Some(body)) => {
-                let url = format!("{}{path}", self.url);
-                self.authorized(self.agent.post(&url)).header("Content-Type", "application/json").send(body.to_string())
-            }
-            _ => self.request(method, path).call(),
-        };
-        let mut response = response.with_context(|| format!("calling {}{path}", self.url))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().context("reading the answer")?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, body))
-    }
-
     /// Starts the run through the API and prints its messages from the run's SSE stream;
     /// Ctrl-C cancels it on the server.
     fn run(&self, request: &RunRequest) -> anyhow::Result<Run> {
@@ -233,9 +182,9 @@ impl Server {
             anyhow::bail!("{}", api_error(&started));
         }
         let id = started["id"].as_str().context("the server answered without a run id")?.to_string();
-        let stop = super::stop_on_signals()?;
+        let stop = crate::output::stop_flag()?;
         let canceller = {
-            let server = Server { url: self.url.clone(), token: self.token.clone(), agent: self.agent.clone() };
+            let server = self.clone();
             let id = id.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {

@@ -1,7 +1,6 @@
 //! `cclog serve`: the REST API on this data directory until SIGINT or SIGTERM.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +9,12 @@ use cclog_http::server::{self, ServeOptions};
 use cclog_ingest::runner::RunnerConfig;
 
 use crate::args::ServeArgs;
+use crate::EXIT_OK;
 
-pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     if args.openapi {
         println!("{}", cclog_http::api::openapi().to_pretty_json()?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(EXIT_OK);
     }
     init_tracing()?;
     let addr = match args.addr {
@@ -42,13 +42,14 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         archive_interval: Duration::from_secs(2),
         cancel_on_shutdown: !args.finish_runs,
         runner: RunnerConfig::from_env()?,
+        commands: Some(super::command_runner(data.to_path_buf())),
     };
-    let log = Arc::new(super::open_log(data)?);
+    let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(server::serve(Arc::clone(&log), options, shutdown_signal(), |bound| {
         eprintln!("cclog serving http://{bound} (data: {}; Ctrl-C stops)", data.display());
     }))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,6 @@
 //! as tables for people and JSON for scripts. Ids accept unique prefixes, like git.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_projections::archive::{Archive, SessionRecord};
 use cclog_projections::lineage::{self, TreeNode};
@@ -10,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::args::{SessionsArgs, ShowArgs, TreeArgs};
 use crate::output::{self, paint};
+use crate::EXIT_OK;
 
 /// A session as scripts see it (`sessions --json`, `show --json`).
 pub fn session_json(session: &SessionRecord) -> Value {
@@ -51,7 +51,7 @@ fn matches_project(session: &SessionRecord, wanted: &str) -> bool {
     session.project.contains(wanted) || session.cwd.as_deref().is_some_and(|cwd| cwd.contains(wanted))
 }
 
-pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
+pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let mut sessions = Archive::sessions(&log)?;
@@ -60,15 +60,15 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
     }
     sessions.sort_by(|a, b| a.last_at.cmp(&b.last_at).then(a.id.cmp(&b.id)));
     if args.json {
-        println!("{}", Value::Array(sessions.iter().map(session_json).collect()));
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("{}", Value::Array(sessions.iter().map(session_json).collect()));
+        return Ok(EXIT_OK);
     }
     if sessions.is_empty() {
-        println!("no sessions archived yet (run `cclog import`)");
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("no sessions archived yet (run `cclog import`)");
+        return Ok(EXIT_OK);
     }
     let colour = output::colour_stdout();
-    println!(
+    crate::outln!(
         "{}",
         paint(
             colour,
@@ -78,7 +78,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
     );
     for session in &sessions {
         let fork = if session.parent.is_some() { "⑂" } else { " " };
-        println!(
+        crate::outln!(
             "{:<9}{fork} {:<20} {:>7} {:>9}  {:<28} {}",
             short(&session.id),
             session.last_at.as_deref().map(|at| at.get(..19).unwrap_or(at)).unwrap_or("-"),
@@ -88,14 +88,14 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<ExitCode> {
             session.title.as_deref().map(|title| lineage::shorten(title, 60)).unwrap_or_default(),
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
+pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let session = Archive::session(&log, &args.id)?;
@@ -114,21 +114,21 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let mut json = session_json(&session);
         json["runs"] = Value::Array(runs);
-        println!("{json}");
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("{json}");
+        return Ok(EXIT_OK);
     }
     let usage = session.usage();
     let colour = output::colour_stdout();
-    println!("{} {}", paint(colour, output::BOLD, "session"), session.id);
-    println!("title      {}", session.title.as_deref().unwrap_or("-"));
-    println!("project    {}", session.project);
-    println!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
-    println!(
+    crate::outln!("{} {}", paint(colour, output::BOLD, "session"), session.id);
+    crate::outln!("title      {}", session.title.as_deref().unwrap_or("-"));
+    crate::outln!("project    {}", session.project);
+    crate::outln!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
+    crate::outln!(
         "time       {} … {}",
         session.first_at.as_deref().unwrap_or("-"),
         session.last_at.as_deref().unwrap_or("-")
     );
-    println!(
+    crate::outln!(
         "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant)",
         session.entries,
         session.own_entries,
@@ -136,8 +136,8 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         session.user_entries,
         session.assistant_entries
     );
-    println!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
-    println!(
+    crate::outln!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
+    crate::outln!(
         "tokens     {} in, {} out, {} cache write, {} cache read — ${:.4}",
         usage.input_tokens,
         usage.output_tokens,
@@ -146,16 +146,16 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         session.cost_usd()
     );
     if let Some(parent) = &session.parent {
-        println!("forked     from {parent} at {}", session.fork_point.as_deref().unwrap_or("?"));
+        crate::outln!("forked     from {parent} at {}", session.fork_point.as_deref().unwrap_or("?"));
     }
     for (agent, link) in &session.subagents {
-        println!("subagent   {agent} (tool call {})", link.tool_use_id.as_deref().unwrap_or("?"));
+        crate::outln!("subagent   {agent} (tool call {})", link.tool_use_id.as_deref().unwrap_or("?"));
     }
     for file in &session.files {
-        println!("file       {file}");
+        crate::outln!("file       {file}");
     }
     for run in &runs {
-        println!(
+        crate::outln!(
             "run        {} {} ({} messages, {} linked to entries)",
             run["id"].as_str().unwrap_or("?"),
             run["status"].as_str().unwrap_or("?"),
@@ -164,12 +164,16 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if session.malformed > 0 || session.unknown_types > 0 {
-        println!("kept       {} malformed lines, {} lines of unknown types", session.malformed, session.unknown_types);
+        crate::outln!(
+            "kept       {} malformed lines, {} lines of unknown types",
+            session.malformed,
+            session.unknown_types
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
-pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<ExitCode> {
+pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let sessions = Archive::sessions(&log)?;
@@ -183,16 +187,16 @@ pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<ExitCode> {
         trees.retain(|node| !node.children.is_empty());
     }
     if args.json {
-        println!("{}", serde_json::to_string(&trees)?);
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("{}", serde_json::to_string(&trees)?);
+        return Ok(EXIT_OK);
     }
     if trees.is_empty() {
-        println!("no forks archived");
+        crate::outln!("no forks archived");
     }
     for node in &trees {
         print_node(node, "", true, true);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }
 
 fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
@@ -204,7 +208,7 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
         "├─ "
     };
     let at = node.fork_point.as_deref().map(|uuid| format!(" (at {})", short(uuid))).unwrap_or_default();
-    println!(
+    crate::outln!(
         "{prefix}{branch}{} {}{at} · {} entries",
         short(&node.id),
         node.title.as_deref().map(|title| lineage::shorten(title, 50)).unwrap_or_default(),

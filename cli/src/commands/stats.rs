@@ -1,14 +1,13 @@
 //! `cclog stats`: how big the log is, its head, and what storing it costs on disk.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_projections::StreamStats;
 
 use crate::args::StatsArgs;
-use crate::output;
+use crate::{output, EXIT_OK};
 
-pub fn run(data: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: StatsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log(data)?;
     let totals = StreamStats::totals(&log)?;
@@ -29,20 +28,22 @@ pub fn run(data: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
             "bytes_on_disk": on_disk,
             "disk_per_payload_byte": ratio,
         });
-        println!("{json}");
-        return Ok(ExitCode::SUCCESS);
+        crate::outln!("{json}");
+        return Ok(EXIT_OK);
     }
-    println!("data dir       {}", data.display());
-    println!("events         {}", log.len());
-    println!("streams        {}", totals.streams);
+    crate::outln!("data dir       {}", data.display());
+    crate::outln!("events         {}", log.len());
+    crate::outln!("streams        {}", totals.streams);
     match head {
-        Some(head) => println!("head           seq {} {} at {}", head.seq, head.hash, output::timestamp(head.ts_us)),
-        None => println!("head           (empty log)"),
+        Some(head) => {
+            crate::outln!("head           seq {} {} at {}", head.seq, head.hash, output::timestamp(head.ts_us))
+        }
+        None => crate::outln!("head           (empty log)"),
     }
-    println!("payload bytes  {} ({})", totals.payload_bytes, output::bytes(totals.payload_bytes));
-    println!("bytes on disk  {} ({})", on_disk, output::bytes(on_disk));
+    crate::outln!("payload bytes  {} ({})", totals.payload_bytes, output::bytes(totals.payload_bytes));
+    crate::outln!("bytes on disk  {} ({})", on_disk, output::bytes(on_disk));
     if let Some(ratio) = ratio {
-        println!("disk/payload   {ratio:.2}×");
+        crate::outln!("disk/payload   {ratio:.2}×");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(EXIT_OK)
 }

@@ -1,25 +1,30 @@
 //! `cclog verify`: walk the whole chain and say whether it is intact, and if not, where the
 //! first damage is and what it is. Opens the store without its projections or writer, so a
-//! store too damaged to open is still reported on, never panicked over.
+//! store too damaged to open is still reported on, never panicked over; while `cclog serve`
+//! owns the directory, it walks the server's log up to its durable head.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use cclog_engine::verify_dir;
 
 use crate::args::VerifyArgs;
 use crate::output::{self, paint};
-use crate::EXIT_DAMAGED;
+use crate::{EXIT_DAMAGED, EXIT_OK};
 
-pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let bar = output::progress_bar(0, "verifying");
-    let report = verify_dir(data, args.from, &mut |done, total| {
+    let mut progress = |done: u64, total: u64| {
         bar.set_length(total.max(done));
         bar.set_position(done);
-    })?;
+    };
+    let report = match output::forwarded_log() {
+        // Run for a client by `cclog serve`: its open log, up to the durable head as of now.
+        Some(log) => log.verify(args.from, &mut progress),
+        None => verify_dir(data, args.from, &mut progress)?,
+    };
     bar.finish_and_clear();
-    let code = if report.intact() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DAMAGED) };
+    let code = if report.intact() { EXIT_OK } else { EXIT_DAMAGED };
     if args.json {
         let json = serde_json::json!({
             "intact": report.intact(),
@@ -28,31 +33,31 @@ pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
             "last_good": report.last_good.as_ref().map(|(seq, hash)| serde_json::json!({"seq": seq, "hash": hash})),
             "damage": report.damage,
         });
-        println!("{json}");
+        crate::outln!("{json}");
         return Ok(code);
     }
     let colour = output::colour_stdout();
     match &report.damage {
         None => match &report.last_good {
-            Some((seq, hash)) => println!(
+            Some((seq, hash)) => crate::outln!(
                 "{}: {} checked (seq {}..={seq}), head {hash}",
                 paint(colour, output::GREEN, "intact"),
                 output::count(report.checked, "event"),
                 report.from
             ),
-            None => println!("{}: the log is empty", paint(colour, output::GREEN, "intact")),
+            None => crate::outln!("{}: the log is empty", paint(colour, output::GREEN, "intact")),
         },
         Some(damage) => {
             let at = damage.seq.map_or_else(|| "the store".to_string(), |seq| format!("seq {seq}"));
-            println!(
+            crate::outln!(
                 "{} at {at}: {}: {}",
                 paint(colour, output::RED, "DAMAGED"),
                 damage.kind.describe(),
                 damage.detail
             );
             match &report.last_good {
-                Some((seq, hash)) => println!("last intact event: seq {seq}, hash {hash}"),
-                None => println!("no event before the damage could be verified"),
+                Some((seq, hash)) => crate::outln!("last intact event: seq {seq}, hash {hash}"),
+                None => crate::outln!("no event before the damage could be verified"),
             }
         }
     }

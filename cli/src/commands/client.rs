@@ -1,0 +1,109 @@
+//! The client of a running `cclog serve`: finds it through the address it advertises in the
+//! data directory, calls its API, and runs commands on it (`POST /api/cli`) so that every
+//! command keeps working while the server owns the directory.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use cclog_http::forward::{self, Channel, CommandRequest};
+use cclog_http::server::Advertisement;
+use serde_json::Value;
+
+use crate::args::Command;
+use crate::output;
+
+/// A running `cclog serve` on the data directory.
+#[derive(Clone)]
+pub struct Server {
+    pub url: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// The server advertised in `data`, if it answers.
+    pub fn find(data: &Path) -> anyhow::Result<Option<Server>> {
+        let Some(advertised) = Advertisement::read(data) else { return Ok(None) };
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let server = Server { url: advertised.url, token: advertised.token, agent };
+        match server.call("GET", "/health", None) {
+            Ok((200, _)) => Ok(Some(server)),
+            // A stale advertisement: whoever owned the directory is gone.
+            _ => Ok(None),
+        }
+    }
+
+    /// `request` with the bearer token, when the server wants one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let url = format!("{}{path}", self.url);
+        self.authorized(if method == "DELETE" { self.agent.delete(&url) } else { self.agent.get(&url) })
+    }
+
+    /// One JSON call; the status and the parsed body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let response = match (method, body) {
+            ("POST", Some(body)) => {
+                let url = format!("{}{path}", self.url);
+                self.authorized(self.agent.post(&url)).header("Content-Type", "application/json").send(body.to_string())
+            }
+            _ => self.request(method, path).call(),
+        };
+        let mut response = response.with_context(|| format!("calling {}{path}", self.url))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().context("reading the answer")?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// Runs `command` on the server, printing what it prints, as it prints it; its exit
+    /// status.
+    pub fn forward(&self, command: &Command) -> anyhow::Result<u8> {
+        let request = CommandRequest {
+            command: serde_json::to_value(command)?,
+            colour: output::colour_stdout(),
+            colour_stderr: output::colour_stderr(),
+        };
+        let url = format!("{}/api/cli", self.url);
+        let mut response = self
+            .authorized(self.agent.post(&url))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_string(&request)?)
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            anyhow::bail!("`cclog serve` at {} refused the command: {}", self.url, api_error(&body));
+        }
+        let mut frames = response.into_body().into_reader();
+        let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr());
+        loop {
+            match forward::read_frame(&mut frames).context("reading the command's output from the server")? {
+                Some((Channel::Stdout, bytes)) => {
+                    // A closed pipe (`cclog log | head`) is the reader saying it has enough.
+                    if stdout.write_all(&bytes).and_then(|()| stdout.flush()).is_err() {
+                        return Ok(crate::EXIT_OK);
+                    }
+                }
+                Some((Channel::Stderr, bytes)) => {
+                    let _ = stderr.write_all(&bytes);
+                }
+                Some((Channel::Exit, status)) => return Ok(status.first().copied().unwrap_or(crate::EXIT_FAILURE)),
+                None => anyhow::bail!("`cclog serve` at {} ended the command without an exit status", self.url),
+            }
+        }
+    }
+}
+
+/// The message of an API error body.
+pub fn api_error(body: &Value) -> String {
+    body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string)
+}
