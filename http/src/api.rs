@@ -538,9 +538,16 @@ impl PageQuery {
     }
 }
 
+/// The run's messages from index `from`, up to the log's durable head: the index is
+/// updated with the write, a moment before the fsync that makes an event readable, so the
+/// newest entries may not be readable yet; they are the next page's.
 fn messages_of(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec<Message>> {
+    let durable = log.len();
     let mut messages = Vec::new();
     for (index, seq) in Archive::run_message_seqs(log, run, from, limit)? {
+        if seq >= durable {
+            break;
+        }
         let event = log.get(seq)?.ok_or(cclog_engine::Error::Corruption {
             at: Some(seq),
             detail: "an indexed run message is missing".into(),

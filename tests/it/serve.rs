@@ -382,3 +382,131 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("without a token"), "{refused:?}");
 }
+
+/// The curl examples of README's REST API section, as written there.
+fn readme_curl_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("### The REST API").expect("README has a REST API section")..];
+    let block = &section[section.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    // Lines ending in a backslash continue on the next, as in the shell.
+    let mut examples: Vec<String> = Vec::new();
+    let mut continues = false;
+    for line in block.lines() {
+        let text = line.trim_end().strip_suffix('\\');
+        match examples.last_mut() {
+            Some(last) if continues => last.push_str(text.unwrap_or(line)),
+            _ => examples.push(text.unwrap_or(line).to_string()),
+        }
+        continues = text.is_some();
+    }
+    examples.retain(|example| example.starts_with("curl "));
+    examples
+}
+
+#[test]
+fn cc_managers_curl_examples_work_as_written() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = home.path().join("project");
+    std::fs::create_dir_all(&app).unwrap();
+    let api = FakeApi::by_prompt(vec![
+        ("parser", vec![Reply::Text("Added the test.".into())]),
+        ("run it", vec![Reply::Text("It passes.".into())]),
+        ("another", vec![Reply::Text("Took another approach.".into())]),
+    ]);
+    let env = claude_env(&api, home.path(), &claude_bin());
+    let server = Server::start(data.path(), &env, &[]);
+    let examples = readme_curl_examples();
+    assert_eq!(examples.len(), 3, "{examples:?}");
+    let mut session = String::new();
+    let mut answers = Vec::new();
+    for example in &examples {
+        let command = example
+            .replace("localhost:3000", server.url.trim_start_matches("http://"))
+            .replace("/path/to/project", app.to_str().unwrap())
+            .replace("<session id>", &session);
+        let output = Command::new("sh").args(["-c", &command]).output().expect("curl runs");
+        assert!(output.status.success(), "{command}: {}", String::from_utf8_lossy(&output.stderr));
+        let run: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("{command}: {error}: {}", String::from_utf8_lossy(&output.stdout)));
+        assert_eq!(run["status"], "completed", "{command}: {run}");
+        if session.is_empty() {
+            session = run["sessionId"].as_str().unwrap().to_string();
+        }
+        answers.push(run);
+    }
+    assert_eq!(answers[0]["mode"], "start");
+    assert_eq!(answers[0]["result"], "Added the test.");
+    assert_eq!(answers[1]["mode"], "resume");
+    assert_eq!(answers[1]["sessionId"], session.as_str());
+    assert_eq!(answers[1]["result"], "It passes.");
+    assert_eq!(answers[2]["mode"], "fork");
+    assert_eq!(answers[2]["parentSessionId"], session.as_str());
+    assert_ne!(answers[2]["sessionId"], session.as_str());
+    let forks = server.ok("GET", &format!("/api/sessions/{session}/forks"), None);
+    assert_eq!(forks[0]["id"], answers[2]["sessionId"]);
+    server.stop();
+}
+
+#[test]
+fn fifty_readers_are_answered_while_a_run_writes() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    // A run that keeps writing for a while: twenty tool round trips, each a short sleep.
+    let mut replies: Vec<Reply> = (0..20)
+        .map(|step| Reply::ToolUse {
+            name: "Bash".into(),
+            input: json!({"command": format!("sleep 0.2; echo step {step}")}),
+        })
+        .collect();
+    replies.push(Reply::Text("Done.".into()));
+    let api = FakeApi::by_prompt(vec![("busy", replies)]);
+    let env = claude_env(&api, home.path(), &claude_bin());
+    let server = Server::start(data.path(), &env, &[]);
+    let started = server.ok(
+        "POST",
+        "/api/runs/start",
+        Some(json!({"cwd": app, "prompt": "busy: step through", "allowedTools": ["Bash"], "wait": false})),
+    );
+    let run = started["id"].as_str().unwrap().to_string();
+    wait_for("the run's first messages", || {
+        server.ok("GET", &format!("/api/runs/{run}"), None)["messageCount"].as_u64() >= Some(3)
+    });
+    let messages_before = server.ok("GET", &format!("/api/runs/{run}"), None)["messageCount"].as_u64().unwrap();
+
+    let server = std::sync::Arc::new(server);
+    let readers: Vec<_> = (0..50)
+        .map(|reader| {
+            let server = std::sync::Arc::clone(&server);
+            let run = run.clone();
+            std::thread::spawn(move || {
+                let paths = [
+                    format!("/api/runs/{run}"),
+                    format!("/api/runs/{run}/messages?limit=100"),
+                    "/api/sessions".to_string(),
+                    "/api/runs/active".to_string(),
+                    "/api/events?limit=50".to_string(),
+                ];
+                for request in 0..10 {
+                    let path = &paths[(reader + request) % paths.len()];
+                    let (status, body) = server.call("GET", path, None);
+                    assert_eq!(status, 200, "{path}: {body}");
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().expect("a reader failed");
+    }
+    // Every reader was answered while the run was still writing: it is still running, and
+    // it recorded more messages meanwhile.
+    let during = server.ok("GET", &format!("/api/runs/{run}"), None);
+    assert_eq!(during["status"], "running", "the readers outlasted the run: {during}");
+    assert!(during["messageCount"].as_u64().unwrap() > messages_before, "no message was recorded while readers read");
+    wait_for("the run to complete", || server.ok("GET", &format!("/api/runs/{run}"), None)["status"] == "completed");
+    let server = std::sync::Arc::try_unwrap(server).unwrap_or_else(|_| panic!("a reader still holds the server"));
+    server.stop();
+}
