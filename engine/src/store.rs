@@ -295,13 +295,22 @@ impl Store {
     /// Stores `bytes` as the block starting at `first`, replacing any block there.
     pub fn raw_put_block(&self, first: u64, bytes: Vec<u8>) -> Result<()> {
         self.log.insert(block_key(first), bytes)?;
+        self.forget_decoded_blocks();
         Ok(())
     }
 
     /// Removes the block starting at `first`.
     pub fn raw_remove_block(&self, first: u64) -> Result<()> {
         self.log.remove(block_key(first))?;
+        self.forget_decoded_blocks();
         Ok(())
+    }
+
+    /// Drops every cached decoded block (the stored ones were changed underneath).
+    fn forget_decoded_blocks(&self) {
+        if let Ok(mut cache) = self.blocks.lock() {
+            *cache = BlockCache::default();
+        }
     }
 
     /// Overwrites the recorded head.
@@ -397,26 +406,44 @@ impl Iterator for EventsBetween {
 }
 
 /// Recently decoded blocks, so that reading a stream's events one by one does not decode the
-/// same block again for each of them.
+/// same block again for each of them, and a hot session's pages are served without zstd.
+/// Bounded by the bytes of the events it holds; the oldest decoded block goes first.
 #[derive(Default)]
 struct BlockCache {
-    entries: VecDeque<(u64, Arc<Vec<Event>>)>,
+    by_first: std::collections::BTreeMap<u64, Arc<Vec<Event>>>,
+    /// First seqs in the order their blocks were decoded.
+    order: VecDeque<u64>,
+    bytes: usize,
 }
 
-const BLOCK_CACHE_ENTRIES: usize = 64;
+/// What the decoded-block cache may hold.
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
+/// Roughly what one decoded event takes besides its payload.
+const EVENT_OVERHEAD: usize = 256;
 
 impl BlockCache {
     fn find(&self, seq: u64) -> Option<(u64, Arc<Vec<Event>>)> {
-        self.entries
-            .iter()
-            .find(|(first, events)| *first <= seq && seq < first + events.len() as u64)
-            .map(|(first, events)| (*first, Arc::clone(events)))
+        let (first, events) = self.by_first.range(..=seq).next_back()?;
+        (seq < first + events.len() as u64).then(|| (*first, Arc::clone(events)))
     }
 
     fn insert(&mut self, first: u64, events: Arc<Vec<Event>>) {
-        if self.entries.len() >= BLOCK_CACHE_ENTRIES {
-            self.entries.pop_back();
+        if self.by_first.contains_key(&first) {
+            return;
         }
-        self.entries.push_front((first, events));
+        self.bytes += Self::size(&events);
+        self.by_first.insert(first, events);
+        self.order.push_back(first);
+        while self.bytes > BLOCK_CACHE_BYTES && self.order.len() > 1 {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(events) = self.by_first.remove(&oldest) {
+                self.bytes -= Self::size(&events);
+            }
+        }
+    }
+
+    fn size(events: &[Event]) -> usize {
+        events.iter().map(|event| event.payload.len() + EVENT_OVERHEAD).sum()
     }
 }

@@ -18,7 +18,6 @@ use axum::{Json, Router};
 use cclog_engine::Log;
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner};
 use cclog_projections::archive::{Archive, RunRecord};
-use cclog_projections::events;
 use cclog_projections::lineage::{self, Entry};
 use cclog_projections::render::{self, Format, Style};
 use cclog_projections::replay;
@@ -30,6 +29,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::feeds::{FeedItem, Feeds};
 use crate::forward::{self, CommandRequest, CommandRunner};
 use crate::server::Archiver;
 use crate::views::{self, EventView, Message, Run, Session};
@@ -52,6 +52,8 @@ pub struct AppState {
     pub commands: Option<CommandRunner>,
     /// Turns true when the server shuts down: streams end, forwarded commands stop.
     pub closing: Closing,
+    /// One log reader per followed run, fanning its messages out.
+    pub feeds: Arc<Feeds>,
 }
 
 /// Tells long-lived answers (event streams, forwarded commands) that the server is shutting
@@ -586,49 +588,72 @@ async fn run_stream(
     Path(run): Path<String>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     run_record(&state.log, &run)?;
-    let log = Arc::clone(&state.log);
-    let closing = state.closing.clone();
-    let stream_name = events::run_stream(&run);
+    let (log, closing) = (Arc::clone(&state.log), state.closing.clone());
+    // Join the run's feed before reading what is recorded, so nothing falls in between.
+    let mut feed = state.feeds.follow(&run);
     let stream = async_stream(move |sender| async move {
-        let mut subscription = log.subscribe(log.len());
         let mut next_index = 0u64;
         let mut last_seq = None;
-        for message in messages_of(&log, &run, 0, usize::MAX).unwrap_or_default() {
-            next_index = message.index + 1;
-            last_seq = Some(message.seq);
-            if !send_json(&sender, "message", &message).await {
-                return;
-            }
+        if !send_recorded(&log, &run, &sender, &mut next_index, &mut last_seq).await {
+            return;
         }
-        if let Ok(Some(record)) = Archive::run(&log, &run) {
-            if !record.is_active() {
+        let send_end = || async {
+            if let Ok(Some(record)) = Archive::run(&log, &run) {
                 let _ = send_json(&sender, "end", &views::run(&record)).await;
-                return;
             }
+        };
+        if Archive::run(&log, &run).ok().flatten().is_some_and(|record| !record.is_active()) {
+            return send_end().await;
         }
-        while let Some(Ok(event)) = until_closed(&closing, subscription.next()).await {
-            if event.stream() != stream_name || last_seq.is_some_and(|last| event.seq() <= last) {
-                continue;
-            }
-            match event.kind() {
-                events::KIND_RUN_MESSAGE => {
-                    let message = Message::from_event(next_index, event);
-                    next_index += 1;
-                    if !send_json(&sender, "message", &message).await {
+        while let Some(item) = until_closed(&closing, feed.recv()).await {
+            match item {
+                Ok(item) => match &*item {
+                    FeedItem::Message { seq, .. } if last_seq.is_some_and(|last| *seq <= last) => {}
+                    FeedItem::Message { index, seq, json } => {
+                        next_index = index + 1;
+                        last_seq = Some(*seq);
+                        if sender.send(Ok(SseEvent::default().event("message").data(json))).await.is_err() {
+                            return;
+                        }
+                    }
+                    FeedItem::End => {
+                        // Whatever the feed did not carry is in the log by now.
+                        if send_recorded(&log, &run, &sender, &mut next_index, &mut last_seq).await {
+                            send_end().await;
+                        }
+                        return;
+                    }
+                },
+                // Fell behind the feed: catch up from the log, then go on with the feed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if !send_recorded(&log, &run, &sender, &mut next_index, &mut last_seq).await {
                         return;
                     }
                 }
-                events::KIND_RUN_ENDED => {
-                    if let Ok(Some(record)) = Archive::run(&log, &run) {
-                        let _ = send_json(&sender, "end", &views::run(&record)).await;
-                    }
-                    return;
-                }
-                _ => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Sends the run's recorded messages from `*next_index` on, up to the durable head, and
+/// notes the last one sent; false once the client has gone.
+async fn send_recorded(
+    log: &Log,
+    run: &str,
+    sender: &SseSender,
+    next_index: &mut u64,
+    last_seq: &mut Option<u64>,
+) -> bool {
+    for message in messages_of(log, run, *next_index, usize::MAX).unwrap_or_default() {
+        *next_index = message.index + 1;
+        *last_seq = Some(message.seq);
+        if !send_json(sender, "message", &message).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// `next`'s output, or `None` once the server is shutting down.

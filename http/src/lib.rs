@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`api`]: the router and its handlers.
 //! - [`views`]: the JSON of runs, messages, sessions and events.
+//! - [`feeds`]: one log reader per followed run, fanning its messages out to every SSE
+//!   subscriber.
 //! - [`forward`]: commands clients forward to the server (`POST /api/cli`) and the frames
 //!   their output streams back in.
 //! - [`server`]: binding, token policy, the address advertisement, transcript archiving,
@@ -13,6 +15,7 @@
 
 pub mod api;
 mod error;
+pub mod feeds;
 pub mod forward;
 pub mod server;
 pub mod views;

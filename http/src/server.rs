@@ -15,6 +15,7 @@ use cclog_ingest::runner::{Runner, RunnerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{self, AppState, Closing};
+use crate::feeds::Feeds;
 use crate::forward::CommandRunner;
 use crate::{Error, Result};
 
@@ -155,6 +156,7 @@ pub async fn serve(
         archiver,
         token: options.token.clone(),
         commands: options.commands.clone(),
+        feeds: Arc::new(Feeds::new(Arc::clone(&log), closing.clone())),
         closing,
     };
     let shutdown = async move {

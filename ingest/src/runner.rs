@@ -24,6 +24,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::capture::{new_run_id, Recorder};
+
+/// Lines of a run's output that may await durability at once.
+const IN_FLIGHT: usize = 64;
 use crate::{Error, Result};
 
 /// How much of a run's stderr is kept; the rest is counted in the run's end detail.
@@ -338,6 +341,10 @@ impl Runner {
         let stream = recorder.stream.clone();
         let record_stdout = async {
             let Some(mut stdout) = stdout else { return Ok::<_, Error>(()) };
+            // Each line is submitted as it arrives; up to IN_FLIGHT of them await their
+            // fsync at once, so a burst of output is recorded at the writer's pace rather
+            // than one disk round trip per line. All are durable before the run ends.
+            let mut in_flight = std::collections::VecDeque::<cclog_engine::PendingAppend>::new();
             loop {
                 let mut line = Vec::new();
                 let read = stdout
@@ -345,6 +352,9 @@ impl Runner {
                     .await
                     .map_err(|source| Error::Io { path: "claude stdout".into(), source })?;
                 if read == 0 {
+                    for pending in in_flight {
+                        pending.wait().await?;
+                    }
                     return Ok(());
                 }
                 if line.last() == Some(&b'\n') {
@@ -355,7 +365,12 @@ impl Runner {
                 }
                 let mut batch = Vec::with_capacity(2);
                 recorder.line(line, &mut batch)?;
-                log.append(batch).await?;
+                in_flight.push_back(log.submit(batch).await?);
+                if in_flight.len() > IN_FLIGHT {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        oldest.wait().await?;
+                    }
+                }
             }
         };
         let record_stderr = async {

@@ -1,0 +1,261 @@
+//! HTTP API benchmarks against the real server (`cclog_http::server::serve`) on loopback,
+//! with real HTTP clients (ureq, keep-alive):
+//!
+//! - `page_of_100/latency`: `GET /api/sessions/:id/messages?after=N&limit=100` on a session
+//!   whose run recorded 10,000 messages, one client; criterion's median is the p50.
+//! - `page_of_100/throughput`: the same request from 8 clients at once; elements/s is
+//!   requests/s.
+//! - `run_recording/subscribers/{0,100}`: how long the runner takes to record a run of 2,000
+//!   messages, with no one watching and with 100 clients on its SSE stream
+//!   (`GET /api/runs/:id/stream`). Measured from the log: the first message's timestamp to
+//!   the run's end.
+//!
+//! The runs are recorded by the real runner; the program it starts stands in for Claude
+//! Code and prints prepared stream-json lines as fast as it can, since what is measured is
+//! cclog, not the model.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cclog_engine::{Log, LogOptions};
+use cclog_http::server::{serve, ServeOptions};
+use cclog_ingest::runner::RunnerConfig;
+use criterion::{criterion_group, Criterion, Throughput};
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PAGE_SESSION: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+/// `count` stream-json lines of one run: init, assistant and user messages, the result.
+fn stream_json(session: &str, count: usize) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        r#"{{"type":"system","subtype":"init","cwd":"/home/dev/app","session_id":"{session}","tools":["Bash","Read","Write"],"model":"claude-sonnet-4-5","permissionMode":"default","uuid":"{session}-init"}}"#
+    ));
+    out.push('\n');
+    let filler = "The quick brown fox jumps over the lazy dog; ".repeat(6);
+    for index in 1..count.saturating_sub(1) {
+        let line = if index % 2 == 1 {
+            format!(
+                r#"{{"type":"assistant","message":{{"id":"msg_{index:016}","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"Step {index}: {filler}"}}],"stop_reason":null,"usage":{{"input_tokens":1200,"output_tokens":80}}}},"parent_tool_use_id":null,"session_id":"{session}","uuid":"{session}-{index:06}"}}"#
+            )
+        } else {
+            format!(
+                r#"{{"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{index}","type":"tool_result","content":"{filler}"}}]}},"parent_tool_use_id":null,"session_id":"{session}","uuid":"{session}-{index:06}"}}"#
+            )
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        r#"{{"type":"result","subtype":"success","is_error":false,"duration_ms":1000,"num_turns":{count},"result":"Done.","session_id":"{session}","total_cost_usd":0.01,"uuid":"{session}-result"}}"#
+    ));
+    out.push('\n');
+    out
+}
+
+/// A program standing in for Claude Code: reads the prompt, waits until `go` exists (when
+/// given), then prints the lines of `messages`.
+fn stand_in(dir: &Path, messages: &Path, go: Option<&Path>) -> PathBuf {
+    let program = dir.join(format!("claude-stand-in-{}", messages.file_stem().unwrap().to_string_lossy()));
+    let wait = go.map(|go| format!("while [ ! -e '{}' ]; do sleep 0.005; done\n", go.display())).unwrap_or_default();
+    std::fs::write(&program, format!("#!/bin/sh\ncat > /dev/null\n{wait}cat '{}'\n", messages.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    program
+}
+
+/// A server on loopback over a fresh log in `dir`, running `claude`.
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(dir: &Path, claude: PathBuf) -> Server {
+        let log = Arc::new(Log::open(dir, LogOptions { projections: cclog_projections::standard() }).unwrap());
+        let options = ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            archive_roots: Vec::new(),
+            archive_interval: Duration::from_secs(3600),
+            cancel_on_shutdown: true,
+            runner: RunnerConfig {
+                claude_bin: claude,
+                max_runs: 8,
+                interrupt_grace: Duration::from_secs(1),
+                terminate_grace: Duration::from_secs(1),
+            },
+            commands: None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, address) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime
+                .block_on(serve(
+                    log,
+                    options,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    move |addr| bound.send(addr).unwrap(),
+                ))
+                .unwrap();
+        });
+        let addr = address.recv().unwrap();
+        Server { url: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> String {
+    let mut response = agent.get(url).call().unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.body_mut().read_to_string().unwrap()
+}
+
+fn start_run(agent: &ureq::Agent, url: &str, cwd: &Path, wait: bool) -> Value {
+    let body = json!({"cwd": cwd, "prompt": "benchmark", "wait": wait}).to_string();
+    let mut response =
+        agent.post(&format!("{url}/api/runs/start")).header("Content-Type", "application/json").send(body).unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn page_of_100(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let messages = dir.path().join("page.jsonl");
+    std::fs::write(&messages, stream_json(PAGE_SESSION, 10_000)).unwrap();
+    let server = Server::start(&dir.path().join("log"), stand_in(dir.path(), &messages, None));
+    let client = agent();
+    let run = start_run(&client, &server.url, dir.path(), true);
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["messageCount"], 10_000, "{run}");
+    let page = |after: u64| format!("{}/api/sessions/{PAGE_SESSION}/messages?after={after}&limit=100", server.url);
+    let first: Vec<Value> = serde_json::from_str(&get(&client, &page(5_000))).unwrap();
+    assert_eq!(first.len(), 100);
+    assert_eq!(first[0]["index"], 5_001);
+
+    let mut group = c.benchmark_group("page_of_100");
+    group.throughput(Throughput::Elements(1));
+    let mut after = 0u64;
+    group.bench_function("latency", |b| {
+        b.iter(|| {
+            after = (after + 997) % 9_900;
+            get(&client, &page(after))
+        })
+    });
+    const CLIENTS: u64 = 8;
+    let agents: Vec<ureq::Agent> = (0..CLIENTS).map(|_| agent()).collect();
+    group.bench_function("throughput", |b| {
+        b.iter_custom(|iters| {
+            let per_client = iters.div_ceil(CLIENTS);
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for (client, agent) in agents.iter().enumerate() {
+                    let page = &page;
+                    scope.spawn(move || {
+                        for request in 0..per_client {
+                            get(agent, &page((client as u64 * 1_237 + request * 997) % 9_900));
+                        }
+                    });
+                }
+            });
+            started.elapsed().mul_f64(iters as f64 / (per_client * CLIENTS) as f64)
+        })
+    });
+    group.finish();
+}
+
+/// Records one run of `count` messages while `subscribers` clients follow its stream; the
+/// time from its first message to its end, as the log's timestamps say.
+fn record_one(server: &Server, cwd: &Path, go: &Path, subscribers: usize) -> Duration {
+    let _ = std::fs::remove_file(go);
+    let client = agent();
+    let run = start_run(&client, &server.url, cwd, false);
+    let id = run["id"].as_str().unwrap().to_string();
+    let watchers: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let url = format!("{}/api/runs/{id}/stream", server.url);
+            let (connected, ready) = std::sync::mpsc::channel();
+            let watcher = std::thread::spawn(move || {
+                let mut response = agent().get(&url).call().unwrap();
+                connected.send(()).unwrap();
+                let mut messages = 0usize;
+                for line in BufReader::new(response.body_mut().as_reader()).lines() {
+                    let line = line.unwrap();
+                    if line == "event: message" {
+                        messages += 1;
+                    } else if line == "event: end" {
+                        break;
+                    }
+                }
+                messages
+            });
+            ready.recv().unwrap();
+            watcher
+        })
+        .collect();
+    std::fs::File::create(go).unwrap().flush().unwrap();
+    let run_url = format!("{}/api/runs/{id}", server.url);
+    loop {
+        let run: Value = serde_json::from_str(&get(&client, &run_url)).unwrap();
+        if run["status"] != "running" {
+            assert_eq!(run["status"], "completed", "{run}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for watcher in watchers {
+        assert_eq!(watcher.join().unwrap(), 2_000, "a subscriber missed messages");
+    }
+    let messages: Vec<Value> =
+        serde_json::from_str(&get(&client, &format!("{}/api/runs/{id}/messages", server.url))).unwrap();
+    let time = |message: &Value| humantime::parse_rfc3339(message["createdAt"].as_str().unwrap()).unwrap();
+    let run: Value = serde_json::from_str(&get(&client, &run_url)).unwrap();
+    let ended = humantime::parse_rfc3339(run["endedAt"].as_str().unwrap()).unwrap();
+    ended.duration_since(time(&messages[0])).unwrap()
+}
+
+fn run_recording(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let messages = dir.path().join("run.jsonl");
+    std::fs::write(&messages, stream_json("3f2504e0-4f89-41d3-9a0c-0305e82c3301", 2_000)).unwrap();
+    let go = dir.path().join("go");
+    let server = Server::start(&dir.path().join("log"), stand_in(dir.path(), &messages, Some(&go)));
+    let mut group = c.benchmark_group("run_recording");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2_000));
+    for subscribers in [0usize, 100] {
+        group.bench_function(format!("subscribers/{subscribers}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| record_one(&server, dir.path(), &go, subscribers)).sum())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, page_of_100, run_recording);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
