@@ -510,3 +510,125 @@ fn fifty_readers_are_answered_while_a_run_writes() {
     let server = std::sync::Arc::try_unwrap(server).unwrap_or_else(|_| panic!("a reader still holds the server"));
     server.stop();
 }
+
+/// Reads a run's SSE stream to its `end`: every message's `(index, raw message)`, and the
+/// ended run.
+fn follow_stream(url: &str, run: &str) -> (Vec<(u64, String)>, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.get(&format!("{url}/api/runs/{run}/stream")).call().unwrap();
+    assert_eq!(response.status(), 200);
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        index: u64,
+        message: Box<serde_json::value::RawValue>,
+    }
+    let mut event = String::new();
+    let mut messages = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(response.body_mut().as_reader())) {
+        let line = line.unwrap();
+        if let Some(name) = line.strip_prefix("event:") {
+            event = name.trim().to_string();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            let data = data.strip_prefix(' ').unwrap_or(data);
+            match event.as_str() {
+                "message" => {
+                    let raw: Raw = serde_json::from_str(data).unwrap();
+                    messages.push((raw.index, raw.message.get().to_string()));
+                }
+                "end" => return (messages, serde_json::from_str(data).unwrap()),
+                _ => {}
+            }
+        }
+    }
+    panic!("the stream of {run} ended without an end event");
+}
+
+#[test]
+fn run_streams_and_cclog_run_deliver_every_message_once_in_order() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let mut steps: Vec<Reply> = (0..4)
+        .map(|step| Reply::ToolUse {
+            name: "Bash".into(),
+            input: json!({"command": format!("sleep 0.3; echo {step}")}),
+        })
+        .collect();
+    steps.push(Reply::Text("Stepped.".into()));
+    let api = FakeApi::by_prompt(vec![
+        ("steps", steps),
+        ("hello", vec![Reply::Text("Hello there.".into())]),
+        ("again", vec![Reply::Text("Once more.".into())]),
+    ]);
+    let env = claude_env(&api, home.path(), &claude_bin());
+    let server = Server::start(data.path(), &env, &[]);
+    let started = server.ok(
+        "POST",
+        "/api/runs/start",
+        Some(json!({"cwd": app, "prompt": "steps: take them", "allowedTools": ["Bash"], "wait": false})),
+    );
+    let run = started["id"].as_str().unwrap().to_string();
+    // Followers joining at the start, mid-run, and after the end all see the same thing.
+    let early = {
+        let (url, run) = (server.url.clone(), run.clone());
+        std::thread::spawn(move || follow_stream(&url, &run))
+    };
+    wait_for("a few messages", || {
+        server.ok("GET", &format!("/api/runs/{run}"), None)["messageCount"].as_u64() >= Some(4)
+    });
+    let middle = {
+        let (url, run) = (server.url.clone(), run.clone());
+        std::thread::spawn(move || follow_stream(&url, &run))
+    };
+    let (early, early_end) = early.join().unwrap();
+    let (middle, middle_end) = middle.join().unwrap();
+    let (late, late_end) = follow_stream(&server.url, &run);
+    let (_, text) = server.call("GET", &format!("/api/runs/{run}/messages"), None);
+    let recorded: Vec<(u64, String)> =
+        raw_messages(&text).into_iter().enumerate().map(|(i, m)| (i as u64, m)).collect();
+    assert!(recorded.len() >= 10, "{} messages", recorded.len());
+    for (who, seen, end) in
+        [("early", &early, &early_end), ("middle", &middle, &middle_end), ("late", &late, &late_end)]
+    {
+        assert_eq!(seen, &recorded, "the {who} follower's messages");
+        assert_eq!(end["status"], "completed", "{who}: {end}");
+    }
+
+    // `cclog run` through the server: the SDK messages print as they are recorded.
+    let cclog = |args: &[&str]| {
+        let mut command = Command::new(cclog_bin());
+        command.arg("--data").arg(data.path()).args(args);
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let output = cclog(&["run", "start", "--cwd", app.to_str().unwrap(), "hello: greet", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let ended: Value = serde_json::from_str(lines.pop().unwrap()).unwrap();
+    assert_eq!(ended["status"], "completed");
+    assert_eq!(ended["result"], "Hello there.");
+    let cli_run = ended["id"].as_str().unwrap();
+    let (_, text) = server.call("GET", &format!("/api/runs/{cli_run}/messages"), None);
+    assert_eq!(lines, raw_messages(&text), "what cclog run printed is what was recorded");
+    let listed: Value = serde_json::from_slice(&cclog(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let session = ended["sessionId"].as_str().unwrap().to_string();
+    server.stop();
+
+    // Without a server, `cclog run` runs the CLI itself and records the same way.
+    let output = cclog(&["run", "resume", &session[..8], "again: and again", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let resumed: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    assert_eq!(resumed["sessionId"], session.as_str());
+    assert_eq!(resumed["mode"], "resume");
+    assert_eq!(resumed["result"], "Once more.");
+    let runs: Value = serde_json::from_slice(&cclog(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    crate::support::verify_intact(data.path());
+}
