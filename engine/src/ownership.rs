@@ -19,15 +19,27 @@ pub struct Ownership {
 
 impl Ownership {
     /// Takes the lock or fails with [`Error::Locked`] naming the current owner.
+    ///
+    /// When the owner on record is this very process, the lock is given a moment to go: a
+    /// `Log` of this process that was just dropped has let go of it, but a child another
+    /// thread is forking at that instant holds a copy of the descriptor until it execs.
     pub fn acquire(dir: &Path) -> Result<Ownership> {
         let path = dir.join(LOCK_FILE);
         let mut file = crate::durability::open_read_write(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked { dir: dir.to_path_buf(), owner: read_owner(&mut file) });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let owner = read_owner(&mut file);
+                    let ours = owner_pid(&mut file) == Some(std::process::id());
+                    if !ours || std::time::Instant::now() > deadline {
+                        return Err(Error::Locked { dir: dir.to_path_buf(), owner });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::Error(source)) => return Err(Error::io(&path, source)),
             }
-            Err(TryLockError::Error(source)) => return Err(Error::io(&path, source)),
         }
         let description = describe_self();
         file.set_len(0)
@@ -36,6 +48,14 @@ impl Ownership {
             .map_err(|source| Error::io(&path, source))?;
         Ok(Ownership { _file: file })
     }
+}
+
+/// The pid on record in the lock file.
+fn owner_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.lines().next()?.trim().parse().ok()
 }
 
 /// Reads who owns the directory: "process <pid> (<command>)", if it can be told.

@@ -172,12 +172,15 @@ fn documented_routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of this API, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented_routes(None).into_openapi()
+    let mut document = documented_routes(None).into_openapi();
+    utoipa::Modify::modify(&RunLinks, &mut document);
+    document
 }
 
 /// The whole router: `/`, `/health`, and `/api/...` behind the token check.
 pub fn router(state: AppState) -> Router {
-    let (routes, document) = documented_routes(Some(&state)).split_for_parts();
+    let (routes, mut document) = documented_routes(Some(&state)).split_for_parts();
+    utoipa::Modify::modify(&RunLinks, &mut document);
     routes
         .layer(axum::Extension(Arc::new(document)))
         .fallback(
@@ -343,27 +346,63 @@ impl RunBody {
     }
 }
 
+/// What start, resume and fork answer. (`RunLinks` adds the links from the run to its other
+/// operations.)
+#[allow(dead_code)] // only its OpenAPI description is used
+#[derive(utoipa::IntoResponses)]
+enum LaunchResponses {
+    /// The run, ended
+    #[response(status = 200)]
+    Ended(Run),
+    /// The run, started (`wait: false`)
+    #[response(status = 202)]
+    Started(Run),
+    /// Malformed JSON, a missing field, or a cwd that is not a directory
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// A token is required
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such session
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body is over 1 MiB
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// CCLOG_MAX_RUNS runs are active already
+    #[response(status = 429)]
+    TooManyRuns(ErrorBody),
+}
+
+/// Links a launched run (`200`, `202`) to reading, paging and cancelling it, so that tools
+/// that follow links (Schemathesis's stateful phase) reach real runs.
+struct RunLinks;
+
+impl utoipa::Modify for RunLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        use utoipa::openapi::RefOr;
+        for mode in ["start", "resume", "fork"] {
+            let Some(item) = openapi.paths.paths.get_mut(&format!("/api/runs/{mode}")) else { continue };
+            let Some(operation) = item.post.as_mut() else { continue };
+            for status in ["200", "202"] {
+                let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else { continue };
+                for (name, target) in
+                    [("GetRun", "get_run"), ("RunMessages", "run_messages"), ("CancelRun", "cancel_run")]
+                {
+                    let link = LinkBuilder::new().operation_id(target).parameter("run", "$response.body#/id").build();
+                    response.links.insert(name.to_string(), RefOr::T(link));
+                }
+            }
+        }
+    }
+}
+
 /// Starts Claude Code in `cwd` with `prompt`. Answers when the run has ended, or at once (202) with `"wait": false`;
 /// `cwd` and `prompt` are required.
 #[utoipa::path(
     post, path = "/runs/start", tag = "runs", security(("bearer" = [])), request_body = RunBody,
-    responses(
-        (status = 200, body = Run, description = "The run, ended", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
-        (status = 401, body = ErrorBody, description = "A token is required"),
-        (status = 404, body = ErrorBody, description = "No such session"),
-        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
-        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
-    )
+    responses(LaunchResponses)
 )]
 async fn start(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Start, body).await
@@ -373,23 +412,7 @@ async fn start(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Res
 /// `sessionId` and `prompt` are required.
 #[utoipa::path(
     post, path = "/runs/resume", tag = "runs", security(("bearer" = [])), request_body = RunBody,
-    responses(
-        (status = 200, body = Run, description = "The run, ended", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
-        (status = 401, body = ErrorBody, description = "A token is required"),
-        (status = 404, body = ErrorBody, description = "No such session"),
-        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
-        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
-    )
+    responses(LaunchResponses)
 )]
 async fn resume(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Resume, body).await
@@ -399,23 +422,7 @@ async fn resume(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Re
 /// `sessionId` and `prompt` are required.
 #[utoipa::path(
     post, path = "/runs/fork", tag = "runs", security(("bearer" = [])), request_body = RunBody,
-    responses(
-        (status = 200, body = Run, description = "The run, ended", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 202, body = Run, description = "The run, started (`wait: false`)", links(
-            ("GetRun" = (operation_id = "get_run", parameters(("run" = "$response.body#/id")))),
-            ("RunMessages" = (operation_id = "run_messages", parameters(("run" = "$response.body#/id")))),
-            ("CancelRun" = (operation_id = "cancel_run", parameters(("run" = "$response.body#/id")))),
-        )),
-        (status = 400, body = ErrorBody, description = "Malformed JSON, a missing field, or a cwd that is not a directory"),
-        (status = 401, body = ErrorBody, description = "A token is required"),
-        (status = 404, body = ErrorBody, description = "No such session"),
-        (status = 413, body = ErrorBody, description = "The body is over 1 MiB"),
-        (status = 429, body = ErrorBody, description = "CCLOG_MAX_RUNS runs are active already"),
-    )
+    responses(LaunchResponses)
 )]
 async fn fork(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) -> Result<Response> {
     launch(state, Mode::Fork, body).await
