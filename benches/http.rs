@@ -9,6 +9,10 @@
 //!   messages, with no one watching and with 100 clients on its SSE stream
 //!   (`GET /api/runs/:id/stream`). Measured from the log: the first message's timestamp to
 //!   the run's end.
+//! - `recording_lag/subscribers/{0,100}`: a run that prints its 400 messages at a steady
+//!   pace (one every 2.5 ms, each stamped with the time it was printed), as Claude Code
+//!   does, rather than in one burst; the measured "time" of an iteration is the run's median
+//!   lag from a message being printed to it being recorded (its event's timestamp).
 //!
 //! The runs are recorded by the real runner; the program it starts stands in for Claude
 //! Code and prints prepared stream-json lines as fast as it can, since what is measured is
@@ -64,6 +68,33 @@ fn stand_in(dir: &Path, messages: &Path, go: Option<&Path>) -> PathBuf {
     let program = dir.join(format!("claude-stand-in-{}", messages.file_stem().unwrap().to_string_lossy()));
     let wait = go.map(|go| format!("while [ ! -e '{}' ]; do sleep 0.005; done\n", go.display())).unwrap_or_default();
     std::fs::write(&program, format!("#!/bin/sh\ncat > /dev/null\n{wait}cat '{}'\n", messages.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    program
+}
+
+/// A stand-in that prints the lines of `messages` at a steady pace, replacing `__PRINTED__`
+/// in each with the time it is printed (ns since the epoch).
+fn paced_stand_in(dir: &Path, messages: &Path, go: &Path) -> PathBuf {
+    let program = dir.join("claude-stand-in-paced");
+    std::fs::write(
+        &program,
+        format!(
+            r#"#!/usr/bin/env python3
+import os, sys, time
+sys.stdin.read()
+while not os.path.exists({go:?}):
+    time.sleep(0.005)
+for line in open({messages:?}):
+    sys.stdout.write(line.replace("__PRINTED__", str(time.time_ns())))
+    sys.stdout.flush()
+    time.sleep(0.0025)
+"#,
+            go = go.display().to_string(),
+            messages = messages.display().to_string()
+        ),
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     program
@@ -186,9 +217,9 @@ fn page_of_100(c: &mut Criterion) {
     group.finish();
 }
 
-/// Records one run of `count` messages while `subscribers` clients follow its stream; the
-/// time from its first message to its end, as the log's timestamps say.
-fn record_one(server: &Server, cwd: &Path, go: &Path, subscribers: usize) -> Duration {
+/// Records one run of `count` messages while `subscribers` clients follow its stream;
+/// its recorded messages and the ended run.
+fn record_one(server: &Server, cwd: &Path, go: &Path, subscribers: usize, count: usize) -> (Vec<Value>, Value) {
     let _ = std::fs::remove_file(go);
     let client = agent();
     let run = start_run(&client, &server.url, cwd, false);
@@ -226,15 +257,44 @@ fn record_one(server: &Server, cwd: &Path, go: &Path, subscribers: usize) -> Dur
         std::thread::sleep(Duration::from_millis(20));
     }
     for watcher in watchers {
-        assert_eq!(watcher.join().unwrap(), 2_000, "a subscriber missed messages");
+        assert_eq!(watcher.join().unwrap(), count, "a subscriber missed messages");
     }
     let messages: Vec<Value> =
         serde_json::from_str(&get(&client, &format!("{}/api/runs/{id}/messages", server.url))).unwrap();
-    let time = |message: &Value| humantime::parse_rfc3339(message["createdAt"].as_str().unwrap()).unwrap();
+    assert_eq!(messages.len(), count);
     let run: Value = serde_json::from_str(&get(&client, &run_url)).unwrap();
-    let ended = humantime::parse_rfc3339(run["endedAt"].as_str().unwrap()).unwrap();
-    ended.duration_since(time(&messages[0])).unwrap()
+    (messages, run)
 }
+
+fn recorded_at(message: &Value) -> std::time::SystemTime {
+    humantime::parse_rfc3339(message["createdAt"].as_str().unwrap()).unwrap()
+}
+
+/// From the first message to the run's end, as the log's timestamps say.
+fn recording_time(server: &Server, cwd: &Path, go: &Path, subscribers: usize) -> Duration {
+    let (messages, run) = record_one(server, cwd, go, subscribers, 2_000);
+    let ended = humantime::parse_rfc3339(run["endedAt"].as_str().unwrap()).unwrap();
+    ended.duration_since(recorded_at(&messages[0])).unwrap()
+}
+
+/// The median time from a message being printed to its being recorded.
+fn median_lag(server: &Server, cwd: &Path, go: &Path, subscribers: usize) -> Duration {
+    let (messages, _) = record_one(server, cwd, go, subscribers, LAG_MESSAGES);
+    let mut lags: Vec<Duration> = messages
+        .iter()
+        .filter_map(|message| {
+            let printed = message["message"]["printed_ns"].as_u64()?;
+            let printed = std::time::UNIX_EPOCH + Duration::from_nanos(printed);
+            // Event timestamps are µs; a lag under 1 µs reads as zero.
+            Some(recorded_at(message).duration_since(printed).unwrap_or_default())
+        })
+        .collect();
+    assert!(lags.len() >= LAG_MESSAGES - 2, "messages carry the time they were printed");
+    lags.sort();
+    lags[lags.len() / 2]
+}
+
+const LAG_MESSAGES: usize = 400;
 
 fn run_recording(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -247,13 +307,31 @@ fn run_recording(c: &mut Criterion) {
     group.throughput(Throughput::Elements(2_000));
     for subscribers in [0usize, 100] {
         group.bench_function(format!("subscribers/{subscribers}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| record_one(&server, dir.path(), &go, subscribers)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| recording_time(&server, dir.path(), &go, subscribers)).sum())
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, page_of_100, run_recording);
+fn recording_lag(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let messages = dir.path().join("paced.jsonl");
+    let lines = stream_json("9b2f6c1e-5a7d-4e3b-8c9a-1d2e3f4a5b6c", LAG_MESSAGES)
+        .replace(r#""parent_tool_use_id":null"#, r#""parent_tool_use_id":null,"printed_ns":__PRINTED__"#);
+    std::fs::write(&messages, lines).unwrap();
+    let go = dir.path().join("go");
+    let server = Server::start(&dir.path().join("log"), paced_stand_in(dir.path(), &messages, &go));
+    let mut group = c.benchmark_group("recording_lag");
+    group.sample_size(10);
+    for subscribers in [0usize, 100] {
+        group.bench_function(format!("subscribers/{subscribers}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| median_lag(&server, dir.path(), &go, subscribers)).sum())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, page_of_100, run_recording, recording_lag);
 
 fn main() {
     benches();
