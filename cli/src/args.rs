@@ -73,6 +73,65 @@ pub enum Command {
     Run(RunCommand),
     /// List runs, newest first
     Runs(RunsArgs),
+    /// The session coordinator's key-values: scopes, keys, values, and every version of each
+    ///
+    /// Every write is an event; nothing is overwritten or lost. Scopes are full names, as
+    /// `cclog kv scopes` lists them (the MCP tools prefix `machine:project:` themselves).
+    #[command(subcommand)]
+    Kv(KvCommand),
+}
+
+#[derive(Debug, Serialize, Deserialize, Subcommand)]
+pub enum KvCommand {
+    /// Scopes that hold keys, optionally only those matching a glob (`*`, `?`, `[...]`)
+    Scopes {
+        pattern: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The keys of SCOPE
+    Ls {
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The value of KEY in SCOPE (as JSON), now or as it was
+    Get {
+        scope: String,
+        key: String,
+        /// Read the value as of a log position (a number) or a time (RFC 3339)
+        #[arg(long, value_name = "SEQ|TIME")]
+        as_of: Option<String>,
+        /// Print the version, writer, time and log position too
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set KEY in SCOPE to a JSON value
+    Set {
+        scope: String,
+        key: String,
+        /// Any JSON: 42, "text", {"done": true}
+        value: String,
+        /// Only if the key's current version is N (0: only if it does not exist); else exit 4
+        #[arg(long, value_name = "N")]
+        expect_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete KEY from SCOPE (its history stays)
+    Rm {
+        scope: String,
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of KEY: the value (or deletion), who wrote it, when, at which log position
+    History {
+        scope: String,
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {

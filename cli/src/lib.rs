@@ -7,7 +7,8 @@
 //! - `output`: terminal concerns (colour, progress, time and byte formatting).
 //!
 //! Exit codes: 0 success; 1 error; 2 bad usage or bad input; 3 `verify` found damage;
-//! 75 the data directory is in use by another process.
+//! 4 a compare-and-set (`kv set --expect-version`) found another version; 75 the data
+//! directory is in use by another process.
 
 mod args;
 mod commands;
@@ -66,6 +67,9 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,
+        _ if matches!(error.downcast_ref::<cclog_ingest::Error>(), Some(cclog_ingest::Error::InvalidKv(_))) => {
+            EXIT_BAD_INPUT
+        }
         _ => 1,
     }
 }

@@ -38,6 +38,10 @@ pub enum Error {
     #[error("run {run} has already ended: it is {status}")]
     RunEnded { run: String, status: String },
 
+    /// A key-value request that cannot be carried out as given (the message says what to do).
+    #[error("{0}")]
+    InvalidKv(String),
+
     /// Watching files for changes failed.
     #[error("watching for changes: {0}")]
     Watch(String),

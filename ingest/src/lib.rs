@@ -1,7 +1,7 @@
 //! cclog ingest: everything that turns the outside world into events. Today that is
 //! Claude Code transcript import and watch (`~/.claude/projects`, every layout) and live
-//! capture of stream-json output, and the Claude Code runner; coordinator commands and the team and plan
-//! services come next. It validates and deduplicates before appending through
+//! capture of stream-json output, the Claude Code runner, and the session coordinator's
+//! key-value store; the team and plan services come next. It validates and deduplicates before appending through
 //! [`cclog_engine::Log`], and names events with the vocabulary of
 //! [`cclog_projections::events`].
 //!
@@ -11,6 +11,7 @@
 //! - [`watch`]: re-importing as files change, debounced.
 //! - [`capture`]: recording a stream-json run from a reader.
 //! - [`runner`]: starting, resuming, forking and cancelling Claude Code runs, recorded live.
+//! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
 //!
 //! # Example
 //!
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod capture;
+pub mod coordinator;
 pub mod discover;
 mod error;
 pub mod import;

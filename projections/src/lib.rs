@@ -9,6 +9,7 @@
 //! - [`entry`]: reading the few fields cclog needs from a raw transcript line, and the
 //!   top-level value splicing that describes a copied entry.
 //! - [`archive`]: the `archive` projection — files, entries by uuid, sessions, runs.
+//! - [`coordinator`]: the session coordinator's key-values — each key's versions, scopes.
 //! - [`replay`]: files given back byte for byte, copies rebuilt through their pointers.
 //! - [`lineage`]: conversations, the fork tree and branch diffs.
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars.
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod archive;
+pub mod coordinator;
 pub mod entry;
 mod error;
 pub mod events;
@@ -48,5 +50,5 @@ pub use stream_stats::{StreamStats, StreamSummary, Totals};
 /// The projections every cclog process opens the log with, so that all of them maintain
 /// the same read models.
 pub fn standard() -> Vec<std::sync::Arc<dyn cclog_engine::Projection>> {
-    vec![std::sync::Arc::new(StreamStats), std::sync::Arc::new(Archive)]
+    vec![std::sync::Arc::new(StreamStats), std::sync::Arc::new(Archive), std::sync::Arc::new(coordinator::Coordinator)]
 }

@@ -5,6 +5,7 @@
 mod claude_cli;
 mod cli;
 mod client;
+mod coordinator;
 mod crash;
 mod durability;
 mod engine;

@@ -5,6 +5,7 @@ mod capture;
 mod client;
 mod diff;
 mod import;
+mod kv;
 mod log;
 mod rebuild;
 mod replay;
@@ -75,6 +76,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(data, args),
         Command::Run(command) => runs::run(data, command),
         Command::Runs(args) => runs::list(data, args),
+        Command::Kv(command) => kv::run(data, command),
     }
 }
 

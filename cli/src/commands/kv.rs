@@ -1,0 +1,136 @@
+//! `cclog kv`: the session coordinator's key-values from the command line — list scopes and
+//! keys, read a value now or as it was, set one (optionally compare-and-set), delete one,
+//! and show a key's whole history. Writes made here are attributed to instance `cli` on
+//! this machine.
+
+use std::path::Path;
+
+use cclog_ingest::coordinator::{AsOf, KvStore, Stored, Version};
+use cclog_projections::coordinator::Writer;
+use serde_json::{json, Value};
+
+use crate::args::KvCommand;
+use crate::output::{self, paint};
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+
+/// Exit code when a compare-and-set finds another version.
+pub const EXIT_CONFLICT: u8 = 4;
+
+pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
+    super::require_store(data).or_else(|error| match &command {
+        // The first write makes the log; reads of nothing need none.
+        KvCommand::Set { .. } => Ok(()),
+        _ => Err(error),
+    })?;
+    let log = super::open_log(data)?;
+    let store = KvStore::new(&log);
+    match command {
+        KvCommand::Scopes { pattern, json } => {
+            let scopes = store.scopes(pattern.as_deref())?;
+            print_names(&scopes, json, "no scopes hold keys");
+        }
+        KvCommand::Ls { scope, json } => {
+            let keys = store.keys(&scope)?;
+            print_names(&keys, json, &format!("scope {scope:?} holds no keys"));
+        }
+        KvCommand::Get { scope, key, as_of, json } => {
+            let as_of = as_of.as_deref().map(AsOf::parse).transpose()?;
+            let Some(version) = store.retrieve(&scope, &key, as_of)? else {
+                return Err(
+                    Failure { code: EXIT_FAILURE, message: format!("no key {key:?} in scope {scope:?}") }.into()
+                );
+            };
+            if json {
+                crate::outln!("{}", serde_json::to_string(&version)?);
+            } else {
+                crate::outln!("{}", version.value.unwrap_or(Value::Null));
+            }
+        }
+        KvCommand::Set { scope, key, value, expect_version, json } => {
+            let value: Value = serde_json::from_str(&value).map_err(|error| Failure {
+                code: EXIT_BAD_INPUT,
+                message: format!("the value is not JSON ({error}); quote text as JSON: '\"done\"'"),
+            })?;
+            match store.store(&scope, &key, &value, expect_version, &cli_writer())? {
+                Stored::Written { version, seq } => {
+                    if json {
+                        crate::outln!("{}", json!({"version": version, "seq": seq}));
+                    } else {
+                        crate::outln!("{scope} {key}: version {version} (seq {seq})");
+                    }
+                }
+                Stored::Conflict { current } => {
+                    let at = current.as_ref().map_or(0, |current| current.version);
+                    if json {
+                        crate::outln!("{}", json!({"conflict": true, "current": current}));
+                    }
+                    crate::errln!(
+                        "cclog: {key:?} is at version {at}, not {}; nothing was written{}",
+                        expect_version.unwrap_or_default(),
+                        current
+                            .and_then(|current| current.value)
+                            .map(|value| format!(" (value {value})"))
+                            .unwrap_or_default()
+                    );
+                    return Ok(EXIT_CONFLICT);
+                }
+            }
+        }
+        KvCommand::Rm { scope, key, json } => match store.delete(&scope, &key, &cli_writer())? {
+            Some(version) if json => crate::outln!("{}", json!({"deleted": true, "version": version})),
+            Some(version) => crate::outln!("{scope} {key}: deleted (version {version})"),
+            None => {
+                return Err(Failure { code: EXIT_FAILURE, message: format!("no key {key:?} in scope {scope:?}") }.into())
+            }
+        },
+        KvCommand::History { scope, key, json } => {
+            let history = store.history(&scope, &key)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&history)?);
+            } else if history.is_empty() {
+                crate::outln!("{key:?} was never written in scope {scope:?}");
+            } else {
+                print_history(&history);
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_names(names: &[String], json: bool, none: &str) {
+    if json {
+        crate::outln!("{}", Value::from(names.to_vec()));
+    } else if names.is_empty() {
+        crate::errln!("{none}");
+    } else {
+        for name in names {
+            crate::outln!("{name}");
+        }
+    }
+}
+
+fn print_history(history: &[Version]) {
+    let colour = output::colour_stdout();
+    crate::outln!(
+        "{}",
+        paint(colour, output::BOLD, &format!("{:>7}  {:<27}  {:<34}  {:>8}  VALUE", "VERSION", "AT", "WRITER", "SEQ"))
+    );
+    for version in history {
+        let writer = format!("{}@{}:{}", version.writer.instance, version.writer.machine, version.writer.project);
+        let value = match &version.value {
+            Some(value) => output::preview(value.to_string().as_bytes(), 60),
+            None => paint(colour, output::DIM, "(deleted)"),
+        };
+        crate::outln!("{:>7}  {:<27}  {:<34}  {:>8}  {value}", version.version, version.at, writer, version.seq);
+    }
+}
+
+/// Writes from the command line: instance `cli` on this machine.
+fn cli_writer() -> Writer {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    Writer { instance: "cli".into(), machine, project: String::new() }
+}

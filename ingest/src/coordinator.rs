@@ -1,0 +1,275 @@
+//! The session coordinator's key-value store on the log: validates a write, checks its
+//! expected version, and appends it as an event (see [`cclog_projections::coordinator`]);
+//! reads a value as it is, as it was at a time or log position, or with its whole history.
+//!
+//! Writes are serialised across the process (one check-and-append at a time), so a
+//! compare-and-set is exact however many clients race: the process that owns the log is the
+//! only writer, and `cclog mcp` and `cclog kv` forward to it while `cclog serve` runs.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cclog_engine::{Event, Log, NewEvent};
+use cclog_projections::coordinator::{
+    scope_stream, Coordinator, KeyState, KeyWrite, ScopeDelete, Writer, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
+};
+use cclog_projections::events;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// The longest scope or key, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// The largest value, as JSON text.
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+
+/// One check-and-append at a time in this process.
+static WRITES: Mutex<()> = Mutex::new(());
+
+/// One version of a key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Version {
+    pub version: u64,
+    /// `None`: this version is the key's deletion.
+    pub value: Option<Value>,
+    pub writer: Writer,
+    /// When it was written (RFC 3339, µs).
+    pub at: String,
+    pub at_us: u64,
+    /// Its position in the log.
+    pub seq: u64,
+}
+
+/// What a store did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    Written {
+        version: u64,
+        seq: u64,
+    },
+    /// The expected version was not the current one; nothing was written.
+    Conflict {
+        current: Option<Version>,
+    },
+}
+
+/// A point in the past to read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything up to and including this log position.
+    Seq(u64),
+    /// Everything written at or before this time.
+    Time(SystemTime),
+}
+
+impl AsOf {
+    /// A log position (digits) or an RFC 3339 time.
+    pub fn parse(text: &str) -> Result<AsOf> {
+        if let Ok(seq) = text.parse::<u64>() {
+            return Ok(AsOf::Seq(seq));
+        }
+        humantime::parse_rfc3339_weak(text).map(AsOf::Time).map_err(|_| {
+            Error::InvalidKv(format!(
+                "as_of {text:?}: give a log position (a number) or a time like 2026-11-21T10:00:00Z"
+            ))
+        })
+    }
+}
+
+/// Checks a scope or key name.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidKv(format!("the {what} is empty; give a name such as \"progress\"")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidKv(format!("the {what} is {} bytes; the most is {MAX_NAME_LEN}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidKv(format!("the {what} {name:?} holds a control character; use printable text")));
+    }
+    Ok(())
+}
+
+/// A glob over scope names (`*`, `?`, `[...]`).
+pub fn scope_pattern(pattern: &str) -> Result<glob::Pattern> {
+    glob::Pattern::new(pattern).map_err(|error| {
+        Error::InvalidKv(format!("the pattern {pattern:?} is not a glob ({error}); use * and ? such as \"task-*\""))
+    })
+}
+
+/// The key-value store over `log`.
+pub struct KvStore<'a> {
+    log: &'a Log,
+}
+
+impl<'a> KvStore<'a> {
+    pub fn new(log: &'a Log) -> KvStore<'a> {
+        KvStore { log }
+    }
+
+    /// Sets `key` in `scope` to `value`; with `expected_version`, only if that is the key's
+    /// current version (0: the key must not exist).
+    pub fn store(
+        &self,
+        scope: &str,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        writer: &Writer,
+    ) -> Result<Stored> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        let text = serde_json::to_string(value).map_err(|error| Error::InvalidKv(error.to_string()))?;
+        if text.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidKv(format!(
+                "the value is {} bytes of JSON; the most is {MAX_VALUE_LEN} (1 MiB)",
+                text.len()
+            )));
+        }
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(expected) = expected_version {
+            let current = live(Coordinator::key(self.log, scope, key)?);
+            if current.map_or(0, |state| state.version) != expected {
+                return Ok(Stored::Conflict { current: current.map(|state| self.version_at(state)).transpose()? });
+            }
+        }
+        let write = KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone() };
+        let seq = self.append(scope, KIND_KV_SET, events::encode(&write)?)?;
+        let version = Coordinator::key(self.log, scope, key)?.map_or(1, |state| state.version);
+        Ok(Stored::Written { version, seq })
+    }
+
+    /// The current value of `key`, or its value as of a point in the past; `None` when it
+    /// did not exist then.
+    pub fn retrieve(&self, scope: &str, key: &str, as_of: Option<AsOf>) -> Result<Option<Version>> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        let Some(as_of) = as_of else {
+            return live(Coordinator::key(self.log, scope, key)?).map(|state| self.version_at(state)).transpose();
+        };
+        let mut found = None;
+        for (version, seq) in Coordinator::versions(self.log, scope, key)?.into_iter().rev() {
+            if let AsOf::Seq(position) = as_of {
+                if seq > position {
+                    continue;
+                }
+            }
+            let candidate = self.version(scope, version, seq)?;
+            if let AsOf::Time(time) = as_of {
+                if UNIX_EPOCH + Duration::from_micros(candidate.at_us) > time {
+                    continue;
+                }
+            }
+            found = Some(candidate);
+            break;
+        }
+        Ok(found.filter(|version| version.value.is_some()))
+    }
+
+    /// Deletes `key`; its version, or `None` if it did not exist.
+    pub fn delete(&self, scope: &str, key: &str, writer: &Writer) -> Result<Option<u64>> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        if live(Coordinator::key(self.log, scope, key)?).is_none() {
+            return Ok(None);
+        }
+        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone() };
+        self.append(scope, KIND_KV_DELETE, events::encode(&write)?)?;
+        Ok(Coordinator::key(self.log, scope, key)?.map(|state| state.version))
+    }
+
+    /// Deletes every key of `scope`; how many there were.
+    pub fn delete_scope(&self, scope: &str, writer: &Writer) -> Result<usize> {
+        check_name("scope", scope)?;
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        let keys = Coordinator::keys(self.log, scope)?.len();
+        if keys > 0 {
+            self.append(scope, KIND_SCOPE_DELETE, events::encode(&ScopeDelete { writer: writer.clone() })?)?;
+        }
+        Ok(keys)
+    }
+
+    /// The live keys of `scope`.
+    pub fn keys(&self, scope: &str) -> Result<Vec<String>> {
+        check_name("scope", scope)?;
+        Ok(Coordinator::keys(self.log, scope)?)
+    }
+
+    /// Scopes with live keys, optionally only those matching a glob.
+    pub fn scopes(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let pattern = pattern.map(scope_pattern).transpose()?;
+        let mut scopes = Coordinator::scopes(self.log)?;
+        scopes.retain(|scope| pattern.as_ref().is_none_or(|pattern| pattern.matches(scope)));
+        Ok(scopes)
+    }
+
+    /// Every version of `key`, oldest first: each value (or deletion), who wrote it, when,
+    /// and where in the log.
+    pub fn history(&self, scope: &str, key: &str) -> Result<Vec<Version>> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        Coordinator::versions(self.log, scope, key)?
+            .into_iter()
+            .map(|(version, seq)| self.version(scope, version, seq))
+            .collect()
+    }
+
+    fn append(&self, scope: &str, kind: &str, payload: Vec<u8>) -> Result<u64> {
+        let appended = self.log.append_blocking(vec![NewEvent::new(scope_stream(scope), kind, payload)])?;
+        appended
+            .first()
+            .map(|appended| appended.seq)
+            .ok_or_else(|| Error::InvalidKv("the log acknowledged no event".into()))
+    }
+
+    fn version_at(&self, state: KeyState) -> Result<Version> {
+        let event = self.durable_event(state.seq)?;
+        version_of(state.version, &event)
+    }
+
+    fn version(&self, _scope: &str, version: u64, seq: u64) -> Result<Version> {
+        version_of(version, &self.durable_event(seq)?)
+    }
+
+    /// The event at `seq`, waiting briefly if the projection is a moment ahead of the
+    /// durable head (it is updated with the write, just before the fsync).
+    fn durable_event(&self, seq: u64) -> Result<Event> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(event) = self.log.get(seq)? {
+                return Ok(event);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(cclog_engine::Error::Corruption {
+                    at: Some(seq),
+                    detail: "a key-value version's event did not become durable".into(),
+                }
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn live(state: Option<KeyState>) -> Option<KeyState> {
+    state.filter(|state| state.live)
+}
+
+/// The version a `kv.set`, `kv.delete` or `scope.delete` event wrote.
+fn version_of(version: u64, event: &Event) -> Result<Version> {
+    let (value, writer) = match event.kind() {
+        KIND_SCOPE_DELETE => (None, events::decode::<ScopeDelete>("scope delete", &event.payload)?.writer),
+        _ => {
+            let write: KeyWrite = events::decode("kv write", &event.payload)?;
+            let value = write
+                .value
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|error| Error::InvalidKv(format!("a stored value is not JSON: {error}")))?;
+            (value, write.writer)
+        }
+    };
+    let at = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(event.header.ts_us)).to_string();
+    Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq() })
+}

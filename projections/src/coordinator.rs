@@ -1,0 +1,217 @@
+//! The session coordinator's key-values: every write is an event on `scope/<scope>` (a value
+//! set, a key deleted, a whole scope deleted), and the `coordinator` projection folds them
+//! into each key's current version and the positions of all its versions — so a value can
+//! be read as it is, as it was at any time or log position, and with its whole history.
+//!
+//! Versions count a key's writes: the first value is version 1, and every later set or
+//! delete adds one, so a deleted key that is set again continues its count. A scope deletion
+//! is one event that deletes every live key of the scope.
+//!
+//! Keys (NUL separates names; scopes and keys never hold control characters):
+//! - `K` ‖ scope ‖ 0 ‖ key → postcard(`KeyState`): the current version and its event.
+//! - `H` ‖ scope ‖ 0 ‖ key ‖ 0 ‖ version (u64 BE) → the seq of that version's event.
+//! - `S` ‖ scope → the number of live keys (a scope with none is not listed).
+//!
+//! Like every read model here it stores positions and counts; the values stay in the events.
+
+use cclog_engine::{ApplyError, Event, Log, Projection, ProjectionState};
+use serde::{Deserialize, Serialize};
+
+use crate::events;
+use crate::{Error, Result};
+
+const NAME: &str = "coordinator";
+
+/// Stream of one scope's writes.
+pub fn scope_stream(scope: &str) -> String {
+    format!("scope/{scope}")
+}
+
+/// A value set.
+pub const KIND_KV_SET: &str = "kv.set";
+/// A key deleted.
+pub const KIND_KV_DELETE: &str = "kv.delete";
+/// Every live key of a scope deleted.
+pub const KIND_SCOPE_DELETE: &str = "scope.delete";
+
+/// Who made a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writer {
+    /// The coordinator instance (`claude_1`, …), or `cli` for `cclog kv`.
+    pub instance: String,
+    pub machine: String,
+    pub project: String,
+}
+
+/// The payload of `kv.set` and `kv.delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrite {
+    pub key: String,
+    /// The value as JSON text; `None` for a deletion.
+    pub value: Option<String>,
+    pub writer: Writer,
+}
+
+/// The payload of `scope.delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeDelete {
+    pub writer: Writer,
+}
+
+/// A key's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub version: u64,
+    /// The event of the current version.
+    pub seq: u64,
+    /// False once deleted (until set again).
+    pub live: bool,
+}
+
+/// The `coordinator` projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coordinator;
+
+fn key_key(scope: &str, key: &str) -> Vec<u8> {
+    [b"K", scope.as_bytes(), b"\0", key.as_bytes()].concat()
+}
+
+fn scope_keys_prefix(scope: &str) -> Vec<u8> {
+    [b"K", scope.as_bytes(), b"\0"].concat()
+}
+
+fn history_prefix(scope: &str, key: &str) -> Vec<u8> {
+    [b"H", scope.as_bytes(), b"\0", key.as_bytes(), b"\0"].concat()
+}
+
+fn history_key(scope: &str, key: &str, version: u64) -> Vec<u8> {
+    [history_prefix(scope, key), version.to_be_bytes().to_vec()].concat()
+}
+
+fn scope_key(scope: &str) -> Vec<u8> {
+    [b"S", scope.as_bytes()].concat()
+}
+
+impl Projection for Coordinator {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        let Some(scope) = event.stream().strip_prefix("scope/") else { return Ok(()) };
+        match event.kind() {
+            KIND_KV_SET | KIND_KV_DELETE => {
+                let write: KeyWrite = events::decode("kv write", &event.payload)?;
+                write_key(state, scope, &write.key, event.seq(), write.value.is_some())?;
+            }
+            KIND_SCOPE_DELETE => {
+                let mut live = Vec::new();
+                let prefix = scope_keys_prefix(scope);
+                for (stored, bytes) in state.scan_prefix(&prefix)? {
+                    let current: KeyState = postcard::from_bytes(&bytes)?;
+                    if current.live {
+                        live.push(String::from_utf8_lossy(&stored[prefix.len()..]).into_owned());
+                    }
+                }
+                for key in live {
+                    write_key(state, scope, &key, event.seq(), false)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Records a new version of `key`: set (`live`) or deleted.
+fn write_key(
+    state: &mut ProjectionState<'_>,
+    scope: &str,
+    key: &str,
+    seq: u64,
+    live: bool,
+) -> std::result::Result<(), ApplyError> {
+    let stored = key_key(scope, key);
+    let previous = match state.get(&stored)? {
+        Some(bytes) => Some(postcard::from_bytes::<KeyState>(&bytes)?),
+        None => None,
+    };
+    let was_live = previous.is_some_and(|previous| previous.live);
+    if previous.is_none() && !live {
+        return Ok(()); // deleting what never was: nothing to record
+    }
+    let version = previous.map_or(1, |previous| previous.version + 1);
+    state.insert(stored, postcard::to_stdvec(&KeyState { version, seq, live })?);
+    state.insert(history_key(scope, key, version), seq.to_be_bytes().to_vec());
+    if was_live != live {
+        let counter = scope_key(scope);
+        let count = match state.get(&counter)? {
+            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into()?),
+            None => 0,
+        };
+        let count = if live { count + 1 } else { count.saturating_sub(1) };
+        if count == 0 {
+            state.remove(counter);
+        } else {
+            state.insert(counter, count.to_be_bytes().to_vec());
+        }
+    }
+    Ok(())
+}
+
+impl Coordinator {
+    fn view(log: &Log) -> Result<cclog_engine::ProjectionView> {
+        log.projection(NAME).ok_or(Error::NotOpen(NAME))
+    }
+
+    /// A key's current state, if it was ever written.
+    pub fn key(log: &Log, scope: &str, key: &str) -> Result<Option<KeyState>> {
+        Self::view(log)?.get(&key_key(scope, key))?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// The live keys of a scope, in order.
+    pub fn keys(log: &Log, scope: &str) -> Result<Vec<String>> {
+        let prefix = scope_keys_prefix(scope);
+        let mut keys = Vec::new();
+        for item in Self::view(log)?.scan_prefix(&prefix) {
+            let (stored, bytes) = item?;
+            if decode::<KeyState>(&bytes)?.live {
+                keys.push(String::from_utf8_lossy(&stored[prefix.len()..]).into_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every scope with a live key, in order.
+    pub fn scopes(log: &Log) -> Result<Vec<String>> {
+        Self::view(log)?
+            .scan_prefix(b"S")
+            .map(|item| item.map(|(stored, _)| String::from_utf8_lossy(&stored[1..]).into_owned()).map_err(Into::into))
+            .collect()
+    }
+
+    /// `(version, seq)` of every version of a key, oldest first.
+    pub fn versions(log: &Log, scope: &str, key: &str) -> Result<Vec<(u64, u64)>> {
+        let prefix = history_prefix(scope, key);
+        Self::view(log)?
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (stored, bytes) = item?;
+                let version = stored[prefix.len()..].try_into().map(u64::from_be_bytes);
+                let seq = bytes.as_slice().try_into().map(u64::from_be_bytes);
+                match (version, seq) {
+                    (Ok(version), Ok(seq)) => Ok((version, seq)),
+                    _ => Err(Error::Damaged { projection: NAME, detail: "history entry".into() }),
+                }
+            })
+            .collect()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|error| Error::Damaged { projection: NAME, detail: error.to_string() })
+}
