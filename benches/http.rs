@@ -123,6 +123,7 @@ impl Server {
                 terminate_grace: Duration::from_secs(1),
             },
             commands: None,
+            coordinator: cclog_http::mcp::Identity::detect(dir),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -79,7 +79,17 @@ pub enum Command {
     /// `cclog kv scopes` lists them (the MCP tools prefix `machine:project:` themselves).
     #[command(subcommand)]
     Kv(KvCommand),
+    /// The session coordinator as an MCP server on stdin/stdout (`claude mcp add cclog -- cclog mcp`)
+    ///
+    /// Relays to the `cclog serve` that owns the data directory (its /mcp endpoint),
+    /// starting one in the background when none runs, so any number of Claude Code sessions
+    /// can each start their own `cclog mcp`. Remembers the instance `sign_on` gave this
+    /// connection and acts as it in later calls.
+    Mcp(McpArgs),
 }
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct McpArgs {}
 
 #[derive(Debug, Serialize, Deserialize, Subcommand)]
 pub enum KvCommand {
@@ -136,12 +146,17 @@ pub enum KvCommand {
 
 impl Command {
     /// Whether `cclog serve` runs this command for a client while it owns the data
-    /// directory. Not: `serve` itself, `run` and `runs` (clients of its API already), and
-    /// `append` and `capture`, which read this process's stdin.
+    /// directory. Not: `serve` itself, `run`, `runs` and `mcp` (clients of its API
+    /// already), and `append` and `capture`, which read this process's stdin.
     pub fn runs_on_server(&self) -> bool {
         !matches!(
             self,
-            Command::Serve(_) | Command::Run(_) | Command::Runs(_) | Command::Append(_) | Command::Capture(_)
+            Command::Serve(_)
+                | Command::Run(_)
+                | Command::Runs(_)
+                | Command::Append(_)
+                | Command::Capture(_)
+                | Command::Mcp(_)
         )
     }
 

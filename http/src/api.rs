@@ -54,6 +54,8 @@ pub struct AppState {
     pub closing: Closing,
     /// One log reader per followed run, fanning its messages out.
     pub feeds: Arc<Feeds>,
+    /// The machine and project the MCP coordinator at `/mcp` serves.
+    pub coordinator: Arc<crate::mcp::Identity>,
 }
 
 /// Tells long-lived answers (event streams, forwarded commands) that the server is shutting
@@ -181,7 +183,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, mut document) = documented_routes(Some(&state)).split_for_parts();
     utoipa::Modify::modify(&RunLinks, &mut document);
+    // MCP (Streamable HTTP) at /mcp, behind the same token as /api.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let closing = state.closing.clone();
+    let cancel_on_close = cancel.clone();
+    tokio::spawn(async move {
+        closing.closed().await;
+        cancel_on_close.cancel();
+    });
+    let mcp = Router::new()
+        .nest_service("/mcp", crate::mcp::http_service(Arc::clone(&state.log), Arc::clone(&state.coordinator), cancel))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     routes
+        .merge(mcp)
         .layer(axum::Extension(Arc::new(document)))
         .fallback(
             |request: Request| async move { Error::NoRoute(format!("{} {}", request.method(), request.uri().path())) },

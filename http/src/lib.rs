@@ -17,6 +17,7 @@ pub mod api;
 mod error;
 pub mod feeds;
 pub mod forward;
+pub mod mcp;
 pub mod server;
 pub mod views;
 

@@ -109,6 +109,8 @@ pub struct ServeOptions {
     pub runner: RunnerConfig,
     /// Runs the commands `cclog` clients forward while this server owns the directory.
     pub commands: Option<CommandRunner>,
+    /// The machine and project of the MCP coordinator at `/mcp`.
+    pub coordinator: crate::mcp::Identity,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -158,6 +160,7 @@ pub async fn serve(
         commands: options.commands.clone(),
         feeds: Arc::new(Feeds::new(Arc::clone(&log), closing.clone())),
         closing,
+        coordinator: Arc::new(options.coordinator.clone()),
     };
     let shutdown = async move {
         shutdown.await;

@@ -6,12 +6,14 @@
 //! compare-and-set is exact however many clients race: the process that owns the log is the
 //! only writer, and `cclog mcp` and `cclog kv` forward to it while `cclog serve` runs.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cclog_engine::{Event, Log, NewEvent};
 use cclog_projections::coordinator::{
-    scope_stream, Coordinator, KeyState, KeyWrite, ScopeDelete, Writer, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
+    instances_stream, scope_stream, Claim, Coordinator, InstanceChange, KeyState, KeyWrite, ScopeDelete, Writer,
+    KIND_INSTANCE_CLAIMED, KIND_INSTANCE_RELEASED, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
 };
 use cclog_projections::events;
 use serde_json::Value;
@@ -272,4 +274,183 @@ fn version_of(version: u64, event: &Event) -> Result<Version> {
     };
     let at = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(event.header.ts_us)).to_string();
     Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq() })
+}
+
+/// When each held instance was last active (a tool call renews its lease), by
+/// `machine:project:instance`. Kept in memory by the process that owns the log; after a
+/// restart an instance's lease runs from its claim.
+static ACTIVITY: Mutex<BTreeMap<String, SystemTime>> = Mutex::new(BTreeMap::new());
+
+/// An instance that was signed on, and who else is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SignedOn {
+    pub instance: String,
+    /// The other held instances, with their holders.
+    pub others: Vec<(String, String)>,
+}
+
+/// Coordinator instances (`claude_1`, `claude_2`, …) of one machine and project: claimed by
+/// one holder at a time, reclaimable once the holder has been silent for the lease.
+pub struct Instances<'a> {
+    log: &'a Log,
+    machine_project: String,
+    lease: Duration,
+}
+
+impl<'a> Instances<'a> {
+    pub fn new(log: &'a Log, machine: &str, project: &str, lease: Duration) -> Instances<'a> {
+        Instances { log, machine_project: format!("{machine}:{project}"), lease }
+    }
+
+    fn activity_key(&self, instance: &str) -> String {
+        format!("{}:{instance}", self.machine_project)
+    }
+
+    /// Renews `instance`'s lease.
+    pub fn touch(&self, instance: &str) {
+        ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).insert(self.activity_key(instance), SystemTime::now());
+    }
+
+    /// Claims `requested`, or the first free `claude_N`, for `holder`. A held instance is
+    /// free again once its holder has been silent for the lease; an instance `holder` holds
+    /// already is simply kept.
+    pub fn sign_on(&self, requested: Option<&str>, holder: &str) -> Result<SignedOn> {
+        if let Some(requested) = requested {
+            check_name("session_id", requested)?;
+        }
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        let claims: BTreeMap<String, Claim> =
+            Coordinator::claims(self.log, &self.machine_project)?.into_iter().collect();
+        let now = SystemTime::now();
+        let activity = ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let held_by_other = |instance: &str| {
+            claims.get(instance).is_some_and(|claim| {
+                let last = activity
+                    .get(&self.activity_key(instance))
+                    .copied()
+                    .unwrap_or(UNIX_EPOCH + Duration::from_micros(claim.since_us));
+                claim.holder != holder && now.duration_since(last).unwrap_or_default() < self.lease
+            })
+        };
+        let instance = match requested {
+            Some(requested) if held_by_other(requested) => {
+                return Err(Error::InvalidKv(format!(
+                    "{requested} is held by {}; sign on without session_id to get a free instance",
+                    claims.get(requested).map_or("someone", |claim| claim.holder.as_str())
+                )));
+            }
+            Some(requested) => requested.to_string(),
+            None => (1..).map(|n| format!("claude_{n}")).find(|name| !held_by_other(name)).unwrap_or_default(),
+        };
+        let change = InstanceChange { instance: instance.clone(), holder: holder.to_string() };
+        self.log.append_blocking(vec![NewEvent::new(
+            instances_stream(&self.machine_project),
+            KIND_INSTANCE_CLAIMED,
+            events::encode(&change)?,
+        )])?;
+        drop(activity);
+        self.touch(&instance);
+        let others = claims
+            .into_iter()
+            .filter(|(name, _)| *name != instance)
+            .map(|(name, claim)| (name, claim.holder))
+            .collect();
+        Ok(SignedOn { instance, others })
+    }
+
+    /// Releases `instance`; whether it was held.
+    pub fn sign_off(&self, instance: &str) -> Result<bool> {
+        check_name("session_id", instance)?;
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = Coordinator::claims(self.log, &self.machine_project)?.iter().any(|(name, _)| name == instance);
+        if held {
+            let change = InstanceChange { instance: instance.to_string(), holder: String::new() };
+            self.log.append_blocking(vec![NewEvent::new(
+                instances_stream(&self.machine_project),
+                KIND_INSTANCE_RELEASED,
+                events::encode(&change)?,
+            )])?;
+        }
+        ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.activity_key(instance));
+        Ok(held)
+    }
+
+    /// The held instances and their holders.
+    pub fn held(&self) -> Result<Vec<(String, Claim)>> {
+        Ok(Coordinator::claims(self.log, &self.machine_project)?)
+    }
+}
+
+/// This machine's name: its hostname, else `localhost`.
+pub fn detect_machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The project `dir` belongs to: `owner/repo` from its git `origin` remote (https or ssh),
+/// else the directory's name.
+pub fn detect_project(dir: &std::path::Path) -> String {
+    let remote = dir.ancestors().find_map(|ancestor| {
+        let config = std::fs::read_to_string(ancestor.join(".git").join("config")).ok()?;
+        origin_url(&config)
+    });
+    remote
+        .as_deref()
+        .and_then(owner_repo)
+        .or_else(|| dir.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The `url` of `[remote "origin"]` in a git config file.
+fn origin_url(config: &str) -> Option<String> {
+    let mut in_origin = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_origin = line == "[remote \"origin\"]";
+        } else if in_origin {
+            if let Some((name, value)) = line.split_once('=') {
+                if name.trim() == "url" {
+                    return Some(value.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `owner/repo` from `https://host/owner/repo(.git)`, `git@host:owner/repo(.git)` or
+/// `ssh://git@host/owner/repo(.git)`.
+pub fn owner_repo(url: &str) -> Option<String> {
+    let path =
+        if let Some((_, rest)) = url.split_once("://") { rest.split_once('/')?.1 } else { url.split_once(':')?.1 };
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.rsplit('/');
+    let repo = parts.next().filter(|repo| !repo.is_empty())?;
+    let owner = parts.next().filter(|owner| !owner.is_empty())?;
+    Some(format!("{owner}/{repo}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_repo_from_https_and_ssh_remotes() {
+        for url in [
+            "https://github.com/acme/widgets.git",
+            "https://github.com/acme/widgets",
+            "git@github.com:acme/widgets.git",
+            "ssh://git@github.com/acme/widgets.git",
+            "https://gitlab.example.com/group/acme/widgets.git/",
+        ] {
+            assert_eq!(owner_repo(url).as_deref(), Some("acme/widgets"), "{url}");
+        }
+        assert_eq!(owner_repo("widgets"), None);
+        let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://x/y/z\n[remote \"origin\"]\n\turl = git@github.com:acme/widgets.git\n";
+        assert_eq!(origin_url(config).as_deref(), Some("git@github.com:acme/widgets.git"));
+    }
 }

@@ -11,6 +11,9 @@
 //! - `K` ‖ scope ‖ 0 ‖ key → postcard(`KeyState`): the current version and its event.
 //! - `H` ‖ scope ‖ 0 ‖ key ‖ 0 ‖ version (u64 BE) → the seq of that version's event.
 //! - `S` ‖ scope → the number of live keys (a scope with none is not listed).
+//! - `I` ‖ machine:project ‖ 0 ‖ instance → postcard(`Claim`): who holds a coordinator
+//!   instance (`claude_1`, …), from `instance.claimed` / `instance.released` on
+//!   `instances/<machine>:<project>`.
 //!
 //! Like every read model here it stores positions and counts; the values stay in the events.
 
@@ -33,6 +36,33 @@ pub const KIND_KV_SET: &str = "kv.set";
 pub const KIND_KV_DELETE: &str = "kv.delete";
 /// Every live key of a scope deleted.
 pub const KIND_SCOPE_DELETE: &str = "scope.delete";
+
+/// Stream of one machine and project's instance claims.
+pub fn instances_stream(machine_project: &str) -> String {
+    format!("instances/{machine_project}")
+}
+
+/// An instance claimed by a holder.
+pub const KIND_INSTANCE_CLAIMED: &str = "instance.claimed";
+/// An instance released.
+pub const KIND_INSTANCE_RELEASED: &str = "instance.released";
+
+/// The payload of `instance.claimed` and `instance.released`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceChange {
+    pub instance: String,
+    /// Who claims it (an MCP connection, a client); empty on release.
+    pub holder: String,
+}
+
+/// A held instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub holder: String,
+    /// When it was claimed (µs since the epoch) and by which event.
+    pub since_us: u64,
+    pub seq: u64,
+}
 
 /// Who made a write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +118,10 @@ fn history_key(scope: &str, key: &str, version: u64) -> Vec<u8> {
     [history_prefix(scope, key), version.to_be_bytes().to_vec()].concat()
 }
 
+fn instance_key(machine_project: &str, instance: &str) -> Vec<u8> {
+    [b"I", machine_project.as_bytes(), b"\0", instance.as_bytes()].concat()
+}
+
 fn scope_key(scope: &str) -> Vec<u8> {
     [b"S", scope.as_bytes()].concat()
 }
@@ -102,6 +136,19 @@ impl Projection for Coordinator {
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        if let Some(machine_project) = event.stream().strip_prefix("instances/") {
+            let change: InstanceChange = events::decode("instance change", &event.payload)?;
+            let stored = instance_key(machine_project, &change.instance);
+            match event.kind() {
+                KIND_INSTANCE_CLAIMED => {
+                    let claim = Claim { holder: change.holder, since_us: event.header.ts_us, seq: event.seq() };
+                    state.insert(stored, postcard::to_stdvec(&claim)?);
+                }
+                KIND_INSTANCE_RELEASED => state.remove(stored),
+                _ => {}
+            }
+            return Ok(());
+        }
         let Some(scope) = event.stream().strip_prefix("scope/") else { return Ok(()) };
         match event.kind() {
             KIND_KV_SET | KIND_KV_DELETE => {
@@ -191,6 +238,18 @@ impl Coordinator {
         Self::view(log)?
             .scan_prefix(b"S")
             .map(|item| item.map(|(stored, _)| String::from_utf8_lossy(&stored[1..]).into_owned()).map_err(Into::into))
+            .collect()
+    }
+
+    /// The held instances of a machine and project, by name.
+    pub fn claims(log: &Log, machine_project: &str) -> Result<Vec<(String, Claim)>> {
+        let prefix = [b"I", machine_project.as_bytes(), b"\0"].concat();
+        Self::view(log)?
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (stored, bytes) = item?;
+                Ok((String::from_utf8_lossy(&stored[prefix.len()..]).into_owned(), decode(&bytes)?))
+            })
             .collect()
     }
 

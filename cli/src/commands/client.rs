@@ -63,6 +63,53 @@ impl Server {
         Ok((status, body))
     }
 
+    /// Posts one JSON-RPC message to the MCP endpoint within `session` (the server's session
+    /// id and the negotiated protocol version, which this updates); the messages that answer
+    /// it (none for a notification), whether the server answered with JSON or with an event
+    /// stream.
+    pub fn post_mcp(&self, endpoint: &str, message: &Value, session: &mut McpSession) -> anyhow::Result<Vec<Value>> {
+        let mut request = self
+            .authorized(self.agent.post(endpoint))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(id) = &session.id {
+            request = request.header("Mcp-Session-Id", id);
+        }
+        if let Some(version) = &session.protocol_version {
+            request = request.header("MCP-Protocol-Version", version);
+        }
+        let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
+        let status = response.status().as_u16();
+        let header =
+            |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+        if let Some(id) = header("mcp-session-id") {
+            session.id = Some(id);
+        }
+        let event_stream = header("content-type").is_some_and(|value| value.starts_with("text/event-stream"));
+        let text = response.body_mut().read_to_string().context("reading the MCP answer")?;
+        if status == 202 || text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies: Vec<Value> = if event_stream {
+            text.split("\n\n")
+                .filter_map(|event| {
+                    let data: Vec<&str> =
+                        event.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim_start).collect();
+                    serde_json::from_str(&data.join("\n")).ok()
+                })
+                .collect()
+        } else {
+            vec![serde_json::from_str(&text)
+                .with_context(|| format!("{endpoint} answered {status} with something not JSON: {text}"))?]
+        };
+        for reply in &replies {
+            if let Some(version) = reply.pointer("/result/protocolVersion").and_then(Value::as_str) {
+                session.protocol_version = Some(version.to_string());
+            }
+        }
+        Ok(replies)
+    }
+
     /// Runs `command` on the server, printing what it prints, as it prints it; its exit
     /// status.
     pub fn forward(&self, command: &Command) -> anyhow::Result<u8> {
@@ -101,6 +148,14 @@ impl Server {
             }
         }
     }
+}
+
+/// What an MCP relay keeps between messages.
+#[derive(Debug, Default)]
+pub struct McpSession {
+    /// `Mcp-Session-Id`, when the server runs a session (protocol revisions before 2026-07-28).
+    pub id: Option<String>,
+    pub protocol_version: Option<String>,
 }
 
 /// The message of an API error body.

@@ -7,6 +7,7 @@ mod diff;
 mod import;
 mod kv;
 mod log;
+mod mcp;
 mod rebuild;
 mod replay;
 mod runs;
@@ -77,6 +78,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Run(command) => runs::run(data, command),
         Command::Runs(args) => runs::list(data, args),
         Command::Kv(command) => kv::run(data, command),
+        Command::Mcp(args) => mcp::run(data, args),
     }
 }
 

@@ -1,0 +1,138 @@
+"""Drives cclog's MCP coordinator with the official Python MCP SDK (`mcp` from PyPI).
+
+Usage: coordinator_client.py http URL [TOKEN]
+       coordinator_client.py stdio CCLOG_BINARY DATA_DIR
+
+Lists the tools, runs every one of them with good and bad input, and prints one JSON
+object summarising what it saw; any surprise raises, so the exit status is the verdict.
+"""
+
+import asyncio
+import contextlib
+import json
+import sys
+
+import httpx2
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+EXPECTED_TOOLS = {
+    "sign_on", "sign_off", "store_data", "retrieve_data", "delete_data",
+    "list_keys", "list_scopes", "delete_scope", "key_history",
+}
+
+
+@contextlib.asynccontextmanager
+async def connect(argv):
+    if argv[0] == "http":
+        headers = {"Authorization": f"Bearer {argv[2]}"} if len(argv) > 2 else {}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            async with streamable_http_client(argv[1], http_client=http) as (read, write):
+                async with ClientSession(read, write) as session:
+                    yield session
+    else:
+        params = StdioServerParameters(command=argv[1], args=["--data", argv[2], "mcp"])
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                yield session
+
+
+async def call(session, name, **arguments):
+    result = await session.call_tool(name, arguments)
+    return result
+
+
+def structured(result):
+    assert not result.is_error, f"tool error: {result.content}"
+    data = result.structured_content
+    assert isinstance(data, dict), f"no structured content: {result}"
+    return data
+
+
+def error_text(result):
+    assert result.is_error, f"expected a tool error, got {result.structured_content}"
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+async def main(argv):
+    seen = {}
+    async with connect(argv) as session:
+        await session.initialize()
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert EXPECTED_TOOLS <= set(tools), f"missing tools: {EXPECTED_TOOLS - set(tools)}"
+        for name in EXPECTED_TOOLS:
+            assert tools[name].description and len(tools[name].description) > 30, name
+        assert tools["retrieve_data"].annotations.read_only_hint is True
+        assert tools["delete_scope"].annotations.destructive_hint is True
+        assert tools["store_data"].output_schema, "structured output is declared"
+        seen["tools"] = sorted(tools)
+
+        # Before sign_on, without a session_id: a tool error that says what to do.
+        early = error_text(await call(session, "store_data", scope="s", key="k", value=1))
+        assert "sign_on" in early, early
+
+        me = structured(await call(session, "sign_on"))
+        assert me["session_id"].startswith("claude_"), me
+        assert me["full_scope_prefix"] == f"{me['machine']}:{me['project']}:", me
+        sid = me["session_id"]
+        seen["signed_on"] = me
+
+        # A second sign-on gets another instance and sees the first.
+        other = structured(await call(session, "sign_on"))
+        assert other["session_id"] != sid, other
+        assert sid in [entry["session_id"] for entry in other["others"]], other
+
+        stored = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 1}, session_id=sid))
+        assert stored["stored"] and stored["version"] == 1, stored
+        first_position = stored["log_position"]
+        stored = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 2},
+                                       expected_version=1, session_id=sid))
+        assert stored["stored"] and stored["version"] == 2, stored
+        conflict = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 99},
+                                         expected_version=1, session_id=sid))
+        assert not conflict["stored"] and conflict["version"] == 2, conflict
+        assert conflict["current"]["value"] == {"n": 2}, conflict
+
+        now = structured(await call(session, "retrieve_data", scope="progress", key="step", session_id=sid))
+        assert now["found"] and now["value"] == {"n": 2} and now["version"] == 2, now
+        assert now["written_by"].startswith(sid + "@"), now
+        then = structured(await call(session, "retrieve_data", scope="progress", key="step", as_of=first_position,
+                                     session_id=sid))
+        assert then["value"] == {"n": 1}, then
+
+        structured(await call(session, "store_data", scope="notes", key="a", value="text", session_id=sid))
+        keys = structured(await call(session, "list_keys", scope="progress", session_id=sid))
+        assert keys["names"] == ["step"], keys
+        scopes = structured(await call(session, "list_scopes", session_id=sid))
+        assert scopes["names"] == ["notes", "progress"], scopes
+        only = structured(await call(session, "list_scopes", pattern="prog*", session_id=sid))
+        assert only["names"] == ["progress"], only
+
+        deleted = structured(await call(session, "delete_data", scope="progress", key="step", session_id=sid))
+        assert deleted["deleted"], deleted
+        gone = structured(await call(session, "retrieve_data", scope="progress", key="step", session_id=sid))
+        assert not gone["found"], gone
+        history = structured(await call(session, "key_history", scope="progress", key="step", session_id=sid))
+        assert [version["value"] for version in history["versions"]] == [{"n": 1}, {"n": 2}, None], history
+        dropped = structured(await call(session, "delete_scope", scope="notes", session_id=sid))
+        assert dropped["keys_deleted"] == 1, dropped
+        seen["history"] = history["versions"]
+
+        # Bad input: a tool error with what to do; nothing stored.
+        for bad in [dict(scope="", key="k", value=1), dict(scope="s", key="", value=1),
+                    dict(scope="s" * 300, key="k", value=1), dict(scope="s\u0007", key="k", value=1),
+                    dict(scope="s", key="k", value="x" * (1 << 20))]:
+            message = error_text(await call(session, "store_data", session_id=sid, **bad))
+            assert message, bad
+        assert "glob" in error_text(await call(session, "list_scopes", pattern="[", session_id=sid))
+        assert not structured(await call(session, "list_keys", scope="s", session_id=sid))["names"]
+
+        released = structured(await call(session, "sign_off", session_id=sid))
+        assert released["released"], released
+        structured(await call(session, "sign_off", session_id=other["session_id"]))
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))
