@@ -18,7 +18,7 @@ use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Version};
 use cclog_projections::coordinator::Writer;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::model::{Extensions, ServerCapabilities, ServerConfig};
 use rmcp::{schemars, tool, tool_handler, tool_router, Json, ServerHandler};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -219,31 +219,31 @@ impl CoordinatorMcp {
         Ok(instance)
     }
 
-    fn full_scope(&self, scope: &str) -> Result<String, String> {
-        cclog_ingest::coordinator::check_name("scope", scope).map_err(|error| error.to_string())?;
-        Ok(format!("{}{scope}", self.prefix()))
-    }
-
-    fn prefix(&self) -> String {
-        format!("{}:{}:", self.identity.machine, self.identity.project)
-    }
-
-    fn writer(&self, instance: &str) -> Writer {
-        Writer {
-            instance: instance.to_string(),
-            machine: self.identity.machine.clone(),
-            project: self.identity.project.clone(),
+    /// Who the caller is: the machine and project a relaying `cclog mcp` detected
+    /// (`X-Cclog-Machine`, `X-Cclog-Project`), else the server's own.
+    fn identity(&self, extensions: &Extensions) -> Result<Identity, String> {
+        let mut identity = (*self.identity).clone();
+        if let Some(parts) = extensions.get::<axum::http::request::Parts>() {
+            for (header, field) in [(MACHINE_HEADER, &mut identity.machine), (PROJECT_HEADER, &mut identity.project)] {
+                if let Some(value) = parts.headers.get(header) {
+                    let value = value.to_str().map_err(|_| format!("{header} is not text"))?;
+                    cclog_ingest::coordinator::check_name(header, value).map_err(|error| error.to_string())?;
+                    *field = value.to_string();
+                }
+            }
         }
+        Ok(identity)
     }
 
     /// Runs `work` on a blocking thread (the log's writes wait for an fsync), renewing the
     /// instance's lease.
     async fn blocking<T: Send + 'static>(
         &self,
+        identity: &Identity,
         instance: Option<String>,
         work: impl FnOnce(&Log) -> cclog_ingest::Result<T> + Send + 'static,
     ) -> Result<T, String> {
-        let (log, identity) = (Arc::clone(&self.log), Arc::clone(&self.identity));
+        let (log, identity) = (Arc::clone(&self.log), identity.clone());
         tokio::task::spawn_blocking(move || {
             if let Some(instance) = &instance {
                 Instances::new(&log, &identity.machine, &identity.project, identity.lease).touch(instance);
@@ -259,21 +259,26 @@ impl CoordinatorMcp {
         claude_2, … or the session_id you ask for. Call it first, then pass the returned session_id to the other \
         tools (over HTTP every call must name it). Returns machine, project, session_id, the scope prefix and who \
         else is signed on.")]
-    async fn sign_on(&self, Parameters(args): Parameters<SessionArgs>) -> Result<Json<SignOnResult>, String> {
-        let identity = Arc::clone(&self.identity);
+    async fn sign_on(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<SignOnResult>, String> {
+        let identity = self.identity(&extensions)?;
+        let identity_for_work = identity.clone();
         let holder = format!("mcp {}", uuid_like());
         let signed = self
-            .blocking(None, move |log| {
-                Instances::new(log, &identity.machine, &identity.project, identity.lease)
+            .blocking(&identity, None, move |log| {
+                Instances::new(log, &identity_for_work.machine, &identity_for_work.project, identity_for_work.lease)
                     .sign_on(args.session_id.as_deref(), &holder)
             })
             .await?;
         *self.signed_on.lock().unwrap_or_else(PoisonError::into_inner) = Some(signed.instance.clone());
         Ok(Json(SignOnResult {
-            machine: self.identity.machine.clone(),
-            project: self.identity.project.clone(),
+            machine: identity.machine.clone(),
+            project: identity.project.clone(),
             session_id: signed.instance,
-            full_scope_prefix: self.prefix(),
+            full_scope_prefix: identity.prefix(),
             others: signed
                 .others
                 .into_iter()
@@ -286,13 +291,19 @@ impl CoordinatorMcp {
         description = "Release your instance so that another session can claim it. Your stored data stays.",
         annotations(destructive_hint = false, idempotent_hint = true)
     )]
-    async fn sign_off(&self, Parameters(args): Parameters<SessionArgs>) -> Result<Json<SignOffResult>, String> {
+    async fn sign_off(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<SignOffResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let identity = Arc::clone(&self.identity);
+        let identity_for_work = identity.clone();
         let target = instance.clone();
         let released = self
-            .blocking(None, move |log| {
-                Instances::new(log, &identity.machine, &identity.project, identity.lease).sign_off(&target)
+            .blocking(&identity, None, move |log| {
+                Instances::new(log, &identity_for_work.machine, &identity_for_work.project, identity_for_work.lease)
+                    .sign_off(&target)
             })
             .await?;
         let mut signed_on = self.signed_on.lock().unwrap_or_else(PoisonError::into_inner);
@@ -309,13 +320,20 @@ impl CoordinatorMcp {
         update shared values safely; on a conflict nothing is stored and the current value comes back.",
         annotations(destructive_hint = false)
     )]
-    async fn store_data(&self, Parameters(args): Parameters<StoreArgs>) -> Result<Json<StoreResult>, String> {
+    async fn store_data(
+        &self,
+        Parameters(args): Parameters<StoreArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<StoreResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let scope = self.full_scope(&args.scope)?;
-        let writer = self.writer(&instance);
+        let scope = full_scope(&identity, &args.scope)?;
+        let writer = writer(&identity, &instance);
         let (full, key, value, expected) = (scope.clone(), args.key.clone(), args.value, args.expected_version);
         let stored = self
-            .blocking(Some(instance), move |log| KvStore::new(log).store(&full, &key, &value, expected, &writer))
+            .blocking(&identity, Some(instance), move |log| {
+                KvStore::new(log).store(&full, &key, &value, expected, &writer)
+            })
             .await?;
         Ok(Json(match stored {
             Stored::Written { version, seq } => StoreResult {
@@ -342,9 +360,14 @@ impl CoordinatorMcp {
         position or an RFC 3339 time), read it as it was then.",
         annotations(read_only_hint = true)
     )]
-    async fn retrieve_data(&self, Parameters(args): Parameters<RetrieveArgs>) -> Result<Json<RetrieveResult>, String> {
+    async fn retrieve_data(
+        &self,
+        Parameters(args): Parameters<RetrieveArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<RetrieveResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let full = self.full_scope(&args.scope)?;
+        let full = full_scope(&identity, &args.scope)?;
         let as_of = match &args.as_of {
             None | Some(Value::Null) => None,
             Some(Value::Number(number)) => {
@@ -354,7 +377,8 @@ impl CoordinatorMcp {
             Some(_) => return Err("as_of must be a log position (a number) or a time (RFC 3339 text)".into()),
         };
         let key = args.key.clone();
-        let found = self.blocking(Some(instance), move |log| KvStore::new(log).retrieve(&full, &key, as_of)).await?;
+        let found =
+            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).retrieve(&full, &key, as_of)).await?;
         let found = found.map(ValueVersion::from);
         Ok(Json(RetrieveResult {
             scope: args.scope,
@@ -372,12 +396,18 @@ impl CoordinatorMcp {
         description = "Delete a key (its history stays readable with key_history).",
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
-    async fn delete_data(&self, Parameters(args): Parameters<KeyArgs>) -> Result<Json<DeleteResult>, String> {
+    async fn delete_data(
+        &self,
+        Parameters(args): Parameters<KeyArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<DeleteResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let full = self.full_scope(&args.scope)?;
-        let writer = self.writer(&instance);
+        let full = full_scope(&identity, &args.scope)?;
+        let writer = writer(&identity, &instance);
         let key = args.key.clone();
-        let deleted = self.blocking(Some(instance), move |log| KvStore::new(log).delete(&full, &key, &writer)).await?;
+        let deleted =
+            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).delete(&full, &key, &writer)).await?;
         Ok(Json(DeleteResult {
             deleted: deleted.is_some(),
             scope: args.scope,
@@ -387,10 +417,15 @@ impl CoordinatorMcp {
     }
 
     #[tool(description = "List the keys stored in a scope.", annotations(read_only_hint = true))]
-    async fn list_keys(&self, Parameters(args): Parameters<ScopeArgs>) -> Result<Json<NamesResult>, String> {
+    async fn list_keys(
+        &self,
+        Parameters(args): Parameters<ScopeArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<NamesResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let full = self.full_scope(&args.scope)?;
-        let names = self.blocking(Some(instance), move |log| KvStore::new(log).keys(&full)).await?;
+        let full = full_scope(&identity, &args.scope)?;
+        let names = self.blocking(&identity, Some(instance), move |log| KvStore::new(log).keys(&full)).await?;
         Ok(Json(NamesResult { names }))
     }
 
@@ -399,15 +434,20 @@ impl CoordinatorMcp {
         prefix), optionally only those matching a glob such as task-*.",
         annotations(read_only_hint = true)
     )]
-    async fn list_scopes(&self, Parameters(args): Parameters<PatternArgs>) -> Result<Json<NamesResult>, String> {
+    async fn list_scopes(
+        &self,
+        Parameters(args): Parameters<PatternArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<NamesResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let prefix = self.prefix();
+        let prefix = identity.prefix();
         if let Some(pattern) = &args.pattern {
             cclog_ingest::coordinator::scope_pattern(pattern).map_err(|error| error.to_string())?;
         }
         let pattern = args.pattern.map(|pattern| format!("{}{pattern}", glob_escape(&prefix)));
         let names = self
-            .blocking(Some(instance), move |log| {
+            .blocking(&identity, Some(instance), move |log| {
                 let all = KvStore::new(log)
                     .scopes(Some(pattern.as_deref().unwrap_or(&format!("{}*", glob_escape(&prefix)))))?;
                 Ok(all.into_iter().filter_map(|scope| scope.strip_prefix(&prefix).map(str::to_string)).collect())
@@ -420,11 +460,17 @@ impl CoordinatorMcp {
         description = "Delete every key of a scope (their history stays readable with key_history).",
         annotations(destructive_hint = true, idempotent_hint = true)
     )]
-    async fn delete_scope(&self, Parameters(args): Parameters<ScopeArgs>) -> Result<Json<DeleteResult>, String> {
+    async fn delete_scope(
+        &self,
+        Parameters(args): Parameters<ScopeArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<DeleteResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let full = self.full_scope(&args.scope)?;
-        let writer = self.writer(&instance);
-        let count = self.blocking(Some(instance), move |log| KvStore::new(log).delete_scope(&full, &writer)).await?;
+        let full = full_scope(&identity, &args.scope)?;
+        let writer = writer(&identity, &instance);
+        let count =
+            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).delete_scope(&full, &writer)).await?;
         Ok(Json(DeleteResult { deleted: count > 0, scope: args.scope, key: None, keys_deleted: Some(count as u64) }))
     }
 
@@ -433,11 +479,17 @@ impl CoordinatorMcp {
         at which log position.",
         annotations(read_only_hint = true)
     )]
-    async fn key_history(&self, Parameters(args): Parameters<KeyArgs>) -> Result<Json<HistoryResult>, String> {
+    async fn key_history(
+        &self,
+        Parameters(args): Parameters<KeyArgs>,
+        extensions: Extensions,
+    ) -> Result<Json<HistoryResult>, String> {
+        let identity = self.identity(&extensions)?;
         let instance = self.instance(args.session_id)?;
-        let full = self.full_scope(&args.scope)?;
+        let full = full_scope(&identity, &args.scope)?;
         let key = args.key.clone();
-        let versions = self.blocking(Some(instance), move |log| KvStore::new(log).history(&full, &key)).await?;
+        let versions =
+            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).history(&full, &key)).await?;
         Ok(Json(HistoryResult {
             scope: args.scope,
             key: args.key,
@@ -456,6 +508,27 @@ impl ServerHandler for CoordinatorMcp {
              shows every value.",
         )
     }
+}
+
+/// The header a relaying `cclog mcp` names its machine with.
+pub const MACHINE_HEADER: &str = "x-cclog-machine";
+/// The header a relaying `cclog mcp` names its project with.
+pub const PROJECT_HEADER: &str = "x-cclog-project";
+
+impl Identity {
+    /// `machine:project:`, the prefix of every scope.
+    pub fn prefix(&self) -> String {
+        format!("{}:{}:", self.machine, self.project)
+    }
+}
+
+fn full_scope(identity: &Identity, scope: &str) -> Result<String, String> {
+    cclog_ingest::coordinator::check_name("scope", scope).map_err(|error| error.to_string())?;
+    Ok(format!("{}{scope}", identity.prefix()))
+}
+
+fn writer(identity: &Identity, instance: &str) -> Writer {
+    Writer { instance: instance.to_string(), machine: identity.machine.clone(), project: identity.project.clone() }
 }
 
 /// Escapes glob metacharacters in a literal prefix.

@@ -12,6 +12,7 @@ mod engine;
 mod fake_api;
 mod import;
 mod ingest_props;
+mod mcp;
 mod model;
 mod mutation;
 mod openapi;

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import uuid
 
 import httpx2
 from mcp import ClientSession, StdioServerParameters
@@ -56,7 +57,10 @@ def error_text(result):
 
 
 async def main(argv):
-    seen = {}
+    # Scopes of this run only, so that clients running at once do not see each other's.
+    tag = uuid.uuid4().hex[:8]
+    progress, notes = f"progress-{tag}", f"notes-{tag}"
+    seen = {"progress_scope": progress}
     async with connect(argv) as session:
         await session.initialize()
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
@@ -83,39 +87,41 @@ async def main(argv):
         assert other["session_id"] != sid, other
         assert sid in [entry["session_id"] for entry in other["others"]], other
 
-        stored = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 1}, session_id=sid))
+        stored = structured(await call(session, "store_data", scope=progress, key="step", value={"n": 1}, session_id=sid))
         assert stored["stored"] and stored["version"] == 1, stored
         first_position = stored["log_position"]
-        stored = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 2},
+        stored = structured(await call(session, "store_data", scope=progress, key="step", value={"n": 2},
                                        expected_version=1, session_id=sid))
         assert stored["stored"] and stored["version"] == 2, stored
-        conflict = structured(await call(session, "store_data", scope="progress", key="step", value={"n": 99},
+        conflict = structured(await call(session, "store_data", scope=progress, key="step", value={"n": 99},
                                          expected_version=1, session_id=sid))
         assert not conflict["stored"] and conflict["version"] == 2, conflict
         assert conflict["current"]["value"] == {"n": 2}, conflict
 
-        now = structured(await call(session, "retrieve_data", scope="progress", key="step", session_id=sid))
+        now = structured(await call(session, "retrieve_data", scope=progress, key="step", session_id=sid))
         assert now["found"] and now["value"] == {"n": 2} and now["version"] == 2, now
         assert now["written_by"].startswith(sid + "@"), now
-        then = structured(await call(session, "retrieve_data", scope="progress", key="step", as_of=first_position,
+        then = structured(await call(session, "retrieve_data", scope=progress, key="step", as_of=first_position,
                                      session_id=sid))
         assert then["value"] == {"n": 1}, then
 
-        structured(await call(session, "store_data", scope="notes", key="a", value="text", session_id=sid))
-        keys = structured(await call(session, "list_keys", scope="progress", session_id=sid))
+        structured(await call(session, "store_data", scope=notes, key="a", value="text", session_id=sid))
+        keys = structured(await call(session, "list_keys", scope=progress, session_id=sid))
         assert keys["names"] == ["step"], keys
-        scopes = structured(await call(session, "list_scopes", session_id=sid))
-        assert scopes["names"] == ["notes", "progress"], scopes
-        only = structured(await call(session, "list_scopes", pattern="prog*", session_id=sid))
-        assert only["names"] == ["progress"], only
+        scopes = structured(await call(session, "list_scopes", pattern=f"*-{tag}", session_id=sid))
+        assert scopes["names"] == [notes, progress], scopes
+        only = structured(await call(session, "list_scopes", pattern=f"prog*-{tag}", session_id=sid))
+        assert only["names"] == [progress], only
+        everything = structured(await call(session, "list_scopes", session_id=sid))
+        assert {notes, progress} <= set(everything["names"]), everything
 
-        deleted = structured(await call(session, "delete_data", scope="progress", key="step", session_id=sid))
+        deleted = structured(await call(session, "delete_data", scope=progress, key="step", session_id=sid))
         assert deleted["deleted"], deleted
-        gone = structured(await call(session, "retrieve_data", scope="progress", key="step", session_id=sid))
+        gone = structured(await call(session, "retrieve_data", scope=progress, key="step", session_id=sid))
         assert not gone["found"], gone
-        history = structured(await call(session, "key_history", scope="progress", key="step", session_id=sid))
+        history = structured(await call(session, "key_history", scope=progress, key="step", session_id=sid))
         assert [version["value"] for version in history["versions"]] == [{"n": 1}, {"n": 2}, None], history
-        dropped = structured(await call(session, "delete_scope", scope="notes", session_id=sid))
+        dropped = structured(await call(session, "delete_scope", scope=notes, session_id=sid))
         assert dropped["keys_deleted"] == 1, dropped
         seen["history"] = history["versions"]
 

@@ -78,6 +78,9 @@ impl Server {
         if let Some(version) = &session.protocol_version {
             request = request.header("MCP-Protocol-Version", version);
         }
+        request = request
+            .header(cclog_http::mcp::MACHINE_HEADER, &session.machine)
+            .header(cclog_http::mcp::PROJECT_HEADER, &session.project);
         let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
         let status = response.status().as_u16();
         let header =
@@ -151,11 +154,14 @@ impl Server {
 }
 
 /// What an MCP relay keeps between messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct McpSession {
     /// `Mcp-Session-Id`, when the server runs a session (protocol revisions before 2026-07-28).
     pub id: Option<String>,
     pub protocol_version: Option<String>,
+    /// Who the relay's client is: this machine, and the project of its working directory.
+    pub machine: String,
+    pub project: String,
 }
 
 /// The message of an API error body.

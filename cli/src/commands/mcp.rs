@@ -4,6 +4,9 @@
 //! the `/mcp` endpoint of the `cclog serve` that owns the directory (starting one in the
 //! background when none runs) and writes the answers to stdout, one per line.
 //!
+//! Scopes belong to the machine and project of the relay's working directory (sent as
+//! `X-Cclog-Machine` and `X-Cclog-Project`), not to wherever the server was started.
+//!
 //! stdio is a connection; the current MCP revision's HTTP is not. The relay therefore keeps
 //! the connection's state: it remembers the `session_id` that `sign_on` returned and adds it
 //! to later tool calls that do not name one.
@@ -28,7 +31,12 @@ pub fn run(data: &Path, _args: McpArgs) -> anyhow::Result<u8> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     let mut signed_on: Option<String> = None;
-    let mut session = McpSession::default();
+    let mut session = McpSession {
+        id: None,
+        protocol_version: None,
+        machine: cclog_ingest::coordinator::detect_machine(),
+        project: cclog_ingest::coordinator::detect_project(&std::env::current_dir().context("the working directory")?),
+    };
     for line in stdin.lock().lines() {
         let line = line.context("reading stdin")?;
         if line.trim().is_empty() {

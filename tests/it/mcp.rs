@@ -1,0 +1,135 @@
+//! The MCP coordinator driven by a client nobody here wrote: the official Python SDK (`mcp`
+//! from PyPI, pinned in `scripts/test-requirements.txt`). `tests/mcp/coordinator_client.py`
+//! lists the tools and runs every one with good and bad input, over Streamable HTTP at
+//! `/mcp` and over stdio through `cclog mcp` — with a server running, with none (the relay
+//! starts one), and as two `cclog mcp` processes at once. `concurrent_increments.py` has 8
+//! clients add to one counter 200 times each with compare-and-set. What they wrote is then
+//! read back with `cclog kv`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::serve::Server;
+use crate::support::cclog_bin;
+
+fn python() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/venv/bin/python");
+    assert!(bin.exists(), "{} is missing: scripts/test installs the Python test tools", bin.display());
+    bin
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp").join(name)
+}
+
+/// Runs a client script; its one line of JSON.
+fn run_client(output: Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the MCP client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+fn stdio_client(data: &Path, cwd: &Path) -> Command {
+    let mut command = Command::new(python());
+    command.current_dir(cwd).arg(script("coordinator_client.py")).arg("stdio").arg(cclog_bin()).arg(data);
+    command
+}
+
+fn kv(data: &Path, args: &[&str]) -> Value {
+    let output = Command::new(cclog_bin()).arg("--data").arg(data).arg("kv").args(args).arg("--json").output().unwrap();
+    assert!(output.status.success(), "kv {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Stops the server a relay started in the background.
+fn stop_background_server(data: &Path) {
+    let advertised: Value = serde_json::from_slice(&std::fs::read(data.join("server.json")).unwrap()).unwrap();
+    let pid = advertised["pid"].as_i64().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) with a pid the server advertised.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    // SAFETY: kill(2) with signal 0 only asks whether the process still exists.
+    crate::serve::wait_for("the background server to exit", || unsafe { libc::kill(pid, 0) } != 0);
+}
+
+#[test]
+fn every_tool_over_streamable_http_and_stdio_with_the_python_sdk() {
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
+    let endpoint = format!("{}/mcp", server.url);
+
+    // /mcp sits behind the token like /api.
+    let anonymous = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let refused = anonymous.post(&endpoint).header("Content-Type", "application/json").send("{}").unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let over_http = run_client(
+        Command::new(python())
+            .arg(script("coordinator_client.py"))
+            .args(["http", &endpoint, "mcp-token"])
+            .output()
+            .unwrap(),
+    );
+    let prefix = over_http["signed_on"]["full_scope_prefix"].as_str().unwrap().to_string();
+    // What the MCP client wrote is there for `cclog kv`, with its writer.
+    let scope = format!("{prefix}{}", over_http["progress_scope"].as_str().unwrap());
+    let history = kv(data.path(), &["history", &scope, "step"]);
+    assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
+    assert_eq!(history[0]["writer"]["instance"], over_http["signed_on"]["session_id"]);
+    assert_eq!(history[2]["value"], Value::Null, "the deletion is a version");
+
+    // stdio through `cclog mcp`, relaying to the running server (it reads the token from
+    // server.json). Its scopes are those of the relay's own project directory.
+    let over_stdio = run_client(stdio_client(data.path(), project.path()).output().unwrap());
+    let project_name = project.path().file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(over_stdio["signed_on"]["project"], project_name.as_str());
+    assert!(over_stdio["signed_on"]["full_scope_prefix"].as_str().unwrap().ends_with(&format!(":{project_name}:")));
+    server.stop();
+    crate::support::verify_intact(data.path());
+}
+
+#[test]
+fn two_cclog_mcp_processes_at_once_start_and_share_one_server() {
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    // No server runs: each relay finds none, one starts it, both use it; neither sees a
+    // lock error.
+    let first = stdio_client(data.path(), project.path()).spawn_output();
+    let second = stdio_client(data.path(), project.path()).spawn_output();
+    let (first, second) = (run_client(first.join().unwrap()), run_client(second.join().unwrap()));
+    assert_ne!(first["progress_scope"], second["progress_scope"]);
+    assert!(data.path().join("server.json").exists(), "the relay left the server running for the next session");
+    stop_background_server(data.path());
+    crate::support::verify_intact(data.path());
+}
+
+#[test]
+fn eight_mcp_clients_compare_and_set_one_counter_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
+    let result = run_client(
+        Command::new(python())
+            .arg(script("concurrent_increments.py"))
+            .args([&format!("{}/mcp", server.url), "mcp-token"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(result["final"], 1_600, "{result}");
+    assert_eq!(result["versions"], 1_600, "every write is in the history: {result}");
+    assert_eq!(result["writers"].as_array().unwrap().len(), 8, "{result}");
+    server.stop();
+}
+
+/// A child whose output is collected on a thread, so that several run at once.
+trait SpawnOutput {
+    fn spawn_output(&mut self) -> std::thread::JoinHandle<Output>;
+}
+
+impl SpawnOutput for Command {
+    fn spawn_output(&mut self) -> std::thread::JoinHandle<Output> {
+        let child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        std::thread::spawn(move || child.wait_with_output().unwrap())
+    }
+}
