@@ -8,7 +8,9 @@
 //! or on an explicit `session_id`: Streamable HTTP clients of the current MCP revision
 //! (2026-07-28) carry no connection state, so over HTTP every call names its instance.
 //!
-//! Served as Streamable HTTP at `/mcp` by `cclog serve`.
+//! Resources: `session://context` and `session://state/{session_id}`; prompts `startup` and
+//! `sign-off`. Served as Streamable HTTP at `/mcp` by `cclog serve`; `cclog mcp` relays
+//! stdio to it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,10 +18,19 @@ use std::time::Duration;
 use cclog_engine::Log;
 use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Version};
 use cclog_projections::coordinator::Writer;
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Extensions, ServerCapabilities, ServerConfig};
-use rmcp::{schemars, tool, tool_handler, tool_router, Json, ServerHandler};
+use rmcp::model::{
+    Extensions, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, PromptMessage,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    Role, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{
+    prompt, prompt_handler, prompt_router, schemars, tool, tool_handler, tool_router, ErrorData, Json, RoleServer,
+    ServerHandler,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -56,6 +67,7 @@ pub struct CoordinatorMcp {
     /// The instance this connection signed on as (stdio keeps it; HTTP has none).
     signed_on: Arc<Mutex<Option<String>>>,
     tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
 }
 
 /// `session_id` alone.
@@ -206,7 +218,13 @@ pub struct SignOffResult {
 #[tool_router]
 impl CoordinatorMcp {
     pub fn new(log: Arc<Log>, identity: Arc<Identity>) -> CoordinatorMcp {
-        CoordinatorMcp { log, identity, signed_on: Arc::default(), tool_router: Self::tool_router() }
+        CoordinatorMcp {
+            log,
+            identity,
+            signed_on: Arc::default(),
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
     }
 
     /// The instance a call acts as: its `session_id`, else this connection's.
@@ -498,15 +516,175 @@ impl CoordinatorMcp {
     }
 }
 
+/// How sessions are meant to use the coordinator; the `session://context` resource and the
+/// prompts repeat it.
+const WORKFLOW: &str = "1. sign_on to claim an instance; keep its session_id. \
+2. Read session://context to see who else is signed on, and list_scopes to see what is stored. \
+3. Read your previous state: retrieve_data from the scope named by your session_id (or read session://state/<session_id>). \
+4. As you work, store_data your progress under the scope named by your session_id, and shared facts under scopes all sessions read; \
+use expected_version when several sessions update one key. \
+5. Before you stop, store a summary of where you are, then sign_off. Nothing is ever lost: key_history shows every value.";
+
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for CoordinatorMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "A shared, versioned key-value store for Claude Code sessions on this machine and project. \
-             Call sign_on first and keep its session_id; store progress with store_data, read others' with \
-             retrieve_data and list_scopes, and call sign_off when done. Nothing is ever lost: key_history \
-             shows every value.",
-        )
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
+            .with_instructions(format!(
+                "A shared, versioned key-value store for Claude Code sessions on this machine and project. {WORKFLOW}"
+            ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(vec![Resource::new(CONTEXT_URI, "context")
+            .with_title("Coordinator context")
+            .with_description(
+                "This machine and project, the instances signed on and their holders, the scopes in use, and the workflow",
+            )
+            .with_mime_type("application/json")]))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![ResourceTemplate::new(STATE_TEMPLATE, "state")
+            .with_title("An instance's state")
+            .with_description("Every key and value of the scope named by an instance's session_id (e.g. claude_1)")
+            .with_mime_type("application/json")]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let identity = self.identity(&context.extensions).map_err(|error| ErrorData::invalid_params(error, None))?;
+        let uri = request.uri.clone();
+        let body = if uri == CONTEXT_URI {
+            self.context_json(&identity).await
+        } else if let Some(instance) = uri.strip_prefix("session://state/") {
+            self.state_json(&identity, instance).await
+        } else {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {uri}: read {CONTEXT_URI} or session://state/<session_id>"),
+                None,
+            ));
+        }
+        .map_err(|error| ErrorData::invalid_params(error, None))?;
+        let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]).into())
+    }
+}
+
+const CONTEXT_URI: &str = "session://context";
+const STATE_TEMPLATE: &str = "session://state/{session_id}";
+
+impl CoordinatorMcp {
+    /// `session://context`.
+    async fn context_json(&self, identity: &Identity) -> Result<Value, String> {
+        let for_work = identity.clone();
+        let (held, scopes) = self
+            .blocking(identity, None, move |log| {
+                let held = Instances::new(log, &for_work.machine, &for_work.project, for_work.lease).held()?;
+                let prefix = for_work.prefix();
+                let store = KvStore::new(log);
+                let mut scopes = Vec::new();
+                for scope in store.scopes(Some(&format!("{}*", glob_escape(&prefix))))? {
+                    let keys = store.keys(&scope)?.len();
+                    scopes.push(serde_json::json!({"scope": scope[prefix.len()..], "keys": keys}));
+                }
+                Ok((held, scopes))
+            })
+            .await?;
+        let instances: Vec<Value> = held
+            .into_iter()
+            .map(|(instance, claim)| {
+                serde_json::json!({
+                    "session_id": instance,
+                    "holder": claim.holder,
+                    "since": humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + Duration::from_micros(claim.since_us)).to_string(),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "machine": identity.machine,
+            "project": identity.project,
+            "full_scope_prefix": identity.prefix(),
+            "signed_on": instances,
+            "scopes": scopes,
+            "workflow": WORKFLOW,
+        }))
+    }
+
+    /// `session://state/{session_id}`: the instance's own scope.
+    async fn state_json(&self, identity: &Identity, instance: &str) -> Result<Value, String> {
+        let full = full_scope(identity, instance)?;
+        let values = self
+            .blocking(identity, None, move |log| {
+                let store = KvStore::new(log);
+                let mut values = serde_json::Map::new();
+                for key in store.keys(&full)? {
+                    if let Some(version) = store.retrieve(&full, &key, None)? {
+                        values.insert(key, version.value.unwrap_or(Value::Null));
+                    }
+                }
+                Ok(values)
+            })
+            .await?;
+        Ok(serde_json::json!({"session_id": instance, "scope": instance, "values": values}))
+    }
+}
+
+/// Arguments of the `startup` prompt.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct StartupArgs {
+    /// The instance to resume as (e.g. `claude_2`); a free one when absent.
+    pub session_id: Option<String>,
+}
+
+#[prompt_router]
+impl CoordinatorMcp {
+    /// Walks the model through claiming an instance and picking up where it left off.
+    #[prompt(
+        name = "startup",
+        description = "Start a session with the coordinator: claim an instance, see who else \
+        is working, read your previous state, and keep storing progress."
+    )]
+    async fn startup(&self, Parameters(args): Parameters<StartupArgs>) -> Vec<PromptMessage> {
+        let claim = match args.session_id {
+            Some(instance) => format!("Call sign_on with session_id \"{instance}\"."),
+            None => "Call sign_on (no arguments) and note the session_id it returns.".to_string(),
+        };
+        vec![PromptMessage::new_text(
+            Role::User,
+            format!(
+                "You share a coordinator with other Claude Code sessions on this machine and project. {claim} \
+                 Then read the session://context resource to see who else is signed on and which scopes exist, \
+                 and retrieve your previous state from the scope named by your session_id (session://state/<session_id>). \
+                 While you work, store_data your progress there after each step. The workflow: {WORKFLOW}"
+            ),
+        )]
+    }
+
+    /// Walks the model through leaving its state behind and releasing its instance.
+    #[prompt(
+        name = "sign-off",
+        description = "End a session: store a summary of where you are, then release your \
+        instance."
+    )]
+    async fn sign_off_prompt(&self) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(
+            Role::User,
+            "Before you stop: store_data a short summary of what you did, what is left and anything the next \
+             session must know, under the scope named by your session_id (key \"summary\"). Then call sign_off. \
+             Your data stays; the next session that signs on as your instance will find it.",
+        )]
     }
 }
 

@@ -134,6 +134,27 @@ async def main(argv):
         assert "glob" in error_text(await call(session, "list_scopes", pattern="[", session_id=sid))
         assert not structured(await call(session, "list_keys", scope="s", session_id=sid))["names"]
 
+        # Resources: the context names this instance; its state is its own scope.
+        structured(await call(session, "store_data", scope=sid, key="summary", value=f"working on {tag}", session_id=sid))
+        resources = [str(resource.uri) for resource in (await session.list_resources()).resources]
+        assert "session://context" in resources, resources
+        templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+        assert "session://state/{session_id}" in templates, templates
+        context = json.loads((await session.read_resource("session://context")).contents[0].text)
+        assert sid in [entry["session_id"] for entry in context["signed_on"]], context
+        assert context["machine"] == me["machine"] and "sign_on" in context["workflow"], context
+        state = json.loads((await session.read_resource(f"session://state/{sid}")).contents[0].text)
+        assert state["values"]["summary"] == f"working on {tag}", state
+        structured(await call(session, "delete_scope", scope=sid, session_id=sid))
+        # Prompts walk a model through the workflow.
+        prompts = {prompt.name for prompt in (await session.list_prompts()).prompts}
+        assert {"startup", "sign-off"} <= prompts, prompts
+        startup = await session.get_prompt("startup", {})
+        assert "sign_on" in startup.messages[0].content.text, startup
+        leaving = await session.get_prompt("sign-off", {})
+        assert "sign_off" in leaving.messages[0].content.text, leaving
+        seen["resources"], seen["prompts"] = resources, sorted(prompts)
+
         released = structured(await call(session, "sign_off", session_id=sid))
         assert released["released"], released
         structured(await call(session, "sign_off", session_id=other["session_id"]))
