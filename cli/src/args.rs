@@ -89,7 +89,19 @@ pub enum Command {
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
-pub struct McpArgs {}
+pub struct McpArgs {
+    /// Coordinator configuration file (JSON: machine_id, project, lease_seconds); else
+    /// CCLOG_COORDINATOR_CONFIG or CLAUDE_SESSION_COORDINATOR_CONFIG, then
+    /// ./.claude/session-coordinator-config.json, then ~/.config/cclog/coordinator.json
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration and where each value came from, then exit
+    #[arg(long)]
+    pub check_config: bool,
+    /// With --check-config: as JSON
+    #[arg(long, requires = "check_config")]
+    pub json: bool,
+}
 
 #[derive(Debug, Serialize, Deserialize, Subcommand)]
 pub enum KvCommand {

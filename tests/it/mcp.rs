@@ -133,3 +133,75 @@ impl SpawnOutput for Command {
         std::thread::spawn(move || child.wait_with_output().unwrap())
     }
 }
+
+#[test]
+fn configuration_comes_from_the_first_source_that_sets_each_value() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let check = |extra: &[&str], env: &[(&str, &Path)]| {
+        let mut command = Command::new(cclog_bin());
+        command
+            .current_dir(project.path())
+            .env("HOME", home.path())
+            .env_remove("CCLOG_COORDINATOR_CONFIG")
+            .env_remove("CLAUDE_SESSION_COORDINATOR_CONFIG")
+            .arg("--data")
+            .arg(data.path())
+            .args(["mcp", "--check-config", "--json"])
+            .args(extra);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let config = |output: Output| -> Value {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    // Defaults: the hostname, and the git origin's owner/repo.
+    std::fs::create_dir_all(project.path().join(".git")).unwrap();
+    std::fs::write(
+        project.path().join(".git/config"),
+        "[remote \"origin\"]\n\turl = git@github.com:acme/widgets.git\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+    )
+    .unwrap();
+    let defaults = config(check(&[], &[]));
+    assert_eq!(defaults["project"]["value"], "acme/widgets");
+    assert_eq!(defaults["machine"]["source"], "hostname");
+    assert_eq!(defaults["lease_seconds"]["value"], 600);
+
+    // ~/.config/cclog/coordinator.json, then ./.claude/…, then the variable, then --config.
+    let user = home.path().join(".config/cclog/coordinator.json");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(&user, r#"{"machine_id": "user-box", "lease_seconds": 90}"#).unwrap();
+    let local = project.path().join(".claude/session-coordinator-config.json");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, r#"{"machine_id": "local-box"}"#).unwrap();
+    let layered = config(check(&[], &[]));
+    assert_eq!(layered["machine"]["value"], "local-box");
+    assert!(layered["machine"]["source"].as_str().unwrap().contains("session-coordinator-config.json"));
+    assert_eq!(layered["lease_seconds"]["value"], 90, "a value only the user file sets still comes from it");
+    let variable = home.path().join("from-env.json");
+    std::fs::write(&variable, r#"{"project": "env/project"}"#).unwrap();
+    let from_env = config(check(&[], &[("CLAUDE_SESSION_COORDINATOR_CONFIG", variable.as_path())]));
+    assert_eq!(from_env["project"]["value"], "env/project");
+    assert!(from_env["project"]["source"].as_str().unwrap().starts_with("CLAUDE_SESSION_COORDINATOR_CONFIG"));
+    let explicit = home.path().join("explicit.json");
+    std::fs::write(&explicit, r#"{"machine_id": "explicit-box"}"#).unwrap();
+    let from_flag =
+        config(check(&["--config", explicit.to_str().unwrap()], &[("CCLOG_COORDINATOR_CONFIG", variable.as_path())]));
+    assert_eq!(from_flag["machine"]["value"], "explicit-box");
+    assert_eq!(from_flag["project"]["value"], "env/project");
+
+    // An invalid file is a clear error naming it.
+    std::fs::write(&local, r#"{"machine_id": "x", "colour": "blue"}"#).unwrap();
+    let invalid = check(&[], &[]);
+    assert_eq!(invalid.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&invalid.stderr);
+    assert!(message.contains("session-coordinator-config.json") && message.contains("colour"), "{message}");
+    std::fs::write(&local, "{not json").unwrap();
+    assert_eq!(check(&[], &[]).status.code(), Some(2));
+    let missing = check(&["--config", "/nonexistent/coordinator.json"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+}

@@ -4,8 +4,9 @@
 //! the `/mcp` endpoint of the `cclog serve` that owns the directory (starting one in the
 //! background when none runs) and writes the answers to stdout, one per line.
 //!
-//! Scopes belong to the machine and project of the relay's working directory (sent as
-//! `X-Cclog-Machine` and `X-Cclog-Project`), not to wherever the server was started.
+//! Scopes belong to the machine and project of the relay's configuration and working
+//! directory (sent as `X-Cclog-Machine` and `X-Cclog-Project`), not to wherever the server
+//! was started; see `coordinator_config` for where they come from.
 //!
 //! stdio is a connection; the current MCP revision's HTTP is not. The relay therefore keeps
 //! the connection's state: it remembers the `session_id` that `sign_on` returned and adds it
@@ -19,10 +20,17 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::client::{McpSession, Server};
+use super::coordinator_config::CoordinatorConfig;
 use crate::args::McpArgs;
 use crate::EXIT_OK;
 
-pub fn run(data: &Path, _args: McpArgs) -> anyhow::Result<u8> {
+pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
+    let cwd = std::env::current_dir().context("the working directory")?;
+    let config = CoordinatorConfig::load(args.config.as_deref(), &cwd)?;
+    if args.check_config {
+        config.print(args.json)?;
+        return Ok(EXIT_OK);
+    }
     let server = match Server::find(data)? {
         Some(server) => server,
         None => start_server(data)?,
@@ -34,8 +42,8 @@ pub fn run(data: &Path, _args: McpArgs) -> anyhow::Result<u8> {
     let mut session = McpSession {
         id: None,
         protocol_version: None,
-        machine: cclog_ingest::coordinator::detect_machine(),
-        project: cclog_ingest::coordinator::detect_project(&std::env::current_dir().context("the working directory")?),
+        machine: config.machine.value.clone(),
+        project: config.project.value.clone(),
     };
     for line in stdin.lock().lines() {
         let line = line.context("reading stdin")?;

@@ -43,7 +43,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<u8> {
         cancel_on_shutdown: !args.finish_runs,
         runner: RunnerConfig::from_env()?,
         commands: Some(super::command_runner(data.to_path_buf())),
-        coordinator: cclog_http::mcp::Identity::detect(&std::env::current_dir().context("the working directory")?),
+        coordinator: super::coordinator_config::CoordinatorConfig::for_current_dir()?.identity(),
     };
     let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
