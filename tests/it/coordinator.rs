@@ -219,3 +219,46 @@ fn cclog_kv_processes_through_the_server_compare_and_set_exactly() {
     server.stop();
     crate::support::verify_intact(data.path());
 }
+
+#[test]
+fn instances_are_claimed_once_and_reclaimable_after_the_lease() {
+    use cclog_ingest::coordinator::Instances;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    let long_lease = std::time::Duration::from_secs(600);
+    // Sixteen sign-ons at once: sixteen different instances.
+    let mut claimed: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|holder| {
+                let log = Arc::clone(&log);
+                scope.spawn(move || {
+                    Instances::new(&log, "box", "acme/widgets", lease)
+                        .sign_on(None, &format!("holder-{holder}"))
+                        .unwrap()
+                        .instance
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 16);
+    // With a short lease: a held instance is refused to someone else while its holder is active…
+    let lease = std::time::Duration::from_millis(300);
+    let instances = Instances::new(&log, "box", "acme/widgets", lease);
+    instances.touch("claude_3");
+    let refused = instances.sign_on(Some("claude_3"), "intruder").unwrap_err();
+    assert!(refused.to_string().contains("held by holder-"), "{refused}");
+    // …and can be reclaimed once the holder has been silent for the lease.
+    std::thread::sleep(lease + std::time::Duration::from_millis(100));
+    let reclaimed = instances.sign_on(Some("claude_3"), "successor").unwrap();
+    assert_eq!(reclaimed.instance, "claude_3");
+    assert!(instances.held().unwrap().iter().any(|(name, claim)| name == "claude_3" && claim.holder == "successor"));
+    // Released instances are free for the next sign-on.
+    assert!(instances.sign_off("claude_1").unwrap());
+    assert!(!instances.sign_off("claude_1").unwrap(), "releasing twice is not an error");
+    assert_eq!(instances.sign_on(None, "newcomer").unwrap().instance, "claude_1");
+    // Another project's instances are its own.
+    assert_eq!(Instances::new(&log, "box", "other/repo", lease).sign_on(None, "x").unwrap().instance, "claude_1");
+}

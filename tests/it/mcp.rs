@@ -119,6 +119,9 @@ fn eight_mcp_clients_compare_and_set_one_counter_exactly() {
     assert_eq!(result["final"], 1_600, "{result}");
     assert_eq!(result["versions"], 1_600, "every write is in the history: {result}");
     assert_eq!(result["writers"].as_array().unwrap().len(), 8, "{result}");
+    let instances: std::collections::BTreeSet<&str> =
+        result["instances"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(instances.len(), 8, "8 sign-ons at once got 8 different instances: {result}");
     server.stop();
 }
 
@@ -204,4 +207,65 @@ fn configuration_comes_from_the_first_source_that_sets_each_value() {
     assert_eq!(check(&[], &[]).status.code(), Some(2));
     let missing = check(&["--config", "/nonexistent/coordinator.json"], &[]);
     assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn the_real_claude_code_cli_signs_on_and_stores_through_cclog_mcp() {
+    use crate::fake_api::{FakeApi, Reply};
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let server = Server::start(data.path(), &[("HOME", home.path().display().to_string())], &["--no-archive"]);
+    let api = FakeApi::start(vec![
+        Reply::ToolUse { name: "mcp__cclog__sign_on".into(), input: serde_json::json!({}) },
+        Reply::ToolUse {
+            name: "mcp__cclog__store_data".into(),
+            input: serde_json::json!({"scope": "progress", "key": "step", "value": {"done": ["parser"], "next": "tests"}}),
+        },
+        Reply::Text("Signed on and stored my progress.".into()),
+    ]);
+    let config = serde_json::json!({"mcpServers": {"cclog": {
+        "type": "stdio",
+        "command": cclog_bin(),
+        "args": ["--data", data.path(), "mcp"],
+    }}});
+    let lines = crate::claude_cli::run_claude(
+        &api,
+        home.path(),
+        &app,
+        "sign on to the coordinator and store your progress",
+        &[
+            "--mcp-config",
+            &config.to_string(),
+            "--strict-mcp-config",
+            "--allowedTools",
+            "mcp__cclog__sign_on,mcp__cclog__store_data",
+        ],
+    );
+    let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(result["subtype"], "success", "{result}");
+    // The tool results the CLI sent back to the model are the coordinator's answers.
+    let requests = api.requests();
+    let tool_results: Vec<String> = requests.last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| block["content"].to_string())
+        .collect();
+    assert_eq!(tool_results.len(), 2, "{tool_results:?}");
+    assert!(tool_results[0].contains("claude_1"), "sign_on answered: {}", tool_results[0]);
+    assert!(tool_results[1].contains("stored"), "store_data answered: {}", tool_results[1]);
+
+    // `cclog kv` reads it back, and its history names the writer.
+    let machine = cclog_ingest::coordinator::detect_machine();
+    let scope = format!("{machine}:app:progress");
+    let value = kv(data.path(), &["get", &scope, "step"]);
+    assert_eq!(value["value"], serde_json::json!({"done": ["parser"], "next": "tests"}), "{value}");
+    let history = kv(data.path(), &["history", &scope, "step"]);
+    assert_eq!(history[0]["writer"]["instance"], "claude_1");
+    assert_eq!(history[0]["writer"]["project"], "app");
+    server.stop();
 }
