@@ -13,7 +13,7 @@
 //! stdio to it.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use cclog_engine::Log;
 use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Version};
@@ -227,6 +227,11 @@ impl CoordinatorMcp {
         }
     }
 
+    /// Who is calling: their identity, and the instance they act as.
+    fn caller(&self, extensions: &Extensions, session_id: Option<String>) -> Result<Caller, String> {
+        Ok(Caller { identity: self.identity(extensions)?, instance: self.instance(session_id)? })
+    }
+
     /// The instance a call acts as: its `session_id`, else this connection's.
     fn instance(&self, session_id: Option<String>) -> Result<String, String> {
         let instance =
@@ -314,8 +319,7 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<SessionArgs>,
         extensions: Extensions,
     ) -> Result<Json<SignOffResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
+        let Caller { identity, instance } = self.caller(&extensions, args.session_id)?;
         let identity_for_work = identity.clone();
         let target = instance.clone();
         let released = self
@@ -343,13 +347,12 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<StoreArgs>,
         extensions: Extensions,
     ) -> Result<Json<StoreResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let scope = full_scope(&identity, &args.scope)?;
-        let writer = writer(&identity, &instance);
+        let caller = self.caller(&extensions, args.session_id)?;
+        let scope = caller.scope(&args.scope)?;
+        let writer = caller.writer();
         let (full, key, value, expected) = (scope.clone(), args.key.clone(), args.value, args.expected_version);
         let stored = self
-            .blocking(&identity, Some(instance), move |log| {
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
                 KvStore::new(log).store(&full, &key, &value, expected, &writer)
             })
             .await?;
@@ -383,9 +386,8 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<RetrieveArgs>,
         extensions: Extensions,
     ) -> Result<Json<RetrieveResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let full = full_scope(&identity, &args.scope)?;
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
         let as_of = match &args.as_of {
             None | Some(Value::Null) => None,
             Some(Value::Number(number)) => {
@@ -395,8 +397,11 @@ impl CoordinatorMcp {
             Some(_) => return Err("as_of must be a log position (a number) or a time (RFC 3339 text)".into()),
         };
         let key = args.key.clone();
-        let found =
-            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).retrieve(&full, &key, as_of)).await?;
+        let found = self
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
+                KvStore::new(log).retrieve(&full, &key, as_of)
+            })
+            .await?;
         let found = found.map(ValueVersion::from);
         Ok(Json(RetrieveResult {
             scope: args.scope,
@@ -419,13 +424,15 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<KeyArgs>,
         extensions: Extensions,
     ) -> Result<Json<DeleteResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let full = full_scope(&identity, &args.scope)?;
-        let writer = writer(&identity, &instance);
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
+        let writer = caller.writer();
         let key = args.key.clone();
-        let deleted =
-            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).delete(&full, &key, &writer)).await?;
+        let deleted = self
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
+                KvStore::new(log).delete(&full, &key, &writer)
+            })
+            .await?;
         Ok(Json(DeleteResult {
             deleted: deleted.is_some(),
             scope: args.scope,
@@ -440,10 +447,11 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<ScopeArgs>,
         extensions: Extensions,
     ) -> Result<Json<NamesResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let full = full_scope(&identity, &args.scope)?;
-        let names = self.blocking(&identity, Some(instance), move |log| KvStore::new(log).keys(&full)).await?;
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
+        let names = self
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| KvStore::new(log).keys(&full))
+            .await?;
         Ok(Json(NamesResult { names }))
     }
 
@@ -457,15 +465,14 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<PatternArgs>,
         extensions: Extensions,
     ) -> Result<Json<NamesResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let prefix = identity.prefix();
+        let caller = self.caller(&extensions, args.session_id)?;
+        let prefix = caller.identity.prefix();
         if let Some(pattern) = &args.pattern {
             cclog_ingest::coordinator::scope_pattern(pattern).map_err(|error| error.to_string())?;
         }
         let pattern = args.pattern.map(|pattern| format!("{}{pattern}", glob_escape(&prefix)));
         let names = self
-            .blocking(&identity, Some(instance), move |log| {
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
                 let all = KvStore::new(log)
                     .scopes(Some(pattern.as_deref().unwrap_or(&format!("{}*", glob_escape(&prefix)))))?;
                 Ok(all.into_iter().filter_map(|scope| scope.strip_prefix(&prefix).map(str::to_string)).collect())
@@ -483,12 +490,14 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<ScopeArgs>,
         extensions: Extensions,
     ) -> Result<Json<DeleteResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let full = full_scope(&identity, &args.scope)?;
-        let writer = writer(&identity, &instance);
-        let count =
-            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).delete_scope(&full, &writer)).await?;
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
+        let writer = caller.writer();
+        let count = self
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
+                KvStore::new(log).delete_scope(&full, &writer)
+            })
+            .await?;
         Ok(Json(DeleteResult { deleted: count > 0, scope: args.scope, key: None, keys_deleted: Some(count as u64) }))
     }
 
@@ -502,12 +511,14 @@ impl CoordinatorMcp {
         Parameters(args): Parameters<KeyArgs>,
         extensions: Extensions,
     ) -> Result<Json<HistoryResult>, String> {
-        let identity = self.identity(&extensions)?;
-        let instance = self.instance(args.session_id)?;
-        let full = full_scope(&identity, &args.scope)?;
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
         let key = args.key.clone();
-        let versions =
-            self.blocking(&identity, Some(instance), move |log| KvStore::new(log).history(&full, &key)).await?;
+        let versions = self
+            .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
+                KvStore::new(log).history(&full, &key)
+            })
+            .await?;
         Ok(Json(HistoryResult {
             scope: args.scope,
             key: args.key,
@@ -589,7 +600,7 @@ impl CoordinatorMcp {
     /// `session://context`.
     async fn context_json(&self, identity: &Identity) -> Result<Value, String> {
         let for_work = identity.clone();
-        let (held, scopes) = self
+        let (signed_on, scopes) = self
             .blocking(identity, None, move |log| {
                 let held = Instances::new(log, &for_work.machine, &for_work.project, for_work.lease).held()?;
                 let prefix = for_work.prefix();
@@ -599,24 +610,26 @@ impl CoordinatorMcp {
                     let keys = store.keys(&scope)?.len();
                     scopes.push(serde_json::json!({"scope": scope[prefix.len()..], "keys": keys}));
                 }
-                Ok((held, scopes))
+                // What each holder is working on: the keys of the scope named by its instance.
+                let mut signed_on = Vec::new();
+                for (instance, claim) in held {
+                    let working_on = scope_values(&store, &format!("{prefix}{instance}"))?;
+                    let since = UNIX_EPOCH + Duration::from_micros(claim.since_us);
+                    signed_on.push(serde_json::json!({
+                        "session_id": instance,
+                        "holder": claim.holder,
+                        "since": humantime::format_rfc3339_micros(since).to_string(),
+                        "working_on": working_on,
+                    }));
+                }
+                Ok((signed_on, scopes))
             })
             .await?;
-        let instances: Vec<Value> = held
-            .into_iter()
-            .map(|(instance, claim)| {
-                serde_json::json!({
-                    "session_id": instance,
-                    "holder": claim.holder,
-                    "since": humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + Duration::from_micros(claim.since_us)).to_string(),
-                })
-            })
-            .collect();
         Ok(serde_json::json!({
             "machine": identity.machine,
             "project": identity.project,
             "full_scope_prefix": identity.prefix(),
-            "signed_on": instances,
+            "signed_on": signed_on,
             "scopes": scopes,
             "workflow": WORKFLOW,
         }))
@@ -625,20 +638,20 @@ impl CoordinatorMcp {
     /// `session://state/{session_id}`: the instance's own scope.
     async fn state_json(&self, identity: &Identity, instance: &str) -> Result<Value, String> {
         let full = full_scope(identity, instance)?;
-        let values = self
-            .blocking(identity, None, move |log| {
-                let store = KvStore::new(log);
-                let mut values = serde_json::Map::new();
-                for key in store.keys(&full)? {
-                    if let Some(version) = store.retrieve(&full, &key, None)? {
-                        values.insert(key, version.value.unwrap_or(Value::Null));
-                    }
-                }
-                Ok(values)
-            })
-            .await?;
+        let values = self.blocking(identity, None, move |log| scope_values(&KvStore::new(log), &full)).await?;
         Ok(serde_json::json!({"session_id": instance, "scope": instance, "values": values}))
     }
+}
+
+/// Every live key of `scope` with its current value.
+fn scope_values(store: &KvStore<'_>, scope: &str) -> cclog_ingest::Result<serde_json::Map<String, Value>> {
+    let mut values = serde_json::Map::new();
+    for key in store.keys(scope)? {
+        if let Some(version) = store.retrieve(scope, &key, None)? {
+            values.insert(key, version.value.unwrap_or(Value::Null));
+        }
+    }
+    Ok(values)
 }
 
 /// Arguments of the `startup` prompt.
@@ -700,13 +713,30 @@ impl Identity {
     }
 }
 
+/// A tool call's caller: who they are and which instance they act as.
+struct Caller {
+    identity: Identity,
+    instance: String,
+}
+
+impl Caller {
+    /// `scope` with the caller's `machine:project:` prefix.
+    fn scope(&self, scope: &str) -> Result<String, String> {
+        full_scope(&self.identity, scope)
+    }
+
+    fn writer(&self) -> Writer {
+        Writer {
+            instance: self.instance.clone(),
+            machine: self.identity.machine.clone(),
+            project: self.identity.project.clone(),
+        }
+    }
+}
+
 fn full_scope(identity: &Identity, scope: &str) -> Result<String, String> {
     cclog_ingest::coordinator::check_name("scope", scope).map_err(|error| error.to_string())?;
     Ok(format!("{}{scope}", identity.prefix()))
-}
-
-fn writer(identity: &Identity, instance: &str) -> Writer {
-    Writer { instance: instance.to_string(), machine: identity.machine.clone(), project: identity.project.clone() }
 }
 
 /// Escapes glob metacharacters in a literal prefix.

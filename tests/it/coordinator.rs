@@ -232,7 +232,7 @@ fn instances_are_claimed_once_and_reclaimable_after_the_lease() {
             .map(|holder| {
                 let log = Arc::clone(&log);
                 scope.spawn(move || {
-                    Instances::new(&log, "box", "acme/widgets", lease)
+                    Instances::new(&log, "box", "acme/widgets", long_lease)
                         .sign_on(None, &format!("holder-{holder}"))
                         .unwrap()
                         .instance

@@ -141,7 +141,8 @@ async def main(argv):
         templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
         assert "session://state/{session_id}" in templates, templates
         context = json.loads((await session.read_resource("session://context")).contents[0].text)
-        assert sid in [entry["session_id"] for entry in context["signed_on"]], context
+        mine = [entry for entry in context["signed_on"] if entry["session_id"] == sid]
+        assert mine and mine[0]["working_on"] == {"summary": f"working on {tag}"}, context
         assert context["machine"] == me["machine"] and "sign_on" in context["workflow"], context
         state = json.loads((await session.read_resource(f"session://state/{sid}")).contents[0].text)
         assert state["values"]["summary"] == f"working on {tag}", state
