@@ -477,10 +477,13 @@ fn fifty_readers_are_answered_while_a_run_writes() {
     });
     let messages_before = server.ok("GET", &format!("/api/runs/{run}"), None)["messageCount"].as_u64().unwrap();
 
+    // Fifty readers read, ten requests each at least, until the run has recorded more
+    // messages: so every one of them is answered while the run writes.
     let server = std::sync::Arc::new(server);
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..50)
         .map(|reader| {
-            let server = std::sync::Arc::clone(&server);
+            let (server, written) = (std::sync::Arc::clone(&server), std::sync::Arc::clone(&written));
             let run = run.clone();
             std::thread::spawn(move || {
                 let paths = [
@@ -490,14 +493,20 @@ fn fifty_readers_are_answered_while_a_run_writes() {
                     "/api/runs/active".to_string(),
                     "/api/events?limit=50".to_string(),
                 ];
-                for request in 0..10 {
+                let mut request = 0;
+                while request < 10 || !written.load(std::sync::atomic::Ordering::Relaxed) {
                     let path = &paths[(reader + request) % paths.len()];
                     let (status, body) = server.call("GET", path, None);
                     assert_eq!(status, 200, "{path}: {body}");
+                    request += 1;
                 }
             })
         })
         .collect();
+    wait_for("a message recorded while readers read", || {
+        server.ok("GET", &format!("/api/runs/{run}"), None)["messageCount"].as_u64() > Some(messages_before)
+    });
+    written.store(true, std::sync::atomic::Ordering::Relaxed);
     for reader in readers {
         reader.join().expect("a reader failed");
     }
