@@ -31,9 +31,10 @@ impl Ownership {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
-                    let owner = read_owner(&mut file);
-                    let ours = owner_pid(&mut file) == Some(std::process::id());
+                    let owner = owner_record(&mut file);
+                    let ours = owner.as_ref().is_some_and(|(pid, _)| *pid == std::process::id());
                     if !ours || std::time::Instant::now() > deadline {
+                        let owner = owner.map(|(pid, command)| describe_owner(pid, &command));
                         return Err(Error::Locked { dir: dir.to_path_buf(), owner });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -50,26 +51,22 @@ impl Ownership {
     }
 }
 
-/// The pid on record in the lock file.
-fn owner_pid(file: &mut File) -> Option<u32> {
-    let mut text = String::new();
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.read_to_string(&mut text).ok()?;
-    text.lines().next()?.trim().parse().ok()
-}
-
-/// Reads who owns the directory: "process <pid> (<command>)", if it can be told.
-pub fn read_owner(file: &mut File) -> Option<String> {
+/// Who owns the directory, as the lock file records it: the pid and the command line.
+fn owner_record(file: &mut File) -> Option<(u32, String)> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
     file.read_to_string(&mut text).ok()?;
     let mut lines = text.lines();
     let pid = lines.next()?.trim().parse::<u32>().ok()?;
-    let command = lines.next().unwrap_or("").trim();
+    Some((pid, lines.next().unwrap_or("").trim().to_string()))
+}
+
+/// "process <pid> (<command>)".
+fn describe_owner(pid: u32, command: &str) -> String {
     if command.is_empty() {
-        Some(format!("process {pid}"))
+        format!("process {pid}")
     } else {
-        Some(format!("process {pid} ({command})"))
+        format!("process {pid} ({command})")
     }
 }
 

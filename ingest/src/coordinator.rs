@@ -132,7 +132,9 @@ impl<'a> KvStore<'a> {
         if let Some(expected) = expected_version {
             let current = live(Coordinator::key(self.log, scope, key)?);
             if current.map_or(0, |state| state.version) != expected {
-                return Ok(Stored::Conflict { current: current.map(|state| self.version_at(state)).transpose()? });
+                return Ok(Stored::Conflict {
+                    current: current.map(|state| self.version(state.version, state.seq)).transpose()?,
+                });
             }
         }
         let write = KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone() };
@@ -147,7 +149,9 @@ impl<'a> KvStore<'a> {
         check_name("scope", scope)?;
         check_name("key", key)?;
         let Some(as_of) = as_of else {
-            return live(Coordinator::key(self.log, scope, key)?).map(|state| self.version_at(state)).transpose();
+            return live(Coordinator::key(self.log, scope, key)?)
+                .map(|state| self.version(state.version, state.seq))
+                .transpose();
         };
         let mut found = None;
         for (version, seq) in Coordinator::versions(self.log, scope, key)?.into_iter().rev() {
@@ -156,7 +160,7 @@ impl<'a> KvStore<'a> {
                     continue;
                 }
             }
-            let candidate = self.version(scope, version, seq)?;
+            let candidate = self.version(version, seq)?;
             if let AsOf::Time(time) = as_of {
                 if UNIX_EPOCH + Duration::from_micros(candidate.at_us) > time {
                     continue;
@@ -213,7 +217,7 @@ impl<'a> KvStore<'a> {
         check_name("key", key)?;
         Coordinator::versions(self.log, scope, key)?
             .into_iter()
-            .map(|(version, seq)| self.version(scope, version, seq))
+            .map(|(version, seq)| self.version(version, seq))
             .collect()
     }
 
@@ -225,12 +229,8 @@ impl<'a> KvStore<'a> {
             .ok_or_else(|| Error::InvalidKv("the log acknowledged no event".into()))
     }
 
-    fn version_at(&self, state: KeyState) -> Result<Version> {
-        let event = self.durable_event(state.seq)?;
-        version_of(state.version, &event)
-    }
-
-    fn version(&self, _scope: &str, version: u64, seq: u64) -> Result<Version> {
+    /// Version `version` of a key, written by the event at `seq`.
+    fn version(&self, version: u64, seq: u64) -> Result<Version> {
         version_of(version, &self.durable_event(seq)?)
     }
 

@@ -127,10 +127,5 @@ fn print_history(history: &[Version]) {
 
 /// Writes from the command line: instance `cli` on this machine.
 fn cli_writer() -> Writer {
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    Writer { instance: "cli".into(), machine, project: String::new() }
+    Writer { instance: "cli".into(), machine: cclog_ingest::coordinator::detect_machine(), project: String::new() }
 }
