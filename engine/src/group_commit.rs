@@ -32,7 +32,7 @@ use crate::envelope::{chain_hash, encode_header, Header, GENESIS};
 use crate::projection::{
     encode_meta, projection_meta_key, rebuild_slot, ProjectionPrefixes, ProjectionSlot, RebuildReport,
 };
-use crate::store::{block_key, meta_key, stream_key, Head, Store, HEAD_KEY};
+use crate::store::{block_key, meta_key, stream_key, stream_run_value, Head, Store, HEAD_KEY};
 use crate::{Error, Event, Hash, NewEvent, Result};
 
 /// Where an appended event landed.
@@ -191,11 +191,28 @@ pub(crate) struct Accepted {
     appended: Vec<Appended>,
 }
 
+/// Stream-index runs being collected: (stream, first seq, last seq), in seq order.
+#[derive(Default)]
+struct StreamRuns(Vec<(String, u64, u64)>);
+
+impl StreamRuns {
+    fn push(&mut self, stream: &str, seq: u64) {
+        if let Some((last_stream, _, last)) = self.0.last_mut() {
+            if *last_stream == stream && *last + 1 == seq {
+                *last = seq;
+                return;
+            }
+        }
+        self.0.push((stream.to_string(), seq, seq));
+    }
+}
+
 /// Everything one commit group writes.
 struct Staged {
     /// The group's events with their header bytes as they will be stored and hashed.
     events: Vec<(Event, Vec<u8>)>,
-    streams: sled::Batch,
+    /// The group's stream-index runs: consecutive seqs of one stream become one entry.
+    streams: StreamRuns,
     head: Option<Head>,
     accepted: Vec<Accepted>,
     event_count: u64,
@@ -254,7 +271,7 @@ impl Writer {
         }
         let mut staged = Staged {
             events: Vec::new(),
-            streams: sled::Batch::default(),
+            streams: StreamRuns::default(),
             head: self.head,
             accepted: Vec::with_capacity(group.len()),
             event_count: 0,
@@ -325,7 +342,7 @@ impl Writer {
             prepared.push((event, header_bytes));
         }
         for (event, _) in &prepared {
-            staged.streams.insert(stream_key(event.stream(), event.seq()), Vec::new());
+            staged.streams.push(event.stream(), event.seq());
         }
         staged.events.extend(prepared);
         staged.event_count += appended.len() as u64;
@@ -353,7 +370,10 @@ impl Writer {
 
     /// Writes a staged group to sled in one atomic batch; durability is the syncer's job.
     fn write(&mut self, staged: &mut Staged) -> Result<()> {
-        let mut batch = std::mem::take(&mut staged.streams);
+        let mut batch = sled::Batch::default();
+        for (stream, first, last) in std::mem::take(&mut staged.streams).0 {
+            batch.insert(stream_key(&stream, first), stream_run_value(first, last));
+        }
         let events = std::mem::take(&mut staged.events);
         self.encode_blocks(&events, &mut batch)?;
         if let Some(head) = staged.head {

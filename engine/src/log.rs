@@ -14,7 +14,7 @@ use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
 use crate::group_commit::{Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats};
 use crate::projection::{open_projections, Projection, ProjectionPrefixes, ProjectionView, RebuildReport};
-use crate::store::{be_u64, stream_key, stream_prefix, Head, Store};
+use crate::store::{stream_seqs, Head, Store};
 use crate::subscription::Subscription;
 use crate::verify::{walk, Progress, VerifyReport};
 use crate::{envelope, Error, Event, NewEvent, Result};
@@ -185,33 +185,11 @@ impl Log {
 
     /// The durable events of one stream with `from <= seq`, in order.
     pub fn stream(&self, stream: &str, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
-        let end = self.len();
-        let prefix = stream_prefix(stream);
-        let prefix_len = prefix.len();
-        let start = stream_key(stream, from);
         let store = Arc::clone(&self.inner.store);
-        self.inner
-            .store
-            .log
-            .range(start..)
-            .take_while(move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
-            .filter_map(move |item| {
-                let seq = match item {
-                    Ok((key, _)) => match be_u64(&key[prefix_len..]) {
-                        Some(seq) => seq,
-                        None => {
-                            return Some(Err(Error::Corruption { at: None, detail: "stream index key damaged".into() }))
-                        }
-                    },
-                    Err(error) => return Some(Err(Error::from(error))),
-                };
-                if seq >= end {
-                    return None;
-                }
-                Some(store.read_event(seq).and_then(|event| {
-                    event.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
-                }))
-            })
+        stream_seqs(&self.inner.store.log, stream, from, self.len()).map(move |seq| {
+            let seq = seq?;
+            store.read_event(seq)?.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
+        })
     }
 
     /// Every durable event from `from` on, then each new one as it becomes durable.

@@ -17,7 +17,7 @@
 //!
 //! ```text
 //! 'E' ‖ first seq (8)                        -> block of events (see `block`)
-//! 'S' ‖ stream ‖ 0x00 ‖ seq (8)               -> empty: the stream index
+//! 'S' ‖ stream ‖ 0x00 ‖ first seq (8)         -> empty, or last seq (8): the stream index
 //! 'M' ‖ "head"                               -> seq (8) ‖ hash (32) ‖ ts_us (8)
 //! 'M' ‖ "format"                             -> FORMAT_VERSION (1)
 //! 'M' ‖ "projection/" ‖ name                 -> postcard(ProjectionMeta)
@@ -26,6 +26,12 @@
 //!
 //! Stream names and projection names contain no 0x00 (control characters are refused), so
 //! no stream's keys are a prefix of another's.
+//!
+//! A stream-index entry stands for a run of consecutive seqs of its stream, written by one
+//! commit group: an empty value is the first seq alone, an 8-byte value the run's last seq.
+//! A file import appends thousands of lines of one stream per group, and one key instead of
+//! one per line halves the sled inserts of an import. Format 1 wrote only empty values,
+//! which format 2 reads the same way, so a format-1 directory is upgraded by opening it.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -108,6 +114,56 @@ pub(crate) fn stream_key(stream: &str, seq: u64) -> Vec<u8> {
     key
 }
 
+/// The stream-index value of the run `first..=last`.
+pub(crate) fn stream_run_value(first: u64, last: u64) -> Vec<u8> {
+    if first == last {
+        Vec::new()
+    } else {
+        last.to_be_bytes().to_vec()
+    }
+}
+
+/// The run `(first, last)` a stream-index entry stands for.
+fn stream_run(prefix_len: usize, key: &[u8], value: &[u8]) -> Result<(u64, u64)> {
+    let damaged = || Error::Corruption { at: None, detail: "stream index entry damaged".into() };
+    let first = key.get(prefix_len..).and_then(be_u64).ok_or_else(damaged)?;
+    let last = if value.is_empty() { first } else { be_u64(value).filter(|last| *last > first).ok_or_else(damaged)? };
+    Ok((first, last))
+}
+
+/// The seqs of `stream` in `from..end`, in order, from the stream index.
+pub(crate) fn stream_seqs(
+    log: &sled::Tree,
+    stream: &str,
+    from: u64,
+    end: u64,
+) -> impl Iterator<Item = Result<u64>> + 'static {
+    let prefix = stream_prefix(stream);
+    let prefix_len = prefix.len();
+    let start = stream_key(stream, from);
+    // A run that starts before `from` may still reach it.
+    let before = log.range(prefix.clone()..start.clone()).next_back();
+    let after = log.range(start..).take_while({
+        let prefix = prefix.clone();
+        move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix))
+    });
+    before
+        .into_iter()
+        .chain(after)
+        .map(move |item| {
+            let (key, value) = item?;
+            stream_run(prefix_len, &key, &value)
+        })
+        .take_while(move |run| run.as_ref().map_or(true, |(first, _)| *first < end))
+        .flat_map(move |run| {
+            let (seqs, error) = match run {
+                Ok((first, last)) => (first.max(from)..last.saturating_add(1).min(end), None),
+                Err(error) => (0..0, Some(Err(error))),
+            };
+            seqs.map(Ok).chain(error)
+        })
+}
+
 pub(crate) fn meta_key(name: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + 1);
     key.push(META);
@@ -164,6 +220,10 @@ impl Store {
         let log = db.open_tree(LOG_TREE)?;
         match log.get(meta_key(FORMAT_KEY))? {
             Some(version) if version.as_ref() == [FORMAT_VERSION] => {}
+            // Format 1 differs only in writing no stream-index runs, which format 2 reads.
+            Some(version) if version.as_ref() == [1] => {
+                log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION])?;
+            }
             Some(version) => {
                 return Err(Error::UnsupportedFormat {
                     found: version.first().copied().unwrap_or(0),
@@ -445,5 +505,56 @@ impl BlockCache {
 
     fn size(events: &[Event]) -> usize {
         events.iter().map(|event| event.payload.len() + EVENT_OVERHEAD).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(log: &sled::Tree, stream: &str, from: u64, end: u64) -> Vec<u64> {
+        stream_seqs(log, stream, from, end).collect::<Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn stream_index_reads_single_entries_and_runs_from_any_seq() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let log = db.open_tree(LOG_TREE).unwrap();
+        // "a": 0 alone (as format 1 wrote it), 2..=5 as a run, 7 alone; "ab" in between.
+        for (stream, first, last) in [("a", 0, 0), ("ab", 1, 1), ("a", 2, 5), ("ab", 6, 6), ("a", 7, 7)] {
+            log.insert(stream_key(stream, first), stream_run_value(first, last)).unwrap();
+        }
+        assert_eq!(seqs(&log, "a", 0, 100), [0, 2, 3, 4, 5, 7]);
+        assert_eq!(seqs(&log, "a", 3, 100), [3, 4, 5, 7]);
+        assert_eq!(seqs(&log, "a", 6, 100), [7]);
+        assert_eq!(seqs(&log, "a", 0, 4), [0, 2, 3], "nothing at or past the end");
+        assert_eq!(seqs(&log, "ab", 0, 100), [1, 6]);
+        assert_eq!(seqs(&log, "b", 0, 100), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_damaged_run_is_reported_not_skipped() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let log = db.open_tree(LOG_TREE).unwrap();
+        log.insert(stream_key("a", 4), vec![0, 1]).unwrap();
+        let read: Vec<Result<u64>> = stream_seqs(&log, "a", 0, 100).collect();
+        assert!(matches!(read.as_slice(), [Err(Error::Corruption { .. })]));
+    }
+
+    #[test]
+    fn a_format_1_directory_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.log.insert(meta_key(FORMAT_KEY), &[1]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.log.get(meta_key(FORMAT_KEY)).unwrap().unwrap().as_ref(), [FORMAT_VERSION]);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        store.log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION + 1]).unwrap();
+        drop(store);
+        assert!(matches!(Store::open(dir.path()), Err(Error::UnsupportedFormat { .. })));
     }
 }

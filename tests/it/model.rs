@@ -11,7 +11,8 @@ use crate::support::open;
 enum Op {
     Append(Vec<(u8, Vec<u8>)>),
     Read(u16),
-    ReadStream(u8),
+    /// A stream read from a seq: consecutive events of one stream share an index entry.
+    ReadStream(u8, u16),
     Verify,
     Restart,
     Rebuild,
@@ -19,9 +20,9 @@ enum Op {
 
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => proptest::collection::vec((0..3u8, proptest::collection::vec(any::<u8>(), 0..64)), 1..6).prop_map(Op::Append),
+        6 => proptest::collection::vec((0..3u8, proptest::collection::vec(any::<u8>(), 0..64)), 1..10).prop_map(Op::Append),
         2 => any::<u16>().prop_map(Op::Read),
-        2 => (0..3u8).prop_map(Op::ReadStream),
+        3 => (0..3u8, any::<u16>()).prop_map(|(stream, from)| Op::ReadStream(stream, from)),
         1 => Just(Op::Verify),
         1 => Just(Op::Restart),
         1 => Just(Op::Rebuild),
@@ -59,10 +60,11 @@ proptest! {
                         None => prop_assert!(event.is_none()),
                     }
                 }
-                Op::ReadStream(stream) => {
+                Op::ReadStream(stream, from) => {
                     let name = format!("s{stream}");
-                    let got: Vec<(u64, Vec<u8>)> = current.stream(&name, 0).map(|event| event.map(|event| (event.seq(), event.payload))).collect::<Result<_, _>>().unwrap();
-                    let want: Vec<(u64, Vec<u8>)> = model.iter().enumerate().filter(|(_, (s, _))| *s == name).map(|(seq, (_, payload))| (seq as u64, payload.clone())).collect();
+                    let from = u64::from(from) % (model.len() as u64 + 2);
+                    let got: Vec<(u64, Vec<u8>)> = current.stream(&name, from).map(|event| event.map(|event| (event.seq(), event.payload))).collect::<Result<_, _>>().unwrap();
+                    let want: Vec<(u64, Vec<u8>)> = model.iter().enumerate().filter(|(seq, (s, _))| *s == name && *seq as u64 >= from).map(|(seq, (_, payload))| (seq as u64, payload.clone())).collect();
                     prop_assert_eq!(got, want);
                 }
                 Op::Verify => {
