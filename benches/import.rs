@@ -4,7 +4,6 @@
 //! with the release `cclog` binary as a child process and reports the child's peak RSS
 //! from `getrusage(RUSAGE_CHILDREN)`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,41 +16,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SESSION: &str = "0b5e7a1c-3d2f-4e6a-9b8c-7d6e5f4a3b2c";
 
-/// Writes a transcript of about `bytes` bytes: user prompts, assistant replies with tool
-/// calls and usage, tool results, metadata — shaped like Claude Code 2.1's. Returns the
-/// number of lines.
+#[path = "../tests/common/transcript.rs"]
+mod transcript;
+
 fn generate(path: &Path, bytes: u64) -> u64 {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let (mut written, mut lines, mut parent) = (0u64, 0u64, "null".to_string());
-    let filler = "The quick brown fox jumps over the lazy dog; ".repeat(20);
-    while written < bytes {
-        let uuid = format!("{:08x}-0000-4000-8000-{:012x}", lines >> 16, lines);
-        let line = match lines % 4 {
-            0 => format!(
-                r#"{{"parentUuid":{parent},"isSidechain":false,"promptId":"p-{lines}","type":"user","message":{{"role":"user","content":"Please look at item {lines}. {}"}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:00.000Z","permissionMode":"default","userType":"external","entrypoint":"cli","cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329","gitBranch":"main"}}"#,
-                &filler[..200]
-            ),
-            1 => format!(
-                r#"{{"parentUuid":{parent},"isSidechain":false,"message":{{"id":"msg_{lines:016}","model":"claude-sonnet-4-5","role":"assistant","type":"message","content":[{{"type":"tool_use","id":"toolu_{lines}","name":"Bash","input":{{"command":"grep -rn item{lines} src/","description":"search"}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":1200,"cache_creation_input_tokens":300,"cache_read_input_tokens":9000,"output_tokens":80}}}},"type":"assistant","uuid":"{uuid}","timestamp":"2026-11-21T10:00:01.000Z","userType":"external","cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329","gitBranch":"main"}}"#
-            ),
-            2 => format!(
-                r#"{{"parentUuid":{parent},"isSidechain":false,"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{}","type":"tool_result","content":"{filler}"}}]}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:02.000Z","toolUseResult":{{"stdout":"{}","stderr":"","interrupted":false}},"cwd":"/home/dev/app","sessionId":"{SESSION}","version":"2.1.329"}}"#,
-                lines - 1,
-                &filler[..400]
-            ),
-            _ => format!(
-                r#"{{"type":"last-prompt","lastPrompt":"Please look at item {lines}","leafUuid":"{uuid}","sessionId":"{SESSION}"}}"#
-            ),
-        };
-        if lines % 4 != 3 {
-            parent = format!("\"{uuid}\"");
-        }
-        writeln!(out, "{line}").unwrap();
-        written += line.len() as u64 + 1;
-        lines += 1;
-    }
-    out.flush().unwrap();
-    lines
+    transcript::generate(path, SESSION, 0, bytes).unwrap()
 }
 
 fn project_dir(root: &Path) -> PathBuf {

@@ -18,7 +18,7 @@
 //! its checkpoint in the same atomic append, so memory stays bounded on any file size and
 //! an interrupted import resumes where its last chunk ended.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,8 @@ use crate::{Error, Result};
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// ...or this many lines.
 pub const CHUNK_LINES: usize = 2048;
+/// Chunks of one file submitted and not yet durable, at most.
+const CHUNKS_IN_FLIGHT: usize = 3;
 
 /// A malformed line, reported with where it is.
 #[derive(Debug, Clone, Serialize)]
@@ -128,8 +130,8 @@ struct FileRead<'f> {
     changed: bool,
     /// Entries stored in `pending`, not yet visible in the archive.
     fresh: HashMap<String, Vec<u8>>,
-    /// The chunk the writer is storing while the next one is read, with its entries.
-    in_flight: Option<(cclog_engine::PendingAppend, HashMap<String, Vec<u8>>)>,
+    /// Chunks submitted and not yet known durable, oldest first, with their entries.
+    in_flight: VecDeque<(cclog_engine::PendingAppend, HashMap<String, Vec<u8>>)>,
     run: Option<OpenRun>,
 }
 
@@ -268,7 +270,7 @@ impl<'a> Importer<'a> {
             pending_bytes: 0,
             changed: false,
             fresh: HashMap::new(),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             run: None,
         };
         let (revision, reason) = match &state {
@@ -456,7 +458,7 @@ impl<'a> Importer<'a> {
 
     /// The first stored copy of an entry, from this chunk or the archive.
     fn original(&mut self, read: &FileRead<'_>, uuid: &str) -> Result<Option<Original>> {
-        let in_flight = read.in_flight.as_ref().and_then(|(_, fresh)| fresh.get(uuid));
+        let in_flight = read.in_flight.iter().find_map(|(_, fresh)| fresh.get(uuid));
         if let Some(bytes) = read.fresh.get(uuid).or(in_flight) {
             return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
         }
@@ -474,8 +476,9 @@ impl<'a> Importer<'a> {
         Ok(Some(Original { bytes: event.payload, session }))
     }
 
-    /// Submits what is pending with a checkpoint, as one atomic batch, after the chunk
-    /// before it is durable; at most one chunk is in flight while the next is read.
+    /// Submits what is pending with a checkpoint, as one atomic batch. At most
+    /// [`CHUNKS_IN_FLIGHT`] chunks wait to be durable, so the writer stores one while the
+    /// syncer makes the one before it durable and the next one is read.
     fn flush(&mut self, read: &mut FileRead<'_>, partial: u64) -> Result<()> {
         let checkpoint = Checkpoint {
             offset: read.offset,
@@ -487,17 +490,27 @@ impl<'a> Importer<'a> {
         let mut batch = std::mem::take(&mut read.pending);
         read.changed |= !batch.is_empty();
         batch.push(NewEvent::new(&read.stream, events::KIND_CHECKPOINT, events::encode(&checkpoint)?));
-        Self::settle(read)?;
+        while read.in_flight.len() >= CHUNKS_IN_FLIGHT {
+            Self::settle_oldest(read)?;
+        }
         let pending = self.log.submit_blocking(batch)?;
-        read.in_flight = Some((pending, std::mem::take(&mut read.fresh)));
+        read.in_flight.push_back((pending, std::mem::take(&mut read.fresh)));
         read.pending_bytes = 0;
         Ok(())
     }
 
-    /// Waits until the chunk in flight is durable.
-    fn settle(read: &mut FileRead<'_>) -> Result<()> {
-        if let Some((pending, _)) = read.in_flight.take() {
+    /// Waits until the oldest chunk in flight is durable.
+    fn settle_oldest(read: &mut FileRead<'_>) -> Result<()> {
+        if let Some((pending, _)) = read.in_flight.pop_front() {
             pending.wait_blocking()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every chunk in flight is durable.
+    fn settle(read: &mut FileRead<'_>) -> Result<()> {
+        while !read.in_flight.is_empty() {
+            Self::settle_oldest(read)?;
         }
         Ok(())
     }

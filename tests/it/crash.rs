@@ -3,6 +3,11 @@
 //! at a random moment, reopens the log, and checks that every acknowledged event survived
 //! with its hash, that verification passes, and that the projections equal a rebuild —
 //! i.e. events and their projection updates were written atomically.
+//!
+//! The same for `cclog import`: killed mid-file several times, then run to the end, it
+//! leaves exactly the archive an uninterrupted import leaves, and every file replays byte
+//! for byte — chunks and their checkpoints are atomic, and a resumed import starts where
+//! the last durable chunk ended.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -11,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::support::{dump, event, open, verify_intact};
+use crate::support::{cclog_bin, dump, event, open, verify_intact};
+use crate::transcript;
 
 const CHILD_ENV: &str = "CCLOG_CRASH_CHILD_DIR";
 const TRIALS: usize = 24;
@@ -113,4 +119,84 @@ fn crash_keeps_every_acknowledged_event() {
     }
     verify_intact(dir.path());
     assert!(acknowledged.len() > 100, "the children appended too little to test anything: {}", acknowledged.len());
+}
+
+fn cclog_output(data: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let output = Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
+    assert!(output.status.success(), "cclog {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+#[test]
+fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes() {
+    const MAIN: &str = "5a1d3c2e-0f4b-4c6d-8e7f-a1b2c3d4e5f6";
+    const FORK: &str = "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9";
+    let root = tempfile::tempdir().unwrap();
+    let projects = root.path().join("projects");
+    let project = projects.join("-home-dev-app");
+    std::fs::create_dir_all(&project).unwrap();
+    // Many chunks of one session, then a fork that copies the entries of its first half
+    // (the copies differ only in sessionId, as --fork-session writes them) and goes on by
+    // itself.
+    let main_path = project.join(format!("{MAIN}.jsonl"));
+    let lines = transcript::generate(&main_path, MAIN, 1, 12 << 20).unwrap();
+    let main_text = std::fs::read_to_string(&main_path).unwrap();
+    let copied: String =
+        main_text.lines().take(lines as usize / 2).map(|line| format!("{}\n", line.replace(MAIN, FORK))).collect();
+    let own_path = root.path().join("own.jsonl");
+    transcript::generate(&own_path, FORK, 2, 2 << 20).unwrap();
+    std::fs::write(project.join(format!("{FORK}.jsonl")), copied + &std::fs::read_to_string(&own_path).unwrap())
+        .unwrap();
+    let root_arg = projects.to_str().unwrap();
+
+    let clean = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    cclog_output(clean.path(), &["import", root_arg]);
+    let whole = started.elapsed();
+
+    let crashed = tempfile::tempdir().unwrap();
+    let mut rng = rand::rng();
+    let mut interrupted = 0;
+    for trial in 0..4 {
+        let mut child = Command::new(cclog_bin())
+            .arg("--data")
+            .arg(crashed.path())
+            .args(["import", root_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Each trial starts where the last one was killed, so kill early enough to land
+        // inside what is left.
+        std::thread::sleep(whole.mul_f64(rng.random_range(0.05..0.3)));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        child.wait().unwrap();
+        verify_intact(crashed.path());
+        eprintln!("import trial {trial}: {interrupted} imports interrupted so far (a whole one takes {whole:?})");
+    }
+    assert!(interrupted > 0, "every import finished before it was killed: nothing was tested");
+    let finished: serde_json::Value =
+        serde_json::from_slice(&cclog_output(crashed.path(), &["import", "--verify-replay", "--json", root_arg]))
+            .unwrap();
+    assert_eq!(finished["revisions"], 0, "a resumed file is continued, not rewritten: {finished}");
+    assert!(finished["malformed_lines"].as_array().unwrap().is_empty(), "{finished}");
+    let sessions = |data: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&cclog_output(data, &["sessions", "--json"])).unwrap()
+    };
+    assert_eq!(sessions(crashed.path()), sessions(clean.path()), "the same sessions, counts, usage and fork point");
+    let fork = sessions(crashed.path()).as_array().unwrap().iter().find(|session| session["id"] == FORK).cloned();
+    assert_eq!(fork.unwrap()["parent"], MAIN);
+    for session in [MAIN, FORK] {
+        let replayed = cclog_output(crashed.path(), &["replay", session, "--format", "jsonl"]);
+        let file = std::fs::read(project.join(format!("{session}.jsonl"))).unwrap();
+        assert!(replayed == file, "{session} replays byte for byte");
+    }
+    let rebuilt: serde_json::Value =
+        serde_json::from_slice(&cclog_output(crashed.path(), &["rebuild", "--json"])).unwrap();
+    assert_eq!(rebuilt["equal"], true, "projections equal a rebuild: {rebuilt}");
 }

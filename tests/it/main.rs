@@ -19,4 +19,6 @@ mod openapi;
 mod projection;
 mod serve;
 mod support;
+#[path = "../common/transcript.rs"]
+mod transcript;
 mod watch;

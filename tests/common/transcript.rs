@@ -1,0 +1,43 @@
+//! Generated transcripts shaped like Claude Code 2.1's — user prompts, assistant replies
+//! with tool calls and usage, tool results, `last-prompt` metadata — for the import
+//! benchmarks and the import crash test. Included by path from both, so they import the
+//! same kind of data.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes a transcript of about `bytes` bytes for `session`; `seed` keeps the uuids of
+/// different transcripts apart. Returns the number of lines.
+pub fn generate(path: &Path, session: &str, seed: u32, bytes: u64) -> std::io::Result<u64> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let (mut written, mut lines, mut parent) = (0u64, 0u64, "null".to_string());
+    let filler = "The quick brown fox jumps over the lazy dog; ".repeat(20);
+    while written < bytes {
+        let uuid = format!("{seed:08x}-0000-4000-8000-{lines:012x}");
+        let line = match lines % 4 {
+            0 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"promptId":"p-{lines}","type":"user","message":{{"role":"user","content":"Please look at item {lines}. {}"}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:00.000Z","permissionMode":"default","userType":"external","entrypoint":"cli","cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329","gitBranch":"main"}}"#,
+                &filler[..200]
+            ),
+            1 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"message":{{"id":"msg_{seed:08x}{lines:016}","model":"claude-sonnet-4-5","role":"assistant","type":"message","content":[{{"type":"tool_use","id":"toolu_{lines}","name":"Bash","input":{{"command":"grep -rn item{lines} src/","description":"search"}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":1200,"cache_creation_input_tokens":300,"cache_read_input_tokens":9000,"output_tokens":80}}}},"type":"assistant","uuid":"{uuid}","timestamp":"2026-11-21T10:00:01.000Z","userType":"external","cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329","gitBranch":"main"}}"#
+            ),
+            2 => format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_{}","type":"tool_result","content":"{filler}"}}]}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:02.000Z","toolUseResult":{{"stdout":"{}","stderr":"","interrupted":false}},"cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329"}}"#,
+                lines - 1,
+                &filler[..400]
+            ),
+            _ => format!(
+                r#"{{"type":"last-prompt","lastPrompt":"Please look at item {lines}","leafUuid":"{uuid}","sessionId":"{session}"}}"#
+            ),
+        };
+        if lines % 4 != 3 {
+            parent = format!("\"{uuid}\"");
+        }
+        writeln!(out, "{line}")?;
+        written += line.len() as u64 + 1;
+        lines += 1;
+    }
+    out.flush()?;
+    Ok(lines)
+}
