@@ -323,7 +323,8 @@ impl Writer {
     /// On error nothing of the request stays staged.
     fn stage_request(&mut self, staged: &mut Staged, events: Vec<PreparedEvent>) -> Result<Vec<Appended>> {
         let mut head = staged.head;
-        let mut prepared = Vec::with_capacity(events.len());
+        let mut stored = Vec::with_capacity(events.len());
+        let mut headers = Vec::with_capacity(events.len());
         let mut appended = Vec::with_capacity(events.len());
         for PreparedEvent { event: new, payload_hash } in events {
             let seq = head.map_or(0, |head| head.seq + 1);
@@ -333,18 +334,18 @@ impl Writer {
                 Header { seq, ts_us, stream: new.stream, kind: new.kind, payload_len: new.payload.len() as u64 };
             let header_bytes = encode_header(&header)?;
             let hash = chain_hash(&header_bytes, &payload_hash, &prev);
-            let event = Event { header, payload_hash, prev, hash, payload: new.payload };
-            for slot in &mut self.slots {
-                slot.apply(&self.store.log, &event)?;
-            }
+            stored.push(Event { header, payload_hash, prev, hash, payload: new.payload });
+            headers.push(header_bytes);
             head = Some(Head { seq, hash, ts_us });
             appended.push(Appended { seq, hash, ts_us });
-            prepared.push((event, header_bytes));
         }
-        for (event, _) in &prepared {
+        for slot in &mut self.slots {
+            slot.apply_all(&self.store.log, &stored)?;
+        }
+        for event in &stored {
             staged.streams.push(event.stream(), event.seq());
         }
-        staged.events.extend(prepared);
+        staged.events.extend(stored.into_iter().zip(headers));
         staged.event_count += appended.len() as u64;
         staged.head = head;
         Ok(appended)

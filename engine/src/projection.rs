@@ -31,6 +31,17 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> u32;
     /// Folds one event into the state.
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError>;
+
+    /// Folds consecutive events, in order: the events of one append while live, a chunk of
+    /// the log while rebuilding. A projection whose events keep updating the same records
+    /// overrides it to decode each record once and store it once for the lot.
+    ///
+    /// # Invariants
+    /// It leaves exactly the state that `apply` on each event in turn leaves, whatever
+    /// the events and however the log is cut into calls (rebuilds check this).
+    fn apply_all(&self, events: &[Event], state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        events.iter().try_for_each(|event| self.apply(event, state))
+    }
 }
 
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -166,11 +177,12 @@ impl ProjectionSlot {
         ProjectionSlot { projection, meta, prefix, committed: Overlay::new(), pending: Overlay::new() }
     }
 
-    pub fn apply(&mut self, tree: &sled::Tree, event: &Event) -> Result<()> {
+    /// Folds one append request's events into its pending writes.
+    pub fn apply_all(&mut self, tree: &sled::Tree, events: &[Event]) -> Result<()> {
         let mut state =
             ProjectionState { tree, prefix: &self.prefix, committed: &self.committed, pending: &mut self.pending };
         self.projection
-            .apply(event, &mut state)
+            .apply_all(events, &mut state)
             .map_err(|error| Error::Projection { name: self.projection.name().to_string(), detail: error.to_string() })
     }
 
@@ -257,32 +269,43 @@ pub(crate) fn encode_meta(meta: &ProjectionMeta) -> Result<Vec<u8>> {
 
 /// How many events a rebuild folds before writing its buffered state.
 const REBUILD_CHUNK: u64 = 16_384;
+/// How many events a rebuild hands `apply_all` at a time.
+const FOLD_CHUNK: usize = 1024;
 
 /// Folds events `from..=to` into the keyspace at `prefix`, in chunks.
 fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], from: u64, to: u64) -> Result<u64> {
     let empty = Overlay::new();
     let mut pending = Overlay::new();
     let mut folded = 0u64;
-    let flush = |pending: &mut Overlay| -> Result<()> {
-        let mut batch = sled::Batch::default();
-        drain_overlay(prefix, std::mem::take(pending), &mut batch);
-        store.log.apply_batch(batch)?;
-        Ok(())
-    };
-    for event in store.events_between(from, to + 1) {
-        let event = event?;
+    let mut unwritten = 0u64;
+    let mut chunk = Vec::with_capacity(FOLD_CHUNK);
+    let mut events = store.events_between(from, to + 1).peekable();
+    while events.peek().is_some() {
+        chunk.clear();
+        for event in events.by_ref().take(FOLD_CHUNK) {
+            chunk.push(event?);
+        }
         let mut state = ProjectionState { tree: &store.log, prefix, committed: &empty, pending: &mut pending };
-        projection.apply(&event, &mut state).map_err(|error| Error::Projection {
+        projection.apply_all(&chunk, &mut state).map_err(|error| Error::Projection {
             name: projection.name().to_string(),
-            detail: format!("at seq {}: {error}", event.seq()),
+            detail: format!("at seqs {}..: {error}", chunk.first().map_or(from, Event::seq)),
         })?;
-        folded += 1;
-        if folded.is_multiple_of(REBUILD_CHUNK) {
-            flush(&mut pending)?;
+        folded += chunk.len() as u64;
+        unwritten += chunk.len() as u64;
+        if unwritten >= REBUILD_CHUNK {
+            write_overlay(store, prefix, &mut pending)?;
+            unwritten = 0;
         }
     }
-    flush(&mut pending)?;
+    write_overlay(store, prefix, &mut pending)?;
     Ok(folded)
+}
+
+fn write_overlay(store: &Store, prefix: &[u8], pending: &mut Overlay) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    drain_overlay(prefix, std::mem::take(pending), &mut batch);
+    store.log.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Folds the whole log into a fresh generation, swaps it in and removes the old one.

@@ -15,7 +15,8 @@
 //!
 //! Read models hold seqs, counts and identifiers, never payload copies.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cclog_engine::{ApplyError, Event, Log, Projection, ProjectionState, ProjectionView};
 use serde::{Deserialize, Serialize};
@@ -203,13 +204,94 @@ impl Projection for Archive {
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
-        if let Some(path) = events::transcript_path(event.stream()) {
-            return apply_transcript(path, event, state);
+        self.apply_all(std::slice::from_ref(event), state)
+    }
+
+    /// A chunk of an import is thousands of lines of one file: its file and session
+    /// records are decoded once and stored once for all of them.
+    fn apply_all(&self, events: &[Event], state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        let mut records = Records::default();
+        for event in events {
+            if let Some(path) = events::transcript_path(event.stream()) {
+                apply_transcript(path, event, state, &mut records)?;
+            } else if let Some(run) = events::run_id(event.stream()) {
+                apply_run(run, event, state, &mut records)?;
+            }
         }
-        if let Some(run) = events::run_id(event.stream()) {
-            return apply_run(run, event, state);
-        }
-        Ok(())
+        records.store_all(state)
+    }
+}
+
+/// Decoded records of one key kind, each stored back once when a fold is done.
+struct Cached<T> {
+    records: HashMap<Vec<u8>, T>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Cached { records: HashMap::new() }
+    }
+}
+
+impl<T: Serialize + for<'de> Deserialize<'de>> Cached<T> {
+    /// The record under `key`, read from the state the first time.
+    fn get(&mut self, state: &ProjectionState<'_>, key: Vec<u8>) -> std::result::Result<Option<&mut T>, ApplyError> {
+        Ok(match self.records.entry(key) {
+            Entry::Occupied(cached) => Some(cached.into_mut()),
+            Entry::Vacant(vacant) => match load::<T>(state.get(vacant.key())?)? {
+                Some(record) => Some(vacant.insert(record)),
+                None => None,
+            },
+        })
+    }
+
+    /// The record under `key`, or `new()` when there is none.
+    fn get_or(
+        &mut self,
+        state: &ProjectionState<'_>,
+        key: Vec<u8>,
+        new: impl FnOnce() -> T,
+    ) -> std::result::Result<&mut T, ApplyError> {
+        Ok(match self.records.entry(key) {
+            Entry::Occupied(cached) => cached.into_mut(),
+            Entry::Vacant(vacant) => {
+                let record = load::<T>(state.get(vacant.key())?)?.unwrap_or_else(new);
+                vacant.insert(record)
+            }
+        })
+    }
+
+    fn put(&mut self, key: Vec<u8>, record: T) {
+        self.records.insert(key, record);
+    }
+
+    fn store_all(self, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        self.records.into_iter().try_for_each(|(key, record)| store(state, key, &record))
+    }
+}
+
+/// The file, session and run records a fold touches. Every event of a file updates its
+/// file and session record, and every message of a run its run record; while events are
+/// folded these records are read and written only through here, so each is decoded once
+/// and encoded once per `apply_all` and the fold sees what it would one event at a time.
+/// Everything touched is stored: a record is only fetched to be updated.
+#[derive(Default)]
+struct Records {
+    files: Cached<FileState>,
+    sessions: Cached<SessionRecord>,
+    runs: Cached<RunRecord>,
+}
+
+/// A session record for `id` with nothing folded into it yet.
+fn new_session(id: &str) -> impl FnOnce() -> SessionRecord + '_ {
+    move || SessionRecord { id: id.to_string(), ..Default::default() }
+}
+
+impl Records {
+    fn store_all(self, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        self.files.store_all(state)?;
+        self.sessions.store_all(state)?;
+        self.runs.store_all(state)
     }
 }
 
@@ -225,16 +307,17 @@ fn entry_key(uuid: &str) -> Vec<u8> {
     key(b'U', &[uuid.as_bytes()])
 }
 
-fn session_or_new(state: &ProjectionState<'_>, id: &str) -> std::result::Result<SessionRecord, ApplyError> {
-    Ok(load(state.get(&session_key(id))?)?
-        .unwrap_or_else(|| SessionRecord { id: id.to_string(), ..Default::default() }))
-}
-
-fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+fn apply_transcript(
+    path: &str,
+    event: &Event,
+    state: &mut ProjectionState<'_>,
+    records: &mut Records,
+) -> std::result::Result<(), ApplyError> {
     let fkey = file_key(path);
     if event.kind() == events::KIND_REVISION {
         let revision: Revision = events::decode(events::KIND_REVISION, &event.payload)?;
-        let mut session = session_or_new(state, &revision.file.session)?;
+        let session =
+            records.sessions.get_or(state, session_key(&revision.file.session), new_session(&revision.file.session))?;
         if session.project.is_empty() {
             session.project = revision.file.project.clone();
         }
@@ -248,7 +331,6 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
         if let Some(agent) = &revision.file.agent {
             session.subagents.entry(agent.clone()).or_default().path = Some(path.to_string());
         }
-        store(state, session_key(&revision.file.session), &session)?;
         let file = FileState {
             path: path.to_string(),
             file: revision.file,
@@ -262,20 +344,32 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
             unknown_types: 0,
             agent_meta_hash: None,
         };
-        return store(state, fkey, &file);
+        records.files.put(fkey, file);
+        return Ok(());
     }
-    let Some(mut file) = load::<FileState>(state.get(&fkey)?)? else {
+    let folded = [
+        events::KIND_LINE,
+        events::KIND_COPY,
+        events::KIND_PARTIAL,
+        events::KIND_CHECKPOINT,
+        events::KIND_DELETED,
+        events::KIND_AGENT_META,
+    ];
+    if !folded.contains(&event.kind()) {
+        return Ok(());
+    }
+    let Some(file) = records.files.get(state, fkey)? else {
         // Lines before any revision cannot come from cclog's importer; nothing to fold.
         return Ok(());
     };
-    let mut session = session_or_new(state, &file.file.session)?;
+    let session = records.sessions.get_or(state, session_key(&file.file.session), new_session(&file.file.session))?;
     match event.kind() {
         events::KIND_LINE => {
             file.lines += 1;
             file.partial = false;
             session.entries += 1;
             session.own_entries += 1;
-            fold_line(event, &mut file, &mut session, state)?;
+            fold_line(event, file, session, state)?;
         }
         events::KIND_COPY => {
             let copy: CopyRun = events::decode(events::KIND_COPY, &event.payload)?;
@@ -286,7 +380,7 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
             // the last entry copied from it.
             if copy.source_session != session.id && file.file.agent.is_none() {
                 let leaf = load::<EntryRecord>(state.get(&entry_key(&copy.leaf))?)?;
-                adopt_parent(&mut session, &copy.source_session, &copy.leaf, leaf.and_then(|record| record.seq));
+                adopt_parent(session, &copy.source_session, &copy.leaf, leaf.and_then(|record| record.seq));
             }
         }
         events::KIND_PARTIAL => file.partial = true,
@@ -310,10 +404,9 @@ fn apply_transcript(path: &str, event: &Event, state: &mut ProjectionState<'_>) 
                 }
             }
         }
-        _ => return Ok(()),
+        _ => {}
     }
-    store(state, session_key(&session.id.clone()), &session)?;
-    store(state, fkey, &file)
+    Ok(())
 }
 
 /// Records that `session` shares entries with `parent` up to `uuid`: the parent is the
@@ -462,29 +555,31 @@ fn run_message_key(run: &str, index: u64) -> Vec<u8> {
     key(b'Q', &[run.as_bytes(), &index.to_be_bytes()])
 }
 
-fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+fn apply_run(
+    run: &str,
+    event: &Event,
+    state: &mut ProjectionState<'_>,
+    records: &mut Records,
+) -> std::result::Result<(), ApplyError> {
     let rkey = key(b'R', &[run.as_bytes()]);
-    let mut record = match event.kind() {
-        events::KIND_RUN_STARTED => {
-            let started: RunStarted = events::decode(events::KIND_RUN_STARTED, &event.payload)?;
-            RunRecord {
-                id: started.run,
-                source: started.source,
-                status: "running".into(),
-                first_seq: event.seq(),
-                cwd: started.cwd,
-                prompt: started.prompt,
-                resumed: started.resume,
-                fork: started.fork,
-                started_us: event.header.ts_us,
-                ..Default::default()
-            }
-        }
-        _ => match load::<RunRecord>(state.get(&rkey)?)? {
-            Some(record) => record,
-            None => return Ok(()),
-        },
-    };
+    if event.kind() == events::KIND_RUN_STARTED {
+        let started: RunStarted = events::decode(events::KIND_RUN_STARTED, &event.payload)?;
+        let record = RunRecord {
+            id: started.run,
+            source: started.source,
+            status: "running".into(),
+            first_seq: event.seq(),
+            cwd: started.cwd,
+            prompt: started.prompt,
+            resumed: started.resume,
+            fork: started.fork,
+            started_us: event.header.ts_us,
+            ..Default::default()
+        };
+        records.runs.put(rkey, record);
+        return Ok(());
+    }
+    let Some(record) = records.runs.get(state, rkey)? else { return Ok(()) };
     match event.kind() {
         events::KIND_RUN_MESSAGE => {
             store(state, run_message_key(run, record.messages), &event.seq())?;
@@ -503,11 +598,10 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
         }
         events::KIND_RUN_SESSION => {
             let named: RunSession = events::decode(events::KIND_RUN_SESSION, &event.payload)?;
-            let mut session = session_or_new(state, &named.session)?;
+            let session = records.sessions.get_or(state, session_key(&named.session), new_session(&named.session))?;
             if !session.runs.contains(&record.id) {
                 session.runs.push(record.id.clone());
             }
-            store(state, session_key(&named.session), &session)?;
             record.session = Some(named.session);
         }
         events::KIND_RUN_ENDED => {
@@ -520,7 +614,7 @@ fn apply_run(run: &str, event: &Event, state: &mut ProjectionState<'_>) -> std::
         }
         _ => {}
     }
-    store(state, rkey, &record)
+    Ok(())
 }
 
 /// Queries over the archive.

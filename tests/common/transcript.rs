@@ -6,6 +6,27 @@
 use std::io::Write;
 use std::path::Path;
 
+/// A random-looking version-4 uuid, as Claude Code writes them, fixed by `seed` and `line`
+/// so that runs repeat and uuids of different seeds never meet.
+fn uuid_v4(seed: u32, line: u64) -> String {
+    // splitmix64: consecutive lines get uuids scattered over the keyspace, like real ones.
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let high = mix(u64::from(seed) << 40 ^ line);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xfff,
+        0x8000 | (line >> 48 & 0x3fff),
+        (u64::from(seed) << 40 | line) & 0xffff_ffff_ffff
+    )
+}
+
 /// Writes a transcript of about `bytes` bytes for `session`; `seed` keeps the uuids of
 /// different transcripts apart. Returns the number of lines.
 pub fn generate(path: &Path, session: &str, seed: u32, bytes: u64) -> std::io::Result<u64> {
@@ -13,7 +34,7 @@ pub fn generate(path: &Path, session: &str, seed: u32, bytes: u64) -> std::io::R
     let (mut written, mut lines, mut parent) = (0u64, 0u64, "null".to_string());
     let filler = "The quick brown fox jumps over the lazy dog; ".repeat(20);
     while written < bytes {
-        let uuid = format!("{seed:08x}-0000-4000-8000-{lines:012x}");
+        let uuid = uuid_v4(seed, lines);
         let line = match lines % 4 {
             0 => format!(
                 r#"{{"parentUuid":{parent},"isSidechain":false,"promptId":"p-{lines}","type":"user","message":{{"role":"user","content":"Please look at item {lines}. {}"}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:00.000Z","permissionMode":"default","userType":"external","entrypoint":"cli","cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329","gitBranch":"main"}}"#,

@@ -105,6 +105,11 @@ fn project_file(root: &Path, session: &str) -> std::path::PathBuf {
     dir.join(format!("{session}.jsonl"))
 }
 
+/// Whether folding the whole log afresh gives every projection the state it has live.
+fn rebuild_agrees(log: &Log) -> bool {
+    log.rebuild_blocking().unwrap().iter().all(|report| report.equal_to_previous)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -152,6 +157,9 @@ proptest! {
                 .collect::<Vec<_>>()
         };
         prop_assert_eq!(folded(&split), folded(&whole));
+        // Live, the archive folded each appended chunk at once; a rebuild folds the log in
+        // chunks cut elsewhere, and must agree.
+        prop_assert!(rebuild_agrees(&split));
     }
 
     #[test]
@@ -197,5 +205,6 @@ proptest! {
         } else {
             prop_assert_eq!(fork.parent, None);
         }
+        prop_assert!(rebuild_agrees(&log));
     }
 }
