@@ -27,8 +27,8 @@ pub enum Error {
     #[error("corrupted store{}: {detail}", at_suffix(*.at))]
     Corruption { at: Option<u64>, detail: String },
 
-    /// The directory was written by a newer, incompatible format.
-    #[error("unsupported store format version {found} (this build reads {supported})")]
+    /// The directory was written in a format this build does not know (a newer one).
+    #[error("unsupported store format version {found} (this build reads versions 1 to {supported}; a newer cclog wrote it)")]
     UnsupportedFormat { found: u8, supported: u8 },
 
     /// A caller handed the engine something it refuses to store.
