@@ -28,7 +28,9 @@ pub enum Error {
     Corruption { at: Option<u64>, detail: String },
 
     /// The directory was written in a format this build does not know (a newer one).
-    #[error("unsupported store format version {found} (this build reads versions 1 to {supported}; a newer cclog wrote it)")]
+    #[error(
+        "unsupported store format version {found} (this build reads versions 1 to {supported}; a newer cclog wrote it)"
+    )]
     UnsupportedFormat { found: u8, supported: u8 },
 
     /// A caller handed the engine something it refuses to store.
