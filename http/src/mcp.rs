@@ -242,8 +242,9 @@ impl CoordinatorMcp {
         Ok(instance)
     }
 
-    /// Who the caller is: the machine and project a relaying `cclog mcp` detected
-    /// (`X-Cclog-Machine`, `X-Cclog-Project`), else the server's own.
+    /// Who the caller is: the machine, project and lease a relaying `cclog mcp` has from
+    /// its configuration (`X-Cclog-Machine`, `X-Cclog-Project`, `X-Cclog-Lease-Seconds`),
+    /// else the server's own.
     fn identity(&self, extensions: &Extensions) -> Result<Identity, String> {
         let mut identity = (*self.identity).clone();
         if let Some(parts) = extensions.get::<axum::http::request::Parts>() {
@@ -253,6 +254,17 @@ impl CoordinatorMcp {
                     cclog_ingest::coordinator::check_name(header, value).map_err(|error| error.to_string())?;
                     *field = value.to_string();
                 }
+            }
+            if let Some(value) = parts.headers.get(LEASE_HEADER) {
+                let seconds = value
+                    .to_str()
+                    .ok()
+                    .and_then(|value| value.trim().parse::<u64>().ok())
+                    .filter(|seconds| (1..=MAX_LEASE_SECONDS).contains(seconds))
+                    .ok_or_else(|| {
+                        format!("{LEASE_HEADER} must be a whole number of seconds, 1 to {MAX_LEASE_SECONDS}")
+                    })?;
+                identity.lease = Duration::from_secs(seconds);
             }
         }
         Ok(identity)
@@ -705,6 +717,11 @@ impl CoordinatorMcp {
 pub const MACHINE_HEADER: &str = "x-cclog-machine";
 /// The header a relaying `cclog mcp` names its project with.
 pub const PROJECT_HEADER: &str = "x-cclog-project";
+/// The header a relaying `cclog mcp` gives its lease with: how long its instance stays its
+/// own after each call.
+pub const LEASE_HEADER: &str = "x-cclog-lease-seconds";
+/// The longest lease a caller may ask for: 30 days.
+pub const MAX_LEASE_SECONDS: u64 = 30 * 24 * 3600;
 
 impl Identity {
     /// `machine:project:`, the prefix of every scope.

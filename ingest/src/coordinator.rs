@@ -276,10 +276,11 @@ fn version_of(version: u64, event: &Event) -> Result<Version> {
     Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq() })
 }
 
-/// When each held instance was last active (a tool call renews its lease), by
-/// `machine:project:instance`. Kept in memory by the process that owns the log; after a
-/// restart an instance's lease runs from its claim.
-static ACTIVITY: Mutex<BTreeMap<String, SystemTime>> = Mutex::new(BTreeMap::new());
+/// Until when each held instance is leased, by `machine:project:instance`: its holder's
+/// last tool call plus the holder's own lease. Kept in memory by the process that owns the
+/// log; after a restart an instance's lease runs from its claim, for the lease of whoever
+/// asks.
+static LEASED_UNTIL: Mutex<BTreeMap<String, SystemTime>> = Mutex::new(BTreeMap::new());
 
 /// An instance that was signed on, and who else is.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -290,10 +291,11 @@ pub struct SignedOn {
 }
 
 /// Coordinator instances (`claude_1`, `claude_2`, …) of one machine and project: claimed by
-/// one holder at a time, reclaimable once the holder has been silent for the lease.
+/// one holder at a time, reclaimable once the holder has been silent for its lease.
 pub struct Instances<'a> {
     log: &'a Log,
     machine_project: String,
+    /// The lease of the caller: how long its instance stays its own after each call.
     lease: Duration,
 }
 
@@ -306,14 +308,17 @@ impl<'a> Instances<'a> {
         format!("{}:{instance}", self.machine_project)
     }
 
-    /// Renews `instance`'s lease.
+    /// Renews `instance`'s lease: it stays its holder's for this caller's lease from now.
     pub fn touch(&self, instance: &str) {
-        ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).insert(self.activity_key(instance), SystemTime::now());
+        LEASED_UNTIL
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.activity_key(instance), SystemTime::now() + self.lease);
     }
 
     /// Claims `requested`, or the first free `claude_N`, for `holder`. A held instance is
-    /// free again once its holder has been silent for the lease; an instance `holder` holds
-    /// already is simply kept.
+    /// free again once its holder has been silent for the holder's lease; an instance
+    /// `holder` holds already is simply kept.
     pub fn sign_on(&self, requested: Option<&str>, holder: &str) -> Result<SignedOn> {
         if let Some(requested) = requested {
             check_name("session_id", requested)?;
@@ -322,14 +327,14 @@ impl<'a> Instances<'a> {
         let claims: BTreeMap<String, Claim> =
             Coordinator::claims(self.log, &self.machine_project)?.into_iter().collect();
         let now = SystemTime::now();
-        let activity = ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let leased_until = LEASED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let held_by_other = |instance: &str| {
             claims.get(instance).is_some_and(|claim| {
-                let last = activity
+                let until = leased_until
                     .get(&self.activity_key(instance))
                     .copied()
-                    .unwrap_or(UNIX_EPOCH + Duration::from_micros(claim.since_us));
-                claim.holder != holder && now.duration_since(last).unwrap_or_default() < self.lease
+                    .unwrap_or(UNIX_EPOCH + Duration::from_micros(claim.since_us) + self.lease);
+                claim.holder != holder && now < until
             })
         };
         let instance = match requested {
@@ -348,7 +353,7 @@ impl<'a> Instances<'a> {
             KIND_INSTANCE_CLAIMED,
             events::encode(&change)?,
         )])?;
-        drop(activity);
+        drop(leased_until);
         self.touch(&instance);
         let others = claims
             .into_iter()
@@ -371,7 +376,7 @@ impl<'a> Instances<'a> {
                 events::encode(&change)?,
             )])?;
         }
-        ACTIVITY.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.activity_key(instance));
+        LEASED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.activity_key(instance));
         Ok(held)
     }
 

@@ -255,6 +255,11 @@ fn instances_are_claimed_once_and_reclaimable_after_the_lease() {
     let reclaimed = instances.sign_on(Some("claude_3"), "successor").unwrap();
     assert_eq!(reclaimed.instance, "claude_3");
     assert!(instances.held().unwrap().iter().any(|(name, claim)| name == "claude_3" && claim.holder == "successor"));
+    // The holder's own lease decides, not the claimant's: claude_4 was claimed on a long
+    // lease, so a claimant on a short one is refused although the holder has been silent
+    // longer than that.
+    let refused = instances.sign_on(Some("claude_4"), "hurried").unwrap_err();
+    assert!(refused.to_string().contains("held by holder-"), "{refused}");
     // Released instances are free for the next sign-on.
     assert!(instances.sign_off("claude_1").unwrap());
     assert!(!instances.sign_off("claude_1").unwrap(), "releasing twice is not an error");

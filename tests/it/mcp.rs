@@ -138,6 +138,44 @@ impl SpawnOutput for Command {
 }
 
 #[test]
+fn each_relay_leases_its_instance_for_its_own_configured_time() {
+    let (data, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let project = |name: &str, config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".claude")).unwrap();
+        std::fs::write(dir.path().join(".claude/session-coordinator-config.json"), config).unwrap();
+        assert!(config.contains(name));
+        dir
+    };
+    let brief = project("acme/brief", r#"{"project": "acme/brief", "lease_seconds": 1}"#);
+    let patient = project("acme/patient", r#"{"project": "acme/patient"}"#);
+    // A session that signs on and ends without signing off.
+    let sign_on = |cwd: &Path| -> String {
+        let output = Command::new(python())
+            .current_dir(cwd)
+            .env("HOME", home.path())
+            .env_remove("CCLOG_COORDINATOR_CONFIG")
+            .env_remove("CLAUDE_SESSION_COORDINATOR_CONFIG")
+            .arg(script("sign_on.py"))
+            .arg(cclog_bin())
+            .arg(data.path())
+            .output()
+            .unwrap();
+        run_client(output)["session_id"].as_str().unwrap().to_string()
+    };
+    // The first relay starts the server in its own directory, where the lease is the
+    // default: only the header can give the other project its 1 s.
+    assert_eq!(sign_on(patient.path()), "claude_1");
+    assert_eq!(sign_on(brief.path()), "claude_1");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    // Its holder's lease of 1 s is over: the next session of that project gets claude_1.
+    assert_eq!(sign_on(brief.path()), "claude_1", "the relay's lease_seconds reached the server");
+    // The default lease of 10 minutes is not: claude_1 stays taken.
+    assert_eq!(sign_on(patient.path()), "claude_2");
+    stop_background_server(data.path());
+}
+
+#[test]
 fn configuration_comes_from_the_first_source_that_sets_each_value() {
     let home = tempfile::tempdir().unwrap();
     let project = tempfile::tempdir().unwrap();

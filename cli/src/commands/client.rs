@@ -80,7 +80,8 @@ impl Server {
         }
         request = request
             .header(cclog_http::mcp::MACHINE_HEADER, &session.machine)
-            .header(cclog_http::mcp::PROJECT_HEADER, &session.project);
+            .header(cclog_http::mcp::PROJECT_HEADER, &session.project)
+            .header(cclog_http::mcp::LEASE_HEADER, session.lease_seconds.to_string());
         let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
         let status = response.status().as_u16();
         let header =
@@ -162,6 +163,8 @@ pub struct McpSession {
     /// Who the relay's client is: this machine, and the project of its working directory.
     pub machine: String,
     pub project: String,
+    /// How long its instance stays its own after each call.
+    pub lease_seconds: u64,
 }
 
 /// The message of an API error body.

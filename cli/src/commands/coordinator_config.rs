@@ -90,8 +90,9 @@ impl CoordinatorConfig {
                         .map_err(|error| invalid(&path, &error.to_string()))?;
                 }
             }
-            if file.lease_seconds == Some(0) {
-                return Err(invalid(&path, "lease_seconds must be at least 1"));
+            let longest = cclog_http::mcp::MAX_LEASE_SECONDS;
+            if file.lease_seconds.is_some_and(|seconds| !(1..=longest).contains(&seconds)) {
+                return Err(invalid(&path, &format!("lease_seconds must be from 1 to {longest} (30 days)")));
             }
             machine = machine.or(file.machine_id.map(|value| Sourced { value, source: source.clone() }));
             project = project.or(file.project.map(|value| Sourced { value, source: source.clone() }));

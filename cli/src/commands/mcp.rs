@@ -6,7 +6,8 @@
 //!
 //! Scopes belong to the machine and project of the relay's configuration and working
 //! directory (sent as `X-Cclog-Machine` and `X-Cclog-Project`), not to wherever the server
-//! was started; see `coordinator_config` for where they come from.
+//! was started, and its instance is leased for its configured `lease_seconds`
+//! (`X-Cclog-Lease-Seconds`); see `coordinator_config` for where they come from.
 //!
 //! stdio is a connection; the current MCP revision's HTTP is not. The relay therefore keeps
 //! the connection's state: it remembers the `session_id` that `sign_on` returned and adds it
@@ -44,6 +45,7 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         protocol_version: None,
         machine: config.machine.value.clone(),
         project: config.project.value.clone(),
+        lease_seconds: config.lease_seconds.value,
     };
     for line in stdin.lock().lines() {
         let line = line.context("reading stdin")?;
