@@ -304,7 +304,7 @@ impl<'a> Instances<'a> {
         Instances { log, machine_project: format!("{machine}:{project}"), lease }
     }
 
-    fn activity_key(&self, instance: &str) -> String {
+    fn lease_key(&self, instance: &str) -> String {
         format!("{}:{instance}", self.machine_project)
     }
 
@@ -313,7 +313,7 @@ impl<'a> Instances<'a> {
         LEASED_UNTIL
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(self.activity_key(instance), SystemTime::now() + self.lease);
+            .insert(self.lease_key(instance), SystemTime::now() + self.lease);
     }
 
     /// Claims `requested`, or the first free `claude_N`, for `holder`. A held instance is
@@ -331,7 +331,7 @@ impl<'a> Instances<'a> {
         let held_by_other = |instance: &str| {
             claims.get(instance).is_some_and(|claim| {
                 let until = leased_until
-                    .get(&self.activity_key(instance))
+                    .get(&self.lease_key(instance))
                     .copied()
                     .unwrap_or(UNIX_EPOCH + Duration::from_micros(claim.since_us) + self.lease);
                 claim.holder != holder && now < until
@@ -376,7 +376,7 @@ impl<'a> Instances<'a> {
                 events::encode(&change)?,
             )])?;
         }
-        LEASED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.activity_key(instance));
+        LEASED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.lease_key(instance));
         Ok(held)
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::support::{cclog_bin, dump, event, open, verify_intact};
+use crate::support::{cclog, cclog_bin, cclog_json, dump, event, open, verify_intact};
 use crate::transcript;
 
 const CHILD_ENV: &str = "CCLOG_CRASH_CHILD_DIR";
@@ -121,12 +121,6 @@ fn crash_keeps_every_acknowledged_event() {
     assert!(acknowledged.len() > 100, "the children appended too little to test anything: {}", acknowledged.len());
 }
 
-fn cclog_output(data: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let output = Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
-    assert!(output.status.success(), "cclog {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout
-}
-
 #[test]
 fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes() {
     const MAIN: &str = "5a1d3c2e-0f4b-4c6d-8e7f-a1b2c3d4e5f6";
@@ -151,7 +145,7 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
 
     let clean = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    cclog_output(clean.path(), &["import", root_arg]);
+    cclog(clean.path(), &["import", root_arg]);
     let whole = started.elapsed();
 
     let crashed = tempfile::tempdir().unwrap();
@@ -180,23 +174,18 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
         eprintln!("import trial {trial}: {interrupted} imports interrupted so far (a whole one takes {whole:?})");
     }
     assert!(interrupted > 0, "every import finished before it was killed: nothing was tested");
-    let finished: serde_json::Value =
-        serde_json::from_slice(&cclog_output(crashed.path(), &["import", "--verify-replay", "--json", root_arg]))
-            .unwrap();
+    let finished: serde_json::Value = cclog_json(crashed.path(), &["import", "--verify-replay", "--json", root_arg]);
     assert_eq!(finished["revisions"], 0, "a resumed file is continued, not rewritten: {finished}");
     assert!(finished["malformed_lines"].as_array().unwrap().is_empty(), "{finished}");
-    let sessions = |data: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&cclog_output(data, &["sessions", "--json"])).unwrap()
-    };
+    let sessions = |data: &std::path::Path| -> serde_json::Value { cclog_json(data, &["sessions", "--json"]) };
     assert_eq!(sessions(crashed.path()), sessions(clean.path()), "the same sessions, counts, usage and fork point");
     let fork = sessions(crashed.path()).as_array().unwrap().iter().find(|session| session["id"] == FORK).cloned();
     assert_eq!(fork.unwrap()["parent"], MAIN);
     for session in [MAIN, FORK] {
-        let replayed = cclog_output(crashed.path(), &["replay", session, "--format", "jsonl"]);
+        let replayed = cclog(crashed.path(), &["replay", session, "--format", "jsonl"]).stdout;
         let file = std::fs::read(project.join(format!("{session}.jsonl"))).unwrap();
         assert!(replayed == file, "{session} replays byte for byte");
     }
-    let rebuilt: serde_json::Value =
-        serde_json::from_slice(&cclog_output(crashed.path(), &["rebuild", "--json"])).unwrap();
+    let rebuilt: serde_json::Value = cclog_json(crashed.path(), &["rebuild", "--json"]);
     assert_eq!(rebuilt["equal"], true, "projections equal a rebuild: {rebuilt}");
 }

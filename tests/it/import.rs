@@ -6,30 +6,13 @@
 //! growing with its prefix, and live capture linked to the transcript.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
 use crate::claude_cli::{claude_bin, run_claude};
 use crate::fake_api::{FakeApi, Reply};
-use crate::support::cclog_bin;
-
-fn cclog(data: &Path, args: &[&str]) -> Output {
-    let output = Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "cclog {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn cclog_json(data: &Path, args: &[&str]) -> Value {
-    let output = cclog(data, args);
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{args:?}: {error}: {}", String::from_utf8_lossy(&output.stdout)))
-}
+use crate::support::{cclog, cclog_bin, cclog_json};
 
 fn session_of(lines: &[String]) -> String {
     let init: Value = serde_json::from_str(&lines[0]).unwrap();

@@ -45,6 +45,25 @@ pub fn cclog_bin() -> PathBuf {
     bin
 }
 
+/// Runs `cclog --data DATA ARGS…` and insists that it succeeds.
+pub fn cclog(data: &Path, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "cclog {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// [`cclog`], its stdout read as one JSON value.
+pub fn cclog_json(data: &Path, args: &[&str]) -> serde_json::Value {
+    let output = cclog(data, args);
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?}: {error}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
 /// Every key and value of a projection, for comparing states.
 pub fn dump(log: &Log, projection: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     log.projection(projection)
