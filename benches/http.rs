@@ -123,7 +123,10 @@ impl Server {
                 terminate_grace: Duration::from_secs(1),
             },
             commands: None,
-            coordinator: cclog_http::mcp::Identity::detect(dir),
+            coordinator: cclog_ingest::coordinator::Identity::detect(dir),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            limits: cclog_http::connections::ConnectionLimits::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -161,15 +161,26 @@ impl Command {
     /// directory. Not: `serve` itself, `run`, `runs` and `mcp` (clients of its API
     /// already), and `append` and `capture`, which read this process's stdin.
     pub fn runs_on_server(&self) -> bool {
-        !matches!(
-            self,
+        // Exhaustive on purpose: a new command must say whether the server runs it.
+        match self {
+            Command::Log(_)
+            | Command::Verify(_)
+            | Command::Stats(_)
+            | Command::Import(_)
+            | Command::Sessions(_)
+            | Command::Show(_)
+            | Command::Tree(_)
+            | Command::Replay(_)
+            | Command::Diff(_)
+            | Command::Rebuild(_)
+            | Command::Kv(_) => true,
             Command::Serve(_)
-                | Command::Run(_)
-                | Command::Runs(_)
-                | Command::Append(_)
-                | Command::Capture(_)
-                | Command::Mcp(_)
-        )
+            | Command::Run(_)
+            | Command::Runs(_)
+            | Command::Append(_)
+            | Command::Capture(_)
+            | Command::Mcp(_) => false,
+        }
     }
 
     /// The command as the server should run it: paths made absolute against this process's
@@ -189,9 +200,29 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:$PORT, PORT defaulting to 3000]
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<std::net::SocketAddr>,
-    /// Require `Authorization: Bearer TOKEN` on every /api route (required off loopback)
-    #[arg(long, env = "CCLOG_TOKEN", hide_env_values = true)]
+    /// Require `Authorization: Bearer TOKEN` on /api and /mcp (required off loopback, 16
+    /// bytes at least). Prefer CCLOG_TOKEN or --token-file: a command line is visible to
+    /// every user in `ps`
+    #[arg(long, env = "CCLOG_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Read the token from FILE (its first line)
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Also answer requests addressed to NAME (a host name this server is reached by, e.g.
+    /// behind a proxy); loopback names and the bound address are always accepted. Repeatable
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Let web pages on ORIGIN (e.g. http://localhost:5173) call the API, with CORS; pages
+    /// on any other origin are refused. Repeatable
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// Close a connection that has not sent a whole request head within this time — slow
+    /// clients and idle keep-alive connections alike
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Serve at most N connections at once [default: the descriptor limit less 48]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
     /// Transcript directory to keep archiving [default: ~/.claude/projects]
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,

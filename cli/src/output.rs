@@ -21,9 +21,18 @@ thread_local! {
 /// Runs `command` with its output going to a client's frames, its log the server's, and its
 /// stop flag the request's.
 pub fn forwarded<R>(io: CommandIo, command: impl FnOnce() -> R) -> R {
+    /// Takes the client's output back off the thread however the command ends — a panic
+    /// included — so the thread never keeps a client's senders.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORWARDED.with(|forwarded| forwarded.borrow_mut().take());
+        }
+    }
     FORWARDED.with(|forwarded| *forwarded.borrow_mut() = Some(io));
+    let restore = Restore;
     let result = command();
-    FORWARDED.with(|forwarded| forwarded.borrow_mut().take());
+    drop(restore);
     result
 }
 

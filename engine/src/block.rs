@@ -1,11 +1,12 @@
-//! Blocks: how events are laid out in the `events` tree. The writer stores each commit
+//! Blocks: how events are laid out in the `log` tree's `'E'` keyspace (see `store`). The
+//! writer stores each commit
 //! group as one or more blocks of consecutive events, keyed by the block's first seq. Every
 //! event keeps its own record — header, payload hash, prev and hash verbatim — so damage is
 //! always pinned to one event; the payloads of a block share one zstd stream, flushed after
 //! each event, so that similar JSON payloads compress against each other while each event's
 //! compressed bytes stay a separate segment of the block.
 //!
-//! Encoding format (value of `events/<first seq>`):
+//! Encoding format (value of `'E' ‖ first seq`):
 //!
 //! ```text
 //! block   = BLOCK_VERSION (1 byte) ‖ count (varint) ‖ record × count

@@ -14,7 +14,7 @@ use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
 use crate::group_commit::{Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats};
 use crate::projection::{open_projections, Projection, ProjectionPrefixes, ProjectionView, RebuildReport};
-use crate::store::{stream_seqs, Head, Store};
+use crate::store::{stream_seqs, streams_with_prefix, Head, Store};
 use crate::subscription::Subscription;
 use crate::verify::{walk, Progress, VerifyReport};
 use crate::{envelope, Error, Event, NewEvent, Result};
@@ -190,6 +190,42 @@ impl Log {
             let seq = seq?;
             store.read_event(seq)?.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
         })
+    }
+
+    /// The durable events of every stream whose name starts with `prefix`, with
+    /// `from <= seq`, in order. Read through the stream index: streams that do not match
+    /// cost nothing, and each matching stream one seek.
+    pub fn streams_starting_with(
+        &self,
+        prefix: &str,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<Event>> + 'static> {
+        let end = self.len();
+        let log = &self.inner.store.log;
+        let mut heads = std::collections::BinaryHeap::new();
+        let mut sources = Vec::new();
+        for name in streams_with_prefix(log, prefix)? {
+            let mut seqs = stream_seqs(log, &name, from, end);
+            if let Some(first) = seqs.next().transpose()? {
+                heads.push(std::cmp::Reverse((first, sources.len())));
+            }
+            sources.push(seqs);
+        }
+        let store = Arc::clone(&self.inner.store);
+        // A k-way merge of the streams' seqs: the smallest head next.
+        let seqs = std::iter::from_fn(move || {
+            let std::cmp::Reverse((seq, source)) = heads.pop()?;
+            match sources[source].next().transpose() {
+                Ok(Some(next)) => heads.push(std::cmp::Reverse((next, source))),
+                Ok(None) => {}
+                Err(error) => return Some(Err(error)),
+            }
+            Some(Ok(seq))
+        });
+        Ok(seqs.map(move |seq| {
+            let seq = seq?;
+            store.read_event(seq)?.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
+        }))
     }
 
     /// Every durable event from `from` on, then each new one as it becomes durable.

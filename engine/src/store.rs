@@ -164,6 +164,38 @@ pub(crate) fn stream_seqs(
         })
 }
 
+/// The names of every indexed stream that starts with `prefix`, in order. Each stream costs
+/// one seek: after a stream's entries comes the first key past all of them.
+pub(crate) fn streams_with_prefix(log: &sled::Tree, prefix: &str) -> Result<Vec<String>> {
+    let mut start = Vec::with_capacity(prefix.len() + 1);
+    start.push(STREAMS);
+    start.extend_from_slice(prefix.as_bytes());
+    let mut streams = Vec::new();
+    let mut from = start.clone();
+    while let Some(item) = log.range(from.clone()..).next() {
+        let (key, _) = item?;
+        if !key.starts_with(&start) {
+            break;
+        }
+        // An index key is 'S' ‖ stream ‖ 0x00 ‖ seq (8).
+        let name = key
+            .len()
+            .checked_sub(9)
+            .and_then(|end| key.get(1..end))
+            .filter(|_| key.get(key.len() - 9) == Some(&0))
+            .ok_or(Error::Corruption { at: None, detail: "stream index key damaged".into() })?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Error::Corruption { at: None, detail: "stream name is not UTF-8".into() })?;
+        streams.push(name.to_string());
+        // Past every key of this stream: 'S' ‖ stream ‖ 0x01.
+        from = stream_prefix(name);
+        if let Some(last) = from.last_mut() {
+            *last = 1;
+        }
+    }
+    Ok(streams)
+}
+
 pub(crate) fn meta_key(name: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + 1);
     key.push(META);

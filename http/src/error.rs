@@ -1,5 +1,7 @@
 //! The http crate's one error type, and how each error becomes an HTTP answer:
-//! `{"error":{"code","message"}}` with the status that says what went wrong.
+//! `{"error":{"code","message"}}` with the status that says what went wrong. A server
+//! error (5xx) is logged with its detail through `tracing` and answered with a generic
+//! message: internal error text never reaches a client.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,6 +35,16 @@ pub enum Error {
     #[error("no route {0}")]
     NoRoute(String),
 
+    /// The request's `Host` or `Origin` is not this server's: a web page on another site
+    /// (or one reaching loopback through DNS rebinding) may not use the API.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// A bug, not the client's doing: a panic in a handler's work, a failed join, an
+    /// invariant broken. The detail is logged; the client gets a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The server cannot start as configured.
     #[error("{0}")]
     Config(String),
@@ -53,6 +65,7 @@ impl Error {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Projections(Projections::NotFound { .. })
             | Error::Ingest(Ingest::Projections(Projections::NotFound { .. }))
             | Error::Ingest(Ingest::UnknownRun(_)) => (StatusCode::NOT_FOUND, "not_found"),
@@ -77,8 +90,8 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: `bad_request`, `unauthorized`, `not_found`, `ambiguous_id`, `run_ended`,
-    /// `payload_too_large`, `too_many_runs`, `internal`.
+    /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `ambiguous_id`,
+    /// `run_ended`, `payload_too_large`, `too_many_runs`, `internal`.
     pub code: String,
     /// For people: what happened and what to do.
     pub message: String,
@@ -90,12 +103,35 @@ impl ErrorBody {
     }
 }
 
+/// What a client is told of a server error: the detail is for the server's log only.
+const SERVER_ERROR_MESSAGE: &str = "the server ran into an internal error; its log has the details";
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, detail = ?self, "request failed");
+            SERVER_ERROR_MESSAGE.to_string()
+        } else {
+            self.to_string()
+        };
+        (status, Json(ErrorBody::new(code, &message))).into_response()
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    /// A blocking task that panicked (or was cancelled): a bug, answered as `internal`.
+    fn from(error: tokio::task::JoinError) -> Error {
+        if error.is_panic() {
+            let panic = error.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".into());
+            Error::Internal(format!("a blocking task panicked: {message}"))
+        } else {
+            Error::Internal(format!("a blocking task did not finish: {error}"))
         }
-        (status, Json(ErrorBody::new(code, &self.to_string()))).into_response()
     }
 }

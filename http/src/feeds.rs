@@ -15,7 +15,7 @@ use cclog_projections::archive::Archive;
 use cclog_projections::events;
 use tokio::sync::broadcast;
 
-use crate::api::Closing;
+use crate::shutdown::Closing;
 use crate::views::Message;
 
 /// Items a feed may hold before its slowest subscriber must catch up from the log.

@@ -35,11 +35,17 @@ pub enum Channel {
 
 const HEADER_LEN: usize = 8;
 
-/// One frame, ready to send.
+/// The most bytes one frame carries: its length is a `u32`.
+pub const MAX_FRAME_LEN: usize = u32::MAX as usize;
+
+/// One frame, ready to send, carrying the first [`MAX_FRAME_LEN`] bytes of `bytes` at most;
+/// [`FrameWriter`] sends the rest in the frames after it.
 pub fn frame(channel: Channel, bytes: &[u8]) -> Vec<u8> {
+    let bytes = &bytes[..bytes.len().min(MAX_FRAME_LEN)];
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len());
     frame.extend_from_slice(&[channel as u8, 0, 0, 0]);
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(bytes);
     frame
 }
@@ -110,7 +116,7 @@ impl Write for FrameWriter {
         if bytes.is_empty() {
             return Ok(0);
         }
-        let len = bytes.len().min(u32::MAX as usize);
+        let len = bytes.len().min(MAX_FRAME_LEN);
         if self.sender.blocking_send(frame(self.channel, &bytes[..len])).is_err() {
             self.stop.store(true, Ordering::Relaxed);
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client has gone"));

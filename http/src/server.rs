@@ -10,13 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cclog_engine::Log;
-use cclog_ingest::import::Importer;
+use cclog_ingest::archiver::Archiver;
+use cclog_ingest::coordinator::Identity;
 use cclog_ingest::runner::{Runner, RunnerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{self, AppState, Closing};
+use crate::auth::{AccessPolicy, MIN_TOKEN_LEN};
+use crate::connections::{serve_connections, ConnectionLimits};
 use crate::feeds::Feeds;
 use crate::forward::CommandRunner;
+use crate::shutdown::Closing;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// The file in the data directory that names the running server.
@@ -39,60 +43,26 @@ impl Advertisement {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Writes `server.json` readable by its owner only, whatever was there before: the
+    /// staging file is made anew (a stale one, of any mode, is removed first), set to 0600,
+    /// written, synced and renamed over the old advertisement.
     fn write(&self, data: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = data.join(ADVERTISEMENT);
         let staging = data.join(format!("{ADVERTISEMENT}.tmp"));
-        let bytes = serde_json::to_vec_pretty(self).map_err(|error| Error::Config(error.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|error| Error::Internal(error.to_string()))?;
         let io = |source| Error::Io { context: format!("writing {}", path.display()), source };
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&staging)
-                .map_err(io)?;
-            file.write_all(&bytes).map_err(io)?;
+        match std::fs::remove_file(&staging) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io(error)),
+            _ => {}
         }
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staging).map_err(io)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io)?;
+        drop(file);
         std::fs::rename(&staging, &path).map_err(io)
-    }
-}
-
-/// Keeps the archive of Claude Code's transcripts current: imports the roots every few
-/// seconds and whenever a run ends, one import at a time.
-pub struct Archiver {
-    log: Arc<Log>,
-    roots: Vec<PathBuf>,
-    busy: tokio::sync::Mutex<()>,
-}
-
-impl Archiver {
-    pub fn new(log: Arc<Log>, roots: Vec<PathBuf>) -> Archiver {
-        Archiver { log, roots, busy: tokio::sync::Mutex::new(()) }
-    }
-
-    /// An incremental import of every root, now; problems are logged, never fatal.
-    pub async fn import_now(&self) {
-        if self.roots.is_empty() {
-            return;
-        }
-        let _busy = self.busy.lock().await;
-        let (log, roots) = (Arc::clone(&self.log), self.roots.clone());
-        let imported = tokio::task::spawn_blocking(move || {
-            let roots: Vec<PathBuf> = roots.into_iter().filter(|root| root.exists()).collect();
-            Importer::new(&log).import(&roots, &|_| {})
-        })
-        .await;
-        match imported {
-            Ok(Ok(report)) if report.files_changed > 0 => {
-                tracing::info!(files = report.files_changed, entries = report.new_entries, "archived transcripts");
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "archiving transcripts failed"),
-            Err(error) => tracing::warn!(%error, "archiving transcripts panicked"),
-        }
     }
 }
 
@@ -110,7 +80,14 @@ pub struct ServeOptions {
     /// Runs the commands `cclog` clients forward while this server owns the directory.
     pub commands: Option<CommandRunner>,
     /// The machine and project of the MCP coordinator at `/mcp`.
-    pub coordinator: crate::mcp::Identity,
+    pub coordinator: Identity,
+    /// Host names besides the loopback ones and the bound address that requests may be
+    /// addressed to (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins besides the server's own that may call it, with CORS
+    /// (`--allow-origin`).
+    pub allowed_origins: Vec<String>,
+    pub limits: ConnectionLimits,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -121,12 +98,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    if !options.addr.ip().is_loopback() && options.token.as_deref().is_none_or(str::is_empty) {
-        return Err(Error::Config(format!(
-            "refusing to listen on {} without a token: this API runs code on this host. Set --token or CCLOG_TOKEN, or bind 127.0.0.1",
-            options.addr
-        )));
-    }
+    check_token_policy(options.addr, options.token.as_deref())?;
     let runner = Runner::new(Arc::clone(&log), options.runner.clone());
     let recovered = runner.recover().await?;
     if !recovered.is_empty() {
@@ -152,11 +124,12 @@ pub async fn serve(
         })
     };
     let (closing, close) = Closing::new();
+    let access = AccessPolicy::new(bound, &options.allowed_hosts, &options.allowed_origins, options.token.clone());
     let state = AppState {
         log: Arc::clone(&log),
         runner: Arc::clone(&runner),
         archiver,
-        token: options.token.clone(),
+        access: Arc::new(access),
         commands: options.commands.clone(),
         feeds: Arc::new(Feeds::new(Arc::clone(&log), closing.clone())),
         closing,
@@ -168,9 +141,28 @@ pub async fn serve(
     };
     tracing::info!(url = %advertisement.url, "serving");
     ready(bound);
-    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    serve_connections(listener, crate::app::app(state), options.limits, shutdown).await;
     background.abort();
     runner.finish_all(options.cancel_on_shutdown).await;
     let _ = std::fs::remove_file(log.dir().join(ADVERTISEMENT));
-    served.map_err(|source| Error::Io { context: "serving".into(), source })
+    Ok(())
+}
+
+/// A server off loopback must have a token, and one long enough not to be guessed.
+fn check_token_policy(addr: SocketAddr, token: Option<&str>) -> Result<()> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match token.filter(|token| !token.is_empty()) {
+        None => Err(Error::Config(format!(
+            "refusing to listen on {addr} without a token: this API runs code on this host. Set CCLOG_TOKEN or \
+             --token-file, or bind 127.0.0.1"
+        ))),
+        Some(token) if token.len() < MIN_TOKEN_LEN => Err(Error::Config(format!(
+            "refusing to listen on {addr} with a token of {} bytes: off loopback it must be at least \
+             {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)",
+            token.len()
+        ))),
+        Some(_) => Ok(()),
+    }
 }

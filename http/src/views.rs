@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use cclog_engine::Event;
 use cclog_projections::archive::{RunRecord, SessionRecord};
+use cclog_projections::messages::PagedMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -85,11 +86,20 @@ pub struct Message {
 
 impl Message {
     pub fn from_event(index: u64, event: Event) -> Message {
-        let message_type = serde_json::from_slice::<MessageType>(&event.payload)
+        Message::from_bytes(index, &event, &event.payload)
+    }
+
+    /// A message of a page: a copied transcript entry shows the bytes its session has.
+    pub fn from_paged(message: &PagedMessage) -> Message {
+        Message::from_bytes(message.index, &message.event, message.bytes())
+    }
+
+    fn from_bytes(index: u64, event: &Event, bytes: &[u8]) -> Message {
+        let message_type = serde_json::from_slice::<MessageType>(bytes)
             .ok()
             .and_then(|facts| facts.kind)
             .unwrap_or_else(|| "unknown".into());
-        let text = String::from_utf8_lossy(&event.payload).into_owned();
+        let text = String::from_utf8_lossy(bytes).into_owned();
         let message = RawValue::from_string(text.clone()).unwrap_or_else(|_| {
             // Not JSON (a malformed line is kept as evidence): a JSON string of it.
             let quoted = serde_json::to_string(&text).unwrap_or_else(|_| "null".into());

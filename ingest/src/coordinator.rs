@@ -11,11 +11,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cclog_engine::{Event, Log, NewEvent};
-use cclog_projections::coordinator::{
-    instances_stream, scope_stream, Claim, Coordinator, InstanceChange, KeyState, KeyWrite, ScopeDelete, Writer,
-    KIND_INSTANCE_CLAIMED, KIND_INSTANCE_RELEASED, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
-};
+use cclog_projections::coordinator::{Claim, Coordinator, KeyState};
 use cclog_projections::events;
+use cclog_projections::events::coordinator::{
+    instances_stream, scope_stream, InstanceChange, KeyWrite, ScopeDelete, Writer, KIND_INSTANCE_CLAIMED,
+    KIND_INSTANCE_RELEASED, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
+};
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -383,6 +384,40 @@ impl<'a> Instances<'a> {
     /// The held instances and their holders.
     pub fn held(&self) -> Result<Vec<(String, Claim)>> {
         Ok(Coordinator::claims(self.log, &self.machine_project)?)
+    }
+}
+
+/// Who a coordinator is: the machine and project its scopes are prefixed with, and how
+/// long a silent holder keeps its instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub machine: String,
+    pub project: String,
+    #[serde(skip)]
+    pub lease: Duration,
+}
+
+/// How long a silent holder keeps its instance by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(600);
+/// The longest lease a caller may ask for: 30 days.
+pub const MAX_LEASE_SECONDS: u64 = 30 * 24 * 3600;
+
+impl Identity {
+    /// This machine (its hostname) and the project of `dir` (its git origin's `owner/repo`,
+    /// else its name), with the default lease.
+    pub fn detect(dir: &std::path::Path) -> Identity {
+        Identity { machine: detect_machine(), project: detect_project(dir), lease: DEFAULT_LEASE }
+    }
+
+    /// `machine:project:`, the prefix of every scope.
+    pub fn prefix(&self) -> String {
+        format!("{}:{}:", self.machine, self.project)
+    }
+
+    /// `scope` with this identity's `machine:project:` prefix, once the name is valid.
+    pub fn full_scope(&self, scope: &str) -> Result<String> {
+        check_name("scope", scope)?;
+        Ok(format!("{}{scope}", self.prefix()))
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`discover`]: finding transcript files and what each is (session, project, agent).
 //! - [`import`]: incremental, idempotent import with revisions, deletions and copy pointers.
 //! - [`watch`]: re-importing as files change, debounced.
+//! - [`archiver`]: a server's periodic, one-at-a-time import of the transcript roots.
 //! - [`capture`]: recording a stream-json run from a reader.
 //! - [`runner`]: starting, resuming, forking and cancelling Claude Code runs, recorded live.
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
@@ -34,6 +35,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod archiver;
 pub mod capture;
 pub mod coordinator;
 pub mod discover;

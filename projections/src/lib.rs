@@ -12,6 +12,8 @@
 //! - [`coordinator`]: the session coordinator's key-values — each key's versions, scopes.
 //! - [`replay`]: files given back byte for byte, copies rebuilt through their pointers.
 //! - [`lineage`]: conversations, the fork tree and branch diffs.
+//! - [`messages`]: the pages of a run's and a session's messages, and the run and session
+//!   lists as the surfaces order them.
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars.
 //!
 //! # Example
@@ -38,6 +40,7 @@ pub mod entry;
 mod error;
 pub mod events;
 pub mod lineage;
+pub mod messages;
 pub mod pricing;
 pub mod render;
 pub mod replay;

@@ -291,3 +291,14 @@ pub fn shorten(text: &str, max: usize) -> String {
     let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
     format!("{cut}…")
 }
+
+/// The fork tree the session named by `id` (or a unique prefix of it) belongs to.
+pub fn tree_of(log: &Log, id: &str) -> Result<Vec<TreeNode>> {
+    let session = Archive::session(log, id)?;
+    Ok(fork_tree(&Archive::sessions(log)?, Some(&session.id)))
+}
+
+/// The diff of the sessions named by `left` and `right` (ids or unique prefixes).
+pub fn diff_of(log: &Log, left: &str, right: &str) -> Result<Diff> {
+    diff(log, &Archive::session(log, left)?, &Archive::session(log, right)?)
+}

@@ -158,3 +158,27 @@ pub fn render_entry(entry: &Entry, style: &Style) -> String {
         parts.join("\n") + "\n\n"
     }
 }
+
+/// The session's main transcript, rendered in `style`, or — with no style — byte for byte
+/// as Claude Code wrote it (a fork's shared prefix rebuilt through its pointer).
+pub fn session_replay(
+    log: &cclog_engine::Log,
+    session: &crate::archive::SessionRecord,
+    style: Option<&Style>,
+) -> crate::Result<Vec<u8>> {
+    use crate::archive::Archive;
+    use crate::Error;
+    let path =
+        session.main_file().ok_or_else(|| Error::NotFound { what: "transcript of session", id: session.id.clone() })?;
+    let file =
+        Archive::file(log, path)?.ok_or_else(|| Error::NotFound { what: "archived file", id: path.to_string() })?;
+    let mut out = Vec::new();
+    match style {
+        None => crate::replay::write_file(log, &file, None, &mut out)?,
+        Some(style) => crate::replay::for_each_line(log, &file, None, |line| {
+            out.extend_from_slice(render_entry(&Entry::from_line(line), style).as_bytes());
+            Ok(())
+        })?,
+    }
+    Ok(out)
+}

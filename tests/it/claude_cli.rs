@@ -23,19 +23,45 @@ pub fn claude_bin() -> PathBuf {
     bin
 }
 
-/// Runs `claude -p PROMPT --output-format stream-json --verbose` in `cwd` with a private
-/// `HOME`, against `api`; returns its stdout lines.
-pub fn run_claude(api: &FakeApi, home: &Path, cwd: &Path, prompt: &str, extra: &[&str]) -> Vec<String> {
-    let mut child = Command::new(claude_bin())
-        .args(["-p", prompt, "--output-format", "stream-json", "--verbose"])
-        .args(extra)
-        .current_dir(cwd)
+/// The older Claude Code release `scripts/test` also installs, for compatibility checks.
+pub fn older_claude_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/claude-code-2.1.197/node_modules/.bin/claude");
+    assert!(bin.exists(), "{} is missing: scripts/test installs Claude Code 2.1.197 from npm", bin.display());
+    bin
+}
+
+/// `claude ARGS…` with a private `HOME`, against `api`, as the tests run it.
+pub fn claude_command(bin: &Path, api: &FakeApi, home: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("ANTHROPIC_BASE_URL", api.base_url())
         .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-tests")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    command
+}
+
+/// Runs `claude -p PROMPT --output-format stream-json --verbose` in `cwd` with a private
+/// `HOME`, against `api`; returns its stdout lines.
+pub fn run_claude(api: &FakeApi, home: &Path, cwd: &Path, prompt: &str, extra: &[&str]) -> Vec<String> {
+    run_claude_with(&claude_bin(), api, home, cwd, prompt, extra)
+}
+
+/// [`run_claude`] with a given Claude Code binary.
+pub fn run_claude_with(
+    bin: &Path,
+    api: &FakeApi,
+    home: &Path,
+    cwd: &Path,
+    prompt: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut child = claude_command(bin, api, home)
+        .args(["-p", prompt, "--output-format", "stream-json", "--verbose"])
+        .args(extra)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

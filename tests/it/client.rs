@@ -74,7 +74,7 @@ fn commands_run_through_the_server_and_print_what_they_print_alone() {
     {
         use std::io::Write;
         let mut events = &events;
-        write!(events, "GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(events, "GET /api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
         let mut status = String::new();
         BufReader::new(events).read_line(&mut status).unwrap();
         assert!(status.contains("200"), "{status}");

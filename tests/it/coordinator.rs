@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cclog_ingest::coordinator::{AsOf, KvStore, Stored};
-use cclog_projections::coordinator::Writer;
+use cclog_projections::events::coordinator::Writer;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -2,6 +2,8 @@
 //! that it links once. Modules that need the `cclog` binary find it beside this test
 //! binary in cargo's target directory.
 
+mod access;
+mod browser;
 mod claude_cli;
 mod cli;
 mod client;

@@ -307,3 +307,72 @@ fn the_real_claude_code_cli_signs_on_and_stores_through_cclog_mcp() {
     assert_eq!(history[0]["writer"]["project"], "app");
     server.stop();
 }
+
+/// Registers `cclog mcp` with `bin` as a user would (`claude mcp add`), checks that
+/// `claude mcp list` reports it connected with its tools, then has the model call
+/// `sign_on` and `retrieve_data` — the tool whose result schema older releases rejected.
+fn claude_code_loads_and_calls_cclogs_tools(bin: &Path) {
+    use crate::claude_cli::{claude_command, run_claude_with};
+    use crate::fake_api::{FakeApi, Reply};
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let api = FakeApi::start(vec![
+        Reply::ToolUse { name: "mcp__cclog__sign_on".into(), input: serde_json::json!({}) },
+        Reply::ToolUse {
+            name: "mcp__cclog__retrieve_data".into(),
+            input: serde_json::json!({"scope": "progress", "key": "step"}),
+        },
+        Reply::Text("Signed on; nothing stored yet.".into()),
+    ]);
+    let cclog = cclog_bin();
+    let added = claude_command(bin, &api, home.path())
+        .current_dir(&app)
+        .args(["mcp", "add", "--scope", "user", "cclog", "--"])
+        .arg(&cclog)
+        .arg("--data")
+        .arg(data.path())
+        .arg("mcp")
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "claude mcp add: {added:?}");
+    let listed = claude_command(bin, &api, home.path()).current_dir(&app).args(["mcp", "list"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    let line = listing.lines().find(|line| line.starts_with("cclog")).unwrap_or_else(|| panic!("{bin:?}: {listing}"));
+    assert!(line.contains("✔ Connected") && !line.contains("failed"), "{bin:?}: {line}");
+
+    let lines = run_claude_with(
+        bin,
+        &api,
+        home.path(),
+        &app,
+        "sign on and read your progress",
+        &["--allowedTools", "mcp__cclog__sign_on,mcp__cclog__retrieve_data"],
+    );
+    let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(result["subtype"], "success", "{bin:?}: {result}");
+    let requests = api.requests();
+    let tool_results: Vec<String> = requests.last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| block["content"].to_string())
+        .collect();
+    assert_eq!(tool_results.len(), 2, "{bin:?}: {tool_results:?}");
+    assert!(tool_results[0].contains("claude_1"), "{bin:?}: sign_on answered {}", tool_results[0]);
+    assert!(tool_results[1].contains("found"), "{bin:?}: retrieve_data answered {}", tool_results[1]);
+    stop_background_server(data.path());
+}
+
+#[test]
+fn the_pinned_claude_code_loads_cclogs_tools_and_calls_them() {
+    claude_code_loads_and_calls_cclogs_tools(&crate::claude_cli::claude_bin());
+}
+
+#[test]
+fn claude_code_2_1_197_loads_cclogs_tools_and_calls_them() {
+    claude_code_loads_and_calls_cclogs_tools(&crate::claude_cli::older_claude_bin());
+}

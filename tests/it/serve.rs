@@ -24,12 +24,45 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, env: &[(&str, String)], extra: &[&str]) -> Server {
+        Server::start_with(data, env, extra, "127.0.0.1:0", |_| {})
+    }
+
+    /// [`Server::start`] on a given address.
+    pub fn start_at(data: &Path, env: &[(&str, String)], extra: &[&str], addr: &str) -> Server {
+        Server::start_with(data, env, extra, addr, |_| {})
+    }
+
+    /// [`Server::start`] in a process allowed at most `descriptors` open files.
+    pub fn start_limited(data: &Path, env: &[(&str, String)], extra: &[&str], descriptors: u64) -> Server {
+        Server::start_with(data, env, extra, "127.0.0.1:0", |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: descriptors, rlim_max: descriptors };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+    }
+
+    fn start_with(
+        data: &Path,
+        env: &[(&str, String)],
+        extra: &[&str],
+        addr: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let _ = std::fs::remove_file(data.join("server.json"));
         let mut command = Command::new(cclog_bin());
         command
             .arg("--data")
             .arg(data)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .args(extra)
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
@@ -37,6 +70,7 @@ impl Server {
         for (key, value) in env {
             command.env(key, value);
         }
+        configure(&mut command);
         let child = command.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let advertised = loop {
@@ -111,6 +145,17 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    /// A test that fails before it stops its server must not leave it running: the child
+    /// holds the test's stderr, and a pipe reading it would wait forever.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -135,7 +135,7 @@ async fn append_all(
         Some(error) => Err(error),
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("appended {}", crate::output::count(appended, "event"));
+                crate::errln!("appended {}", crate::output::count(appended, "event"));
             }
             Ok(EXIT_OK)
         }

@@ -26,9 +26,9 @@ pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<u8> {
         )
     };
     if args.passthrough {
-        eprintln!("{summary}");
+        crate::errln!("{summary}");
     } else {
-        println!("{summary}");
+        crate::outln!("{summary}");
     }
     Ok(EXIT_OK)
 }

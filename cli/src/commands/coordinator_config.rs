@@ -90,7 +90,7 @@ impl CoordinatorConfig {
                         .map_err(|error| invalid(&path, &error.to_string()))?;
                 }
             }
-            let longest = cclog_http::mcp::MAX_LEASE_SECONDS;
+            let longest = cclog_ingest::coordinator::MAX_LEASE_SECONDS;
             if file.lease_seconds.is_some_and(|seconds| !(1..=longest).contains(&seconds)) {
                 return Err(invalid(&path, &format!("lease_seconds must be from 1 to {longest} (30 days)")));
             }
@@ -106,8 +106,10 @@ impl CoordinatorConfig {
             value: cclog_ingest::coordinator::detect_project(cwd),
             source: format!("git origin or name of {}", cwd.display()),
         });
-        let lease_seconds = lease
-            .unwrap_or_else(|| Sourced { value: cclog_http::mcp::DEFAULT_LEASE.as_secs(), source: "default".into() });
+        let lease_seconds = lease.unwrap_or_else(|| Sourced {
+            value: cclog_ingest::coordinator::DEFAULT_LEASE.as_secs(),
+            source: "default".into(),
+        });
         Ok(CoordinatorConfig { machine, project, lease_seconds, searched })
     }
 
@@ -116,8 +118,8 @@ impl CoordinatorConfig {
         Self::load(None, &std::env::current_dir().context("the working directory")?)
     }
 
-    pub fn identity(&self) -> cclog_http::mcp::Identity {
-        cclog_http::mcp::Identity {
+    pub fn identity(&self) -> cclog_ingest::coordinator::Identity {
+        cclog_ingest::coordinator::Identity {
             machine: self.machine.value.clone(),
             project: self.project.value.clone(),
             lease: Duration::from_secs(self.lease_seconds.value),

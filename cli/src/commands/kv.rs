@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use cclog_ingest::coordinator::{AsOf, KvStore, Stored, Version};
-use cclog_projections::coordinator::Writer;
+use cclog_projections::events::coordinator::Writer;
 use serde_json::{json, Value};
 
 use crate::args::KvCommand;

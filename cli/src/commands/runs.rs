@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cclog_http::server::Archiver;
 use cclog_http::views::{self, Run};
+use cclog_ingest::archiver::Archiver;
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner, RunnerConfig};
 use cclog_projections::archive::Archive;
 use cclog_projections::events;
+use cclog_projections::messages;
 use serde_json::{json, Value};
 
 use super::client::{api_error, Server};
@@ -52,9 +53,9 @@ fn options_of(flags: &RunFlags) -> RunOptions {
 
 fn finish(run: &Run, json: bool) -> anyhow::Result<u8> {
     if json {
-        println!("{}", serde_json::to_string(run)?);
+        crate::outln!("{}", serde_json::to_string(run)?);
     } else {
-        eprintln!(
+        crate::errln!(
             "run {} {} (session {}, {} messages{})",
             run.id,
             run.status,
@@ -78,7 +79,7 @@ fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Run> {
         let mut subscription = log.subscribe(log.len());
         let handle = runner.start(request).await?;
         let (id, stream) = (handle.id.clone(), events::run_stream(&handle.id));
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::Stdout;
         let mut cancelled = false;
         loop {
             let next = tokio::time::timeout(std::time::Duration::from_millis(200), subscription.next()).await;
@@ -137,18 +138,18 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         None => {
             super::require_store(data)?;
             let log = super::open_log(data)?;
-            cclog_http::api::list_of_runs(&log, args.active)?
+            messages::runs_newest_first(&log, args.active)?.iter().map(views::run).collect()
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string(&runs)?);
+        crate::outln!("{}", serde_json::to_string(&runs)?);
         return Ok(EXIT_OK);
     }
     if runs.is_empty() {
-        println!("no runs");
+        crate::outln!("no runs");
     }
     for run in &runs {
-        println!(
+        crate::outln!(
             "{}  {:<11} {:<6} {}  session {}  {}",
             run.id,
             run.status,
@@ -196,7 +197,7 @@ impl Server {
         drop(canceller);
         let mut response = self.request("GET", &format!("/api/runs/{id}/stream")).call()?;
         let reader = BufReader::new(response.body_mut().as_reader());
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::Stdout;
         let mut event = String::new();
         for line in reader.lines() {
             let line = line.context("reading the run's stream")?;

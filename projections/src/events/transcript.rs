@@ -1,25 +1,12 @@
-//! The domain's event vocabulary for Claude Code data: stream names, kinds and the typed
-//! payloads that describe what happened to a transcript file or a run. Raw external bytes
-//! (a transcript line, a stream-json line) are payloads as they came; everything cclog
-//! says about them is a typed payload here.
-//!
-//! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
-//! postcard encoding of the struct. A new field means a new format byte and a decoder for
-//! the old one.
-//!
 //! A transcript file's stream, `transcript/<absolute path>`, holds, in order:
 //! `transcript.revision` (the file as first seen, or seen rewritten), then its lines —
 //! `transcript.line` (one raw line, no newline), `transcript.copy` (a run of lines copied
 //! from entries already in the log, see [`CopyRun`]) and `transcript.partial` (an
 //! unterminated last line, kept as evidence) — with a `transcript.checkpoint` after each
 //! import, `transcript.agent-meta` (a subagent's `.meta.json`) and finally
-//! `transcript.deleted` when the file is gone. A run's stream, `run/<id>`, holds
-//! `run.started`, one `run.message` per stream-json line, `run.session` and `run.ended`.
+//! `transcript.deleted` when the file is gone.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::{Error, Result};
 
 pub const KIND_REVISION: &str = "transcript.revision";
 pub const KIND_LINE: &str = "transcript.line";
@@ -28,18 +15,8 @@ pub const KIND_COPY: &str = "transcript.copy";
 pub const KIND_CHECKPOINT: &str = "transcript.checkpoint";
 pub const KIND_AGENT_META: &str = "transcript.agent-meta";
 pub const KIND_DELETED: &str = "transcript.deleted";
-pub const KIND_RUN_STARTED: &str = "run.started";
-pub const KIND_RUN_MESSAGE: &str = "run.message";
-pub const KIND_RUN_SESSION: &str = "run.session";
-pub const KIND_RUN_ENDED: &str = "run.ended";
-/// A chunk of a run's stderr, raw.
-pub const KIND_RUN_STDERR: &str = "run.stderr";
-
-/// The format byte in front of every typed payload.
-pub const PAYLOAD_FORMAT: u8 = 1;
 
 const TRANSCRIPT_PREFIX: &str = "transcript/";
-const RUN_PREFIX: &str = "run/";
 
 /// The stream of one transcript file.
 pub fn transcript_stream(path: &str) -> String {
@@ -49,35 +26,6 @@ pub fn transcript_stream(path: &str) -> String {
 /// The file path of a transcript stream.
 pub fn transcript_path(stream: &str) -> Option<&str> {
     stream.strip_prefix(TRANSCRIPT_PREFIX)
-}
-
-/// The stream of one run.
-pub fn run_stream(run: &str) -> String {
-    format!("{RUN_PREFIX}{run}")
-}
-
-/// The run id of a run stream.
-pub fn run_id(stream: &str) -> Option<&str> {
-    stream.strip_prefix(RUN_PREFIX)
-}
-
-/// Encodes a typed payload.
-pub fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>> {
-    let mut bytes = vec![PAYLOAD_FORMAT];
-    postcard::to_io(payload, &mut bytes)
-        .map_err(|error| Error::Payload { kind: std::any::type_name::<T>(), detail: error.to_string() })?;
-    Ok(bytes)
-}
-
-/// Decodes a typed payload written by [`encode`].
-pub fn decode<T: DeserializeOwned>(kind: &'static str, bytes: &[u8]) -> Result<T> {
-    match bytes.split_first() {
-        Some((&PAYLOAD_FORMAT, body)) => {
-            postcard::from_bytes(body).map_err(|error| Error::Payload { kind, detail: error.to_string() })
-        }
-        Some((format, _)) => Err(Error::Payload { kind, detail: format!("unknown payload format {format}") }),
-        None => Err(Error::Payload { kind, detail: "empty payload".into() }),
-    }
 }
 
 /// What a transcript file is, from where it lies.
@@ -149,34 +97,4 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
     pub revision: u32,
-}
-
-/// `run.started`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunStarted {
-    pub run: String,
-    /// Where the messages come from: `capture` (stdin) or `runner`.
-    pub source: String,
-    pub cwd: Option<String>,
-    pub prompt: Option<String>,
-    /// Session resumed or forked, if any.
-    pub resume: Option<String>,
-    pub fork: bool,
-}
-
-/// `run.session`: the session named by the run's `system/init` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunSession {
-    pub session: String,
-}
-
-/// `run.ended`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunEnded {
-    /// `completed`, `failed`, `cancelled` or `interrupted`.
-    pub status: String,
-    /// The `result` message's subtype, when there was one.
-    pub result_type: Option<String>,
-    pub duration_ms: Option<u64>,
-    pub detail: Option<String>,
 }

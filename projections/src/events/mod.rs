@@ -1,0 +1,49 @@
+//! The domain's event vocabulary: for each domain, its stream names, its kinds and the
+//! typed payloads that say what happened. Raw external bytes (a transcript line, a
+//! stream-json line) are payloads as they came; everything cclog says about them is a typed
+//! payload here. Teams and plans add a module each.
+//!
+//! # Layout
+//! - [`transcript`]: `transcript/<absolute path>` — a transcript file's revisions, lines,
+//!   copies, checkpoints and deletion.
+//! - [`run`]: `run/<id>` — a Claude Code run's start, messages, session and end.
+//! - [`coordinator`]: `scope/<scope>` (key-value writes) and `instances/<machine>:<project>`
+//!   (instance claims) — the session coordinator.
+//!
+//! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
+//! postcard encoding of the struct. A new field means a new format byte and a decoder for
+//! the old one.
+
+pub mod coordinator;
+pub mod run;
+pub mod transcript;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use run::*;
+pub use transcript::*;
+
+use crate::{Error, Result};
+
+/// The format byte in front of every typed payload.
+pub const PAYLOAD_FORMAT: u8 = 1;
+
+/// Encodes a typed payload.
+pub fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>> {
+    let mut bytes = vec![PAYLOAD_FORMAT];
+    postcard::to_io(payload, &mut bytes)
+        .map_err(|error| Error::Payload { kind: std::any::type_name::<T>(), detail: error.to_string() })?;
+    Ok(bytes)
+}
+
+/// Decodes a typed payload written by [`encode`].
+pub fn decode<T: DeserializeOwned>(kind: &'static str, bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&PAYLOAD_FORMAT, body)) => {
+            postcard::from_bytes(body).map_err(|error| Error::Payload { kind, detail: error.to_string() })
+        }
+        Some((format, _)) => Err(Error::Payload { kind, detail: format!("unknown payload format {format}") }),
+        None => Err(Error::Payload { kind, detail: "empty payload".into() }),
+    }
+}
