@@ -1,6 +1,13 @@
 //! HTTP API benchmarks against the real server (`cclog_http::server::serve`) on loopback,
 //! with real HTTP clients (ureq, keep-alive):
 //!
+//! - `imported_session/{1,100}/{10000,50000}`: a page of 1 and of 100 entries
+//!   (`GET /api/sessions/:id/messages?after=N&limit=M`, N random) of an imported session
+//!   of 10,000 and of 50,000 real-shaped entries (~1.7 KB each), one ureq client; the
+//!   median is the p50.
+//! - `imported_session_wrk/100/{10000,50000}`: the same page of 100 loaded by `wrk -t2 -c8`
+//!   (Debian's wrk, its own process, random offsets from a Lua script); elements/s is
+//!   requests/s, and each run prints wrk's own latency percentiles.
 //! - `page_of_100/latency`: `GET /api/sessions/:id/messages?after=N&limit=100` on a session
 //!   whose run recorded 10,000 messages, one client; criterion's median is the p50.
 //! - `page_of_100/throughput`: the same request from 8 clients at once; elements/s is
@@ -221,6 +228,115 @@ fn page_of_100(c: &mut Criterion) {
     group.finish();
 }
 
+/// Writes a transcript of `entries` real-shaped entries (~1.7 KB each, as real ones are on
+/// average): user prompts and assistant replies with usage, chained by `parentUuid`.
+fn real_shaped_session(path: &Path, session: &str, entries: u64) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let text = "The parser keeps every token and its position so that errors can point at them; ".repeat(18);
+    let mut parent = "null".to_string();
+    for index in 0..entries {
+        let uuid = format!("{:08x}-1111-4222-8333-{index:012x}", index.wrapping_mul(2_654_435_761) & 0xffff_ffff);
+        let line = if index % 2 == 0 {
+            format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"type":"user","message":{{"role":"user","content":"Step {index}: {text}"}},"uuid":"{uuid}","timestamp":"2026-11-21T10:00:00.000Z","cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329"}}"#
+            )
+        } else {
+            format!(
+                r#"{{"parentUuid":{parent},"isSidechain":false,"message":{{"id":"msg_{index:016}","model":"claude-sonnet-4-5","role":"assistant","type":"message","content":[{{"type":"text","text":"Done {index}: {text}"}}],"usage":{{"input_tokens":1200,"output_tokens":80}}}},"type":"assistant","uuid":"{uuid}","timestamp":"2026-11-21T10:00:01.000Z","cwd":"/home/dev/app","sessionId":"{session}","version":"2.1.329"}}"#
+            )
+        };
+        parent = format!("\"{uuid}\"");
+        writeln!(out, "{line}").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Runs `wrk -t2 -c8` for a second against `url` with `script`; requests done and wrk's
+/// output.
+fn wrk(url: &str, script: &Path) -> (u64, String) {
+    let output = std::process::Command::new("wrk")
+        .args(["-t2", "-c8", "-d1s", "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk (Debian's package) must be installed for this benchmark");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!text.contains("Non-2xx"), "wrk saw errors: {text}");
+    let requests = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in ").and_then(|(count, _)| count.parse().ok()))
+        .unwrap_or_else(|| panic!("no request count in wrk's output: {text}"));
+    (requests, text)
+}
+
+fn imported_session_pages(c: &mut Criterion) {
+    let mut latency = c.benchmark_group("imported_session");
+    latency.throughput(Throughput::Elements(1));
+    let mut servers = Vec::new();
+    for entries in [10_000u64, 50_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let projects = dir.path().join("projects/-home-dev-app");
+        std::fs::create_dir_all(&projects).unwrap();
+        real_shaped_session(&projects.join(format!("{PAGE_SESSION}.jsonl")), PAGE_SESSION, entries);
+        {
+            let log =
+                Log::open(&dir.path().join("log"), LogOptions { projections: cclog_projections::standard() }).unwrap();
+            let report =
+                cclog_ingest::import::Importer::new(&log).import(&[dir.path().join("projects")], &|_| {}).unwrap();
+            assert_eq!(report.new_entries, entries);
+        }
+        let server = Server::start(&dir.path().join("log"), PathBuf::from("/nonexistent/claude"));
+        let client = agent();
+        let url = |after: u64, limit: u64| {
+            format!("{}/api/sessions/{PAGE_SESSION}/messages?after={after}&limit={limit}", server.url)
+        };
+        let page: Vec<Value> = serde_json::from_str(&get(&client, &url(entries / 2, 100))).unwrap();
+        assert_eq!((page.len(), page[0]["index"].as_u64()), (100, Some(entries / 2 + 1)));
+        let bytes = get(&client, &url(entries / 2, 100)).len();
+        eprintln!("imported_session/{entries}: a page of 100 is {} KB", bytes / 1024);
+        for limit in [1u64, 100] {
+            let mut after = 0u64;
+            latency.bench_function(format!("{limit}/{entries}"), |b| {
+                b.iter(|| {
+                    after = (after + 7_919) % (entries - limit);
+                    get(&client, &url(after, limit))
+                })
+            });
+        }
+        servers.push((server, dir, entries));
+    }
+    latency.finish();
+
+    let mut load = c.benchmark_group("imported_session_wrk");
+    load.throughput(Throughput::Elements(1));
+    load.sample_size(10);
+    load.warm_up_time(Duration::from_secs(1));
+    load.measurement_time(Duration::from_secs(12));
+    for (server, dir, entries) in &servers {
+        let script = dir.path().join("pages.lua");
+        std::fs::write(
+            &script,
+            format!(
+                "math.randomseed(7)\nrequest = function()\n  local after = math.random(0, {})\n  \
+                 return wrk.format(\"GET\", \"/api/sessions/{PAGE_SESSION}/messages?after=\" .. after .. \"&limit=100\")\nend\n",
+                entries - 101
+            ),
+        )
+        .unwrap();
+        let mut last = String::new();
+        load.bench_function(format!("100/{entries}"), |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                let (requests, text) = wrk(&server.url, &script);
+                last = text;
+                started.elapsed().mul_f64(iters as f64 / requests.max(1) as f64)
+            })
+        });
+        eprintln!("imported_session_wrk/100/{entries}, wrk's last run:\n{last}");
+    }
+    load.finish();
+}
+
 /// Records one run of `count` messages while `subscribers` clients follow its stream;
 /// its recorded messages and the ended run.
 fn record_one(server: &Server, cwd: &Path, go: &Path, subscribers: usize, count: usize) -> (Vec<Value>, Value) {
@@ -335,7 +451,7 @@ fn recording_lag(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, page_of_100, run_recording, recording_lag);
+criterion_group!(benches, imported_session_pages, page_of_100, run_recording, recording_lag);
 
 fn main() {
     benches();

@@ -141,6 +141,20 @@ impl ProjectionView {
             .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
 
+    /// The last key under `prefix` that is at or before `key` (a key under `prefix`), with
+    /// its value: what a positional index answers "which segment holds position N" with.
+    pub fn last_at_or_before(&self, prefix: &[u8], key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let strip = self.prefix.len();
+        let whole = prefixed(&self.prefix, prefix);
+        match self.tree.range(whole.clone()..=prefixed(&self.prefix, key)).next_back() {
+            Some(item) => {
+                let (found, value) = item?;
+                Ok(found.starts_with(&whole).then(|| (found[strip..].to_vec(), value.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
         self.scan_prefix(&[])

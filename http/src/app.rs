@@ -1,7 +1,8 @@
 //! The one router: every route of the REST API (and so every operation of its OpenAPI
 //! document, built from the same list), `/mcp`, and the layers every request passes —
 //! outermost first: the Host/Origin check ([`crate::auth`]), CORS for the origins
-//! `--allow-origin` names, the body limit, and on `/api` and `/mcp` the bearer token.
+//! `--allow-origin` names, an idle timeout on request bodies, the body limit, and on `/api`
+//! and `/mcp` the bearer token.
 //!
 //! To add a route: write its handler with a `#[utoipa::path]` in the `routes` file its path
 //! names, and list it here.
@@ -159,7 +160,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(
             |request: Request| async move { Error::NoRoute(format!("{} {}", request.method(), request.uri().path())) },
         )
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.body_idle_timeout));
     if let Some(cors) = cors(&state) {
         app = app.layer(cors);
     }

@@ -59,9 +59,15 @@ impl Feeds {
     async fn pump(self: Arc<Self>, run: String, feed: broadcast::Sender<Arc<FeedItem>>) {
         let stream = events::run_stream(&run);
         let from = self.log.len();
-        let mut next_index = Archive::run_message_seqs(&self.log, &run, 0, usize::MAX)
-            .map(|seqs| seqs.iter().filter(|(_, seq)| *seq < from).count() as u64)
-            .unwrap_or(0);
+        let (log, counted) = (Arc::clone(&self.log), run.clone());
+        // How many of the run's messages are durable already: a range read of its index,
+        // on a blocking thread.
+        let mut next_index = crate::blocking::blocking(move || {
+            Archive::run_message_seqs(&log, &counted, 0, usize::MAX)
+                .map(|seqs| seqs.iter().filter(|(_, seq)| *seq < from).count() as u64)
+        })
+        .await
+        .unwrap_or(0);
         let mut subscription = self.log.subscribe(from);
         if Archive::run(&self.log, &run).ok().flatten().is_some_and(|record| !record.is_active()) {
             // Nothing more will come: followers read the rest from the log.

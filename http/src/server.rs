@@ -134,6 +134,7 @@ pub async fn serve(
         feeds: Arc::new(Feeds::new(Arc::clone(&log), closing.clone())),
         closing,
         coordinator: Arc::new(options.coordinator.clone()),
+        body_idle_timeout: options.limits.header_timeout,
     };
     let shutdown = async move {
         shutdown.await;

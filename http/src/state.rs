@@ -30,4 +30,7 @@ pub struct AppState {
     pub feeds: Arc<Feeds>,
     /// The machine and project the MCP coordinator at `/mcp` serves.
     pub coordinator: Arc<Identity>,
+    /// A request body that sends nothing for this long is abandoned (the header timeout's
+    /// counterpart once the head is in).
+    pub body_idle_timeout: std::time::Duration,
 }

@@ -7,7 +7,7 @@
 use cclog_engine::{Event, Log};
 
 use crate::archive::{Archive, RunRecord, SessionRecord};
-use crate::{lineage, Error, Result};
+use crate::{replay, Error, Result};
 
 /// One message of a page: its position, the event it is, and — for a transcript entry
 /// copied through a fork pointer — the entry's bytes as the session has them (the event is
@@ -54,23 +54,13 @@ pub fn run_messages(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec
 }
 
 /// The session's messages from index `first` on, at most `limit`: its runs' messages
-/// numbered across them, oldest run first; a session with no runs answers with its
-/// transcript entries.
+/// numbered across them, oldest run first; a session with no runs answers with the lines of
+/// its transcript.
 pub fn session_messages(log: &Log, session: &SessionRecord, first: u64, limit: usize) -> Result<Vec<PagedMessage>> {
-    let mut messages = Vec::new();
     if session.runs.is_empty() {
-        let durable = log.len();
-        let entries = lineage::session_entries(log, session)?;
-        for (index, entry) in (0u64..).zip(entries).skip_while(|(index, _)| *index < first) {
-            if messages.len() >= limit || entry.line.seq >= durable {
-                break;
-            }
-            let Some(event) = log.get(entry.line.seq)? else { continue };
-            let rebuilt = entry.line.copied.then_some(entry.line.bytes);
-            messages.push(PagedMessage { index, event, rebuilt });
-        }
-        return Ok(messages);
+        return transcript_lines(log, session, first, limit);
     }
+    let mut messages = Vec::new();
     let mut offset = 0u64;
     for run in &session.runs {
         let Some(record) = Archive::run(log, run)? else { continue };
@@ -83,6 +73,58 @@ pub fn session_messages(log: &Log, session: &SessionRecord, first: u64, limit: u
             }
         }
         offset = end;
+    }
+    Ok(messages)
+}
+
+/// Lines `first..` of the session's main transcript (its current revision), at most
+/// `limit`, up to the durable head. The archive's segments say which events hold them, so
+/// a page reads its own lines and no others; a line of a fork's shared prefix is rebuilt
+/// through the copy's pointer.
+pub fn transcript_lines(log: &Log, session: &SessionRecord, first: u64, limit: usize) -> Result<Vec<PagedMessage>> {
+    let mut messages = Vec::new();
+    let Some(path) = session.main_file() else { return Ok(messages) };
+    let Some(file) = Archive::file(log, path)? else { return Ok(messages) };
+    let durable = log.len();
+    let read = |seq: u64| -> Result<Event> {
+        log.get(seq)?.ok_or_else(|| Error::Inconsistent { seq, detail: "an indexed transcript line is missing".into() })
+    };
+    let mut position = first;
+    while position < file.lines && messages.len() < limit {
+        let segment = Archive::segment_at(log, &file, position)?.ok_or_else(|| Error::Inconsistent {
+            seq: file.revision_seq,
+            detail: format!("no segment holds line {position} of {}", file.path),
+        })?;
+        if segment.copied {
+            if segment.seq >= durable {
+                return Ok(messages);
+            }
+            let copy = read(segment.seq)?;
+            let skip = position - segment.start;
+            let mut index = segment.start;
+            replay::lines_of_event(log, &copy, |line| {
+                if index >= segment.start + skip && messages.len() < limit {
+                    messages.push(PagedMessage { index, event: copy.clone(), rebuilt: Some(line.bytes) });
+                }
+                index += 1;
+                Ok(())
+            })?;
+        } else {
+            for offset in position - segment.start..segment.count {
+                let seq = segment.seq + offset;
+                if seq >= durable || messages.len() >= limit {
+                    return Ok(messages);
+                }
+                messages.push(PagedMessage { index: segment.start + offset, event: read(seq)?, rebuilt: None });
+            }
+        }
+        position = segment.start + segment.count;
+    }
+    // An unterminated last line comes after every complete one.
+    if let Some(seq) = file.partial_seq.filter(|seq| *seq < durable) {
+        if first <= file.lines && messages.len() < limit {
+            messages.push(PagedMessage { index: file.lines, event: read(seq)?, rebuilt: None });
+        }
     }
     Ok(messages)
 }

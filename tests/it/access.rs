@@ -4,8 +4,8 @@
 //! same-origin browser request and a plain client still work; `--allowed-host` and
 //! `--allow-origin` let named ones in (with CORS); the token scheme is matched in any case;
 //! a short token off loopback is refused; `server.json` is 0600 whatever was there; and
-//! 200 idle sockets with 5 slowloris clients cannot keep `/health` from answering in a
-//! server limited to 256 descriptors, and are closed by the header timeout.
+//! 200 idle sockets with 5 slowloris clients and a stalled body cannot keep `/health` from
+//! answering in a server limited to 256 descriptors, and are closed by the timeouts.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -19,8 +19,8 @@ use crate::serve::Server;
 use crate::support::cclog_bin;
 
 /// One HTTP/1.1 exchange on a fresh connection, with exactly these headers (and
-/// `Connection: close`): the status and body.
-pub fn raw_request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+/// `Connection: close`): the status, the status line with the headers, and the body.
+fn exchange(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
     let address = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -38,8 +38,19 @@ pub fn raw_request(url: &str, method: &str, path: &str, headers: &[(&str, &str)]
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// [`exchange`]'s status and body.
+pub fn raw_request(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(url, method, path, headers, body);
     (status, body)
+}
+
+/// [`exchange`]'s status line and headers, for a request without a body.
+fn raw_request_headers(url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    exchange(url, method, path, headers, "").1
 }
 
 /// The log's length, as `/health` reports it.
@@ -123,23 +134,6 @@ fn foreign_hosts_and_origins_are_refused_on_every_route_and_nothing_happens() {
     );
     assert!(!preflight.to_ascii_lowercase().contains("access-control-allow-origin"), "{preflight}");
     server.stop();
-}
-
-/// The status line and headers of one exchange.
-fn raw_request_headers(url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-    let address = url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response).into_owned();
-    text.split_once("\r\n\r\n").map(|(head, _)| head.to_string()).unwrap_or(text)
 }
 
 #[test]
@@ -281,6 +275,12 @@ fn idle_sockets_and_slowloris_clients_cannot_starve_health_and_are_closed_by_the
             stream
         })
         .collect();
+    // And one that sends a whole head, then a body that never comes: the body's idle
+    // timeout ends it.
+    let mut stalled_body = TcpStream::connect(&address).unwrap();
+    stalled_body
+        .write_all(b"POST /api/cli HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"command\"")
+        .unwrap();
     // While they hang on, /health answers every 100 ms or so, each within 100 ms.
     let mut slowest = Duration::ZERO;
     let mut probes = 0;
@@ -301,7 +301,7 @@ fn idle_sockets_and_slowloris_clients_cannot_starve_health_and_are_closed_by_the
     // The header timeout closes every one of them: each read ends (EOF or a reset) before
     // a deadline well past the 3 s timeout.
     let deadline = opened + Duration::from_secs(12);
-    for mut stream in idle.into_iter().chain(slow) {
+    for mut stream in idle.into_iter().chain(slow).chain([stalled_body]) {
         let mut buffer = [0u8; 512];
         loop {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));

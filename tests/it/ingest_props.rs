@@ -8,7 +8,7 @@ use std::path::Path;
 use cclog_engine::Log;
 use cclog_ingest::import::Importer;
 use cclog_projections::archive::Archive;
-use cclog_projections::{events, replay};
+use cclog_projections::{events, messages, replay};
 use proptest::prelude::*;
 
 use crate::support::open_with;
@@ -105,6 +105,30 @@ fn project_file(root: &Path, session: &str) -> std::path::PathBuf {
     dir.join(format!("{session}.jsonl"))
 }
 
+/// Whether every page of the session's transcript, read through the archive's segments,
+/// is the slice of its lines a full replay gives: same positions, bytes and events.
+fn pages_agree(log: &Log, session: &str) -> Result<(), TestCaseError> {
+    let session = Archive::session(log, session).unwrap();
+    let lines: Vec<(u64, Vec<u8>, u64)> = cclog_projections::lineage::session_entries(log, &session)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| (index as u64, entry.line.bytes, entry.line.seq))
+        .collect();
+    for first in 0..=lines.len() + 1 {
+        for limit in [1, 3, lines.len().max(1)] {
+            let page: Vec<(u64, Vec<u8>, u64)> = messages::session_messages(log, &session, first as u64, limit)
+                .unwrap()
+                .into_iter()
+                .map(|message| (message.index, message.bytes().to_vec(), message.event.seq()))
+                .collect();
+            let expected: Vec<_> = lines.iter().skip(first).take(limit).cloned().collect();
+            prop_assert_eq!(page, expected, "first {} limit {}", first, limit);
+        }
+    }
+    Ok(())
+}
+
 /// Whether folding the whole log afresh gives every projection the state it has live.
 fn rebuild_agrees(log: &Log) -> bool {
     log.rebuild_blocking().unwrap().iter().all(|report| report.equal_to_previous)
@@ -157,6 +181,8 @@ proptest! {
                 .collect::<Vec<_>>()
         };
         prop_assert_eq!(folded(&split), folded(&whole));
+        pages_agree(&split, PARENT)?;
+        pages_agree(&whole, PARENT)?;
         // Live, the archive folded each appended chunk at once; a rebuild folds the log in
         // chunks cut elsewhere, and must agree.
         prop_assert!(rebuild_agrees(&split));
@@ -205,6 +231,8 @@ proptest! {
         } else {
             prop_assert_eq!(fork.parent, None);
         }
+        pages_agree(&log, PARENT)?;
+        pages_agree(&log, FORK)?;
         prop_assert!(rebuild_agrees(&log));
     }
 }

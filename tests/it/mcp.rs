@@ -284,15 +284,7 @@ fn the_real_claude_code_cli_signs_on_and_stores_through_cclog_mcp() {
     let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(result["subtype"], "success", "{result}");
     // The tool results the CLI sent back to the model are the coordinator's answers.
-    let requests = api.requests();
-    let tool_results: Vec<String> = requests.last().unwrap()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| block["content"].to_string())
-        .collect();
+    let tool_results = tool_results_sent(&api);
     assert_eq!(tool_results.len(), 2, "{tool_results:?}");
     assert!(tool_results[0].contains("claude_1"), "sign_on answered: {}", tool_results[0]);
     assert!(tool_results[1].contains("stored"), "store_data answered: {}", tool_results[1]);
@@ -306,6 +298,20 @@ fn the_real_claude_code_cli_signs_on_and_stores_through_cclog_mcp() {
     assert_eq!(history[0]["writer"]["instance"], "claude_1");
     assert_eq!(history[0]["writer"]["project"], "app");
     server.stop();
+}
+
+/// The tool results the CLI sent back to the model in its last request: what the tools
+/// answered.
+fn tool_results_sent(api: &crate::fake_api::FakeApi) -> Vec<String> {
+    let requests = api.requests();
+    requests.last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| block["content"].to_string())
+        .collect()
 }
 
 /// Registers `cclog mcp` with `bin` as a user would (`claude mcp add`), checks that
@@ -352,15 +358,7 @@ fn claude_code_loads_and_calls_cclogs_tools(bin: &Path) {
     );
     let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(result["subtype"], "success", "{bin:?}: {result}");
-    let requests = api.requests();
-    let tool_results: Vec<String> = requests.last().unwrap()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|message| message["content"].as_array().cloned().unwrap_or_default())
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| block["content"].to_string())
-        .collect();
+    let tool_results = tool_results_sent(&api);
     assert_eq!(tool_results.len(), 2, "{bin:?}: {tool_results:?}");
     assert!(tool_results[0].contains("claude_1"), "{bin:?}: sign_on answered {}", tool_results[0]);
     assert!(tool_results[1].contains("found"), "{bin:?}: retrieve_data answered {}", tool_results[1]);

@@ -1,0 +1,75 @@
+//! `Archive`: the read model of archived Claude Code data — transcript files, the entries
+//! in them by uuid, sessions with their usage, forks and subagents, and captured runs. It
+//! folds the events of [`crate::events`]; the importer reads it to know where each file
+//! stops and which uuids are already stored.
+//!
+//! Keys, each with a one-byte prefix; every value is postcard:
+//! - `U` ‖ uuid → [`EntryRecord`]: the first stored copy of the entry and its parent.
+//! - `F` ‖ path → [`FileState`].
+//! - `S` ‖ session → [`SessionRecord`].
+//! - `M` ‖ session ‖ 0 ‖ message id → [`MessageUsage`]: the last usage snapshot of one API
+//!   message, so that its repeats replace rather than add.
+//! - `R` ‖ run → [`RunRecord`].
+//! - `Q` ‖ run ‖ 0 ‖ index (big-endian u64) → seq of the run's index-th message, so that
+//!   a page of messages is one range read.
+//! - `L` ‖ path ‖ 0 ‖ revision (u32 BE) ‖ position (u64 BE) → [`Segment`]: where the lines
+//!   of a file revision from `position` on are — a run of consecutive `transcript.line`
+//!   events, or one `transcript.copy` — so that a page of a session's entries reads only
+//!   its entries. An import chunk's lines are one segment, a fork's shared prefix another.
+//!
+//! Read models hold seqs, counts and identifiers, never payload copies.
+//!
+//! # Layout
+//! - [`records`]: the read models — files, entries, sessions, runs, segments.
+//! - `keys`: the keyspaces above, and how records are encoded in them.
+//! - `cache`: the records a fold touches, decoded once and stored once per `apply_all`.
+//! - `transcript`, `run`: the folds of transcript and run events.
+//! - `queries`: what the rest of cclog asks the archive.
+
+mod cache;
+mod keys;
+mod queries;
+pub mod records;
+mod run;
+mod transcript;
+
+use cclog_engine::{ApplyError, Event, Projection, ProjectionState};
+
+pub use records::*;
+
+use crate::events;
+use cache::Records;
+
+const NAME: &str = "archive";
+
+/// The `archive` projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Archive;
+
+impl Projection for Archive {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        3
+    }
+
+    fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        self.apply_all(std::slice::from_ref(event), state)
+    }
+
+    /// A chunk of an import is thousands of lines of one file: its file and session
+    /// records are decoded once and stored once for all of them.
+    fn apply_all(&self, events: &[Event], state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        let mut records = Records::default();
+        for event in events {
+            if let Some(path) = events::transcript_path(event.stream()) {
+                transcript::apply_transcript(path, event, state, &mut records)?;
+            } else if let Some(run) = events::run_id(event.stream()) {
+                run::apply_run(run, event, state, &mut records)?;
+            }
+        }
+        records.store_all(state)
+    }
+}

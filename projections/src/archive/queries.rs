@@ -1,0 +1,133 @@
+//! What the rest of cclog asks the archive: a file, an entry, a session by id or unique
+//! prefix, runs and their message seqs, the segment that holds a line.
+
+use cclog_engine::{Log, ProjectionView};
+use serde::Deserialize;
+
+use super::keys::{entry_key, file_key, key, run_message_key, segment_key, segment_prefix, session_key};
+use super::records::{EntryRecord, FileState, RunRecord, Segment, SessionRecord};
+use super::run::message_uuid;
+use super::{Archive, NAME};
+use crate::{events, Error, Result};
+
+/// Queries over the archive.
+impl Archive {
+    fn view(log: &Log) -> Result<ProjectionView> {
+        log.projection(NAME).ok_or(Error::NotOpen(NAME))
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+        postcard::from_bytes(bytes).map_err(|error| Error::Damaged { projection: NAME, detail: error.to_string() })
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(log: &Log, key: &[u8]) -> Result<Option<T>> {
+        Self::view(log)?.get(key)?.map(|bytes| Self::decode(&bytes)).transpose()
+    }
+
+    fn scan<T: for<'de> Deserialize<'de>>(log: &Log, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+        Self::view(log)?
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((key, Self::decode(&value)?))
+            })
+            .collect()
+    }
+
+    /// Where an entry's first stored copy is.
+    pub fn entry(log: &Log, uuid: &str) -> Result<Option<EntryRecord>> {
+        Self::get(log, &entry_key(uuid))
+    }
+
+    /// What is archived of one file.
+    pub fn file(log: &Log, path: &str) -> Result<Option<FileState>> {
+        Self::get(log, &file_key(path))
+    }
+
+    /// Every archived file, in path order.
+    pub fn files(log: &Log) -> Result<Vec<FileState>> {
+        Ok(Self::scan(log, b"F")?.into_iter().map(|(_, file)| file).collect())
+    }
+
+    /// Every session, in id order.
+    pub fn sessions(log: &Log) -> Result<Vec<SessionRecord>> {
+        Ok(Self::scan(log, b"S")?.into_iter().map(|(_, session)| session).collect())
+    }
+
+    /// The session whose id is `id` or starts with it, if exactly one does.
+    pub fn session(log: &Log, id: &str) -> Result<SessionRecord> {
+        if let Some(session) = Self::get(log, &session_key(id))? {
+            return Ok(session);
+        }
+        let mut matches = Self::scan::<SessionRecord>(log, &session_key(id))?;
+        match matches.len() {
+            0 => Err(Error::NotFound { what: "session", id: id.to_string() }),
+            1 => Ok(matches.remove(0).1),
+            count => Err(Error::Ambiguous {
+                what: "session",
+                id: id.to_string(),
+                count,
+                examples: matches.iter().take(3).map(|(_, session)| session.id.clone()).collect(),
+            }),
+        }
+    }
+
+    /// One run.
+    pub fn run(log: &Log, run: &str) -> Result<Option<RunRecord>> {
+        Self::get(log, &key(b'R', &[run.as_bytes()]))
+    }
+
+    /// Every run, in id order.
+    pub fn runs(log: &Log) -> Result<Vec<RunRecord>> {
+        Ok(Self::scan(log, b"R")?.into_iter().map(|(_, run)| run).collect())
+    }
+
+    /// The seqs of a run's messages from index `from` on, at most `limit` of them.
+    pub fn run_message_seqs(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec<(u64, u64)>> {
+        let prefix = key(b'Q', &[run.as_bytes(), b""]);
+        Self::view(log)?
+            .scan_from(&prefix, &run_message_key(run, from))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                let index = key[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Damaged { projection: NAME, detail: "run message key".into() })?;
+                Ok((index, Self::decode(&value)?))
+            })
+            .collect()
+    }
+
+    /// The segment of the file's current revision that holds line `position`, if the
+    /// revision has that many lines.
+    pub fn segment_at(log: &Log, file: &FileState, position: u64) -> Result<Option<Segment>> {
+        let view = Self::view(log)?;
+        let prefix = segment_prefix(&file.path, file.revision);
+        let Some((_, value)) = view.last_at_or_before(&prefix, &segment_key(&file.path, file.revision, position))?
+        else {
+            return Ok(None);
+        };
+        let segment: Segment = Self::decode(&value)?;
+        Ok((segment.start <= position && position < segment.start + segment.count).then_some(segment))
+    }
+
+    /// How many of a run's messages are also transcript entries (same `uuid`): the link
+    /// between a captured run and the session's archived transcript.
+    pub fn linked_messages(log: &Log, run: &str) -> Result<u64> {
+        let mut linked = 0;
+        for event in log.stream(&events::run_stream(run), 0) {
+            let event = event?;
+            if event.kind() != events::KIND_RUN_MESSAGE {
+                continue;
+            }
+            let Some(uuid) = message_uuid(&event.payload) else {
+                continue;
+            };
+            if Self::entry(log, &uuid)?.is_some_and(|entry| entry.seq.is_some()) {
+                linked += 1;
+            }
+        }
+        Ok(linked)
+    }
+}

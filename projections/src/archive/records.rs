@@ -1,0 +1,166 @@
+//! The archive's read models: what it knows of each transcript file (and where its lines
+//! are), each entry by uuid, each session and each run. Every one is postcard in its
+//! keyspace; each holds seqs, counts and identifiers, never a payload.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Usage;
+use crate::{events, pricing};
+
+/// Where an entry (by uuid) lives in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    /// The `transcript.line` event holding its first stored copy.
+    pub seq: Option<u64>,
+    pub parent: Option<String>,
+    /// The session it was first stored under.
+    pub session: String,
+    /// The `run.message` event of the same message in a captured run.
+    pub message_seq: Option<u64>,
+}
+
+/// What is archived of one transcript file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    pub path: String,
+    pub file: events::FileIdentity,
+    pub revision: u32,
+    /// Seq of the current revision's `transcript.revision` event.
+    pub revision_seq: u64,
+    /// Lines in the current revision (copied ones included).
+    pub lines: u64,
+    pub last_checkpoint: Option<events::Checkpoint>,
+    pub partial: bool,
+    pub deleted: bool,
+    pub malformed: u64,
+    pub unknown_types: u64,
+    /// BLAKE3 of the last `.meta.json` stored for a subagent's file.
+    pub agent_meta_hash: Option<[u8; 32]>,
+    /// The current revision's last segment of lines, still growing.
+    pub segment: Option<Segment>,
+    /// The `transcript.partial` event of an unterminated last line, while it is last.
+    pub partial_seq: Option<u64>,
+}
+
+/// Lines `start..start + count` of a file revision: the consecutive `transcript.line`
+/// events from `seq` on, or (`copied`) the `count` lines of the `transcript.copy` at `seq`.
+///
+/// # Invariants
+/// A revision's segments tile its positions `0..lines` without gaps or overlaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub start: u64,
+    pub seq: u64,
+    pub count: u64,
+    pub copied: bool,
+}
+
+/// A subagent of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLink {
+    /// The `Agent`/`Task` tool call that started it.
+    pub tool_use_id: Option<String>,
+    /// Its transcript file, when it has its own.
+    pub path: Option<String>,
+}
+
+/// One session's read model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub project: String,
+    pub cwd: Option<String>,
+    pub title: Option<String>,
+    /// 3 custom title, 2 AI title, 1 summary: a title only replaces one of lower or equal rank.
+    pub title_rank: u8,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    /// Lines of the session's files, copied ones included.
+    pub entries: u64,
+    /// Lines stored for this session itself (not copies).
+    pub own_entries: u64,
+    pub user_entries: u64,
+    pub assistant_entries: u64,
+    pub malformed: u64,
+    pub unknown_types: u64,
+    pub models: BTreeSet<String>,
+    /// Usage per model, each API message counted once (its last snapshot).
+    pub usage_by_model: BTreeMap<String, Usage>,
+    pub parent: Option<String>,
+    /// The last shared entry's uuid and the seq of its stored copy.
+    pub fork_point: Option<String>,
+    pub fork_seq: Option<u64>,
+    /// Transcript files, the main one first once it is seen.
+    pub files: Vec<String>,
+    pub subagents: BTreeMap<String, AgentLink>,
+    pub runs: Vec<String>,
+}
+
+impl SessionRecord {
+    pub fn usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for usage in self.usage_by_model.values() {
+            total.add(usage);
+        }
+        total
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.usage_by_model.iter().fold(0.0, |total, (model, usage)| total + pricing::cost_usd(model, usage))
+    }
+
+    /// The session's main transcript (not a subagent's).
+    pub fn main_file(&self) -> Option<&str> {
+        self.files.first().map(String::as_str)
+    }
+}
+
+/// The last usage snapshot of one API message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageUsage {
+    pub model: String,
+    pub usage: Usage,
+}
+
+/// One run's read model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub source: String,
+    pub session: Option<String>,
+    pub status: String,
+    pub messages: u64,
+    pub first_seq: u64,
+    pub result_type: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub cwd: Option<String>,
+    pub prompt: Option<String>,
+    /// The session resumed or forked.
+    pub resumed: Option<String>,
+    pub fork: bool,
+    /// The `result` message's `result` text.
+    pub result: Option<String>,
+    /// Why the run failed, was cancelled or interrupted, from `run.ended`.
+    pub detail: Option<String>,
+    /// When `run.started` was appended, µs since the epoch.
+    pub started_us: u64,
+    pub ended_us: Option<u64>,
+}
+
+impl RunRecord {
+    /// `start`, `resume` or `fork`.
+    pub fn mode(&self) -> &'static str {
+        match (&self.resumed, self.fork) {
+            (None, _) => "start",
+            (Some(_), false) => "resume",
+            (Some(_), true) => "fork",
+        }
+    }
+
+    /// Whether the run is still going.
+    pub fn is_active(&self) -> bool {
+        self.status == "running"
+    }
+}

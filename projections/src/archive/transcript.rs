@@ -1,0 +1,275 @@
+//! The fold of a transcript file's events: its revisions, lines and copies (and the
+//! segments that say where they are), checkpoints, deletion and subagent metadata, into the
+//! file's, its session's and each entry's records.
+
+use cclog_engine::{ApplyError, Event, ProjectionState};
+use serde::Deserialize;
+
+use super::cache::{new_session, Records};
+use super::keys::{entry_key, file_key, key, load, segment_key, session_key, store};
+use super::records::{EntryRecord, FileState, MessageUsage, Segment, SessionRecord};
+use crate::entry::{self, EntryFacts, Parsed};
+use crate::events::{self, CopyRun, Deleted, Revision};
+
+/// Places `count` lines from the event at `seq` at the end of the file's current revision:
+/// a line right after a run of lines (in position and in seq) extends the run; anything
+/// else starts a new segment, and the one before it is stored as it stands.
+fn place_lines(
+    state: &mut ProjectionState<'_>,
+    file: &mut FileState,
+    seq: u64,
+    count: u64,
+    copied: bool,
+) -> std::result::Result<(), ApplyError> {
+    let position = file.lines;
+    if let Some(segment) = &mut file.segment {
+        if !copied && !segment.copied && segment.seq + segment.count == seq && segment.start + segment.count == position
+        {
+            segment.count += count;
+            return Ok(());
+        }
+    }
+    store_segment(state, file)?;
+    file.segment = Some(Segment { start: position, seq, count, copied });
+    Ok(())
+}
+
+/// Stores the file's open segment under its key; the file keeps it (it may grow).
+pub(super) fn store_segment(state: &mut ProjectionState<'_>, file: &FileState) -> std::result::Result<(), ApplyError> {
+    match &file.segment {
+        Some(segment) => store(state, segment_key(&file.path, file.revision, segment.start), segment),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn apply_transcript(
+    path: &str,
+    event: &Event,
+    state: &mut ProjectionState<'_>,
+    records: &mut Records,
+) -> std::result::Result<(), ApplyError> {
+    let fkey = file_key(path);
+    if event.kind() == events::KIND_REVISION {
+        let revision: Revision = events::decode(events::KIND_REVISION, &event.payload)?;
+        let session =
+            records.sessions.get_or(state, session_key(&revision.file.session), new_session(&revision.file.session))?;
+        if session.project.is_empty() {
+            session.project = revision.file.project.clone();
+        }
+        if !session.files.iter().any(|file| file == path) {
+            if revision.file.agent.is_none() {
+                session.files.insert(0, path.to_string());
+            } else {
+                session.files.push(path.to_string());
+            }
+        }
+        if let Some(agent) = &revision.file.agent {
+            session.subagents.entry(agent.clone()).or_default().path = Some(path.to_string());
+        }
+        // The revision this one replaces keeps its last segment.
+        if let Some(replaced) = records.files.get(state, fkey.clone())? {
+            store_segment(state, replaced)?;
+        }
+        let file = FileState {
+            path: path.to_string(),
+            file: revision.file,
+            revision: revision.revision,
+            revision_seq: event.seq(),
+            lines: 0,
+            last_checkpoint: None,
+            partial: false,
+            deleted: false,
+            malformed: 0,
+            unknown_types: 0,
+            agent_meta_hash: None,
+            segment: None,
+            partial_seq: None,
+        };
+        records.files.put(fkey, file);
+        return Ok(());
+    }
+    let folded = [
+        events::KIND_LINE,
+        events::KIND_COPY,
+        events::KIND_PARTIAL,
+        events::KIND_CHECKPOINT,
+        events::KIND_DELETED,
+        events::KIND_AGENT_META,
+    ];
+    if !folded.contains(&event.kind()) {
+        return Ok(());
+    }
+    let Some(file) = records.files.get(state, fkey)? else {
+        // Lines before any revision cannot come from cclog's importer; nothing to fold.
+        return Ok(());
+    };
+    let session = records.sessions.get_or(state, session_key(&file.file.session), new_session(&file.file.session))?;
+    match event.kind() {
+        events::KIND_LINE => {
+            place_lines(state, file, event.seq(), 1, false)?;
+            file.lines += 1;
+            file.partial = false;
+            file.partial_seq = None;
+            session.entries += 1;
+            session.own_entries += 1;
+            fold_line(event, file, session, state)?;
+        }
+        events::KIND_COPY => {
+            let copy: CopyRun = events::decode(events::KIND_COPY, &event.payload)?;
+            place_lines(state, file, event.seq(), copy.count, true)?;
+            file.lines += copy.count;
+            file.partial = false;
+            file.partial_seq = None;
+            session.entries += copy.count;
+            // The parent is the session the first foreign copy came from; the fork point is
+            // the last entry copied from it.
+            if copy.source_session != session.id && file.file.agent.is_none() {
+                let leaf = load::<EntryRecord>(state.get(&entry_key(&copy.leaf))?)?;
+                adopt_parent(session, &copy.source_session, &copy.leaf, leaf.and_then(|record| record.seq));
+            }
+        }
+        events::KIND_PARTIAL => {
+            file.partial = true;
+            file.partial_seq = Some(event.seq());
+        }
+        events::KIND_CHECKPOINT => {
+            file.last_checkpoint = Some(events::decode(events::KIND_CHECKPOINT, &event.payload)?)
+        }
+        events::KIND_DELETED => {
+            let _: Deleted = events::decode(events::KIND_DELETED, &event.payload)?;
+            file.deleted = true;
+        }
+        events::KIND_AGENT_META => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct AgentMeta {
+                tool_use_id: Option<String>,
+            }
+            file.agent_meta_hash = Some(cclog_engine::payload_hash(&event.payload).0);
+            if let (Some(agent), Ok(meta)) = (&file.file.agent, serde_json::from_slice::<AgentMeta>(&event.payload)) {
+                if meta.tool_use_id.is_some() {
+                    session.subagents.entry(agent.clone()).or_default().tool_use_id = meta.tool_use_id;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Records that `session` shares entries with `parent` up to `uuid`: the parent is the
+/// session the first shared entry came from, and the fork point the last entry shared
+/// with it.
+fn adopt_parent(session: &mut SessionRecord, parent: &str, uuid: &str, seq: Option<u64>) {
+    if session.parent.as_deref().is_none_or(|known| known == parent) {
+        session.parent = Some(parent.to_string());
+        session.fork_point = Some(uuid.to_string());
+        session.fork_seq = seq;
+    }
+}
+
+/// Folds one stored transcript line into its file, its session and the uuid index.
+fn fold_line(
+    event: &Event,
+    file: &mut FileState,
+    session: &mut SessionRecord,
+    state: &mut ProjectionState<'_>,
+) -> std::result::Result<(), ApplyError> {
+    let facts = match entry::parse(&event.payload) {
+        Parsed::Entry(facts) => facts,
+        Parsed::Malformed(_) => {
+            file.malformed += 1;
+            session.malformed += 1;
+            return Ok(());
+        }
+    };
+    if !facts.is_known_type() {
+        file.unknown_types += 1;
+        session.unknown_types += 1;
+    }
+    if let Some(uuid) = facts.uuid.as_deref() {
+        let ukey = entry_key(uuid);
+        let mut record = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
+        match record.seq {
+            None => {
+                record.seq = Some(event.seq());
+                record.parent = facts.chain_parent().map(str::to_string);
+                record.session = session.id.clone();
+                store(state, ukey, &record)?;
+            }
+            // An entry of another session written again, re-serialised (1.0.x `--resume`
+            // rewrote what it copied): this session continues that one.
+            Some(seq) if record.session != session.id && file.file.agent.is_none() => {
+                adopt_parent(session, &record.session, uuid, Some(seq));
+            }
+            Some(_) => {}
+        }
+    }
+    fold_facts(&facts, session, state)
+}
+
+fn fold_facts(
+    facts: &EntryFacts<'_>,
+    session: &mut SessionRecord,
+    state: &mut ProjectionState<'_>,
+) -> std::result::Result<(), ApplyError> {
+    if let Some(at) = facts.timestamp.as_deref() {
+        if session.first_at.as_deref().is_none_or(|first| at < first) {
+            session.first_at = Some(at.to_string());
+        }
+        if session.last_at.as_deref().is_none_or(|last| at > last) {
+            session.last_at = Some(at.to_string());
+        }
+    }
+    if session.cwd.is_none() {
+        session.cwd = facts.cwd.as_deref().map(str::to_string);
+    }
+    let titled = [(3, &facts.custom_title), (2, &facts.ai_title), (1, &facts.summary)];
+    for (rank, title) in titled {
+        if let Some(title) = title.as_deref().filter(|title| !title.trim().is_empty()) {
+            if rank >= session.title_rank {
+                session.title = Some(title.to_string());
+                session.title_rank = rank;
+            }
+            break;
+        }
+    }
+    match facts.kind.as_deref() {
+        Some("user") => session.user_entries += 1,
+        Some("assistant") => session.assistant_entries += 1,
+        _ => {}
+    }
+    if let Some(agent) = facts.tool_use_result.as_ref().and_then(|result| result.agent_id.as_deref()) {
+        let tool_use_id = facts.message.as_ref().and_then(|message| first_tool_use_id(message.content));
+        let link = session.subagents.entry(agent.to_string()).or_default();
+        if tool_use_id.is_some() {
+            link.tool_use_id = tool_use_id;
+        }
+    }
+    let Some(message) = &facts.message else { return Ok(()) };
+    let (Some(id), Some(model), Some(usage)) = (message.id.as_deref(), message.model.as_deref(), message.usage) else {
+        return Ok(());
+    };
+    if model.starts_with('<') {
+        // `<synthetic>` messages are written by Claude Code itself, not billed.
+        return Ok(());
+    }
+    session.models.insert(model.to_string());
+    let mkey = key(b'M', &[session.id.as_bytes(), id.as_bytes()]);
+    if let Some(previous) = load::<MessageUsage>(state.get(&mkey)?)? {
+        if let Some(bucket) = session.usage_by_model.get_mut(&previous.model) {
+            bucket.subtract(&previous.usage);
+        }
+    }
+    session.usage_by_model.entry(model.to_string()).or_default().add(&usage);
+    store(state, mkey, &MessageUsage { model: model.to_string(), usage })
+}
+
+fn first_tool_use_id(content: Option<&serde_json::value::RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Block {
+        tool_use_id: Option<String>,
+    }
+    let blocks: Vec<Block> = serde_json::from_str(content?.get()).ok()?;
+    blocks.into_iter().find_map(|block| block.tool_use_id)
+}
