@@ -123,15 +123,18 @@ impl From<tokio::task::JoinError> for Error {
     /// A blocking task that panicked (or was cancelled): a bug, answered as `internal`.
     fn from(error: tokio::task::JoinError) -> Error {
         if error.is_panic() {
-            let panic = error.into_panic();
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with no message".into());
-            Error::Internal(format!("a blocking task panicked: {message}"))
+            Error::Internal(format!("a blocking task panicked: {}", panic_message(&*error.into_panic())))
         } else {
             Error::Internal(format!("a blocking task did not finish: {error}"))
         }
     }
+}
+
+/// What a panic said: its `&str` or `String` payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into())
 }

@@ -150,7 +150,8 @@ pub fn start(
     let exit = sender.clone();
     drop(sender);
     tokio::task::spawn_blocking(move || {
-        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(io))).unwrap_or_else(|_| {
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(io))).unwrap_or_else(|panic| {
+            tracing::error!(detail = %crate::error::panic_message(&*panic), "a forwarded command panicked");
             let _ = exit.blocking_send(frame(Channel::Stderr, b"cclog: the command failed inside the server\n"));
             1
         });

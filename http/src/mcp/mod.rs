@@ -118,8 +118,8 @@ impl CoordinatorMcp {
         Ok(identity)
     }
 
-    /// Runs `work` on a blocking thread (the log's writes wait for an fsync), renewing the
-    /// instance's lease.
+    /// Runs `work` on a blocking thread (the log's writes wait for an fsync) through the
+    /// handlers' one helper, renewing the instance's lease.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         identity: &Identity,
@@ -127,15 +127,21 @@ impl CoordinatorMcp {
         work: impl FnOnce(&Log) -> cclog_ingest::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let (log, identity) = (Arc::clone(&self.log), identity.clone());
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::blocking(move || {
             if let Some(instance) = &instance {
                 Instances::new(&log, &identity.machine, &identity.project, identity.lease).touch(instance);
             }
             work(&log)
         })
         .await
-        .map_err(|error| format!("the coordinator failed: {error}"))?
-        .map_err(|error| error.to_string())
+        .map_err(|error| match error {
+            // A bug, not the caller's doing: the detail goes to the server's log only.
+            crate::Error::Internal(detail) => {
+                tracing::error!(%detail, "a coordinator tool failed");
+                "the coordinator failed; the server's log has the details".to_string()
+            }
+            other => other.to_string(),
+        })
     }
 }
 
