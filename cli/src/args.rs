@@ -60,13 +60,14 @@ pub enum Command {
     Diff(DiffArgs),
     /// Fold the whole log into fresh projections and report whether they equal the live ones
     Rebuild(RebuildArgs),
-    /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) on this data directory
+    /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) and MCP on this data directory
     ///
     /// Starts, resumes, forks and cancels Claude Code runs (CCLOG_CLAUDE_BIN, default `claude`;
     /// at most CCLOG_MAX_RUNS at once, default 4) and records every message as it arrives. Keeps
     /// archiving ~/.claude/projects. While it runs it owns the data directory and advertises its
-    /// address there; `cclog run` and `cclog runs` then go through it. LOG_LEVEL sets the log
-    /// level (debug, info, warn, error).
+    /// address there; `cclog run` and `cclog runs` then go through it. Requests addressed to a
+    /// host name it does not know, or sent by a web page on another origin, are refused (403):
+    /// this API runs code on this host. LOG_LEVEL sets the log level (debug, info, warn, error).
     Serve(ServeArgs),
     /// Start, resume, fork or cancel a Claude Code run; messages print as they arrive
     #[command(subcommand)]
@@ -217,7 +218,8 @@ pub struct ServeArgs {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
     /// Close a connection that has not sent a whole request head within this time — slow
-    /// clients and idle keep-alive connections alike
+    /// clients and idle keep-alive connections alike; a request body that stalls this long
+    /// is dropped too
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: std::time::Duration,
     /// Serve at most N connections at once [default: the descriptor limit less 48]
