@@ -20,7 +20,7 @@ use crate::auth;
 use crate::extract::BODY_LIMIT;
 use crate::routes::{events, runs, service, sessions};
 use crate::state::AppState;
-use crate::{Error, ErrorBody};
+use crate::Error;
 
 /// The OpenAPI document's fixed parts; every path is added by the router from its handler.
 #[derive(utoipa::OpenApi)]
@@ -123,11 +123,6 @@ fn documented_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
 fn finish(document: &mut OpenApi) {
     utoipa::Modify::modify(&runs::RunLinks, document);
     utoipa::Modify::modify(&ForbiddenEverywhere, document);
-    let components = document.components.get_or_insert_with(Default::default);
-    if !components.schemas.contains_key("ErrorBody") {
-        let (name, schema) = (<ErrorBody as utoipa::ToSchema>::name(), <ErrorBody as utoipa::PartialSchema>::schema());
-        components.schemas.insert(name.into_owned(), schema);
-    }
 }
 
 /// The OpenAPI 3.1 document of this API, generated from the handlers' annotations.

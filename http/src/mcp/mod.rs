@@ -57,9 +57,19 @@ pub struct CoordinatorMcp {
 
 impl CoordinatorMcp {
     pub fn new(log: Arc<Log>, identity: Arc<Identity>) -> CoordinatorMcp {
-        let mut tool_router = Self::tool_router();
-        schema::make_loadable(&mut tool_router);
+        let tool_router = Self::loadable_router().clone();
         CoordinatorMcp { log, identity, signed_on: Arc::default(), tool_router, prompt_router: Self::prompt_router() }
+    }
+
+    /// The tool router with its schemas rewritten by [`schema::make_loadable`], built once:
+    /// stateless HTTP clients get a new service per request.
+    fn loadable_router() -> &'static ToolRouter<CoordinatorMcp> {
+        static ROUTER: std::sync::OnceLock<ToolRouter<CoordinatorMcp>> = std::sync::OnceLock::new();
+        ROUTER.get_or_init(|| {
+            let mut tool_router = Self::tool_router();
+            schema::make_loadable(&mut tool_router);
+            tool_router
+        })
     }
 
     /// The tools as rmcp's macros make them, before [`schema::make_loadable`].
@@ -70,9 +80,7 @@ impl CoordinatorMcp {
 
     /// The tools as this server lists them: schemas rewritten by [`schema::make_loadable`].
     pub fn loadable_tools() -> Vec<rmcp::model::Tool> {
-        let mut tool_router = Self::tool_router();
-        schema::make_loadable(&mut tool_router);
-        tool_router.list_all()
+        Self::loadable_router().list_all()
     }
 
     /// Who is calling: their identity, and the instance they act as.

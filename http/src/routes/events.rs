@@ -58,6 +58,15 @@ impl StreamFilter {
         }
     }
 
+    /// Whether events of `stream` pass the filter.
+    fn matches(&self, stream: &str) -> bool {
+        match self {
+            StreamFilter::All => true,
+            StreamFilter::Exact(wanted) => stream == wanted,
+            StreamFilter::Prefix(prefix) => stream.starts_with(prefix.as_str()),
+        }
+    }
+
     /// Up to `limit` durable events from `from` on that match, and the seq to read on
     /// from: past the last one returned, or the durable head when fewer than `limit` were.
     fn page(&self, log: &Log, from: u64, limit: usize) -> Result<(Vec<Event>, u64)> {
@@ -144,12 +153,7 @@ pub async fn event_stream(
         // ...then follow the tail: each new event is read once as it becomes durable.
         let mut subscription = log.subscribe(next);
         while let Some(Ok(event)) = closing.until_closed(subscription.next()).await {
-            let wanted = match &filter {
-                StreamFilter::All => true,
-                StreamFilter::Exact(stream) => event.stream() == stream,
-                StreamFilter::Prefix(prefix) => event.stream().starts_with(prefix.as_str()),
-            };
-            if wanted && !sse::send_json(&sender, "event", &EventView::new(&event)).await {
+            if filter.matches(event.stream()) && !sse::send_json(&sender, "event", &EventView::new(&event)).await {
                 return;
             }
         }

@@ -280,10 +280,8 @@ pub async fn run_stream(
     State(state): State<AppState>,
     Path(run): Path<String>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
-    let (log, closing) = (Arc::clone(&state.log), state.closing.clone());
-    let known = run.clone();
-    blocking(move || run_record(&log, &known)).await?;
-    let log = Arc::clone(&state.log);
+    let (log, closing, known) = (Arc::clone(&state.log), state.closing.clone(), run.clone());
+    let log = blocking(move || run_record(&log, &known).map(|_| log)).await?;
     // Join the run's feed before reading what is recorded, so nothing falls in between.
     let mut feed = state.feeds.follow(&run);
     let stream = sse::producer_stream(move |sender| async move {
