@@ -19,7 +19,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Data directory holding the log [default: the platform data dir, e.g. ~/.local/share/cclog]
+    /// Data directory holding the log [default: the directory of DATABASE_PATH (CC Manager's setting) when it is set, else the platform data dir, e.g. ~/.local/share/cclog]
     #[arg(long, global = true, env = "CCLOG_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
 }
@@ -250,10 +250,16 @@ pub enum RunCommand {
         #[command(flatten)]
         options: RunFlags,
     },
-    /// Continue SESSION (a unique prefix is enough) with PROMPT
+    /// Continue SESSION (a unique prefix is enough) with PROMPT, in a new session branched off
+    /// it (as CC Manager does, so that history stays immutable); --in-place continues SESSION
+    /// itself
     Resume {
         session: String,
         prompt: String,
+        /// Continue SESSION itself instead of a new session branched off it; refused while
+        /// another run writes SESSION
+        #[arg(long)]
+        in_place: bool,
         #[command(flatten)]
         options: RunFlags,
     },

@@ -1,8 +1,9 @@
 //! The one router: every route of the REST API (and so every operation of its OpenAPI
 //! document, built from the same list), `/mcp`, and the layers every request passes —
-//! outermost first: the Host/Origin check ([`crate::auth`]), CORS for the origins
-//! `--allow-origin` names, an idle timeout on request bodies, the body limit, and on `/api`
-//! and `/mcp` the bearer token.
+//! outermost first: the request log (`LOG_LEVEL=debug`), the Host/Origin check
+//! ([`crate::auth`]), CORS for the origins `--allow-origin` names, an idle timeout on
+//! request bodies, the body limit, and on `/api` and `/mcp` the bearer token. A known path
+//! with a wrong method is 405, an unknown one 404, both in the JSON error format.
 //!
 //! To add a route: write its handler with a `#[utoipa::path]` in the `routes` file its path
 //! names, and list it here.
@@ -139,6 +140,11 @@ pub fn app(state: AppState) -> Router {
     let token = axum::middleware::from_fn_with_state(Arc::clone(&state.access), auth::require_token);
     let (routes, mut document) = open.nest("/api", api.route_layer(token.clone())).split_for_parts();
     finish(&mut document);
+    // A known path with a method it does not have: 405 in the JSON error format (axum adds
+    // the Allow header).
+    let routes = routes.method_not_allowed_fallback(|request: Request| async move {
+        Error::MethodNotAllowed(request.method().to_string())
+    });
     // MCP (Streamable HTTP) at /mcp, behind the same token as /api; it ends with the server.
     let cancel = tokio_util::sync::CancellationToken::new();
     let (closing, cancel_on_close) = (state.closing.clone(), cancel.clone());
@@ -160,7 +166,22 @@ pub fn app(state: AppState) -> Router {
     if let Some(cors) = cors(&state) {
         app = app.layer(cors);
     }
+    // At debug level (`LOG_LEVEL=debug`), one line per request, refused ones included:
+    // method, path, status and time to the response's head — never headers (the token),
+    // queries or bodies.
+    let request_log = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        })
+        .on_request(())
+        .on_response(|response: &axum::response::Response, latency: std::time::Duration, _: &tracing::Span| {
+            tracing::debug!(status = response.status().as_u16(), ms = latency.as_secs_f64() * 1000.0, "answered")
+        })
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
     app.layer(axum::middleware::from_fn_with_state(Arc::clone(&state.access), auth::refuse_other_origins))
+        .layer(request_log)
         .with_state(state)
 }
 

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("no route {0}")]
     NoRoute(String),
 
+    /// The route exists, but not with this method (the `Allow` header lists those it has).
+    #[error("{0} is not a method of this route; the Allow header lists the ones it has")]
+    MethodNotAllowed(String),
+
     /// The request's `Host` or `Origin` is not this server's: a web page on another site
     /// (or one reaching loopback through DNS rebinding) may not use the API.
     #[error("{0}")]
@@ -65,6 +69,7 @@ impl Error {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Projections(Projections::NotFound { .. })
             | Error::Ingest(Ingest::Projections(Projections::NotFound { .. }))
@@ -76,6 +81,7 @@ impl Error {
             Error::Ingest(Ingest::InvalidRun(_) | Ingest::InvalidKv(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Ingest(Ingest::Busy { .. }) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
             Error::Ingest(Ingest::RunEnded { .. }) => (StatusCode::CONFLICT, "run_ended"),
+            Error::Ingest(Ingest::SessionBusy(_)) => (StatusCode::CONFLICT, "session_busy"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -90,8 +96,9 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `ambiguous_id`,
-    /// `run_ended`, `payload_too_large`, `too_many_runs`, `internal`.
+    /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `ambiguous_id`, `run_ended`, `session_busy`, `payload_too_large`, `too_many_runs`,
+    /// `internal`.
     pub code: String,
     /// For people: what happened and what to do.
     pub message: String,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use cclog_engine::Log;
 use cclog_projections::archive::Archive;
 use cclog_projections::events;
+use cclog_projections::messages::PagedMessage;
 use tokio::sync::broadcast;
 
 use crate::shutdown::Closing;
@@ -88,7 +89,8 @@ impl Feeds {
                 events::KIND_RUN_MESSAGE => {
                     let (index, seq) = (next_index, event.seq());
                     next_index += 1;
-                    let message = Message::from_event(index, event);
+                    let paged = PagedMessage { index, origin: seq, event, run: Some(run.clone()), rebuilt: None };
+                    let message = Message::from_paged(&paged);
                     let json = serde_json::to_string(&message).unwrap_or_else(|_| "null".into());
                     FeedItem::Message { index, seq, json }
                 }

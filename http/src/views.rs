@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use cclog_engine::Event;
-use cclog_projections::archive::{RunRecord, SessionRecord};
-use cclog_projections::messages::PagedMessage;
+use cclog_projections::archive::SessionRecord;
+use cclog_projections::messages::{PagedMessage, RunDetail};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -16,52 +16,64 @@ pub fn timestamp(us: u64) -> String {
     humantime::format_rfc3339_micros(time).to_string()
 }
 
-/// A run as CC Manager shows one, plus cclog's extras.
+/// A run as CC Manager shows one (`ccr_runs`'s columns), plus cclog's extras.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
-    /// The run's id (`run-…`).
+    /// The run's id, a UUID; any unique prefix of it names the run too.
     pub id: String,
-    /// The directory Claude Code ran in.
+    /// The directory Claude Code ran in, absolute.
     pub cwd: Option<String>,
-    /// The session, once the init message named it.
+    /// The session the run wrote, once its init message named it: a new one for `fresh`, `fork`
+    /// and a forking `resume`, the resumed one for a resume in place.
     pub session_id: Option<String>,
-    /// For a fork: the session it forked from.
+    /// The session the run's session branched from (`fork`, and `resume` with `forkSession`).
     pub parent_session_id: Option<String>,
-    /// For a resume: the session it continued.
+    /// The session resumed or forked (`--resume`).
     pub resumed_session_id: Option<String>,
-    /// `start`, `resume`, `fork`, or `capture` for a run recorded from a pipe.
+    /// `fresh`, `resume` or `fork` (CC Manager's), or `capture` for a run recorded from a pipe.
+    #[schema(pattern = "^(fresh|resume|fork|capture)$")]
     pub mode: String,
-    /// `running`, `completed`, `failed`, `cancelled` or `interrupted`.
+    /// `running`, `completed`, `error` or `cancelled` (CC Manager's), or `interrupted`: cclog
+    /// stopped while the run was going.
+    #[schema(pattern = "^(running|completed|error|cancelled|interrupted)$")]
     pub status: String,
     pub prompt: Option<String>,
     /// The result message's subtype (`success`, `error_max_turns`, …).
     pub result_type: Option<String>,
     /// The result message's text.
     pub result: Option<String>,
+    /// The SDK result message, byte for byte as Claude Code printed it (its own `duration_ms`,
+    /// cost and usage included).
+    #[schema(value_type = Option<Object>)]
+    pub result_json: Option<Box<RawValue>>,
     /// Why the run failed, was cancelled or interrupted.
     pub error: Option<String>,
+    /// Wall time from the run's start to its end.
     pub duration_ms: Option<u64>,
     pub message_count: u64,
-    /// `cclog` for runs this server started, `capture` for piped ones.
+    /// `runner` for runs cclog started, `capture` for piped ones.
+    #[schema(pattern = "^(runner|capture)$")]
     pub source: String,
     pub created_at: String,
     pub ended_at: Option<String>,
 }
 
-/// The API's view of a run record.
-pub fn run(run: &RunRecord) -> Run {
+/// The API's view of a run.
+pub fn run(detail: &RunDetail) -> Run {
+    let run = &detail.record;
     Run {
         id: run.id.clone(),
         cwd: run.cwd.clone(),
         session_id: run.session.clone(),
-        parent_session_id: if run.fork { run.resumed.clone() } else { None },
-        resumed_session_id: if run.fork { None } else { run.resumed.clone() },
-        mode: run.mode().to_string(),
-        status: run.status.clone(),
+        parent_session_id: run.parent_session().map(str::to_string),
+        resumed_session_id: run.resumed.clone(),
+        mode: run.mode.as_str().to_string(),
+        status: run.status.as_str().to_string(),
         prompt: run.prompt.clone(),
         result_type: run.result_type.clone(),
         result: run.result.clone(),
+        result_json: detail.result_message.as_deref().map(embedded_json),
         error: run.detail.clone(),
         duration_ms: run.duration_ms,
         message_count: run.messages,
@@ -71,41 +83,60 @@ pub fn run(run: &RunRecord) -> Run {
     }
 }
 
-/// One recorded message: `{index, messageType, message, createdAt, seq}`.
+/// Bytes as a JSON value: byte for byte when they are JSON, else a JSON string of them (a
+/// line that is not JSON is kept as evidence).
+fn embedded_json(bytes: &[u8]) -> Box<RawValue> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    RawValue::from_string(text.clone()).unwrap_or_else(|_| {
+        let quoted = serde_json::to_string(&text).unwrap_or_else(|_| "null".into());
+        RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    })
+}
+
+/// One recorded message, as CC Manager's `ccr_run_messages` rows are, plus cclog's `message`
+/// (the same SDK message) and `seq`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
+    /// Stable and unique among the messages of a run or session: the seq of the event that
+    /// stores the message (for a fork's shared entry, the original's).
+    pub id: u64,
+    /// The run that recorded it; none for a transcript entry of a session cclog imported.
+    pub run_id: Option<String>,
+    /// Its position in the run, or in the session across its runs.
     pub index: u64,
+    /// The SDK message's `type`; `unknown` when it has none.
     pub message_type: String,
-    /// The SDK message, byte for byte when it is JSON; a string when it is not.
-    #[schema(value_type = Object)]
+    /// The SDK message, byte for byte when it is JSON; a JSON string of the line when it is not.
+    #[schema(value_type = serde_json::Value)]
+    pub message_json: Box<RawValue>,
+    /// The same as `messageJson`.
+    #[schema(value_type = serde_json::Value)]
     pub message: Box<RawValue>,
     pub created_at: String,
+    /// The log event that holds it.
     pub seq: u64,
 }
 
 impl Message {
-    pub fn from_event(index: u64, event: Event) -> Message {
-        Message::from_bytes(index, &event, &event.payload)
-    }
-
     /// A message of a page: a copied transcript entry shows the bytes its session has.
     pub fn from_paged(message: &PagedMessage) -> Message {
-        Message::from_bytes(message.index, &message.event, message.bytes())
-    }
-
-    fn from_bytes(index: u64, event: &Event, bytes: &[u8]) -> Message {
+        let bytes = message.bytes();
         let message_type = serde_json::from_slice::<MessageType>(bytes)
             .ok()
             .and_then(|facts| facts.kind)
             .unwrap_or_else(|| "unknown".into());
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        let message = RawValue::from_string(text.clone()).unwrap_or_else(|_| {
-            // Not JSON (a malformed line is kept as evidence): a JSON string of it.
-            let quoted = serde_json::to_string(&text).unwrap_or_else(|_| "null".into());
-            RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
-        });
-        Message { index, message_type, message, created_at: timestamp(event.header.ts_us), seq: event.header.seq }
+        let json = embedded_json(bytes);
+        Message {
+            id: message.origin,
+            run_id: message.run.clone(),
+            index: message.index,
+            message_type,
+            message_json: json.clone(),
+            message: json,
+            created_at: timestamp(message.event.header.ts_us),
+            seq: message.event.header.seq,
+        }
     }
 }
 
@@ -140,7 +171,8 @@ pub struct Session {
     pub parent_session_id: Option<String>,
     /// For a fork: the uuid of the last entry it shares with its parent.
     pub fork_point: Option<String>,
-    /// Transcript entries, shared prefix included.
+    /// Transcript entries, shared prefix included; for a session whose transcript is not
+    /// archived, the messages its runs recorded.
     pub entries: u64,
     /// Entries the session wrote itself (not copied from its parent).
     pub own_entries: u64,
@@ -164,6 +196,7 @@ pub struct Session {
 /// The API's view of a session record.
 pub fn session(session: &SessionRecord) -> Session {
     let usage = session.usage();
+    let counts = session.entry_counts();
     Session {
         id: session.id.clone(),
         project: session.project.clone(),
@@ -171,10 +204,10 @@ pub fn session(session: &SessionRecord) -> Session {
         title: session.title.clone(),
         parent_session_id: session.parent.clone(),
         fork_point: session.fork_point.clone(),
-        entries: session.entries,
-        own_entries: session.own_entries,
-        user_entries: session.user_entries,
-        assistant_entries: session.assistant_entries,
+        entries: counts.entries,
+        own_entries: counts.own,
+        user_entries: counts.user,
+        assistant_entries: counts.assistant,
         created_at: session.first_at.clone(),
         updated_at: session.last_at.clone(),
         models: session.models.iter().cloned().collect(),

@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 use std::sync::mpsc;
 
 use cclog_engine::{Log, NewEvent};
-use cclog_projections::events::{self, RunEnded, RunSession, RunStarted};
+use cclog_projections::events::{self, RunEnded, RunMode, RunSession, RunStarted, RunStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -36,7 +36,11 @@ struct MessageFacts {
     subtype: Option<String>,
     session_id: Option<String>,
     is_error: Option<bool>,
-    duration_ms: Option<u64>,
+}
+
+/// Milliseconds since `began`.
+pub(crate) fn elapsed_ms(began: std::time::Instant) -> u64 {
+    u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A new run id: 128 random bits as a UUID-shaped string.
@@ -55,9 +59,17 @@ pub fn capture(
     let run = new_run_id();
     let mut recorder = Recorder::new(&run);
     let stream = recorder.stream.clone();
-    let started =
-        RunStarted { run: run.clone(), source: "capture".into(), cwd: None, prompt: None, resume: None, fork: false };
-    log.append_blocking(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, events::encode(&started)?)])?;
+    let began = std::time::Instant::now();
+    let started = RunStarted {
+        run: run.clone(),
+        source: "capture".into(),
+        cwd: None,
+        prompt: None,
+        resume: None,
+        fork: false,
+        mode: RunMode::Capture,
+    };
+    log.append_blocking(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, started.encode()?)])?;
 
     let (lines_tx, lines_rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4096);
     let reader = std::thread::spawn(move || {
@@ -108,17 +120,18 @@ pub fn capture(
     }
     let _ = reader.join();
     let status = match (&failure, &recorder.outcome) {
-        (Some(_), _) => "failed",
-        (None, Some((status, _, _))) => status,
-        (None, None) => "interrupted",
+        (Some(_), _) => RunStatus::Error,
+        (None, Some((status, _))) => *status,
+        (None, None) => RunStatus::Interrupted,
     };
-    log.append_blocking(vec![recorder.ended(status, failure)?])?;
-    let (result_type, duration_ms) = recorder.outcome.map(|(_, kind, duration)| (kind, duration)).unwrap_or_default();
+    let duration_ms = Some(elapsed_ms(began));
+    log.append_blocking(vec![recorder.ended(status, failure, duration_ms)?])?;
+    let result_type = recorder.outcome.and_then(|(_, kind)| kind);
     Ok(CaptureReport {
         run,
         session: recorder.session,
         messages: recorder.messages,
-        status: status.to_string(),
+        status: status.as_str().to_string(),
         result_type,
         duration_ms,
     })
@@ -130,8 +143,8 @@ pub(crate) struct Recorder {
     pub stream: String,
     pub session: Option<String>,
     pub messages: u64,
-    /// From the `result` message: `completed` or `failed`, with its subtype and duration.
-    pub outcome: Option<(&'static str, Option<String>, Option<u64>)>,
+    /// From the `result` message: `completed` or `error`, with its subtype.
+    pub outcome: Option<(RunStatus, Option<String>)>,
 }
 
 impl Recorder {
@@ -159,19 +172,19 @@ impl Recorder {
             }
             (Some("result"), subtype) => {
                 let failed = facts.is_error.unwrap_or(false) || subtype.is_some_and(|subtype| subtype != "success");
-                let status = if failed { "failed" } else { "completed" };
-                self.outcome = Some((status, subtype.map(str::to_string), facts.duration_ms));
+                let status = if failed { RunStatus::Error } else { RunStatus::Completed };
+                self.outcome = Some((status, subtype.map(str::to_string)));
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// `run.ended` with `status`, and the result's subtype and duration when there was one.
-    pub fn ended(&self, status: &str, detail: Option<String>) -> Result<NewEvent> {
-        let (result_type, duration_ms) =
-            self.outcome.as_ref().map(|(_, kind, duration)| (kind.clone(), *duration)).unwrap_or_default();
-        let ended = RunEnded { status: status.to_string(), result_type, duration_ms, detail };
+    /// `run.ended` with `status`, the wall time the run took, and the result's subtype when
+    /// there was one.
+    pub fn ended(&self, status: RunStatus, detail: Option<String>, duration_ms: Option<u64>) -> Result<NewEvent> {
+        let result_type = self.outcome.as_ref().and_then(|(_, kind)| kind.clone());
+        let ended = RunEnded { status: status.as_str().to_string(), result_type, duration_ms, detail };
         Ok(NewEvent::new(&self.stream, events::KIND_RUN_ENDED, events::encode(&ended)?))
     }
 }

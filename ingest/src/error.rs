@@ -30,13 +30,17 @@ pub enum Error {
     #[error("{limit} runs are active, the most allowed at once (CCLOG_MAX_RUNS); try again when one ends")]
     Busy { limit: usize },
 
+    /// Another run is writing the session a resume would continue in place.
+    #[error("session {0} has a run going on; wait for it to end, or resume with a fork of the session")]
+    SessionBusy(String),
+
     /// No run has this id.
     #[error("no run {0}")]
     UnknownRun(String),
 
     /// The run has already ended.
     #[error("run {run} has already ended: it is {status}")]
-    RunEnded { run: String, status: String },
+    RunEnded { run: String, status: cclog_projections::events::RunStatus },
 
     /// A key-value request that cannot be carried out as given (the message says what to do).
     #[error("{0}")]

@@ -13,17 +13,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cclog_engine::{Log, NewEvent};
 use cclog_projections::archive::{Archive, RunRecord};
-use cclog_projections::events::{self, RunStarted};
+use cclog_projections::events::{self, RunMode, RunStarted, RunStatus};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use crate::capture::{new_run_id, Recorder};
+use crate::capture::{elapsed_ms, new_run_id, Recorder};
 
 /// Lines of a run's output that may await durability at once.
 const IN_FLIGHT: usize = 64;
@@ -121,7 +121,11 @@ impl RunOptions {
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub mode: Mode,
-    /// Required to start; for resume and fork it defaults to the session's directory.
+    /// A resume that continues the session itself instead of branching a new one off it
+    /// (CC Manager's `forkSession: false`). Refused while another run writes that session.
+    pub in_place: bool,
+    /// Required to start; for resume and fork it defaults to the session's directory. A
+    /// relative path is taken from this process's directory.
     pub cwd: Option<PathBuf>,
     pub prompt: String,
     /// The session to resume or fork (a unique prefix is enough).
@@ -145,6 +149,18 @@ impl RunHandle {
 struct Active {
     cancel: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// The session the run appends to: known at once for an in-place resume, from the init
+    /// message for the others.
+    writes: Arc<OnceLock<String>>,
+}
+
+/// What the CLI of a validated run is started with.
+struct Launch {
+    cwd: PathBuf,
+    prompt: String,
+    /// The session to `--resume`, and whether to `--fork-session` off it.
+    resume: Option<(String, bool)>,
+    options: RunOptions,
 }
 
 /// Starts, tracks and cancels runs.
@@ -167,8 +183,8 @@ impl Runner {
             if self.is_active(&run.id) {
                 continue;
             }
-            let ended =
-                Recorder::new(&run.id).ended("interrupted", Some("cclog stopped while the run was active".into()))?;
+            let detail = Some("cclog stopped while the run was active".to_string());
+            let ended = Recorder::new(&run.id).ended(RunStatus::Interrupted, detail, None)?;
             self.log.append(vec![ended]).await?;
             recovered.push(run.id);
         }
@@ -196,6 +212,9 @@ impl Runner {
         if request.prompt.trim().is_empty() {
             return Err(Error::InvalidRun("prompt must not be empty".into()));
         }
+        if request.in_place && request.mode != Mode::Resume {
+            return Err(Error::InvalidRun("only a resume continues a session in place".into()));
+        }
         let session = match (request.mode, &request.session) {
             (Mode::Start, _) => None,
             (_, None) => return Err(Error::InvalidRun("sessionId is required to resume or fork".into())),
@@ -208,18 +227,32 @@ impl Runner {
             })?,
             (None, None) => return Err(Error::InvalidRun("cwd is required".into())),
         };
-        if !cwd.is_dir() {
-            return Err(Error::InvalidRun(format!("cwd {} is not a directory", cwd.display())));
-        }
+        // Absolute and without symlinks, as Claude Code records its own directory.
+        let cwd = std::fs::canonicalize(&cwd)
+            .ok()
+            .filter(|cwd| cwd.is_dir())
+            .ok_or_else(|| Error::InvalidRun(format!("cwd {} is not a directory", cwd.display())))?;
+        let fork = match request.mode {
+            Mode::Start => false,
+            Mode::Resume => !request.in_place,
+            Mode::Fork => true,
+        };
         let id = new_run_id();
         let (cancel, cancelled) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
+        let writes = Arc::new(OnceLock::new());
         {
             let mut active = self.lock();
+            if let Some(session) = session.as_ref().filter(|_| request.in_place) {
+                if active.values().any(|run| run.writes.get() == Some(&session.id)) {
+                    return Err(Error::SessionBusy(session.id.clone()));
+                }
+                let _ = writes.set(session.id.clone());
+            }
             if active.len() >= self.config.max_runs {
                 return Err(Error::Busy { limit: self.config.max_runs });
             }
-            active.insert(id.clone(), Active { cancel, done: done.clone() });
+            active.insert(id.clone(), Active { cancel, done: done.clone(), writes: Arc::clone(&writes) });
         }
         let started = RunStarted {
             run: id.clone(),
@@ -227,11 +260,16 @@ impl Runner {
             cwd: Some(cwd.to_string_lossy().into_owned()),
             prompt: Some(request.prompt.clone()),
             resume: session.as_ref().map(|session| session.id.clone()),
-            fork: request.mode == Mode::Fork,
+            fork,
+            mode: match request.mode {
+                Mode::Start => RunMode::Fresh,
+                Mode::Resume => RunMode::Resume,
+                Mode::Fork => RunMode::Fork,
+            },
         };
         let stream = events::run_stream(&id);
         let appended = async {
-            self.log.append(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, events::encode(&started)?)]).await?;
+            self.log.append(vec![NewEvent::new(&stream, events::KIND_RUN_STARTED, started.encode()?)]).await?;
             Ok::<_, Error>(())
         }
         .await;
@@ -242,8 +280,10 @@ impl Runner {
         let runner = Arc::clone(self);
         let run = id.clone();
         tokio::spawn(async move {
-            let resume = session.map(|session| (session.id, request.mode == Mode::Fork));
-            if let Err(error) = runner.drive(&run, cwd, request.prompt, resume, &request.options, cancelled).await {
+            let resume = session.map(|session| (session.id, fork));
+            let launch = Launch { cwd, prompt: request.prompt, resume, options: request.options };
+            let drive = runner.drive(&run, launch, cancelled, &writes);
+            if let Err(error) = drive.await {
                 tracing::error!(run = %run, %error, "recording the run failed");
             }
             runner.lock().remove(&run);
@@ -265,16 +305,15 @@ impl Runner {
         Ok(None)
     }
 
-    /// Asks an active run to stop. A run that has ended is [`Error::RunEnded`].
+    /// Asks an active run to stop; `run` may be a unique prefix of its id. A run that has
+    /// ended is [`Error::RunEnded`].
     pub fn cancel(&self, run: &str) -> Result<RunHandle> {
-        if let Some(active) = self.lock().get(run) {
+        let record = Archive::run_by_prefix(&self.log, run)?;
+        if let Some(active) = self.lock().get(&record.id) {
             let _ = active.cancel.send(true);
-            return Ok(RunHandle { id: run.to_string(), done: active.done.clone() });
+            return Ok(RunHandle { id: record.id.clone(), done: active.done.clone() });
         }
-        match Archive::run(&self.log, run)? {
-            None => Err(Error::UnknownRun(run.to_string())),
-            Some(record) => Err(Error::RunEnded { run: run.to_string(), status: record.status }),
-        }
+        Err(Error::RunEnded { run: record.id, status: record.status })
     }
 
     /// Waits until no run is active; with `cancel`, cancels each first.
@@ -297,12 +336,11 @@ impl Runner {
     async fn drive(
         &self,
         run: &str,
-        cwd: PathBuf,
-        prompt: String,
-        resume: Option<(String, bool)>,
-        options: &RunOptions,
+        launch: Launch,
         mut cancelled: watch::Receiver<bool>,
+        writes: &OnceLock<String>,
     ) -> Result<()> {
+        let Launch { cwd, prompt, resume, options } = launch;
         let began = Instant::now();
         let mut recorder = Recorder::new(run);
         let mut command = tokio::process::Command::new(&self.config.claude_bin);
@@ -325,7 +363,7 @@ impl Runner {
             Ok(child) => child,
             Err(error) => {
                 let detail = format!("could not start {}: {error}", self.config.claude_bin.display());
-                self.log.append(vec![recorder.ended("failed", Some(detail))?]).await?;
+                self.log.append(vec![recorder.ended(RunStatus::Error, Some(detail), Some(elapsed_ms(began)))?]).await?;
                 return Ok(());
             }
         };
@@ -365,6 +403,11 @@ impl Runner {
                 }
                 let mut batch = Vec::with_capacity(2);
                 recorder.line(line, &mut batch)?;
+                if let Some(session) = &recorder.session {
+                    if writes.get().is_none() {
+                        let _ = writes.set(session.clone());
+                    }
+                }
                 in_flight.push_back(log.submit(batch).await?);
                 if in_flight.len() > IN_FLIGHT {
                     if let Some(oldest) = in_flight.pop_front() {
@@ -428,10 +471,9 @@ impl Runner {
         let ((status, was_cancelled), (stdout, stderr)) = tokio::join!(stop, drained);
         stdout?;
         let stderr_tail = stderr?;
-        let duration_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, detail) = if was_cancelled {
-            ("cancelled", Some("cancelled on request".to_string()))
-        } else if let Some((status, _, _)) = &recorder.outcome {
+            (RunStatus::Cancelled, Some("cancelled on request".to_string()))
+        } else if let Some((status, _)) = &recorder.outcome {
             (*status, None)
         } else {
             let exit = match &status {
@@ -444,13 +486,9 @@ impl Runner {
             } else {
                 format!("claude ended ({exit}) without a result message; stderr: {stderr}")
             };
-            ("failed", Some(detail))
+            (RunStatus::Error, Some(detail))
         };
-        if recorder.outcome.is_none() {
-            // No result message: the duration is the runner's own measure.
-            recorder.outcome = Some((status, None, Some(duration_ms)));
-        }
-        self.log.append(vec![recorder.ended(status, detail)?]).await?;
+        self.log.append(vec![recorder.ended(status, detail, Some(elapsed_ms(began)))?]).await?;
         Ok(())
     }
 

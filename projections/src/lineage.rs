@@ -118,7 +118,7 @@ pub fn fork_tree(sessions: &[SessionRecord], within: Option<&str>) -> Vec<TreeNo
             title: session.title.clone(),
             project: session.project.clone(),
             fork_point: session.fork_point.clone(),
-            entries: session.entries,
+            entries: session.entry_counts().entries,
             children: if depth > 10_000 {
                 Vec::new()
             } else {

@@ -9,14 +9,19 @@ use cclog_engine::{Event, Log};
 use crate::archive::{Archive, RunRecord, SessionRecord};
 use crate::{replay, Error, Result};
 
-/// One message of a page: its position, the event it is, and — for a transcript entry
-/// copied through a fork pointer — the entry's bytes as the session has them (the event is
-/// the original's, whose bytes differ in `sessionId`).
+/// One message of a page: its position, the event it is, the run that recorded it (none for
+/// a transcript entry), and — for a transcript entry copied through a fork pointer — the
+/// entry's bytes as the session has them (the event is the copy; its bytes are rebuilt from
+/// the original, stored at `origin`).
 #[derive(Debug, Clone)]
 pub struct PagedMessage {
     pub index: u64,
     pub event: Event,
+    pub run: Option<String>,
     pub rebuilt: Option<Vec<u8>>,
+    /// The event that stores the message's bytes: unique among a page's messages and the
+    /// same wherever an entry is shared, so it serves as the message's id.
+    pub origin: u64,
 }
 
 impl PagedMessage {
@@ -26,12 +31,46 @@ impl PagedMessage {
     }
 }
 
+/// A run as the surfaces show it: its record and its `result` message, byte for byte.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    pub record: RunRecord,
+    pub result_message: Option<Vec<u8>>,
+}
+
+impl RunDetail {
+    /// The run's record with its result message read from the log (none until durable).
+    pub fn of(log: &Log, record: RunRecord) -> Result<RunDetail> {
+        let result_message = match record.result_seq.filter(|seq| *seq < log.len()) {
+            Some(seq) => log.get(seq)?.map(|event| event.payload),
+            None => None,
+        };
+        Ok(RunDetail { record, result_message })
+    }
+}
+
+/// The run whose id is `id` or starts with it.
+pub fn run_detail(log: &Log, id: &str) -> Result<RunDetail> {
+    RunDetail::of(log, Archive::run_by_prefix(log, id)?)
+}
+
+/// The runs with these ids that the archive knows, in that order.
+pub fn run_details(log: &Log, ids: &[String]) -> Result<Vec<RunDetail>> {
+    let mut runs = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(record) = Archive::run(log, id)? {
+            runs.push(RunDetail::of(log, record)?);
+        }
+    }
+    Ok(runs)
+}
+
 /// Every run (or only the active ones), newest first.
-pub fn runs_newest_first(log: &Log, active_only: bool) -> Result<Vec<RunRecord>> {
+pub fn runs_newest_first(log: &Log, active_only: bool) -> Result<Vec<RunDetail>> {
     let mut runs = Archive::runs(log)?;
     runs.retain(|run| !active_only || run.is_active());
     runs.sort_by_key(|run| std::cmp::Reverse(run.started_us));
-    Ok(runs)
+    runs.into_iter().map(|record| RunDetail::of(log, record)).collect()
 }
 
 /// The run's messages from index `from` on, at most `limit`, up to the durable head.
@@ -48,7 +87,7 @@ pub fn run_messages(log: &Log, run: &str, from: u64, limit: usize) -> Result<Vec
                 detail: "an indexed run message is missing".into(),
             })
         })?;
-        messages.push(PagedMessage { index, event, rebuilt: None });
+        messages.push(PagedMessage { index, origin: event.seq(), event, run: Some(run.to_string()), rebuilt: None });
     }
     Ok(messages)
 }
@@ -104,7 +143,13 @@ pub fn transcript_lines(log: &Log, session: &SessionRecord, first: u64, limit: u
             let mut index = segment.start;
             replay::lines_of_event(log, &copy, |line| {
                 if index >= segment.start + skip && messages.len() < limit {
-                    messages.push(PagedMessage { index, event: copy.clone(), rebuilt: Some(line.bytes) });
+                    messages.push(PagedMessage {
+                        index,
+                        event: copy.clone(),
+                        run: None,
+                        rebuilt: Some(line.bytes),
+                        origin: line.origin,
+                    });
                 }
                 index += 1;
                 Ok(())
@@ -115,7 +160,13 @@ pub fn transcript_lines(log: &Log, session: &SessionRecord, first: u64, limit: u
                 if seq >= durable || messages.len() >= limit {
                     return Ok(messages);
                 }
-                messages.push(PagedMessage { index: segment.start + offset, event: read(seq)?, rebuilt: None });
+                messages.push(PagedMessage {
+                    index: segment.start + offset,
+                    event: read(seq)?,
+                    run: None,
+                    rebuilt: None,
+                    origin: seq,
+                });
             }
         }
         position = segment.start + segment.count;
@@ -123,21 +174,15 @@ pub fn transcript_lines(log: &Log, session: &SessionRecord, first: u64, limit: u
     // An unterminated last line comes after every complete one.
     if let Some(seq) = file.partial_seq.filter(|seq| *seq < durable) {
         if first <= file.lines && messages.len() < limit {
-            messages.push(PagedMessage { index: file.lines, event: read(seq)?, rebuilt: None });
+            messages.push(PagedMessage { index: file.lines, event: read(seq)?, run: None, rebuilt: None, origin: seq });
         }
     }
     Ok(messages)
 }
 
 /// The runs of a session that the archive knows, oldest first.
-pub fn session_runs(log: &Log, session: &SessionRecord) -> Result<Vec<RunRecord>> {
-    let mut runs = Vec::new();
-    for run in &session.runs {
-        if let Some(record) = Archive::run(log, run)? {
-            runs.push(record);
-        }
-    }
-    Ok(runs)
+pub fn session_runs(log: &Log, session: &SessionRecord) -> Result<Vec<RunDetail>> {
+    run_details(log, &session.runs)
 }
 
 /// The sessions forked directly from `session`.

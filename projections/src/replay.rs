@@ -21,6 +21,9 @@ pub struct Line {
     pub seq: u64,
     /// Whether it came through a copy pointer.
     pub copied: bool,
+    /// The event that stores the entry's bytes: `seq` for a line, the original's for a
+    /// copy — the same for an entry wherever it is shared.
+    pub origin: u64,
     /// `false` only for an unterminated last line.
     pub terminated: bool,
 }
@@ -62,7 +65,13 @@ pub fn for_each_line(
             break;
         }
         if event.kind() == events::KIND_PARTIAL {
-            partial = Some(Line { bytes: event.payload.clone(), seq: event.seq(), copied: false, terminated: false });
+            partial = Some(Line {
+                bytes: event.payload.clone(),
+                seq: event.seq(),
+                copied: false,
+                origin: event.seq(),
+                terminated: false,
+            });
             continue;
         }
         let mut lines = 0;
@@ -84,17 +93,21 @@ pub fn for_each_line(
 /// `transcript.copy`, none for anything else.
 pub fn lines_of_event(log: &Log, event: &Event, mut visit: impl FnMut(Line) -> Result<()>) -> Result<()> {
     match event.kind() {
-        events::KIND_LINE => {
-            visit(Line { bytes: event.payload.clone(), seq: event.seq(), copied: false, terminated: true })
-        }
+        events::KIND_LINE => visit(Line {
+            bytes: event.payload.clone(),
+            seq: event.seq(),
+            copied: false,
+            origin: event.seq(),
+            terminated: true,
+        }),
         events::KIND_COPY => {
             let copy: CopyRun = events::decode(events::KIND_COPY, &event.payload)?;
-            for original in copied_originals(log, event.seq(), &copy)? {
+            for (origin, original) in copied_originals(log, event.seq(), &copy)? {
                 let bytes = apply_variants(&original, &copy.variants).ok_or_else(|| Error::Inconsistent {
                     seq: event.seq(),
                     detail: "a copied entry has no rewrite for its type".into(),
                 })?;
-                visit(Line { bytes, seq: event.seq(), copied: true, terminated: true })?;
+                visit(Line { bytes, seq: event.seq(), copied: true, origin, terminated: true })?;
             }
             Ok(())
         }
@@ -102,8 +115,8 @@ pub fn lines_of_event(log: &Log, event: &Event, mut visit: impl FnMut(Line) -> R
     }
 }
 
-/// The stored bytes of the entries a copy run points at, oldest first.
-fn copied_originals(log: &Log, seq: u64, copy: &CopyRun) -> Result<Vec<Vec<u8>>> {
+/// The seqs and stored bytes of the entries a copy run points at, oldest first.
+fn copied_originals(log: &Log, seq: u64, copy: &CopyRun) -> Result<Vec<(u64, Vec<u8>)>> {
     let broken = |detail: String| Error::Inconsistent { seq, detail };
     let mut seqs = Vec::with_capacity(usize::try_from(copy.count).unwrap_or(0).min(1 << 20));
     let mut next = Some(copy.leaf.clone());
@@ -117,7 +130,8 @@ fn copied_originals(log: &Log, seq: u64, copy: &CopyRun) -> Result<Vec<Vec<u8>>>
     seqs.reverse();
     seqs.into_iter()
         .map(|stored| {
-            log.get(stored)?.map(|event| event.payload).ok_or_else(|| broken(format!("seq {stored} is missing")))
+            let event = log.get(stored)?.ok_or_else(|| broken(format!("seq {stored} is missing")))?;
+            Ok((stored, event.payload))
         })
         .collect()
 }

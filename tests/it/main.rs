@@ -4,6 +4,7 @@
 
 mod access;
 mod browser;
+mod ccmanager;
 mod claude_cli;
 mod cli;
 mod client;

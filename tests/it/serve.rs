@@ -244,7 +244,7 @@ fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
         Some(json!({"cwd": app, "prompt": "alpha: write notes", "allowedTools": ["Write"]})),
     );
     assert_eq!(started["status"], "completed", "{started}");
-    assert_eq!(started["mode"], "start");
+    assert_eq!(started["mode"], "fresh");
     let run = started["id"].as_str().unwrap().to_string();
     let session = started["sessionId"].as_str().unwrap().to_string();
     assert_eq!(std::fs::read_to_string(app.join("notes.txt")).unwrap(), "alpha\n");
@@ -253,6 +253,29 @@ fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
     let (status, text) = server.call("GET", &format!("/api/runs/{run}/messages"), None);
     assert_eq!(status, 200);
     let recorded = raw_messages(&text);
+    // CC Manager's columns: a unique id, the run, and the SDK message as messageJson.
+    let rows: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let ids: std::collections::BTreeSet<u64> = rows.iter().map(|row| row["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), rows.len(), "message ids are unique");
+    for row in &rows {
+        assert_eq!(row["runId"], run.as_str());
+        assert_eq!(row["messageJson"], row["message"]);
+        assert_eq!(row["messageType"], row["messageJson"]["type"]);
+    }
+    // The run's resultJson is the SDK result message, byte for byte; durationMs is the wall
+    // time, the CLI's own figure stays inside it.
+    let (_, run_text) = server.call("GET", &format!("/api/runs/{}", &run[..8]), None);
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RawRun {
+        result_json: Box<serde_json::value::RawValue>,
+        duration_ms: u64,
+    }
+    let raw_run: RawRun = serde_json::from_str(&run_text).unwrap();
+    assert_eq!(raw_run.result_json.get(), recorded.last().unwrap(), "the run by a prefix of its id");
+    let result: Value = serde_json::from_str(raw_run.result_json.get()).unwrap();
+    assert_eq!(result["type"], "result");
+    assert!(raw_run.duration_ms >= result["duration_ms"].as_u64().unwrap(), "{run_text}");
     let outputs: Vec<String> = std::fs::read_dir(tee.path())
         .unwrap()
         .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
@@ -265,12 +288,38 @@ fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
     let (_, page) = server.call("GET", &format!("/api/runs/{run}/messages?after=0&limit=2"), None);
     assert_eq!(raw_messages_from(&page, 1), recorded[1..3]);
 
-    let resumed = server.ok("POST", "/api/runs/resume", Some(json!({"sessionId": session, "prompt": "beta: go on"})));
+    // Resume as CC Manager does: each resume a new session branched off the one before.
+    let mut chain = vec![session.clone()];
+    for prompt in ["beta: go on", "beta: and on"] {
+        let previous = chain.last().unwrap().clone();
+        let resumed = server.ok("POST", "/api/runs/resume", Some(json!({"sessionId": previous, "prompt": prompt})));
+        assert_eq!((resumed["status"].as_str(), resumed["mode"].as_str()), (Some("completed"), Some("resume")));
+        assert_eq!(resumed["parentSessionId"], previous.as_str(), "{resumed}");
+        assert_eq!(resumed["resumedSessionId"], previous.as_str());
+        assert_ne!(resumed["sessionId"], previous.as_str());
+        chain.push(resumed["sessionId"].as_str().unwrap().to_string());
+    }
+    for pair in chain.windows(2) {
+        let forks = server.ok("GET", &format!("/api/sessions/{}/forks", pair[0]), None);
+        assert_eq!(forks.as_array().unwrap().len(), 1, "{forks}");
+        assert_eq!(forks[0]["id"], pair[1].as_str());
+        assert_eq!(forks[0]["parentSessionId"], pair[0].as_str());
+    }
+    let tree = server.ok("GET", &format!("/api/sessions/{}/tree", chain[2]), None);
+    assert_eq!(tree[0]["id"], chain[0].as_str());
+    assert_eq!(tree[0]["children"][0]["id"], chain[1].as_str(), "{tree}");
+    assert_eq!(tree[0]["children"][0]["children"][0]["id"], chain[2].as_str(), "{tree}");
+    // `forkSession: false` continues the session itself.
+    let in_place = server.ok(
+        "POST",
+        "/api/runs/resume",
+        Some(json!({"sessionId": session, "prompt": "beta: right here", "forkSession": false})),
+    );
     assert_eq!(
-        (resumed["status"].as_str(), resumed["sessionId"].as_str()),
+        (in_place["status"].as_str(), in_place["sessionId"].as_str()),
         (Some("completed"), Some(session.as_str()))
     );
-    assert_eq!(resumed["mode"], "resume");
+    assert_eq!(in_place["parentSessionId"], Value::Null);
 
     let fork_one = server.ok("POST", "/api/runs/fork", Some(json!({"sessionId": session, "prompt": "gamma: try one"})));
     let fork_two = server.ok("POST", "/api/runs/fork", Some(json!({"sessionId": session, "prompt": "delta: try two"})));
@@ -284,18 +333,18 @@ fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
     let forks = server.ok("GET", &format!("/api/sessions/{session}/forks"), None);
     let mut fork_ids: Vec<&str> = forks.as_array().unwrap().iter().map(|fork| fork["id"].as_str().unwrap()).collect();
     fork_ids.sort();
-    let mut expected = vec![one, two];
+    let mut expected = vec![one, two, chain[1].as_str()];
     expected.sort();
     assert_eq!(fork_ids, expected);
     let tree = server.ok("GET", &format!("/api/sessions/{one}/tree"), None);
     assert_eq!(tree[0]["id"], session.as_str());
-    assert_eq!(tree[0]["children"].as_array().unwrap().len(), 2, "{tree}");
+    assert_eq!(tree[0]["children"].as_array().unwrap().len(), 3, "{tree}");
     let diff = server.ok("GET", &format!("/api/sessions/{one}/diff/{two}"), None);
     assert_eq!(diff["ancestor"], session.as_str());
     assert_eq!((diff["left"]["session"].as_str(), diff["right"]["session"].as_str()), (Some(one), Some(two)));
     assert!(diff["fork_point"]["uuid"].is_string(), "{diff}");
     let session_runs = server.ok("GET", &format!("/api/sessions/{session}/runs"), None);
-    assert_eq!(session_runs.as_array().unwrap().len(), 2, "start and resume: {session_runs}");
+    assert_eq!(session_runs.as_array().unwrap().len(), 2, "start and the resume in place: {session_runs}");
     let jsonl = server.call("GET", &format!("/api/sessions/{one}/replay?format=jsonl"), None);
     assert_eq!(jsonl.0, 200);
     let transcript = std::fs::read_dir(home.path().join(".claude/projects"))
@@ -305,8 +354,31 @@ fn runs_started_resumed_forked_cancelled_and_interrupted_through_the_api() {
         .unwrap();
     assert_eq!(jsonl.1, std::fs::read_to_string(transcript).unwrap());
 
+    // Two resumes in place of one session at once: one runs, the other is refused.
+    let in_place = json!({"sessionId": session, "prompt": "sleepy", "forkSession": false, "wait": false}).to_string();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let body = in_place.clone();
+                scope.spawn(|| {
+                    let (status, text) = server.call("POST", "/api/runs/resume", Some(body));
+                    (status, serde_json::from_str(&text).unwrap())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [202, 409], "{answers:?}");
+    let (_, refused) = answers.iter().find(|(status, _)| *status == 409).unwrap();
+    assert_eq!(refused["error"]["code"], "session_busy");
+    let (_, sleepy) = answers.iter().find(|(status, _)| *status == 202).unwrap();
+    // A fork of that session is no conflict: it writes a session of its own.
+    let fork = server.ok("POST", "/api/runs/fork", Some(json!({"sessionId": session, "prompt": "gamma: meanwhile"})));
+    assert_eq!(fork["status"], "completed", "{fork}");
+
     // Cancel mid-run: the API holds the model's answer; the messages so far stay.
-    let sleepy = server.ok("POST", "/api/runs/start", Some(json!({"cwd": app, "prompt": "sleepy", "wait": false})));
     let sleepy_id = sleepy["id"].as_str().unwrap().to_string();
     assert_eq!(sleepy["status"], "running");
     wait_for("the sleepy run's init message", || {
@@ -397,7 +469,7 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
     let (status, text) = server.call("POST", "/api/runs/start", Some(body));
     assert_eq!(status, 200, "{text}");
     let run: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(run["status"], "failed");
+    assert_eq!(run["status"], "error");
     assert!(run["error"].as_str().unwrap().contains("could not start /nonexistent/claude"), "{run}");
     let id = run["id"].as_str().unwrap();
     expect("DELETE", &format!("/api/runs/{id}"), None, 409, "run_ended");
@@ -481,16 +553,22 @@ fn cc_managers_curl_examples_work_as_written() {
         }
         answers.push(run);
     }
-    assert_eq!(answers[0]["mode"], "start");
+    assert_eq!(answers[0]["mode"], "fresh");
     assert_eq!(answers[0]["result"], "Added the test.");
+    // A resume branches a new session off the resumed one, as CC Manager's do.
     assert_eq!(answers[1]["mode"], "resume");
-    assert_eq!(answers[1]["sessionId"], session.as_str());
+    assert_eq!(answers[1]["parentSessionId"], session.as_str());
+    assert_ne!(answers[1]["sessionId"], session.as_str());
     assert_eq!(answers[1]["result"], "It passes.");
     assert_eq!(answers[2]["mode"], "fork");
     assert_eq!(answers[2]["parentSessionId"], session.as_str());
     assert_ne!(answers[2]["sessionId"], session.as_str());
     let forks = server.ok("GET", &format!("/api/sessions/{session}/forks"), None);
-    assert_eq!(forks[0]["id"], answers[2]["sessionId"]);
+    let mut fork_ids: Vec<&Value> = forks.as_array().unwrap().iter().map(|fork| &fork["id"]).collect();
+    fork_ids.sort_by_key(|id| id.to_string());
+    let mut expected = vec![&answers[1]["sessionId"], &answers[2]["sessionId"]];
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(fork_ids, expected);
     server.stop();
 }
 
@@ -674,12 +752,12 @@ fn run_streams_and_cclog_run_deliver_every_message_once_in_order() {
     server.stop();
 
     // Without a server, `cclog run` runs the CLI itself and records the same way.
-    let output = cclog(&["run", "resume", &session[..8], "again: and again", "--json"]);
+    let output = cclog(&["run", "resume", "--in-place", &session[..8], "again: and again", "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let resumed: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(resumed["status"], "completed", "{resumed}");
-    assert_eq!(resumed["sessionId"], session.as_str());
+    assert_eq!(resumed["sessionId"], session.as_str(), "--in-place continues the session");
     assert_eq!(resumed["mode"], "resume");
     assert_eq!(resumed["result"], "Once more.");
     let runs: Value = serde_json::from_slice(&cclog(&["runs", "--json"]).stdout).unwrap();

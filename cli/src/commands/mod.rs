@@ -28,7 +28,15 @@ use crate::args::{Cli, Command};
 /// Runs the command: through `cclog serve` when one owns the data directory and the command
 /// runs there, else here.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let from_database_path = cli.global.data.is_none() && database_path_dir()?.is_some();
     let data = data_dir(cli.global.data)?;
+    if from_database_path && matches!(cli.command, Command::Serve(_)) {
+        crate::errln!(
+            "cclog: using {} as the data directory: it holds DATABASE_PATH (CC Manager's setting); \
+             --data or CCLOG_DATA choose another",
+            data.display()
+        );
+    }
     if cli.command.runs_on_server() {
         if let Some(server) = client::Server::find(&data)? {
             let command = cli.command.for_server().context("resolving the command's paths")?;
@@ -85,12 +93,28 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
 
 /// `--data`, else `CCLOG_DATA` (through clap), else the platform data directory.
 fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match explicit {
-        Some(dir) => Ok(dir),
-        None => dirs::data_dir()
-            .map(|dir| dir.join("cclog"))
-            .context("no platform data directory is known here; pass --data DIR or set CCLOG_DATA"),
+    if let Some(dir) = explicit {
+        return Ok(dir);
     }
+    if let Some(dir) = database_path_dir()? {
+        return Ok(dir);
+    }
+    dirs::data_dir()
+        .map(|dir| dir.join("cclog"))
+        .context("no platform data directory is known here; pass --data DIR or set CCLOG_DATA")
+}
+
+/// CC Manager's `DATABASE_PATH` (its SQLite file), for people moving from it: without
+/// `--data` or `CCLOG_DATA`, the file's directory is the data directory.
+fn database_path_dir() -> anyhow::Result<Option<PathBuf>> {
+    let Some(database) = std::env::var_os("DATABASE_PATH").filter(|path| !path.is_empty()) else { return Ok(None) };
+    let database = PathBuf::from(database);
+    let dir = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&dir).with_context(|| format!("DATABASE_PATH={}", database.display()))?;
+    Ok(Some(dir))
 }
 
 /// The log with every standard projection: the server's when running for a client, else

@@ -13,7 +13,6 @@ use anyhow::Context;
 use cclog_http::views::{self, Run};
 use cclog_ingest::archiver::Archiver;
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest, Runner, RunnerConfig};
-use cclog_projections::archive::Archive;
 use cclog_projections::events;
 use cclog_projections::messages;
 use serde_json::{json, Value};
@@ -23,15 +22,17 @@ use crate::args::{RunCommand, RunFlags, RunsArgs};
 use crate::{EXIT_FAILURE, EXIT_OK};
 
 pub fn run(data: &Path, command: RunCommand) -> anyhow::Result<u8> {
-    let (mode, cwd, prompt, session, flags) = match command {
-        RunCommand::Start { cwd, prompt, options } => (Mode::Start, Some(cwd), prompt, None, options),
-        RunCommand::Resume { session, prompt, options } => (Mode::Resume, None, prompt, Some(session), options),
-        RunCommand::Fork { session, prompt, options } => (Mode::Fork, None, prompt, Some(session), options),
+    let (mode, in_place, cwd, prompt, session, flags) = match command {
+        RunCommand::Start { cwd, prompt, options } => (Mode::Start, false, Some(cwd), prompt, None, options),
+        RunCommand::Resume { session, prompt, in_place, options } => {
+            (Mode::Resume, in_place, None, prompt, Some(session), options)
+        }
+        RunCommand::Fork { session, prompt, options } => (Mode::Fork, false, None, prompt, Some(session), options),
         RunCommand::Cancel { run, json } => return cancel(data, &run, json),
     };
     let cwd =
         cwd.map(|cwd| std::fs::canonicalize(&cwd).with_context(|| format!("cwd {}", cwd.display()))).transpose()?;
-    let request = RunRequest { mode, cwd, prompt, session, options: options_of(&flags) };
+    let request = RunRequest { mode, in_place, cwd, prompt, session, options: options_of(&flags) };
     let record = match Server::find(data)? {
         Some(server) => server.run(&request)?,
         None => run_here(data, request)?,
@@ -106,8 +107,7 @@ fn run_here(data: &Path, request: RunRequest) -> anyhow::Result<Run> {
         if let Some(projects) = cclog_ingest::import::default_projects_dir() {
             Archiver::new(Arc::clone(&log), vec![projects]).import_now().await;
         }
-        let record = Archive::run(&log, &id)?.context("the run's record is missing")?;
-        Ok(views::run(&record))
+        Ok(views::run(&messages::run_detail(&log, &id)?))
     })
 }
 
@@ -150,7 +150,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
     }
     for run in &runs {
         crate::outln!(
-            "{}  {:<11} {:<6} {}  session {}  {}",
+            "{}  {:<11} {:<7} {}  session {}  {}",
             run.id,
             run.status,
             run.mode,
@@ -170,7 +170,9 @@ impl Server {
             Mode::Start => {
                 ("/api/runs/start", json!({ "cwd": request.cwd.as_ref().map(|cwd| cwd.display().to_string()) }))
             }
-            Mode::Resume => ("/api/runs/resume", json!({ "sessionId": request.session })),
+            Mode::Resume => {
+                ("/api/runs/resume", json!({ "sessionId": request.session, "forkSession": !request.in_place }))
+            }
             Mode::Fork => ("/api/runs/fork", json!({ "sessionId": request.session })),
         };
         body["prompt"] = json!(request.prompt);

@@ -14,6 +14,7 @@ use crate::EXIT_OK;
 /// A session as scripts see it (`sessions --json`, `show --json`).
 pub fn session_json(session: &SessionRecord) -> Value {
     let usage = session.usage();
+    let counts = session.entry_counts();
     json!({
         "id": session.id,
         "project": session.project,
@@ -22,10 +23,10 @@ pub fn session_json(session: &SessionRecord) -> Value {
         "parent": session.parent,
         "fork_point": session.fork_point,
         "fork_seq": session.fork_seq,
-        "entries": session.entries,
-        "own_entries": session.own_entries,
-        "user_entries": session.user_entries,
-        "assistant_entries": session.assistant_entries,
+        "entries": counts.entries,
+        "own_entries": counts.own,
+        "user_entries": counts.user,
+        "assistant_entries": counts.assistant,
         "first_at": session.first_at,
         "last_at": session.last_at,
         "models": session.models,
@@ -82,7 +83,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
             "{:<9}{fork} {:<20} {:>7} {:>9}  {:<28} {}",
             short(&session.id),
             session.last_at.as_deref().map(|at| at.get(..19).unwrap_or(at)).unwrap_or("-"),
-            session.entries,
+            session.entry_counts().entries,
             format!("${:.4}", session.cost_usd()),
             lineage::shorten(&session.project, 28),
             session.title.as_deref().map(|title| lineage::shorten(title, 60)).unwrap_or_default(),
@@ -105,7 +106,8 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
         .filter_map(|run| Archive::run(&log, run).ok().flatten())
         .map(|run| {
             json!({
-                "id": run.id, "source": run.source, "status": run.status, "messages": run.messages,
+                "id": run.id, "source": run.source, "mode": run.mode.as_str(), "status": run.status.as_str(),
+                "messages": run.messages,
                 "linked_entries": Archive::linked_messages(&log, &run.id).unwrap_or(0),
                 "result_type": run.result_type, "duration_ms": run.duration_ms,
             })
@@ -128,13 +130,15 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
         session.first_at.as_deref().unwrap_or("-"),
         session.last_at.as_deref().unwrap_or("-")
     );
+    let counts = session.entry_counts();
     crate::outln!(
-        "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant)",
-        session.entries,
-        session.own_entries,
-        session.entries - session.own_entries.min(session.entries),
-        session.user_entries,
-        session.assistant_entries
+        "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant){}",
+        counts.entries,
+        counts.own,
+        counts.entries - counts.own.min(counts.entries),
+        counts.user,
+        counts.assistant,
+        if session.files.is_empty() { " — recorded by its runs; no transcript archived" } else { "" }
     );
     crate::outln!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
     crate::outln!(

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cclog_engine::Log;
 use cclog_ingest::runner::{Mode, RunOptions, RunRequest};
-use cclog_projections::archive::{Archive, RunRecord};
+use cclog_projections::archive::Archive;
 use cclog_projections::messages;
 use futures_util::stream::Stream;
 use serde::Deserialize;
@@ -39,6 +39,10 @@ pub struct RunBody {
     prompt: Option<String>,
     /// The session to resume or fork; a unique prefix is enough.
     session_id: Option<String>,
+    /// Resume only. `true` (the default, as in CC Manager): the run continues in a new session
+    /// branched off `sessionId`, so that history stays immutable; `false`: it continues
+    /// `sessionId` itself, refused (409 `session_busy`) while another run writes that session.
+    fork_session: Option<bool>,
     /// `false`: answer 202 at once with the run instead of when it ends.
     wait: Option<bool>,
     /// `--model`.
@@ -89,6 +93,9 @@ pub enum LaunchResponses {
     /// No such session
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// A resume in place (`forkSession: false`) of a session another run is writing
+    #[response(status = 409)]
+    SessionBusy(ErrorBody),
     /// The body is over 1 MiB
     #[response(status = 413)]
     TooLarge(ErrorBody),
@@ -105,8 +112,8 @@ impl utoipa::Modify for RunLinks {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::link::LinkBuilder;
         use utoipa::openapi::RefOr;
-        for mode in ["start", "resume", "fork"] {
-            let Some(item) = openapi.paths.paths.get_mut(&format!("/api/runs/{mode}")) else { continue };
+        for operation in ["start", "resume", "fork"] {
+            let Some(item) = openapi.paths.paths.get_mut(&format!("/api/runs/{operation}")) else { continue };
             let Some(operation) = item.post.as_mut() else { continue };
             for status in ["200", "202"] {
                 let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else { continue };
@@ -131,8 +138,9 @@ pub async fn start(state: State<AppState>, JsonBody(body): JsonBody<RunBody>) ->
     launch(state, Mode::Start, body).await
 }
 
-/// Continues session `sessionId` with `prompt` (`--resume`). Answers when the run has ended, or at once (202) with `"wait": false`;
-/// `sessionId` and `prompt` are required.
+/// Continues session `sessionId` with `prompt` (`--resume`): by default in a new session branched off it (`--fork-session`,
+/// CC Manager's `forkSession: true`), with `"forkSession": false` in the session itself. Answers when the run has ended, or at
+/// once (202) with `"wait": false`; `sessionId` and `prompt` are required.
 #[utoipa::path(
     post, path = "/runs/resume", tag = "runs", security(("bearer" = [])), request_body = RunBody,
     responses(LaunchResponses)
@@ -159,9 +167,18 @@ async fn launch(State(state): State<AppState>, mode: Mode, body: RunBody) -> Res
         Mode::Resume | Mode::Fork if body.session_id.is_none() => {
             return Err(Error::BadRequest("sessionId is required".into()))
         }
+        Mode::Fork if body.fork_session == Some(false) => {
+            return Err(Error::BadRequest(
+                "a fork always makes a new session; continue a session in place with /api/runs/resume and \
+                 \"forkSession\": false"
+                    .into(),
+            ))
+        }
         _ => {}
     }
-    let request = RunRequest { mode, cwd: body.cwd.map(Into::into), prompt, session: body.session_id, options };
+    let in_place = mode == Mode::Resume && body.fork_session == Some(false);
+    let request =
+        RunRequest { mode, in_place, cwd: body.cwd.map(Into::into), prompt, session: body.session_id, options };
     let handle = state.runner.start(request).await?;
     let id = handle.id.clone();
     // When the run ends, its transcript is archived at once, so that its session, fork
@@ -171,15 +188,12 @@ async fn launch(State(state): State<AppState>, mode: Mode, body: RunBody) -> Res
         handle.finished().await;
         archiver.import_now().await;
     });
-    if body.wait.unwrap_or(true) {
+    let wait = body.wait.unwrap_or(true);
+    if wait {
         let _ = archived.await;
-        return Ok(Json(views::run(&run_record(&state.log, &id)?)).into_response());
     }
-    Ok((StatusCode::ACCEPTED, Json(views::run(&run_record(&state.log, &id)?))).into_response())
-}
-
-fn run_record(log: &Log, id: &str) -> Result<RunRecord> {
-    Archive::run(log, id)?.ok_or_else(|| cclog_ingest::Error::UnknownRun(id.to_string()).into())
+    let run = views::run(&blocking(move || messages::run_detail(&state.log, &id)).await?);
+    Ok(if wait { Json(run).into_response() } else { (StatusCode::ACCEPTED, Json(run)).into_response() })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -209,50 +223,50 @@ pub async fn list_runs(
     responses((status = 200, body = Vec<Run>, description = "The runs"), (status = 401, body = ErrorBody, description = "A token is required"))
 )]
 pub async fn active_runs(State(state): State<AppState>) -> Result<Json<Vec<Run>>> {
-    let runs = blocking(move || -> Result<Vec<RunRecord>> {
-        let mut runs = Vec::new();
-        for id in state.runner.active_ids() {
-            runs.extend(Archive::run(&state.log, &id)?);
-        }
-        Ok(runs)
-    })
-    .await?;
+    let runs = blocking(move || messages::run_details(&state.log, &state.runner.active_ids())).await?;
     Ok(Json(runs.iter().map(views::run).collect()))
 }
 
 /// One run.
 #[utoipa::path(
     get, path = "/runs/{run}", tag = "runs", security(("bearer" = [])),
-    params(("run" = String, Path, description = "The run's id")),
-    responses((status = 200, body = Run, description = "The run"), (status = 401, body = ErrorBody, description = "A token is required"), (status = 404, body = ErrorBody, description = "No such run"))
+    params(("run" = String, Path, description = RUN_ID)),
+    responses((status = 200, body = Run, description = "The run"), (status = 400, body = ErrorBody, description = AMBIGUOUS),
+        (status = 401, body = ErrorBody, description = "A token is required"), (status = 404, body = ErrorBody, description = "No such run"))
 )]
 pub async fn get_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Run>> {
-    Ok(Json(views::run(&blocking(move || run_record(&state.log, &run)).await?)))
+    Ok(Json(views::run(&blocking(move || messages::run_detail(&state.log, &run)).await?)))
 }
+
+const RUN_ID: &str = "The run's id, or a unique prefix of it";
+const AMBIGUOUS: &str = "The prefix names more than one run (`ambiguous_id`)";
 
 /// Cancels a run: SIGINT, then SIGTERM, then SIGKILL after grace periods. Answers with the
 /// run once it has ended, `cancelled`; its messages so far stay.
 #[utoipa::path(
     delete, path = "/runs/{run}", tag = "runs", security(("bearer" = [])),
-    params(("run" = String, Path, description = "The run's id")),
+    params(("run" = String, Path, description = RUN_ID)),
     responses(
         (status = 200, body = Run, description = "The run, cancelled"),
+        (status = 400, body = ErrorBody, description = AMBIGUOUS),
         (status = 401, body = ErrorBody, description = "A token is required"),
         (status = 404, body = ErrorBody, description = "No such run"),
         (status = 409, body = ErrorBody, description = "The run has ended already; the message names its status"),
     )
 )]
 pub async fn cancel_run(State(state): State<AppState>, Path(run): Path<String>) -> Result<Json<Run>> {
-    let handle = state.runner.cancel(&run)?;
+    let runner = Arc::clone(&state.runner);
+    let handle = blocking(move || Ok::<_, Error>(runner.cancel(&run)?)).await?;
+    let id = handle.id.clone();
     handle.finished().await;
-    Ok(Json(views::run(&run_record(&state.log, &run)?)))
+    Ok(Json(views::run(&blocking(move || messages::run_detail(&state.log, &id)).await?)))
 }
 
 /// The run's messages, each the SDK message exactly as Claude Code printed it.
 #[utoipa::path(
     get, path = "/runs/{run}/messages", tag = "runs", security(("bearer" = [])),
-    params(("run" = String, Path, description = "The run's id"), PageQuery),
-    responses((status = 200, body = Vec<Message>, description = "The messages, in order"), (status = 400, body = ErrorBody, description = "Malformed query parameters"), (status = 401, body = ErrorBody, description = "A token is required"),
+    params(("run" = String, Path, description = RUN_ID), PageQuery),
+    responses((status = 200, body = Vec<Message>, description = "The messages, in order"), (status = 400, body = ErrorBody, description = "Malformed query parameters, or a prefix that names more than one run"), (status = 401, body = ErrorBody, description = "A token is required"),
         (status = 404, body = ErrorBody, description = "No such run"))
 )]
 pub async fn run_messages(
@@ -261,8 +275,8 @@ pub async fn run_messages(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Vec<Message>>> {
     let page = blocking(move || -> Result<_> {
-        run_record(&state.log, &run)?;
-        Ok(messages::run_messages(&state.log, &run, page.first(), page.limit())?)
+        let run = Archive::run_by_prefix(&state.log, &run)?;
+        Ok(messages::run_messages(&state.log, &run.id, page.first(), page.limit())?)
     })
     .await?;
     Ok(Json(page.iter().map(Message::from_paged).collect()))
@@ -272,16 +286,17 @@ pub async fn run_messages(
 /// appended, then `end` with the run once it has ended.
 #[utoipa::path(
     get, path = "/runs/{run}/stream", tag = "runs", security(("bearer" = [])),
-    params(("run" = String, Path, description = "The run's id")),
+    params(("run" = String, Path, description = RUN_ID)),
     responses((status = 200, content_type = "text/event-stream", description = "`message` events carrying a Message, then one `end` event carrying the Run"),
+        (status = 400, body = ErrorBody, description = AMBIGUOUS),
         (status = 401, body = ErrorBody, description = "A token is required"), (status = 404, body = ErrorBody, description = "No such run"))
 )]
 pub async fn run_stream(
     State(state): State<AppState>,
     Path(run): Path<String>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
-    let (log, closing, known) = (Arc::clone(&state.log), state.closing.clone(), run.clone());
-    let log = blocking(move || run_record(&log, &known).map(|_| log)).await?;
+    let (log, closing) = (Arc::clone(&state.log), state.closing.clone());
+    let (run, log) = blocking(move || Ok::<_, Error>((Archive::run_by_prefix(&log, &run)?.id, log))).await?;
     // Join the run's feed before reading what is recorded, so nothing falls in between.
     let mut feed = state.feeds.follow(&run);
     let stream = sse::producer_stream(move |sender| async move {
@@ -291,8 +306,9 @@ pub async fn run_stream(
             return;
         }
         let send_end = || async {
-            if let Ok(Some(record)) = Archive::run(&log, &run) {
-                let _ = sse::send_json(&sender, "end", &views::run(&record)).await;
+            let (log, run) = (Arc::clone(&log), run.clone());
+            if let Ok(detail) = blocking(move || Ok::<_, Error>(messages::run_detail(&log, &run)?)).await {
+                let _ = sse::send_json(&sender, "end", &views::run(&detail)).await;
             }
         };
         if Archive::run(&log, &run).ok().flatten().is_some_and(|record| !record.is_active()) {

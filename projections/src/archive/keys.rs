@@ -50,6 +50,12 @@ pub(super) fn segment_prefix(path: &str, revision: u32) -> Vec<u8> {
     key(b'L', &[path.as_bytes(), &revision.to_be_bytes()])
 }
 
+pub(super) const RUN_KEY: u8 = b'R';
+
+pub(super) fn run_key(run: &str) -> Vec<u8> {
+    key(RUN_KEY, &[run.as_bytes()])
+}
+
 /// `Q` ‖ run ‖ 0 ‖ message index (big-endian) → the message's seq.
 pub(super) fn run_message_key(run: &str, index: u64) -> Vec<u8> {
     key(b'Q', &[run.as_bytes(), &index.to_be_bytes()])

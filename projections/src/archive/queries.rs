@@ -4,7 +4,9 @@
 use cclog_engine::{Log, ProjectionView};
 use serde::Deserialize;
 
-use super::keys::{entry_key, file_key, key, run_message_key, segment_key, segment_prefix, session_key};
+use super::keys::{
+    entry_key, file_key, key, run_key, run_message_key, segment_key, segment_prefix, session_key, RUN_KEY,
+};
 use super::records::{EntryRecord, FileState, RunRecord, Segment, SessionRecord};
 use super::run::message_uuid;
 use super::{Archive, NAME};
@@ -56,30 +58,46 @@ impl Archive {
 
     /// The session whose id is `id` or starts with it, if exactly one does.
     pub fn session(log: &Log, id: &str) -> Result<SessionRecord> {
-        if let Some(session) = Self::get(log, &session_key(id))? {
-            return Ok(session);
-        }
-        let mut matches = Self::scan::<SessionRecord>(log, &session_key(id))?;
-        match matches.len() {
-            0 => Err(Error::NotFound { what: "session", id: id.to_string() }),
-            1 => Ok(matches.remove(0).1),
-            count => Err(Error::Ambiguous {
-                what: "session",
-                id: id.to_string(),
-                count,
-                examples: matches.iter().take(3).map(|(_, session)| session.id.clone()).collect(),
-            }),
-        }
+        Self::unique(log, "session", &session_key(id), id, |session: &SessionRecord| &session.id)
     }
 
     /// One run.
     pub fn run(log: &Log, run: &str) -> Result<Option<RunRecord>> {
-        Self::get(log, &key(b'R', &[run.as_bytes()]))
+        Self::get(log, &run_key(run))
+    }
+
+    /// The run whose id is `id` or starts with it, if exactly one does.
+    pub fn run_by_prefix(log: &Log, id: &str) -> Result<RunRecord> {
+        Self::unique(log, "run", &run_key(id), id, |run: &RunRecord| &run.id)
+    }
+
+    /// The record under `key`, else the one record whose key starts with it.
+    fn unique<T: for<'de> Deserialize<'de>>(
+        log: &Log,
+        what: &'static str,
+        key: &[u8],
+        id: &str,
+        id_of: impl Fn(&T) -> &String,
+    ) -> Result<T> {
+        if let Some(record) = Self::get(log, key)? {
+            return Ok(record);
+        }
+        let mut matches = Self::scan::<T>(log, key)?;
+        match matches.len() {
+            0 => Err(Error::NotFound { what, id: id.to_string() }),
+            1 => Ok(matches.remove(0).1),
+            count => Err(Error::Ambiguous {
+                what,
+                id: id.to_string(),
+                count,
+                examples: matches.iter().take(3).map(|(_, record)| id_of(record).clone()).collect(),
+            }),
+        }
     }
 
     /// Every run, in id order.
     pub fn runs(log: &Log) -> Result<Vec<RunRecord>> {
-        Ok(Self::scan(log, b"R")?.into_iter().map(|(_, run)| run).collect())
+        Ok(Self::scan(log, &[RUN_KEY])?.into_iter().map(|(_, run)| run).collect())
     }
 
     /// The seqs of a run's messages from index `from` on, at most `limit` of them.

@@ -96,19 +96,72 @@ pub struct SessionRecord {
     pub files: Vec<String>,
     pub subagents: BTreeMap<String, AgentLink>,
     pub runs: Vec<String>,
+    /// What its runs recorded, for a session whose transcript is not archived.
+    pub recorded: RecordedCounts,
+}
+
+/// What a session's runs recorded: messages by type, and usage per model from their result
+/// messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCounts {
+    pub messages: u64,
+    pub user: u64,
+    pub assistant: u64,
+    pub usage_by_model: BTreeMap<String, Usage>,
+}
+
+/// How many entries a session has, and of which kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Entries, a fork's shared prefix included.
+    pub entries: u64,
+    /// Entries the session wrote itself.
+    pub own: u64,
+    pub user: u64,
+    pub assistant: u64,
 }
 
 impl SessionRecord {
+    /// Usage per model: from the transcript's API messages when a transcript is archived,
+    /// else from its runs' result messages.
+    pub fn usage_by_model(&self) -> &BTreeMap<String, Usage> {
+        if self.files.is_empty() {
+            &self.recorded.usage_by_model
+        } else {
+            &self.usage_by_model
+        }
+    }
+
     pub fn usage(&self) -> Usage {
         let mut total = Usage::default();
-        for usage in self.usage_by_model.values() {
+        for usage in self.usage_by_model().values() {
             total.add(usage);
         }
         total
     }
 
     pub fn cost_usd(&self) -> f64 {
-        self.usage_by_model.iter().fold(0.0, |total, (model, usage)| total + pricing::cost_usd(model, usage))
+        self.usage_by_model().iter().fold(0.0, |total, (model, usage)| total + pricing::cost_usd(model, usage))
+    }
+
+    /// Its entries: its transcript's lines when a transcript is archived, else the messages
+    /// its runs recorded (a session cclog ran where it does not archive transcripts).
+    pub fn entry_counts(&self) -> EntryCounts {
+        if self.files.is_empty() {
+            let recorded = &self.recorded;
+            return EntryCounts {
+                entries: recorded.messages,
+                own: recorded.messages,
+                user: recorded.user,
+                assistant: recorded.assistant,
+            };
+        }
+        EntryCounts {
+            entries: self.entries,
+            own: self.own_entries,
+            user: self.user_entries,
+            assistant: self.assistant_entries,
+        }
     }
 
     /// The session's main transcript (not a subagent's).
@@ -129,19 +182,25 @@ pub struct MessageUsage {
 pub struct RunRecord {
     pub id: String,
     pub source: String,
+    pub mode: events::RunMode,
     pub session: Option<String>,
-    pub status: String,
+    pub status: events::RunStatus,
     pub messages: u64,
     pub first_seq: u64,
     pub result_type: Option<String>,
+    /// The `run.message` event of the `result` message.
+    pub result_seq: Option<u64>,
     pub duration_ms: Option<u64>,
     pub cwd: Option<String>,
     pub prompt: Option<String>,
     /// The session resumed or forked.
     pub resumed: Option<String>,
+    /// Whether the run branched a new session off `resumed`.
     pub fork: bool,
     /// The `result` message's `result` text.
     pub result: Option<String>,
+    /// The model of its latest assistant message.
+    pub model: Option<String>,
     /// Why the run failed, was cancelled or interrupted, from `run.ended`.
     pub detail: Option<String>,
     /// When `run.started` was appended, µs since the epoch.
@@ -150,17 +209,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// `start`, `resume` or `fork`.
-    pub fn mode(&self) -> &'static str {
-        match (&self.resumed, self.fork) {
-            (None, _) => "start",
-            (Some(_), false) => "resume",
-            (Some(_), true) => "fork",
-        }
-    }
-
     /// Whether the run is still going.
     pub fn is_active(&self) -> bool {
-        self.status == "running"
+        self.status == events::RunStatus::Running
+    }
+
+    /// The session this run's session branched from, when it made a new one.
+    pub fn parent_session(&self) -> Option<&str> {
+        self.resumed.as_deref().filter(|_| self.fork)
     }
 }

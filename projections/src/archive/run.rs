@@ -1,13 +1,19 @@
 //! The fold of a run's events — started, each message, its session, ended — into the run's
-//! record, its message index, and the session it belongs to.
+//! record, its message index, and the session it belongs to. A session learns from its
+//! runs what its transcript would tell — directory, times, messages, usage, parent — so
+//! that a session whose transcript cclog never sees (another `HOME`, a container,
+//! `--no-archive`) is complete; when the transcript is archived too, both fold into the
+//! one session record, and its counts and usage are the transcript's.
 
 use cclog_engine::{ApplyError, Event, ProjectionState};
 use serde::Deserialize;
 
 use super::cache::{new_session, Records};
-use super::keys::{entry_key, key, load, run_message_key, session_key, store};
-use super::records::{EntryRecord, RunRecord};
-use crate::events::{self, RunEnded, RunSession, RunStarted};
+use super::keys::{entry_key, load, run_key, run_message_key, session_key, store};
+use super::records::{EntryRecord, RunRecord, SessionRecord};
+use super::transcript::note_time;
+use crate::entry::{self, Parsed, Usage};
+use crate::events::{self, RunEnded, RunSession, RunStarted, RunStatus};
 
 /// The `uuid` of a stream-json message, which the same entry carries in the transcript.
 pub(super) fn message_uuid(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
@@ -19,18 +25,69 @@ pub(super) fn message_uuid(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> 
     serde_json::from_slice::<Message<'_>>(payload).ok().and_then(|message| message.uuid)
 }
 
-/// The `result` text of a stream-json `result` message.
-fn result_text(payload: &[u8]) -> Option<String> {
+/// What the `result` message says: its `result` text, and the run's usage — per model
+/// (`model_usage_since_last_result`, newer releases) or in all (`usage`). Not `modelUsage`:
+/// newer releases carry a resumed session's earlier usage in it.
+struct ResultFacts {
+    text: Option<String>,
+    usage_by_model: Vec<(Option<String>, Usage)>,
+}
+
+fn result_message(payload: &[u8]) -> Option<ResultFacts> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ModelUsage {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        cache_creation_input_tokens: u64,
+        #[serde(default)]
+        cache_read_input_tokens: u64,
+    }
     #[derive(Deserialize)]
     struct ResultMessage {
         #[serde(rename = "type")]
         kind: Option<String>,
-        result: Option<String>,
+        result: Option<serde_json::Value>,
+        usage: Option<Usage>,
+        model_usage_since_last_result: Option<std::collections::BTreeMap<String, ModelUsage>>,
     }
-    serde_json::from_slice::<ResultMessage>(payload)
-        .ok()
-        .filter(|message| message.kind.as_deref() == Some("result"))
-        .and_then(|message| message.result)
+    let message = serde_json::from_slice::<ResultMessage>(payload).ok()?;
+    if message.kind.as_deref() != Some("result") {
+        return None;
+    }
+    let usage_by_model =
+        match (message.model_usage_since_last_result.filter(|models| !models.is_empty()), message.usage) {
+            (Some(models), _) => models
+                .into_iter()
+                .map(|(model, usage)| {
+                    let usage = Usage {
+                        input_tokens: usage.input_tokens,
+                        output_tokens: usage.output_tokens,
+                        cache_creation_input_tokens: usage.cache_creation_input_tokens,
+                        cache_read_input_tokens: usage.cache_read_input_tokens,
+                    };
+                    (Some(model), usage)
+                })
+                .collect(),
+            (None, Some(usage)) => vec![(None, usage)],
+            (None, None) => Vec::new(),
+        };
+    Some(ResultFacts { text: message.result.and_then(|result| result.as_str().map(str::to_string)), usage_by_model })
+}
+
+/// The name Claude Code gives the project directory of `cwd`: every character that is not
+/// an ASCII letter or digit becomes `-`.
+fn project_dir_name(cwd: &str) -> String {
+    cwd.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+/// Claude Code's timestamp form (UTC, milliseconds, `Z`) of µs since the epoch.
+fn transcript_time(us: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 pub(super) fn apply_run(
@@ -39,13 +96,14 @@ pub(super) fn apply_run(
     state: &mut ProjectionState<'_>,
     records: &mut Records,
 ) -> std::result::Result<(), ApplyError> {
-    let rkey = key(b'R', &[run.as_bytes()]);
+    let rkey = run_key(run);
     if event.kind() == events::KIND_RUN_STARTED {
-        let started: RunStarted = events::decode(events::KIND_RUN_STARTED, &event.payload)?;
+        let started = RunStarted::decode(&event.payload)?;
         let record = RunRecord {
             id: started.run,
             source: started.source,
-            status: "running".into(),
+            mode: started.mode,
+            status: RunStatus::Running,
             first_seq: event.seq(),
             cwd: started.cwd,
             prompt: started.prompt,
@@ -62,8 +120,10 @@ pub(super) fn apply_run(
         events::KIND_RUN_MESSAGE => {
             store(state, run_message_key(run, record.messages), &event.seq())?;
             record.messages += 1;
-            if let Some(result) = result_text(&event.payload) {
-                record.result = Some(result);
+            let result = result_message(&event.payload);
+            if let Some(result) = &result {
+                record.result_seq = Some(event.seq());
+                record.result = result.text.clone();
             }
             if let Some(uuid) = message_uuid(&event.payload) {
                 let ukey = entry_key(&uuid);
@@ -73,6 +133,17 @@ pub(super) fn apply_run(
                     store(state, ukey, &entry)?;
                 }
             }
+            if let Some(id) = record.session.as_deref() {
+                let session = records.sessions.get_or(state, session_key(id), new_session(id))?;
+                if let Some(model) = fold_message(event, session) {
+                    record.model = Some(model);
+                }
+                for (model, usage) in result.map(|result| result.usage_by_model).unwrap_or_default() {
+                    // Older results total the run's usage: it was the run's model's.
+                    let model = model.or_else(|| record.model.clone()).unwrap_or_else(|| "unknown".into());
+                    session.recorded.usage_by_model.entry(model).or_default().add(&usage);
+                }
+            }
         }
         events::KIND_RUN_SESSION => {
             let named: RunSession = events::decode(events::KIND_RUN_SESSION, &event.payload)?;
@@ -80,11 +151,29 @@ pub(super) fn apply_run(
             if !session.runs.contains(&record.id) {
                 session.runs.push(record.id.clone());
             }
+            // The messages before the one that named the session (its `system/init`).
+            session.recorded.messages += record.messages;
+            note_time(session, &transcript_time(event.header.ts_us));
+            if let Some(cwd) = &record.cwd {
+                if session.cwd.is_none() {
+                    session.cwd = Some(cwd.clone());
+                }
+                if session.project.is_empty() {
+                    session.project = project_dir_name(cwd);
+                }
+            }
+            // A run that branched a new session off another: that one is its parent (the
+            // transcript, once archived, adds the fork point).
+            if let Some(parent) = record.parent_session().filter(|parent| *parent != named.session) {
+                if session.parent.is_none() {
+                    session.parent = Some(parent.to_string());
+                }
+            }
             record.session = Some(named.session);
         }
         events::KIND_RUN_ENDED => {
             let ended: RunEnded = events::decode(events::KIND_RUN_ENDED, &event.payload)?;
-            record.status = ended.status;
+            record.status = RunStatus::from_recorded(&ended.status);
             record.result_type = ended.result_type;
             record.duration_ms = ended.duration_ms;
             record.detail = ended.detail;
@@ -93,4 +182,26 @@ pub(super) fn apply_run(
         _ => {}
     }
     Ok(())
+}
+
+/// Folds a message a run recorded into the run's session: its time, its kind, its model
+/// and the directory an init message names. Returns the model of an assistant message.
+/// (Usage comes from the run's result message, whose totals are final where an assistant
+/// message's snapshot is not.)
+fn fold_message(event: &Event, session: &mut SessionRecord) -> Option<String> {
+    session.recorded.messages += 1;
+    note_time(session, &transcript_time(event.header.ts_us));
+    let Parsed::Entry(facts) = entry::parse(&event.payload) else { return None };
+    match facts.kind.as_deref() {
+        Some("user") => session.recorded.user += 1,
+        Some("assistant") => session.recorded.assistant += 1,
+        _ => {}
+    }
+    if session.cwd.is_none() {
+        session.cwd = facts.cwd.as_deref().map(str::to_string);
+    }
+    let model =
+        facts.message.as_ref().and_then(|message| message.model.as_deref()).filter(|model| !model.starts_with('<'))?;
+    session.models.insert(model.to_string());
+    Some(model.to_string())
 }

@@ -168,6 +168,17 @@ fn adopt_parent(session: &mut SessionRecord, parent: &str, uuid: &str, seq: Opti
     }
 }
 
+/// Widens the session's first and last activity to `at` (RFC 3339, as Claude Code writes
+/// it: UTC, milliseconds, `Z`).
+pub(super) fn note_time(session: &mut SessionRecord, at: &str) {
+    if session.first_at.as_deref().is_none_or(|first| at < first) {
+        session.first_at = Some(at.to_string());
+    }
+    if session.last_at.as_deref().is_none_or(|last| at > last) {
+        session.last_at = Some(at.to_string());
+    }
+}
+
 /// Folds one stored transcript line into its file, its session and the uuid index.
 fn fold_line(
     event: &Event,
@@ -214,12 +225,7 @@ fn fold_facts(
     state: &mut ProjectionState<'_>,
 ) -> std::result::Result<(), ApplyError> {
     if let Some(at) = facts.timestamp.as_deref() {
-        if session.first_at.as_deref().is_none_or(|first| at < first) {
-            session.first_at = Some(at.to_string());
-        }
-        if session.last_at.as_deref().is_none_or(|last| at > last) {
-            session.last_at = Some(at.to_string());
-        }
+        note_time(session, at);
     }
     if session.cwd.is_none() {
         session.cwd = facts.cwd.as_deref().map(str::to_string);
@@ -246,6 +252,16 @@ fn fold_facts(
             link.tool_use_id = tool_use_id;
         }
     }
+    fold_usage(facts, session, state)
+}
+
+/// Adds an API message's usage to the session, each message id counted once (its latest
+/// snapshot).
+fn fold_usage(
+    facts: &EntryFacts<'_>,
+    session: &mut SessionRecord,
+    state: &mut ProjectionState<'_>,
+) -> std::result::Result<(), ApplyError> {
     let Some(message) = &facts.message else { return Ok(()) };
     let (Some(id), Some(model), Some(usage)) = (message.id.as_deref(), message.model.as_deref(), message.usage) else {
         return Ok(());

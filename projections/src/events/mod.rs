@@ -11,8 +11,8 @@
 //!   (instance claims) — the session coordinator.
 //!
 //! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
-//! postcard encoding of the struct. A new field means a new format byte and a decoder for
-//! the old one.
+//! postcard encoding of the struct. A new field means a new format byte for that payload
+//! and a decoder for the old one (`run.started` is at format 2; everything else at 1).
 
 pub mod coordinator;
 pub mod run;
@@ -31,7 +31,12 @@ pub const PAYLOAD_FORMAT: u8 = 1;
 
 /// Encodes a typed payload.
 pub fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>> {
-    let mut bytes = vec![PAYLOAD_FORMAT];
+    encode_as(PAYLOAD_FORMAT, payload)
+}
+
+/// Encodes a typed payload behind `format`, for a payload whose layout has changed.
+fn encode_as<T: Serialize>(format: u8, payload: &T) -> Result<Vec<u8>> {
+    let mut bytes = vec![format];
     postcard::to_io(payload, &mut bytes)
         .map_err(|error| Error::Payload { kind: std::any::type_name::<T>(), detail: error.to_string() })?;
     Ok(bytes)
@@ -39,8 +44,13 @@ pub fn encode<T: Serialize>(payload: &T) -> Result<Vec<u8>> {
 
 /// Decodes a typed payload written by [`encode`].
 pub fn decode<T: DeserializeOwned>(kind: &'static str, bytes: &[u8]) -> Result<T> {
+    decode_as(PAYLOAD_FORMAT, kind, bytes)
+}
+
+/// Decodes a typed payload written by [`encode_as`] with `expected`.
+fn decode_as<T: DeserializeOwned>(expected: u8, kind: &'static str, bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
-        Some((&PAYLOAD_FORMAT, body)) => {
+        Some((format, body)) if *format == expected => {
             postcard::from_bytes(body).map_err(|error| Error::Payload { kind, detail: error.to_string() })
         }
         Some((format, _)) => Err(Error::Payload { kind, detail: format!("unknown payload format {format}") }),
