@@ -246,6 +246,7 @@ pub enum RunCommand {
         /// Working directory of the run
         #[arg(long, value_name = "DIR")]
         cwd: PathBuf,
+        /// The prompt, sent to Claude Code on stdin
         prompt: String,
         #[command(flatten)]
         options: RunFlags,
@@ -254,7 +255,9 @@ pub enum RunCommand {
     /// it (as CC Manager does, so that history stays immutable); --in-place continues SESSION
     /// itself
     Resume {
+        /// The session's id, or a unique prefix of it
         session: String,
+        /// The prompt, sent to Claude Code on stdin
         prompt: String,
         /// Continue SESSION itself instead of a new session branched off it; refused while
         /// another run writes SESSION
@@ -265,13 +268,16 @@ pub enum RunCommand {
     },
     /// Fork SESSION into a new session that continues with PROMPT
     Fork {
+        /// The session's id, or a unique prefix of it
         session: String,
+        /// The prompt, sent to Claude Code on stdin
         prompt: String,
         #[command(flatten)]
         options: RunFlags,
     },
     /// Cancel an active run (SIGINT, then SIGTERM, then SIGKILL); needs `cclog serve`
     Cancel {
+        /// The run's id, or a unique prefix of it
         run: String,
         /// Print the run as JSON
         #[arg(long)]

@@ -178,12 +178,15 @@ pub struct Session {
     pub own_entries: u64,
     pub user_entries: u64,
     pub assistant_entries: u64,
-    /// The first entry's timestamp.
+    /// When it began: its first transcript entry or recorded message.
     pub created_at: Option<String>,
-    /// The last entry's timestamp.
+    /// When it was last active: its last transcript entry or recorded message.
     pub updated_at: Option<String>,
     pub models: Vec<String>,
+    /// Tokens: each API message of its transcript counted once; without an archived
+    /// transcript, what its runs' result messages reported.
     pub usage: Usage,
+    /// `usage` at list prices.
     pub cost_usd: f64,
     /// Runs of this session that cclog started or captured.
     pub runs: Vec<String>,

@@ -5,6 +5,11 @@
 //! with the outcome. Cancelling sends SIGINT to the run's process group, then SIGTERM, then
 //! SIGKILL after grace periods; whatever was recorded stays. At most `max_runs` run at once.
 //!
+//! A resume branches a new session off the resumed one (`--fork-session`) unless it is asked
+//! to continue in place; a resume in place is refused while another active run writes that
+//! session ([`Error::SessionBusy`]). The working directory is made absolute before the run
+//! starts, and `run.ended` carries the run's wall time.
+//!
 //! A run is a tokio task; the runner keeps only the handles of active runs. Everything
 //! else — status, messages, sessions — is read back from the archive projection, so a
 //! restarted server knows every run, and [`Runner::recover`] marks the ones a crash left

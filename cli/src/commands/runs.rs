@@ -57,10 +57,11 @@ fn finish(run: &Run, json: bool) -> anyhow::Result<u8> {
         crate::outln!("{}", serde_json::to_string(run)?);
     } else {
         crate::errln!(
-            "run {} {} (session {}, {} messages{})",
+            "run {} {} (session {}{}, {} messages{})",
             run.id,
             run.status,
             run.session_id.as_deref().unwrap_or("none"),
+            run.parent_session_id.as_deref().map(|parent| format!(", branched off {parent}")).unwrap_or_default(),
             run.message_count,
             run.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default(),
         );

@@ -12,7 +12,7 @@ use super::cache::{new_session, Records};
 use super::keys::{entry_key, load, run_key, run_message_key, session_key, store};
 use super::records::{EntryRecord, RunRecord, SessionRecord};
 use super::transcript::note_time;
-use crate::entry::{self, Parsed, Usage};
+use crate::entry::{self, EntryFacts, Parsed, Usage};
 use crate::events::{self, RunEnded, RunSession, RunStarted, RunStatus};
 
 /// The `uuid` of a stream-json message, which the same entry carries in the transcript.
@@ -120,12 +120,29 @@ pub(super) fn apply_run(
         events::KIND_RUN_MESSAGE => {
             store(state, run_message_key(run, record.messages), &event.seq())?;
             record.messages += 1;
-            let result = result_message(&event.payload);
+            // One look into the message: its kind, uuid, directory and model.
+            let facts = match entry::parse(&event.payload) {
+                Parsed::Entry(facts) => Some(facts),
+                Parsed::Malformed(_) => None,
+            };
+            let facts = facts.as_deref();
+            if record.cwd.is_none() {
+                // A captured run learns its directory from its init message.
+                record.cwd = facts.and_then(|facts| facts.cwd.as_deref()).map(str::to_string);
+            }
+            let result = facts
+                .filter(|facts| facts.kind.as_deref() == Some("result"))
+                .and_then(|_| result_message(&event.payload));
             if let Some(result) = &result {
                 record.result_seq = Some(event.seq());
                 record.result = result.text.clone();
             }
-            if let Some(uuid) = message_uuid(&event.payload) {
+            // A line whose other fields do not read as expected still links by its uuid.
+            let uuid = match facts {
+                Some(facts) => facts.uuid.clone(),
+                None => message_uuid(&event.payload),
+            };
+            if let Some(uuid) = uuid {
                 let ukey = entry_key(&uuid);
                 let mut entry = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
                 if entry.message_seq.is_none() {
@@ -135,7 +152,7 @@ pub(super) fn apply_run(
             }
             if let Some(id) = record.session.as_deref() {
                 let session = records.sessions.get_or(state, session_key(id), new_session(id))?;
-                if let Some(model) = fold_message(event, session) {
+                if let Some(model) = fold_message(event, facts, session) {
                     record.model = Some(model);
                 }
                 for (model, usage) in result.map(|result| result.usage_by_model).unwrap_or_default() {
@@ -188,10 +205,10 @@ pub(super) fn apply_run(
 /// and the directory an init message names. Returns the model of an assistant message.
 /// (Usage comes from the run's result message, whose totals are final where an assistant
 /// message's snapshot is not.)
-fn fold_message(event: &Event, session: &mut SessionRecord) -> Option<String> {
+fn fold_message(event: &Event, facts: Option<&EntryFacts<'_>>, session: &mut SessionRecord) -> Option<String> {
     session.recorded.messages += 1;
     note_time(session, &transcript_time(event.header.ts_us));
-    let Parsed::Entry(facts) = entry::parse(&event.payload) else { return None };
+    let facts = facts?;
     match facts.kind.as_deref() {
         Some("user") => session.recorded.user += 1,
         Some("assistant") => session.recorded.assistant += 1,

@@ -175,3 +175,68 @@ pub struct RunEnded {
     pub duration_ms: Option<u64>,
     pub detail: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `run.started` as cclog wrote it before format 2.
+    #[derive(Serialize)]
+    struct FormatOne<'a> {
+        run: &'a str,
+        source: &'a str,
+        cwd: Option<&'a str>,
+        prompt: Option<&'a str>,
+        resume: Option<&'a str>,
+        fork: bool,
+    }
+
+    fn format_one(source: &str, resume: Option<&str>, fork: bool) -> RunStarted {
+        let old = FormatOne { run: "r", source, cwd: Some("/w"), prompt: Some("p"), resume, fork };
+        let bytes = crate::events::encode(&old).unwrap();
+        assert_eq!(bytes[0], 1);
+        RunStarted::decode(&bytes).unwrap()
+    }
+
+    #[test]
+    fn format_one_reads_with_the_mode_it_meant() {
+        assert_eq!(format_one("runner", None, false).mode, RunMode::Fresh);
+        assert_eq!(format_one("capture", None, false).mode, RunMode::Capture);
+        let resumed = format_one("runner", Some("s"), false);
+        assert_eq!((resumed.mode, resumed.fork, resumed.resume.as_deref()), (RunMode::Resume, false, Some("s")));
+        let forked = format_one("runner", Some("s"), true);
+        assert_eq!((forked.mode, forked.fork), (RunMode::Fork, true));
+        assert_eq!((forked.cwd.as_deref(), forked.prompt.as_deref()), (Some("/w"), Some("p")));
+    }
+
+    #[test]
+    fn format_two_round_trips_and_unknown_formats_are_errors() {
+        let started = RunStarted {
+            run: "r".into(),
+            source: "runner".into(),
+            cwd: None,
+            prompt: None,
+            resume: Some("s".into()),
+            fork: true,
+            mode: RunMode::Resume,
+        };
+        let bytes = started.encode().unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(RunStarted::decode(&bytes).unwrap(), started);
+        let mut unknown = bytes.clone();
+        unknown[0] = 9;
+        assert!(RunStarted::decode(&unknown).is_err());
+        assert!(RunStarted::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn recorded_statuses_read_in_cc_managers_words() {
+        assert_eq!(RunStatus::from_recorded("failed"), RunStatus::Error, "older events say failed");
+        for status in
+            [RunStatus::Running, RunStatus::Completed, RunStatus::Error, RunStatus::Cancelled, RunStatus::Interrupted]
+        {
+            assert_eq!(RunStatus::from_recorded(status.as_str()), status);
+        }
+        assert_eq!(RunStatus::from_recorded("something new"), RunStatus::Error);
+    }
+}
