@@ -86,9 +86,8 @@ pub fn run(detail: &RunDetail) -> Run {
 /// Bytes as a JSON value: byte for byte when they are JSON, else a JSON string of them (a
 /// line that is not JSON is kept as evidence).
 fn embedded_json(bytes: &[u8]) -> Box<RawValue> {
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    RawValue::from_string(text.clone()).unwrap_or_else(|_| {
-        let quoted = serde_json::to_string(&text).unwrap_or_else(|_| "null".into());
+    RawValue::from_string(String::from_utf8_lossy(bytes).into_owned()).unwrap_or_else(|_| {
+        let quoted = serde_json::to_string(&String::from_utf8_lossy(bytes)).unwrap_or_else(|_| "null".into());
         RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
     })
 }
@@ -275,5 +274,19 @@ impl<'a> EventView<'a> {
             payload_text: text,
             payload_hex: hex,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::embedded_json;
+
+    #[test]
+    fn json_is_embedded_byte_for_byte_and_anything_else_as_a_string() {
+        let spaced = br#"{ "type" : "result",  "n": 1.50 }"#;
+        assert_eq!(embedded_json(spaced).get().as_bytes(), spaced);
+        assert_eq!(embedded_json(b"not json {").get(), r#""not json {""#);
+        assert_eq!(embedded_json(b"{\"a\":1} trailing").get(), r#""{\"a\":1} trailing""#);
+        assert_eq!(embedded_json(b"\xff\"").get(), "\"\u{fffd}\\\"\"");
     }
 }

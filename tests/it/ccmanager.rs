@@ -116,6 +116,9 @@ fn sessions_made_by_runs_are_complete_without_their_transcripts() {
     assert_eq!(before["usage"]["outputTokens"], reported["output_tokens"], "{before} vs {reported}");
     assert_eq!(before["usage"]["inputTokens"], reported["input_tokens"], "{before} vs {reported}");
     server.stop();
+    // Folded live (a message at a time) or in a rebuild (a chunk at a time), the same.
+    let rebuilt = cclog_json(data.path(), &["rebuild", "--json"]);
+    assert_eq!(rebuilt["equal"], true, "{rebuilt}");
 
     // The transcripts archived after all: still three sessions, one record each, the fork
     // point now known, and counts and usage the transcript's — the same as an import of the

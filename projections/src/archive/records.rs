@@ -110,6 +110,15 @@ pub struct RecordedCounts {
     pub usage_by_model: BTreeMap<String, Usage>,
 }
 
+/// A run's messages by kind, and when they were counted into its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedCounts {
+    pub messages: u64,
+    pub user: u64,
+    pub assistant: u64,
+    pub at_us: u64,
+}
+
 /// How many entries a session has, and of which kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EntryCounts {
@@ -199,8 +208,13 @@ pub struct RunRecord {
     pub fork: bool,
     /// The `result` message's `result` text.
     pub result: Option<String>,
-    /// The model of its latest assistant message.
+    /// The model of its latest assistant message, and every model it used.
     pub model: Option<String>,
+    pub models: BTreeSet<String>,
+    /// Its messages by kind (`messages` is the total).
+    pub counts: PushedCounts,
+    /// What of `counts` its session's record has (see the run fold).
+    pub pushed: PushedCounts,
     /// Why the run failed, was cancelled or interrupted, from `run.ended`.
     pub detail: Option<String>,
     /// When `run.started` was appended, µs since the epoch.

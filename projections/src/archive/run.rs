@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::cache::{new_session, Records};
 use super::keys::{entry_key, load, run_key, run_message_key, session_key, store};
-use super::records::{EntryRecord, RunRecord, SessionRecord};
+use super::records::{EntryRecord, PushedCounts, RunRecord, SessionRecord};
 use super::transcript::note_time;
 use crate::entry::{self, EntryFacts, Parsed, Usage};
 use crate::events::{self, RunEnded, RunSession, RunStarted, RunStatus};
@@ -126,9 +126,8 @@ pub(super) fn apply_run(
                 Parsed::Malformed(_) => None,
             };
             let facts = facts.as_deref();
-            if record.cwd.is_none() {
-                // A captured run learns its directory from its init message.
-                record.cwd = facts.and_then(|facts| facts.cwd.as_deref()).map(str::to_string);
+            if let Some(facts) = facts {
+                count_message(record, facts);
             }
             let result = facts
                 .filter(|facts| facts.kind.as_deref() == Some("result"))
@@ -150,11 +149,11 @@ pub(super) fn apply_run(
                     store(state, ukey, &entry)?;
                 }
             }
-            if let Some(id) = record.session.as_deref() {
-                let session = records.sessions.get_or(state, session_key(id), new_session(id))?;
-                if let Some(model) = fold_message(event, facts, session) {
-                    record.model = Some(model);
-                }
+            let Some(id) = record.session.clone() else { return Ok(()) };
+            let due = event.header.ts_us >= record.pushed.at_us.saturating_add(PUSH_INTERVAL_US);
+            if due || result.is_some() {
+                let session = records.sessions.get_or(state, session_key(&id), new_session(&id))?;
+                push_to_session(record, session, event.header.ts_us);
                 for (model, usage) in result.map(|result| result.usage_by_model).unwrap_or_default() {
                     // Older results total the run's usage: it was the run's model's.
                     let model = model.or_else(|| record.model.clone()).unwrap_or_else(|| "unknown".into());
@@ -168,9 +167,6 @@ pub(super) fn apply_run(
             if !session.runs.contains(&record.id) {
                 session.runs.push(record.id.clone());
             }
-            // The messages before the one that named the session (its `system/init`).
-            session.recorded.messages += record.messages;
-            note_time(session, &transcript_time(event.header.ts_us));
             if let Some(cwd) = &record.cwd {
                 if session.cwd.is_none() {
                     session.cwd = Some(cwd.clone());
@@ -186,6 +182,8 @@ pub(super) fn apply_run(
                     session.parent = Some(parent.to_string());
                 }
             }
+            // The messages before the one that named the session (its `system/init`).
+            push_to_session(record, session, event.header.ts_us);
             record.session = Some(named.session);
         }
         events::KIND_RUN_ENDED => {
@@ -195,30 +193,56 @@ pub(super) fn apply_run(
             record.duration_ms = ended.duration_ms;
             record.detail = ended.detail;
             record.ended_us = Some(event.header.ts_us);
+            if let Some(id) = record.session.clone() {
+                let session = records.sessions.get_or(state, session_key(&id), new_session(&id))?;
+                push_to_session(record, session, event.header.ts_us);
+            }
         }
         _ => {}
     }
     Ok(())
 }
 
-/// Folds a message a run recorded into the run's session: its time, its kind, its model
-/// and the directory an init message names. Returns the model of an assistant message.
-/// (Usage comes from the run's result message, whose totals are final where an assistant
-/// message's snapshot is not.)
-fn fold_message(event: &Event, facts: Option<&EntryFacts<'_>>, session: &mut SessionRecord) -> Option<String> {
-    session.recorded.messages += 1;
-    note_time(session, &transcript_time(event.header.ts_us));
-    let facts = facts?;
+/// How often, at most, a run's counts reach its session's record while the run goes on (in
+/// the run's own time, so that a rebuild pushes at the same events): the session record
+/// (which lists every run of a session) is not rewritten for each message.
+const PUSH_INTERVAL_US: u64 = 1_000_000;
+
+/// Counts a message a run recorded, by kind; notes its directory (a captured run learns it
+/// from its init message) and an assistant message's model.
+fn count_message(record: &mut RunRecord, facts: &EntryFacts<'_>) {
     match facts.kind.as_deref() {
-        Some("user") => session.recorded.user += 1,
-        Some("assistant") => session.recorded.assistant += 1,
+        Some("user") => record.counts.user += 1,
+        Some("assistant") => record.counts.assistant += 1,
         _ => {}
     }
-    if session.cwd.is_none() {
-        session.cwd = facts.cwd.as_deref().map(str::to_string);
+    if record.cwd.is_none() {
+        record.cwd = facts.cwd.as_deref().map(str::to_string);
     }
-    let model =
-        facts.message.as_ref().and_then(|message| message.model.as_deref()).filter(|model| !model.starts_with('<'))?;
-    session.models.insert(model.to_string());
-    Some(model.to_string())
+    let model = facts.message.as_ref().and_then(|message| message.model.as_deref());
+    if let Some(model) = model.filter(|model| !model.starts_with('<')) {
+        if record.model.as_deref() != Some(model) {
+            record.model = Some(model.to_string());
+        }
+        if !record.models.contains(model) {
+            record.models.insert(model.to_string());
+        }
+    }
+}
+
+/// Adds to the session what the run recorded since the last push — messages by kind, its
+/// models, the time — so that a session whose transcript is not archived is complete.
+fn push_to_session(record: &mut RunRecord, session: &mut SessionRecord, at_us: u64) {
+    record.counts.messages = record.messages;
+    let (now, before) = (&record.counts, &record.pushed);
+    session.recorded.messages += now.messages - before.messages.min(now.messages);
+    session.recorded.user += now.user - before.user.min(now.user);
+    session.recorded.assistant += now.assistant - before.assistant.min(now.assistant);
+    for model in &record.models {
+        if !session.models.contains(model) {
+            session.models.insert(model.clone());
+        }
+    }
+    note_time(session, &transcript_time(at_us));
+    record.pushed = PushedCounts { at_us, ..record.counts };
 }
