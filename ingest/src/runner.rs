@@ -13,7 +13,10 @@
 //! A run is a tokio task; the runner keeps only the handles of active runs. Everything
 //! else — status, messages, sessions — is read back from the archive projection, so a
 //! restarted server knows every run, and [`Runner::recover`] marks the ones a crash left
-//! `running` as `interrupted`.
+//! `running` as `interrupted`. The CLI dies with the process that started it (a parent-death
+//! signal), and `recover` kills what an interrupted run left running — every process whose
+//! environment carries the run's id, as everything the CLI started does. A cancel does the
+//! same once the CLI has exited, so that no tool outlives a cancelled run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -188,6 +191,12 @@ impl Runner {
             if self.is_active(&run.id) {
                 continue;
             }
+            // Its CLI died with the cclog that ran it; tools it started may still be running,
+            // unrecorded.
+            let killed = crate::process::kill_run_processes(&run.id);
+            if killed > 0 {
+                tracing::warn!(run = %run.id, processes = killed, "killed what an interrupted run left running");
+            }
             let detail = Some("cclog stopped while the run was active".to_string());
             let ended = Recorder::new(&run.id).ended(RunStatus::Interrupted, detail, None)?;
             self.log.append(vec![ended]).await?;
@@ -359,11 +368,31 @@ impl Runner {
         command
             .args(options.args())
             .current_dir(&cwd)
+            // Inherited by everything the CLI starts: how a later cclog finds what this run
+            // left running (see `process`).
+            .env(crate::process::RUN_ENV, run)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that a cancel reaches the tools it started too.
             .process_group(0);
+        let parent = std::process::id();
+        // SAFETY: between fork and exec the closure only calls async-signal-safe functions
+        // (prctl, getppid, kill on itself) and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                // The CLI dies with this process, even when this process is killed: a
+                // Claude Code that outlived cclog would go on running tools unrecorded.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // This process may have died before the prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -452,7 +481,10 @@ impl Runner {
                         if changed {
                             was_cancelled = true;
                             if let Some(group) = group {
-                                break self.stop_group(group, &mut child).await;
+                                let status = self.stop_group(group, &mut child).await;
+                                // What the CLI started in groups of their own goes with it.
+                                crate::process::kill_run_processes(run);
+                                break status;
                             }
                         }
                     }

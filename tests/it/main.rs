@@ -19,6 +19,7 @@ mod mcp;
 mod model;
 mod mutation;
 mod openapi;
+mod orphans;
 mod projection;
 mod serve;
 mod support;
