@@ -52,12 +52,21 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`cclog log | head`): as with `git log | head`, not a failure.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             let code = exit_code(&error);
             eprintln!("cclog: {}", render_error(&error));
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether the error comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {

@@ -52,6 +52,6 @@ pub use group_commit::{Appended, WriterMetrics};
 pub use log::{directory_size, Log, LogOptions, PendingAppend};
 pub use ownership::LOCK_FILE;
 pub use projection::{ApplyError, Projection, ProjectionState, ProjectionView, RebuildReport};
-pub use store::{Head, Store};
+pub use store::{create_data_dir, Head, Store};
 pub use subscription::Subscription;
 pub use verify::{verify_dir, Damage, DamageKind, VerifyReport};

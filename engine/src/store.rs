@@ -242,10 +242,17 @@ fn sled_config(sled_dir: &Path) -> sled::Config {
         .flush_every_ms(None)
 }
 
+/// Creates the data directory (and any missing parent) readable by its owner only — it
+/// holds every prompt and tool result; an existing directory keeps its mode.
+pub fn create_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| Error::io(dir, source))
+}
+
 impl Store {
-    /// Opens (creating if needed) the data directory and takes ownership of it.
+    /// Opens (creating if needed, owner-only) the data directory and takes ownership of it.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::io(dir, source))?;
+        create_data_dir(dir)?;
         let ownership = Ownership::acquire(dir)?;
         let sled_dir = dir.join("sled");
         let db = open_sled(&sled_dir)?;
@@ -588,5 +595,27 @@ mod tests {
         store.log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION + 1]).unwrap();
         drop(store);
         assert!(matches!(Store::open(dir.path()), Err(Error::UnsupportedFormat { .. })));
+    }
+
+    #[test]
+    fn a_new_data_directory_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("new").join("data");
+        drop(Store::open(&dir).unwrap());
+        for created in [&dir, &parent.path().join("new")] {
+            assert_eq!(
+                std::fs::metadata(created).unwrap().permissions().mode() & 0o777,
+                0o700,
+                "{}",
+                created.display()
+            );
+        }
+        // An existing directory keeps the mode its owner gave it.
+        let shared = parent.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+        drop(Store::open(&shared).unwrap());
+        assert_eq!(std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777, 0o750);
     }
 }

@@ -242,3 +242,44 @@ fn read_commands_never_create_a_log() {
     }
     assert!(!data.exists());
 }
+
+/// Runs `cclog ARGS` with its stdout read for a few bytes and then closed, as `| head -c 10`
+/// does; returns its exit code and stderr.
+fn read_a_little(data: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), text(&output.stderr))
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_every_command_quietly() {
+    let data = tempfile::tempdir().unwrap();
+    let projects = tempfile::tempdir().unwrap();
+    let project = projects.path().join("-home-dev-app");
+    std::fs::create_dir_all(&project).unwrap();
+    let session = "0b5e55e0-0000-4000-8000-000000000001";
+    crate::transcript::generate(&project.join(format!("{session}.jsonl")), session, 7, 4 << 20).unwrap();
+    assert!(cclog(data.path(), &["import", projects.path().to_str().unwrap()]).status.success());
+    for args in [
+        vec!["replay", session],
+        vec!["replay", session, "--format", "markdown"],
+        vec!["replay", session, "--format", "jsonl"],
+        vec!["log"],
+        vec!["log", "--json"],
+        vec!["sessions", "--json"],
+    ] {
+        let (code, stderr) = read_a_little(data.path(), &args);
+        assert_eq!((code, stderr.as_str()), (Some(0), ""), "cclog {args:?}");
+    }
+}

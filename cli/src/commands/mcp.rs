@@ -99,7 +99,7 @@ fn add_session_id(message: &mut Value, instance: &str) {
 /// several relays race to start one, whichever wins serves them all.
 fn start_server(data: &Path) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("finding the cclog binary")?;
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    cclog_engine::create_data_dir(data)?;
     let log = std::fs::File::create(data.join("serve.log")).context("creating serve.log")?;
     let mut command = std::process::Command::new(exe);
     command
