@@ -6,7 +6,8 @@
 //!
 //! A main file whose name is not a session id (test fixtures, renamed copies) takes the
 //! last session id its entries carry. Files are ordered oldest first, so that a session is
-//! archived before the forks and resumes that copy it.
+//! archived before the forks and resumes that copy it. Symbolic links are followed and each
+//! directory walked once; what cannot be read is reported as [`Skipped`], never fatal.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,31 +28,89 @@ pub struct Candidate {
     pub order: (SystemTime, PathBuf),
 }
 
-/// Every `*.jsonl` under `root` (or `root` itself if it is a file), oldest first.
-pub fn find(root: &Path) -> std::io::Result<Vec<Candidate>> {
-    let mut found = Vec::new();
-    if root.is_file() {
-        found.push(candidate(root.to_path_buf())?);
-    } else {
-        walk(root, &mut found)?;
-    }
-    found.sort_by(|a, b| a.order.cmp(&b.order));
-    Ok(found)
+/// A path under a root that discovery left out, and why: an unreadable directory, a
+/// `*.jsonl` that is not a regular file, a broken or looping symbolic link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
-fn walk(dir: &Path, found: &mut Vec<Candidate>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|entry| entry.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&path, found)?;
-        } else if kind.is_file() && path.extension().is_some_and(|ext| ext == "jsonl") {
-            found.push(candidate(path)?);
+/// What discovery found under a root.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Transcript files, oldest first.
+    pub candidates: Vec<Candidate>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Every `*.jsonl` under `root` (or `root` itself if it is a file), oldest first. Symbolic
+/// links are followed — a directory reached twice is walked once, so loops end — and a file
+/// reached through a link is named by its real path. Whatever cannot be read is skipped and
+/// reported, never fatal.
+pub fn find(root: &Path) -> Found {
+    let mut found = Found::default();
+    let mut walked = std::collections::HashSet::new();
+    visit(root, true, &mut walked, &mut found);
+    found.candidates.sort_by(|a, b| a.order.cmp(&b.order));
+    found
+}
+
+fn skip(found: &mut Found, path: &Path, reason: impl std::fmt::Display) {
+    found.skipped.push(Skipped { path: path.to_path_buf(), reason: reason.to_string() });
+}
+
+/// Looks at `path` (following links): walks a directory, takes a `*.jsonl` file (or any
+/// file given as a root), skips the rest with a reason.
+fn visit(path: &Path, is_root: bool, walked: &mut std::collections::HashSet<PathBuf>, found: &mut Found) {
+    let linked = std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_symlink());
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if linked => return skip(found, path, format!("a symbolic link to nothing readable ({error})")),
+        Err(error) => return skip(found, path, error),
+    };
+    let real =
+        if linked { std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()) } else { path.to_path_buf() };
+    if metadata.is_dir() {
+        if !walked.insert(std::fs::canonicalize(&real).unwrap_or_else(|_| real.clone())) {
+            if linked {
+                skip(found, path, "a symbolic link to a directory already walked (a loop, or a second way in)");
+            }
+            return;
         }
+        let mut entries =
+            match std::fs::read_dir(&real).and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>()) {
+                Ok(entries) => entries,
+                Err(error) => return skip(found, path, format!("unreadable directory ({error})")),
+            };
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let child = real.join(entry.file_name());
+            let named_jsonl = child.extension().is_some_and(|ext| ext == "jsonl");
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() || kind.is_symlink() => visit(&child, false, walked, found),
+                Ok(kind) if named_jsonl && kind.is_file() => take(&child, found),
+                Ok(_) if named_jsonl => skip(found, &child, "not a regular file"),
+                Ok(_) => {}
+                Err(error) => skip(found, &child, error),
+            }
+        }
+    } else if metadata.is_file() && (is_root || real.extension().is_some_and(|ext| ext == "jsonl")) {
+        take(&real, found);
+    } else if is_root || real.extension().is_some_and(|ext| ext == "jsonl") {
+        skip(found, path, "not a regular file");
     }
-    Ok(())
+}
+
+fn take(path: &Path, found: &mut Found) {
+    match candidate(path.to_path_buf()) {
+        Ok(candidate) => {
+            if !found.candidates.iter().any(|known| known.path == candidate.path) {
+                found.candidates.push(candidate);
+            }
+        }
+        Err(error) => skip(found, path, error),
+    }
 }
 
 fn candidate(path: PathBuf) -> std::io::Result<Candidate> {

@@ -71,6 +71,9 @@ pub struct ImportReport {
     pub unknown_types: BTreeMap<String, u64>,
     /// Files that could not be read, with why; the import went on without them.
     pub failed_files: Vec<(String, String)>,
+    /// Paths discovery left out, with why (an unreadable directory, a `*.jsonl` that is not
+    /// a regular file, a broken or looping link); what is archived under them stays as it was.
+    pub skipped: Vec<(String, String)>,
     #[serde(skip)]
     touched_sessions: BTreeSet<String>,
 }
@@ -180,8 +183,14 @@ impl<'a> Importer<'a> {
                 Err(source) => Err(Error::io(root, source)),
             })
             .collect::<Result<_>>()?;
+        let mut skipped_dirs = Vec::new();
         for root in &roots {
-            candidates.extend(discover::find(root).map_err(|source| Error::io(root, source))?);
+            let found = discover::find(root);
+            candidates.extend(found.candidates);
+            for skipped in found.skipped {
+                skipped_dirs.push(format!("{}/", skipped.path.to_string_lossy().trim_end_matches('/')));
+                report.skipped.push((skipped.path.display().to_string(), skipped.reason));
+            }
         }
         candidates.sort_by(|a, b| a.order.cmp(&b.order));
         let bytes_total = candidates.iter().map(|candidate| candidate.size).sum();
@@ -201,19 +210,30 @@ impl<'a> Importer<'a> {
             candidates.iter().map(|candidate| candidate.path.to_string_lossy().into_owned()).collect();
         for root in &roots {
             if root.is_dir() {
-                self.record_deletions(root, &present, &mut report)?;
+                self.record_deletions(root, &present, &skipped_dirs, &mut report)?;
             }
         }
         report.sessions = report.touched_sessions.len() as u64;
         Ok(report)
     }
 
-    fn record_deletions(&mut self, root: &Path, present: &BTreeSet<String>, report: &mut ImportReport) -> Result<()> {
+    /// Records as deleted the archived files under `root` that discovery did not find —
+    /// except under a path it skipped (an unreadable directory is not an empty one).
+    fn record_deletions(
+        &mut self,
+        root: &Path,
+        present: &BTreeSet<String>,
+        skipped: &[String],
+        report: &mut ImportReport,
+    ) -> Result<()> {
         let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
         let _importing = one_import_at_a_time();
         let mut batch = Vec::new();
         for file in Archive::files(self.log)? {
             if file.deleted || !file.path.starts_with(&prefix) || present.contains(&file.path) {
+                continue;
+            }
+            if skipped.iter().any(|dir| file.path.starts_with(dir.as_str())) {
                 continue;
             }
             if Path::new(&file.path).exists() {

@@ -363,3 +363,89 @@ struct RawPayload<'a> {
     #[serde(borrow)]
     payload: &'a serde_json::value::RawValue,
 }
+
+/// A line of a transcript for `session`.
+fn line_of(session: &str, uuid: &str) -> String {
+    format!(
+        r#"{{"type":"user","uuid":"{uuid}","parentUuid":null,"sessionId":"{session}","timestamp":"2026-11-21T10:00:00.000Z","message":{{"role":"user","content":"hi"}}}}"#
+    )
+}
+
+fn fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn links_fifos_and_unreadable_paths_are_followed_or_reported_never_fatal() {
+    use std::os::unix::fs::symlink;
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(root.path()).unwrap();
+    let elsewhere = std::fs::canonicalize(elsewhere.path()).unwrap();
+    let (here, there) = ("a1111111-1111-4111-8111-111111111111", "b2222222-2222-4222-8222-222222222222");
+    let project = root.join("-home-dev-app");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join(format!("{here}.jsonl")), line_of(here, "u-here") + "\n").unwrap();
+    // A project that lives elsewhere, linked into the root: followed, named by its real path.
+    let linked = elsewhere.join("-home-dev-other");
+    std::fs::create_dir_all(&linked).unwrap();
+    let real_file = linked.join(format!("{there}.jsonl"));
+    std::fs::write(&real_file, line_of(there, "u-there") + "\n").unwrap();
+    symlink(&linked, root.join("-home-dev-other")).unwrap();
+    // A loop, a dangling link and a FIFO with a transcript's name: reported, not fatal.
+    symlink(&root, project.join("back-to-the-root")).unwrap();
+    symlink(root.join("nothing-here"), project.join("c3333333-3333-4333-8333-333333333333.jsonl")).unwrap();
+    fifo(&project.join("d4444444-4444-4444-8444-444444444444.jsonl"));
+
+    let report = cclog_json(data.path(), &["import", root.to_str().unwrap(), "--json"]);
+    assert_eq!(report["files"], 2, "{report}");
+    let skipped: Vec<(String, String)> = serde_json::from_value(report["skipped"].clone()).unwrap();
+    let reason_for = |name: &str| {
+        skipped.iter().find(|(path, _)| path.ends_with(name)).map(|(_, reason)| reason.clone()).unwrap_or_default()
+    };
+    assert!(reason_for("back-to-the-root").contains("already walked"), "{skipped:?}");
+    assert!(reason_for("c3333333-3333-4333-8333-333333333333.jsonl").contains("symbolic link"), "{skipped:?}");
+    assert!(reason_for("d4444444-4444-4444-8444-444444444444.jsonl").contains("not a regular file"), "{skipped:?}");
+    let files = cclog_json(data.path(), &["sessions", "--json"]);
+    let paths: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|session| session["files"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(paths.contains(&real_file.to_str().unwrap()), "{paths:?}");
+
+    // A FIFO given as the root: reported, exit 0, nothing read from it.
+    let pipe = elsewhere.join("e5555555-5555-4555-8555-555555555555.jsonl");
+    fifo(&pipe);
+    let report = cclog_json(data.path(), &["import", pipe.to_str().unwrap(), "--json"]);
+    assert_eq!(report["files"], 0, "{report}");
+    assert!(report["skipped"][0][1].as_str().unwrap().contains("not a regular file"), "{report}");
+
+    // A directory that cannot be walked any more is not an empty one: what is archived under
+    // it is not recorded as deleted — until it is really gone.
+    std::fs::rename(&project, elsewhere.join("moved-away")).unwrap();
+    symlink(root.join("nowhere"), &project).unwrap();
+    let report = cclog_json(data.path(), &["import", root.to_str().unwrap(), "--json"]);
+    assert_eq!(report["deleted"], 0, "{report}");
+    let skipped_now: Vec<(String, String)> = serde_json::from_value(report["skipped"].clone()).unwrap();
+    assert!(skipped_now.iter().any(|(path, _)| path.ends_with("-home-dev-app")), "{skipped_now:?}");
+    std::fs::remove_file(&project).unwrap();
+    let report = cclog_json(data.path(), &["import", root.to_str().unwrap(), "--json"]);
+    assert_eq!(report["deleted"], 1, "{report}");
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not as root (root reads every directory): an unreadable directory is named.
+        let locked = root.join("-home-dev-locked");
+        std::fs::create_dir(&locked).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let report = cclog_json(data.path(), &["import", root.to_str().unwrap(), "--json"]);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(report["skipped"].to_string().contains("-home-dev-locked"), "{report}");
+    }
+}

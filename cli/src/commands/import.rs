@@ -95,6 +95,9 @@ fn print_summary(report: &ImportReport) {
     for (path, error) in &report.failed_files {
         crate::outln!("could not import {path}: {error}");
     }
+    for (path, reason) in &report.skipped {
+        crate::outln!("skipped {path}: {reason}");
+    }
 }
 
 /// Replays every archived file under `roots` and compares it with the disk.
