@@ -449,3 +449,26 @@ fn links_fifos_and_unreadable_paths_are_followed_or_reported_never_fatal() {
         assert!(report["skipped"].to_string().contains("-home-dev-locked"), "{report}");
     }
 }
+
+#[test]
+fn a_rewritten_file_counts_its_current_lines_once() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-home-dev-app");
+    std::fs::create_dir_all(&project).unwrap();
+    let session = "f6666666-6666-4666-8666-666666666666";
+    let file = project.join(format!("{session}.jsonl"));
+    let lines: Vec<String> = (0..10).map(|index| line_of(session, &format!("u-{index}"))).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    cclog(data.path(), &["import", root.path().to_str().unwrap()]);
+    // Rewritten as /rewind does: the first eight kept, three new ones after them.
+    let mut rewritten = lines[..8].to_vec();
+    rewritten.extend((10..13).map(|index| line_of(session, &format!("u-{index}"))));
+    std::fs::write(&file, rewritten.join("\n") + "\n").unwrap();
+    let report = cclog_json(data.path(), &["import", root.path().to_str().unwrap(), "--json"]);
+    assert_eq!(report["revisions"], 1, "{report}");
+    let sessions = cclog_json(data.path(), &["sessions", "--json"]);
+    assert_eq!(sessions[0]["entries"], 11, "the current revision's lines, once: {sessions}");
+    let rebuilt = cclog_json(data.path(), &["rebuild", "--json"]);
+    assert_eq!(rebuilt["equal"], true, "{rebuilt}");
+}

@@ -77,7 +77,7 @@ pub struct SessionRecord {
     pub title_rank: u8,
     pub first_at: Option<String>,
     pub last_at: Option<String>,
-    /// Lines of the session's files, copied ones included.
+    /// Lines of the current revisions of the session's files, copied ones included.
     pub entries: u64,
     /// Lines stored for this session itself (not copies).
     pub own_entries: u64,

@@ -66,9 +66,12 @@ pub(super) fn apply_transcript(
         if let Some(agent) = &revision.file.agent {
             session.subagents.entry(agent.clone()).or_default().path = Some(path.to_string());
         }
-        // The revision this one replaces keeps its last segment.
+        // The revision this one replaces keeps its last segment; its lines stop counting,
+        // since a session's entries are its files' current lines (the new revision's
+        // copies of them count again as they come).
         if let Some(replaced) = records.files.get(state, fkey.clone())? {
             store_segment(state, replaced)?;
+            session.entries = session.entries.saturating_sub(replaced.lines);
         }
         let file = FileState {
             path: path.to_string(),
