@@ -4,7 +4,6 @@
 //! session with the transcript once it is archived; CC Manager's `DATABASE_PATH` and
 //! `LOG_LEVEL` do what its users expect.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,13 +53,8 @@ fn client_script() -> PathBuf {
 /// The real CLI with its own `HOME`, as in a container: its transcripts are where the
 /// server never looks.
 fn claude_elsewhere(dir: &Path, home: &Path) -> PathBuf {
-    let wrapper = dir.join("claude-elsewhere");
-    let mut file = std::fs::File::create(&wrapper).unwrap();
-    writeln!(file, "#!/bin/sh\nHOME=\"{}\" exec \"{}\" \"$@\"", home.display(), claude_bin().display()).unwrap();
-    drop(file);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
+    let script = format!("#!/bin/sh\nHOME=\"{}\" exec \"{}\" \"$@\"\n", home.display(), claude_bin().display());
+    crate::support::executable_script(&dir.join("claude-elsewhere"), &script)
 }
 
 #[test]

@@ -51,6 +51,20 @@ fn gone_within(pids: &[u32], limit: Duration) -> bool {
     }
 }
 
+/// Starts a run whose model calls the long Bash tool; returns the run's id once the tool's
+/// process (found by `needle` in its command line) runs.
+fn start_and_wait_for_the_tool(server: &Server, project: &std::path::Path, needle: &str) -> String {
+    let body = json!({"cwd": project, "prompt": "long: work", "allowedTools": ["Bash"], "wait": false});
+    let run = server.ok("POST", "/api/runs/start", Some(body))["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_running(needle).is_empty() {
+        let messages = server.ok("GET", &format!("/api/runs/{run}/messages"), None);
+        assert!(Instant::now() < deadline, "the tool never started: {messages}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run
+}
+
 #[test]
 fn a_killed_server_or_a_cancel_leaves_no_claude_process_or_tool_running() {
     let home = tempfile::tempdir().unwrap();
@@ -72,18 +86,7 @@ fn a_killed_server_or_a_cancel_leaves_no_claude_process_or_tool_running() {
     )]);
     let env = claude_env(&api, home.path(), &claude_bin());
     let server = Server::start(data.path(), &env, &["--no-archive"]);
-    let run = server.ok(
-        "POST",
-        "/api/runs/start",
-        Some(json!({"cwd": project, "prompt": "long: work", "allowedTools": ["Bash"], "wait": false})),
-    );
-    let run = run["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_running(&needle).is_empty() {
-        let messages = server.ok("GET", &format!("/api/runs/{run}/messages"), None);
-        assert!(Instant::now() < deadline, "the tool never started: {messages}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = start_and_wait_for_the_tool(&server, &project, &needle);
     // The run's CLI: the process running in this test's project directory.
     let cli_processes: Vec<u32> = processes_running(&claude_bin().display().to_string())
         .into_iter()
@@ -113,17 +116,7 @@ fn a_killed_server_or_a_cancel_leaves_no_claude_process_or_tool_running() {
     assert_eq!(record["status"], "interrupted", "{record}");
 
     // A cancelled run takes its tools with it too.
-    let run = server.ok(
-        "POST",
-        "/api/runs/start",
-        Some(json!({"cwd": project, "prompt": "long: again", "allowedTools": ["Bash"], "wait": false})),
-    );
-    let run = run["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_running(&needle).is_empty() {
-        assert!(Instant::now() < deadline, "the second run's tool never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = start_and_wait_for_the_tool(&server, &project, &needle);
     let tools = processes_running(&needle);
     let cancelled = server.ok("DELETE", &format!("/api/runs/{run}"), None);
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");

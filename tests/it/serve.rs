@@ -3,7 +3,6 @@
 //! cancel mid-run, a server killed mid-run and restarted — plus every route's bad input,
 //! the token policy and the run limit.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -162,19 +161,12 @@ impl Drop for Server {
 /// A wrapper around the real CLI that also copies its stdout into `tee_dir`, one file per
 /// run, so that the test can compare what the server recorded with what the CLI wrote.
 fn teeing_claude(dir: &Path, tee_dir: &Path) -> PathBuf {
-    let wrapper = dir.join("claude-tee");
-    let mut file = std::fs::File::create(&wrapper).unwrap();
-    writeln!(
-        file,
+    let script = format!(
         "#!/bin/sh\nout=\"{}/$$.out\"\n\"{}\" \"$@\" | tee \"$out\"\n",
         tee_dir.display(),
         claude_bin().display()
-    )
-    .unwrap();
-    drop(file);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
+    );
+    crate::support::executable_script(&dir.join("claude-tee"), &script)
 }
 
 pub fn claude_env(api: &FakeApi, home: &Path, claude: &Path) -> Vec<(&'static str, String)> {

@@ -77,3 +77,11 @@ pub fn verify_intact(dir: &Path) {
     let report = cclog_engine::verify_dir(dir, 0, &mut |_, _| {}).expect("verify runs");
     assert!(report.intact(), "verify found damage: {:?}", report.damage);
 }
+
+/// Writes an executable shell script at `path` (a wrapper around the real CLI, say).
+pub fn executable_script(path: &Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_path_buf()
+}
