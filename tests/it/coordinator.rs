@@ -267,3 +267,24 @@ fn instances_are_claimed_once_and_reclaimable_after_the_lease() {
     // Another project's instances are its own.
     assert_eq!(Instances::new(&log, "box", "other/repo", lease).sign_on(None, "x").unwrap().instance, "claude_1");
 }
+
+#[test]
+fn cclog_kv_processes_without_a_server_take_turns_and_lose_no_write() {
+    let data = tempfile::tempdir().unwrap();
+    let kv = |args: &[&str]| {
+        std::process::Command::new(cclog_bin()).arg("--data").arg(data.path()).arg("kv").args(args).output().unwrap()
+    };
+    // Eight processes at once on a directory no server owns: each waits its turn.
+    let outputs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..8)
+            .map(|index| scope.spawn(move || kv(&["set", "team", &format!("key-{index}"), &index.to_string()])))
+            .collect();
+        writers.into_iter().map(|writer| writer.join().unwrap()).collect()
+    });
+    for output in &outputs {
+        assert!(output.status.success(), "{:?}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    let keys: Value = serde_json::from_slice(&kv(&["ls", "team", "--json"]).stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 8, "{keys}");
+    crate::support::verify_intact(data.path());
+}

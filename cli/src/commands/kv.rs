@@ -22,7 +22,8 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
         KvCommand::Set { .. } => Ok(()),
         _ => Err(error),
     })?;
-    let log = super::open_log(data)?;
+    // Without a server, several `cclog kv` at once take turns rather than fail.
+    let log = super::open_log_waiting(data)?;
     let store = KvStore::new(&log);
     match command {
         KvCommand::Scopes { pattern, json } => {

@@ -139,6 +139,39 @@ pub fn open_log(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
     }
 }
 
+/// How long a short command waits for another short one that owns the data directory.
+const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`open_log`], waiting (at most [`OWNER_WAIT`], saying so once on stderr) while another
+/// process that is not a server owns the directory: for commands that hold it a moment, such
+/// as `cclog kv`, so that several run at once without a server and none is lost.
+pub fn open_log_waiting(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
+    let deadline = std::time::Instant::now() + OWNER_WAIT;
+    let mut told = false;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match open_log(data) {
+            Err(error)
+                if std::time::Instant::now() < deadline
+                    && cclog_http::server::Advertisement::read(data).is_none()
+                    && matches!(
+                        error.downcast_ref::<cclog_engine::Error>(),
+                        Some(cclog_engine::Error::Locked { .. })
+                    ) =>
+            {
+                if !told {
+                    crate::errln!("cclog: {error}; waiting up to {} s for it", OWNER_WAIT.as_secs());
+                    told = true;
+                }
+                // Spread the waiters out, so that they do not retry in step.
+                std::thread::sleep(pause + std::time::Duration::from_millis(u64::from(std::process::id() % 17)));
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Fails unless `data` already holds a log, so that read commands never create one.
 pub fn require_store(data: &std::path::Path) -> anyhow::Result<()> {
     if data.join("sled").join("db").exists() || data.join(cclog_engine::ANCHOR_FILE).exists() {
