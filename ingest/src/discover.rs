@@ -69,10 +69,15 @@ fn visit(path: &Path, is_root: bool, walked: &mut std::collections::HashSet<Path
         Err(error) if linked => return skip(found, path, format!("a symbolic link to nothing readable ({error})")),
         Err(error) => return skip(found, path, error),
     };
-    let real =
-        if linked { std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()) } else { path.to_path_buf() };
+    // The real path: what a link or the root resolves to. Below it every path is real
+    // already (children are joined to it), so it is resolved only there.
+    let real = if linked || is_root {
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    };
     if metadata.is_dir() {
-        if !walked.insert(std::fs::canonicalize(&real).unwrap_or_else(|_| real.clone())) {
+        if !walked.insert(real.clone()) {
             if linked {
                 skip(found, path, "a symbolic link to a directory already walked (a loop, or a second way in)");
             }

@@ -52,7 +52,7 @@ impl Projection for Archive {
     }
 
     fn version(&self) -> u32 {
-        6
+        7
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {

@@ -104,19 +104,33 @@ pub struct SessionRecord {
 /// messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedCounts {
-    pub messages: u64,
-    pub user: u64,
-    pub assistant: u64,
+    pub counts: MessageCounts,
     pub usage_by_model: BTreeMap<String, Usage>,
 }
 
-/// A run's messages by kind, and when they were counted into its session.
+/// Recorded messages, in all and by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushedCounts {
+pub struct MessageCounts {
     pub messages: u64,
     pub user: u64,
     pub assistant: u64,
-    pub at_us: u64,
+}
+
+impl MessageCounts {
+    /// What `self` has beyond `earlier` (a later count of the same messages).
+    pub fn since(&self, earlier: &MessageCounts) -> MessageCounts {
+        MessageCounts {
+            messages: self.messages.saturating_sub(earlier.messages),
+            user: self.user.saturating_sub(earlier.user),
+            assistant: self.assistant.saturating_sub(earlier.assistant),
+        }
+    }
+
+    pub fn add(&mut self, other: &MessageCounts) {
+        self.messages += other.messages;
+        self.user += other.user;
+        self.assistant += other.assistant;
+    }
 }
 
 /// How many entries a session has, and of which kind.
@@ -157,7 +171,7 @@ impl SessionRecord {
     /// its runs recorded (a session cclog ran where it does not archive transcripts).
     pub fn entry_counts(&self) -> EntryCounts {
         if self.files.is_empty() {
-            let recorded = &self.recorded;
+            let recorded = &self.recorded.counts;
             return EntryCounts {
                 entries: recorded.messages,
                 own: recorded.messages,
@@ -211,10 +225,12 @@ pub struct RunRecord {
     /// The model of its latest assistant message, and every model it used.
     pub model: Option<String>,
     pub models: BTreeSet<String>,
-    /// Its messages by kind (`messages` is the total).
-    pub counts: PushedCounts,
-    /// What of `counts` its session's record has (see the run fold).
-    pub pushed: PushedCounts,
+    /// Its `user` and `assistant` messages (`messages` is the total).
+    pub user_messages: u64,
+    pub assistant_messages: u64,
+    /// What of its counts its session's record has, and when it got them (see the run fold).
+    pub pushed: MessageCounts,
+    pub pushed_us: u64,
     /// Why the run failed, was cancelled or interrupted, from `run.ended`.
     pub detail: Option<String>,
     /// When `run.started` was appended, µs since the epoch.
@@ -223,6 +239,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Its messages, in all and by kind.
+    pub fn counts(&self) -> MessageCounts {
+        MessageCounts { messages: self.messages, user: self.user_messages, assistant: self.assistant_messages }
+    }
+
     /// Whether the run is still going.
     pub fn is_active(&self) -> bool {
         self.status == events::RunStatus::Running

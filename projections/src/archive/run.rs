@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::cache::{new_session, Records};
 use super::keys::{entry_key, load, run_key, run_message_key, session_key, store};
-use super::records::{EntryRecord, PushedCounts, RunRecord, SessionRecord};
+use super::records::{EntryRecord, RunRecord, SessionRecord};
 use super::transcript::note_time;
 use crate::entry::{self, EntryFacts, Parsed, Usage};
 use crate::events::{self, RunEnded, RunSession, RunStarted, RunStatus};
@@ -149,9 +149,8 @@ pub(super) fn apply_run(
                     store(state, ukey, &entry)?;
                 }
             }
-            let Some(id) = record.session.clone() else { return Ok(()) };
-            let due = event.header.ts_us >= record.pushed.at_us.saturating_add(PUSH_INTERVAL_US);
-            if due || result.is_some() {
+            let due = event.header.ts_us >= record.pushed_us.saturating_add(PUSH_INTERVAL_US);
+            if let Some(id) = record.session.clone().filter(|_| due || result.is_some()) {
                 let session = records.sessions.get_or(state, session_key(&id), new_session(&id))?;
                 push_to_session(record, session, event.header.ts_us);
                 for (model, usage) in result.map(|result| result.usage_by_model).unwrap_or_default() {
@@ -212,8 +211,8 @@ const PUSH_INTERVAL_US: u64 = 1_000_000;
 /// from its init message) and an assistant message's model.
 fn count_message(record: &mut RunRecord, facts: &EntryFacts<'_>) {
     match facts.kind.as_deref() {
-        Some("user") => record.counts.user += 1,
-        Some("assistant") => record.counts.assistant += 1,
+        Some("user") => record.user_messages += 1,
+        Some("assistant") => record.assistant_messages += 1,
         _ => {}
     }
     if record.cwd.is_none() {
@@ -233,16 +232,14 @@ fn count_message(record: &mut RunRecord, facts: &EntryFacts<'_>) {
 /// Adds to the session what the run recorded since the last push — messages by kind, its
 /// models, the time — so that a session whose transcript is not archived is complete.
 fn push_to_session(record: &mut RunRecord, session: &mut SessionRecord, at_us: u64) {
-    record.counts.messages = record.messages;
-    let (now, before) = (&record.counts, &record.pushed);
-    session.recorded.messages += now.messages - before.messages.min(now.messages);
-    session.recorded.user += now.user - before.user.min(now.user);
-    session.recorded.assistant += now.assistant - before.assistant.min(now.assistant);
+    let now = record.counts();
+    session.recorded.counts.add(&now.since(&record.pushed));
     for model in &record.models {
         if !session.models.contains(model) {
             session.models.insert(model.clone());
         }
     }
     note_time(session, &transcript_time(at_us));
-    record.pushed = PushedCounts { at_us, ..record.counts };
+    record.pushed = now;
+    record.pushed_us = at_us;
 }
