@@ -229,6 +229,9 @@ impl Runner {
         if request.in_place && request.mode != Mode::Resume {
             return Err(Error::InvalidRun("only a resume continues a session in place".into()));
         }
+        if request.options.max_turns == Some(0) {
+            return Err(Error::InvalidRun("maxTurns must be at least 1".into()));
+        }
         let session = match (request.mode, &request.session) {
             (Mode::Start, _) => None,
             (_, None) => return Err(Error::InvalidRun("sessionId is required to resume or fork".into())),

@@ -96,7 +96,9 @@ fn the_openapi_document_matches_the_routes_and_survives_schemathesis() {
         .args(["--exclude-path-regex", "/stream$"])
         // Every check but one: "schema-valid data must be accepted" cannot know that a
         // `cwd` must exist or that a session id must name a session (400 and 404 here).
-        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        // And "a deleted resource is gone": DELETE /api/runs/:id cancels a run, as in CC
+        // Manager; the cancelled run and its messages stay readable, by design.
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance,use_after_free"])
         .args(["--max-examples", "40", "--request-timeout", "30", "--no-color"])
         .args(["--generation-database", "none"])
         .output()
