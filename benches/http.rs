@@ -116,7 +116,7 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, claude: PathBuf) -> Server {
-        let log = Arc::new(Log::open(dir, LogOptions { projections: cclog_projections::standard() }).unwrap());
+        let log = Arc::new(Log::open(dir, LogOptions::with_projections(cclog_projections::standard())).unwrap());
         let options = ServeOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             token: None,
@@ -279,8 +279,8 @@ fn imported_session_pages(c: &mut Criterion) {
         std::fs::create_dir_all(&projects).unwrap();
         real_shaped_session(&projects.join(format!("{PAGE_SESSION}.jsonl")), PAGE_SESSION, entries);
         {
-            let log =
-                Log::open(&dir.path().join("log"), LogOptions { projections: cclog_projections::standard() }).unwrap();
+            let log = Log::open(&dir.path().join("log"), LogOptions::with_projections(cclog_projections::standard()))
+                .unwrap();
             let report =
                 cclog_ingest::import::Importer::new(&log).import(&[dir.path().join("projects")], &|_| {}).unwrap();
             assert_eq!(report.new_entries, entries);

@@ -43,7 +43,7 @@ fn import_throughput(c: &mut Criterion) {
             let mut total = std::time::Duration::ZERO;
             for _ in 0..iterations {
                 let data = tempfile::tempdir().unwrap();
-                let log = Log::open(data.path(), LogOptions { projections: cclog_projections::standard() }).unwrap();
+                let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
                 let started = Instant::now();
                 let report = Importer::new(&log).import(&[root.path().join("projects")], &|_| {}).unwrap();
                 total += started.elapsed();

@@ -22,6 +22,28 @@ pub struct Global {
     /// Data directory holding the log [default: the directory of DATABASE_PATH (CC Manager's setting) when it is set, else the platform data dir, e.g. ~/.local/share/cclog]
     #[arg(long, global = true, env = "CCLOG_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Free space to keep on the data directory's disk: an append that would eat into it is refused ("disk full", exit 74) before anything of it is written, so a full disk never damages the log. Bytes, or with a K, M or G suffix (powers of 1024)
+    #[arg(long, global = true, env = "CCLOG_DISK_RESERVE", value_name = "BYTES", default_value = "8M", value_parser = parse_bytes)]
+    pub disk_reserve: u64,
+}
+
+/// "8M", "512K", "1G" or plain bytes.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                _ => return Err(format!("unknown unit {unit:?}: use K, M or G")),
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let value: u64 = digits.trim().parse().map_err(|_| format!("{text:?} is not a byte count such as 8M"))?;
+    value.checked_shl(shift).filter(|bytes| bytes >> shift == value).ok_or_else(|| format!("{text} is too large"))
 }
 
 #[derive(Debug, Serialize, Deserialize, Subcommand)]
@@ -60,6 +82,14 @@ pub enum Command {
     Diff(DiffArgs),
     /// Fold the whole log into fresh projections and report whether they equal the live ones
     Rebuild(RebuildArgs),
+    /// Copy every event that can be proven from a damaged data directory into a new one
+    ///
+    /// Reads sled's files directly — sled refuses a whole page, or the whole store, over one
+    /// bad byte — and keeps every record whose hashes hold, following the chain back from the
+    /// head anchor. The new directory holds those events with their original hashes; its
+    /// `verify` names exactly the seqs that were lost. Exit 0 when nothing is missing, 3 when
+    /// some events could not be recovered. The damaged directory is only read.
+    Salvage(SalvageArgs),
     /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) and MCP on this data directory
     ///
     /// Starts, resumes, forks and cancels Claude Code runs (CCLOG_CLAUDE_BIN, default `claude`;
@@ -180,6 +210,7 @@ impl Command {
             | Command::Runs(_)
             | Command::Append(_)
             | Command::Capture(_)
+            | Command::Salvage(_)
             | Command::Mcp(_) => false,
         }
     }
@@ -414,6 +445,16 @@ pub struct DiffArgs {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct RebuildArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct SalvageArgs {
+    /// The new data directory to write (must not exist, or be empty)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
 }

@@ -7,8 +7,8 @@
 //! - `output`: terminal concerns (colour, progress, time and byte formatting).
 //!
 //! Exit codes: 0 success; 1 error; 2 bad usage or bad input; 3 `verify` found damage;
-//! 4 a compare-and-set (`kv set --expect-version`) found another version; 75 the data
-//! directory is in use by another process.
+//! 4 a compare-and-set (`kv set --expect-version`) found another version; 74 the disk is
+//! full (nothing was written); 75 the data directory is in use by another process.
 
 mod args;
 mod commands;
@@ -29,6 +29,9 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_DAMAGED: u8 = 3;
 /// Exit code for invalid input (a malformed line, say).
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when the disk is full: the append was refused before anything was written
+/// (EX_IOERR).
+pub const EXIT_DISK_FULL: u8 = 74;
 /// Exit code when another process owns the data directory (EX_TEMPFAIL).
 pub const EXIT_LOCKED: u8 = 75;
 
@@ -49,6 +52,7 @@ impl std::error::Error for Failure {}
 
 /// Parses the command line, runs the command and maps failures to exit codes.
 pub fn main() -> ExitCode {
+    quiet_sled_panics();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -62,6 +66,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// sled panics on some damaged files; the engine catches those panics and reports the
+/// damage, so the default hook's message and backtrace would only bury the report.
+fn quiet_sled_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_sled = info.location().is_some_and(|location| location.file().contains("/sled-"));
+        if !in_sled {
+            default(info);
+        }
+    }));
+}
+
 /// Whether the error comes from writing to a pipe whose reader has gone.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
@@ -73,6 +89,9 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(failure) = error.downcast_ref::<Failure>() {
         return failure.code;
     }
+    if error.chain().any(|cause| engine_error(cause).is_some_and(cclog_engine::Error::is_disk_full)) {
+        return EXIT_DISK_FULL;
+    }
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,
@@ -80,6 +99,20 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
             EXIT_BAD_INPUT
         }
         _ => 1,
+    }
+}
+
+/// The engine error a cause is, or wraps.
+fn engine_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a cclog_engine::Error> {
+    if let Some(error) = cause.downcast_ref::<cclog_engine::Error>() {
+        return Some(error);
+    }
+    if let Some(error) = cause.downcast_ref::<cclog_ingest::Error>().and_then(cclog_ingest::Error::engine) {
+        return Some(error);
+    }
+    match cause.downcast_ref::<cclog_projections::Error>() {
+        Some(cclog_projections::Error::Engine(error)) => Some(error),
+        _ => None,
     }
 }
 

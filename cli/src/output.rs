@@ -150,6 +150,7 @@ pub const DIM: &str = "2";
 pub const BOLD: &str = "1";
 pub const RED: &str = "31";
 pub const GREEN: &str = "32";
+pub const YELLOW: &str = "33";
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -204,18 +205,7 @@ pub fn preview(payload: &[u8], width: usize) -> String {
 
 /// Human byte counts: 1.5 KiB, 3.2 MiB.
 pub fn bytes(count: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = count as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{count} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    cclog_engine::describe_bytes(count)
 }
 
 /// "1 event", "2 events".

@@ -298,7 +298,7 @@ fn parse_records<'a>(bytes: &'a [u8], mut at: usize, count: u64, decoder: &mut D
     ParsedBlock { records, framing_fault }
 }
 
-fn frame_record(bytes: &[u8], at: usize) -> std::result::Result<(RecordLayout, usize), String> {
+pub(crate) fn frame_record(bytes: &[u8], at: usize) -> std::result::Result<(RecordLayout, usize), String> {
     let rest = bytes.get(at..).ok_or("block ends early")?;
     let (record_len, len_len) = read_varint(rest).ok_or("record length is not a varint")?;
     let start = at + len_len;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system I/O call failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("{}", describe_io(.path, .source))]
     Io {
         path: PathBuf,
         #[source]
@@ -45,6 +45,19 @@ pub enum Error {
     #[error("projection {name} failed: {detail}")]
     Projection { name: String, detail: String },
 
+    /// The disk holding the data directory has less free space than an append needs.
+    /// Nothing of the append was written; the next one succeeds once space is freed.
+    #[error(
+        "disk full: {} free on the disk holding {}, cclog needs {} (it keeps a reserve so that a full disk never damages the log); nothing was written — free some space and retry",
+        crate::space::describe_bytes(*.free), .dir.display(), crate::space::describe_bytes(*.needed)
+    )]
+    DiskFull { dir: PathBuf, free: u64, needed: u64 },
+
+    /// An earlier append of the same [`crate::AppendChain`] was refused, so this one was
+    /// too: a sequence lands in order or not at all.
+    #[error("refused because an earlier append of the same sequence was: {0}")]
+    EarlierRefused(String),
+
     /// A previous write or fsync failed, so the engine no longer knows what is durable and
     /// refuses further appends until the log is reopened (see the fsyncgate lesson).
     #[error("the log stopped accepting appends after an earlier write failure: {0}")]
@@ -65,6 +78,14 @@ fn owner_suffix(owner: &Option<String>) -> String {
     }
 }
 
+fn describe_io(path: &std::path::Path, source: &std::io::Error) -> String {
+    if crate::space::is_out_of_space(source) {
+        format!("disk full writing {}: {source}", path.display())
+    } else {
+        format!("I/O error on {}: {source}", path.display())
+    }
+}
+
 fn describe_len(len: u64) -> String {
     match len {
         0 => "it is empty".to_string(),
@@ -80,6 +101,17 @@ fn at_suffix(at: Option<u64>) -> String {
 }
 
 impl Error {
+    /// Whether the cause is a full disk (refused before writing, or a write that failed
+    /// for lack of space), as opposed to damage or a failing device.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::DiskFull { .. } => true,
+            Error::Io { source, .. } => crate::space::is_out_of_space(source),
+            Error::Poisoned(reason) | Error::EarlierRefused(reason) => reason.starts_with("disk full"),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
@@ -91,7 +123,7 @@ impl From<sled::Error> for Error {
             sled::Error::Corruption { at, .. } => {
                 Error::Corruption { at: None, detail: format!("sled found damaged bytes at {at:?}") }
             }
-            sled::Error::Io(source) => Error::Io { path: PathBuf::from("<sled>"), source },
+            sled::Error::Io(source) => Error::Io { path: PathBuf::from("sled's files"), source },
             other => Error::Storage(other.to_string()),
         }
     }

@@ -17,8 +17,20 @@
 //!    group written before the flush began.
 //! 5. head anchor written, subscribers woken, appenders answered — in group order.
 //!
-//! A failure in 2–4 poisons the log: it can no longer tell what is durable, so every later
-//! append fails until the log is reopened (and recovery decides).
+//! Before step 1 the writer checks the disk's free space (`space`): a group that might not
+//! fit is refused with [`Error::DiskFull`] and nothing of it is written, so a full disk
+//! costs the appends that did not fit and nothing else.
+//!
+//! A failure in 2–5 poisons the log: it can no longer tell what is durable, so every later
+//! append fails until the log is reopened. The fault is recorded in the anchor file before
+//! anything else, sled is never flushed again (`Store` leaks it), and the next open cuts the
+//! log back to the last acknowledged head (`recovery`). An append is acknowledged only after
+//! its group's anchor is written, so that cut never takes an acknowledged event.
+//!
+//! Failpoints (the `failpoints` feature, the `fail` crate) sit at every step: `commit.write`
+//! (the batch fails before sled sees it), `commit.torn_write` (sled applies the group's
+//! blocks and then fails, as it does on a full disk), `sync.flush`, `sync.fsync` and
+//! `sync.anchor`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,11 +63,30 @@ pub(crate) struct PreparedEvent {
     pub payload_hash: Hash,
 }
 
-/// One append call's events and where to answer it.
-type AppendRequest = (Vec<PreparedEvent>, oneshot::Sender<Result<Vec<Appended>>>);
+/// A sequence of appends that must land in order or not at all: once the writer refuses
+/// one of them (a full disk, a projection's refusal), it refuses every later one, so a
+/// caller that keeps several submitted (the importer) never gets a later chunk stored
+/// without an earlier one. Holds why the first refusal happened.
+#[derive(Clone, Default)]
+pub struct AppendChain(Arc<Mutex<Option<String>>>);
+
+impl AppendChain {
+    fn broken(&self) -> Option<String> {
+        self.0.lock().map_or_else(|_| Some("a writer thread panicked".into()), |reason| reason.clone())
+    }
+
+    fn break_with(&self, reason: &str) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert_with(|| reason.to_string());
+        }
+    }
+}
+
+/// One append call's events, its chain, and where to answer it.
+type AppendRequest = (Vec<PreparedEvent>, Option<AppendChain>, oneshot::Sender<Result<Vec<Appended>>>);
 
 pub(crate) enum Command {
-    Append { events: Vec<PreparedEvent>, reply: oneshot::Sender<Result<Vec<Appended>>> },
+    Append { events: Vec<PreparedEvent>, chain: Option<AppendChain>, reply: oneshot::Sender<Result<Vec<Appended>>> },
     Rebuild { reply: oneshot::Sender<Result<Vec<RebuildReport>>> },
 }
 
@@ -94,10 +125,24 @@ fn poison_reason(poison: &Poison) -> Option<String> {
     }
 }
 
-fn set_poison(poison: &Poison, reason: &str) {
+/// Stops the log after a failed write: records the first reason, and marks the store so
+/// that sled writes nothing more and the next open recovers.
+fn poison_log(store: &Store, poison: &Poison, reason: &str) {
     if let Ok(mut slot) = poison.lock() {
         slot.get_or_insert_with(|| reason.to_string());
     }
+    store.mark_faulted(reason);
+}
+
+/// The error a failpoint injects: an I/O error, "disk full" when the failpoint's argument
+/// says `enospc`.
+#[cfg(feature = "failpoints")]
+fn injected(point: &str, argument: Option<String>) -> Error {
+    let source = match argument.as_deref() {
+        Some("enospc") => std::io::Error::from_raw_os_error(libc::ENOSPC),
+        _ => std::io::Error::other(format!("injected by failpoint {point}")),
+    };
+    Error::io(point, source)
 }
 
 pub(crate) struct Writer {
@@ -108,6 +153,10 @@ pub(crate) struct Writer {
     pub head: Option<Head>,
     pub poison: Poison,
     pub blocks: BlockEncoder,
+    /// Bytes kept free on the disk (see `space`).
+    pub disk_reserve: u64,
+    /// What the last group refused for space needed free; 0 once a group is written.
+    pub refused_needing: Arc<AtomicU64>,
     pub syncer: std::sync::mpsc::Sender<SyncRequest>,
     pub syncer_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -139,7 +188,7 @@ impl Syncer {
                 None => self.sync(),
             };
             if let Err(error) = &synced {
-                set_poison(&self.poison, &error.to_string());
+                poison_log(&self.store, &self.poison, &error.to_string());
             }
             for request in pending {
                 match request {
@@ -158,17 +207,37 @@ impl Syncer {
     }
 
     fn sync(&mut self) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sync.flush", |argument| Err(injected("sync.flush", argument)));
         self.store.db.flush()?;
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sync.fsync", |argument| Err(injected("sync.fsync", argument)));
         self.files.sync()?;
         self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Writes the anchor of a durable group; only then may its appenders hear of it.
+    fn write_anchor(&self, head: &Head) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("sync.anchor", |argument| Err(injected("sync.anchor", argument)));
+        self.store.anchor.write(head.seq, &head.hash)
+    }
+
     fn answer(&self, synced: &Result<()>, head: Head, accepted: Vec<Accepted>, events: u64) {
-        match synced {
+        // A group whose anchor cannot be written is durable but unacknowledged: recovery
+        // cuts back to the anchor, so it must not have been acknowledged.
+        let anchored = match synced {
+            Ok(()) => match poison_reason(&self.poison) {
+                Some(reason) => Err(Error::Poisoned(reason)),
+                None => self.write_anchor(&head).inspect_err(|error| {
+                    poison_log(&self.store, &self.poison, &error.to_string());
+                }),
+            },
+            Err(error) => Err(Error::Poisoned(error.to_string())),
+        };
+        match &anchored {
             Ok(()) => {
-                // The anchor only ever lags; failing to write it loses no event.
-                let _ = self.store.anchor.write(head.seq, &head.hash);
                 self.head_tx.send_replace(Some(head));
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats.events.fetch_add(events, Ordering::Relaxed);
@@ -178,8 +247,12 @@ impl Syncer {
                 }
             }
             Err(error) => {
+                let reason = match error {
+                    Error::Poisoned(reason) => reason.clone(),
+                    other => other.to_string(),
+                };
                 for accepted in accepted {
-                    let _ = accepted.reply.send(Err(Error::Poisoned(error.to_string())));
+                    let _ = accepted.reply.send(Err(Error::Poisoned(reason.clone())));
                 }
             }
         }
@@ -233,14 +306,14 @@ impl Writer {
                 Command::Rebuild { reply } => {
                     let _ = reply.send(self.rebuild());
                 }
-                Command::Append { events, reply } => {
-                    let mut group = vec![(events, reply)];
+                Command::Append { events, chain, reply } => {
+                    let mut group = vec![(events, chain, reply)];
                     let mut size: usize = group[0].0.len();
                     while size < MAX_GROUP_EVENTS {
                         match commands.try_recv() {
-                            Ok(Command::Append { events, reply }) => {
+                            Ok(Command::Append { events, chain, reply }) => {
                                 size += events.len();
-                                group.push((events, reply));
+                                group.push((events, chain, reply));
                             }
                             Ok(other) => {
                                 waiting = Some(other);
@@ -263,9 +336,22 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>) {
-        if let Some(reason) = poison_reason(&self.poison) {
-            for (_, reply) in group {
-                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+        let refusal = match poison_reason(&self.poison) {
+            Some(reason) => Some(Error::Poisoned(reason)),
+            None => self.check_space(&group).err(),
+        };
+        if let Some(refusal) = refusal {
+            for (_, chain, reply) in group {
+                if let Some(chain) = chain {
+                    chain.break_with(&refusal.to_string());
+                }
+                let _ = reply.send(Err(match &refusal {
+                    Error::Poisoned(reason) => Error::Poisoned(reason.clone()),
+                    Error::DiskFull { dir, free, needed } => {
+                        Error::DiskFull { dir: dir.clone(), free: *free, needed: *needed }
+                    }
+                    other => Error::Storage(other.to_string()),
+                }));
             }
             return;
         }
@@ -276,7 +362,11 @@ impl Writer {
             accepted: Vec::with_capacity(group.len()),
             event_count: 0,
         };
-        for (events, reply) in group {
+        for (events, chain, reply) in group {
+            if let Some(reason) = chain.as_ref().and_then(AppendChain::broken) {
+                let _ = reply.send(Err(Error::EarlierRefused(reason)));
+                continue;
+            }
             match self.stage_request(&mut staged, events) {
                 Ok(appended) => {
                     for slot in &mut self.slots {
@@ -287,6 +377,9 @@ impl Writer {
                 Err(error) => {
                     for slot in &mut self.slots {
                         slot.reject_pending();
+                    }
+                    if let Some(chain) = chain {
+                        chain.break_with(&error.to_string());
                     }
                     let _ = reply.send(Err(error));
                 }
@@ -311,10 +404,30 @@ impl Writer {
             }
             Err(error) => {
                 let reason = error.to_string();
-                set_poison(&self.poison, &reason);
+                poison_log(&self.store, &self.poison, &reason);
                 for accepted in staged.accepted {
                     let _ = accepted.reply.send(Err(Error::Poisoned(reason.clone())));
                 }
+            }
+        }
+    }
+
+    /// Refuses a group that might not fit on the disk, before anything of it is staged.
+    fn check_space(&self, group: &[AppendRequest]) -> Result<()> {
+        let events: u64 = group.iter().map(|(events, _, _)| events.len() as u64).sum();
+        let payload: u64 =
+            group.iter().flat_map(|(events, _, _)| events).map(|event| event.event.payload.len() as u64).sum();
+        let needed = crate::space::needed_for(self.disk_reserve, events, payload);
+        let sled_dir = self.store.sled_dir();
+        match crate::space::free_bytes(&sled_dir) {
+            Ok(free) if free < needed => {
+                self.refused_needing.store(needed, Ordering::Relaxed);
+                Err(Error::DiskFull { dir: self.store.dir.clone(), free, needed })
+            }
+            // A filesystem that cannot say is not refused for it.
+            _ => {
+                self.refused_needing.store(0, Ordering::Relaxed);
+                Ok(())
             }
         }
     }
@@ -386,6 +499,20 @@ impl Writer {
         }
         for slot in &mut self.slots {
             slot.drain_into(&mut batch);
+        }
+        #[cfg(feature = "failpoints")]
+        {
+            fail::fail_point!("commit.write", |argument| Err(injected("commit.write", argument)));
+            // What sled leaves of a batch that fails on a full disk: the keys before the
+            // failure — the group's blocks, without the head, index and projections — and
+            // its I/O threads write them out.
+            fail::fail_point!("commit.torn_write", |argument| {
+                let mut torn = sled::Batch::default();
+                self.encode_blocks(&events, &mut torn)?;
+                self.store.log.apply_batch(torn)?;
+                self.store.db.flush()?;
+                Err(injected("commit.torn_write", argument))
+            });
         }
         self.store.log.apply_batch(batch)?;
         Ok(())

@@ -7,9 +7,13 @@
 //! - [`block`]: how events are packed into sled values on disk.
 //! - `store`: the data directory, its lock and sled trees; `ownership`, `anchor` and
 //!   `durability` are the pieces it is made of.
-//! - `group_commit`: the single writer task and group commit.
+//! - `group_commit`: the single writer task and group commit; `space` keeps it off a full
+//!   disk, and `recovery` cuts the log back to its last acknowledged event after a failed
+//!   write.
 //! - [`Log`] (`log`): opening, appending, reading, subscribing, rebuilding.
-//! - [`verify`]: the verification walk and the damage it names.
+//! - [`verify`]: the verification walk and the damage it names; `carve` reads blocks
+//!   straight out of sled's files when sled cannot, and `salvage` copies what it proves
+//!   into a new directory.
 //! - [`projection`]: the projection trait and its rebuild machinery.
 //!
 //! # Example
@@ -34,6 +38,7 @@
 
 mod anchor;
 pub mod block;
+mod carve;
 mod durability;
 pub mod envelope;
 mod error;
@@ -41,17 +46,23 @@ mod group_commit;
 mod log;
 mod ownership;
 pub mod projection;
+mod recovery;
+mod salvage;
+mod space;
 mod store;
 mod subscription;
 pub mod verify;
 
-pub use anchor::{read_anchor, AnchorState, ANCHOR_FILE};
+pub use anchor::{read_anchor, read_fault, AnchorState, ANCHOR_FILE};
 pub use envelope::{payload_hash, Event, Hash, Header, NewEvent, MAX_PAYLOAD_LEN, MAX_STREAM_LEN};
 pub use error::{Error, Result};
-pub use group_commit::{Appended, WriterMetrics};
-pub use log::{directory_size, Log, LogOptions, PendingAppend};
+pub use group_commit::{AppendChain, Appended, WriterMetrics};
+pub use log::{directory_size, Health, Log, LogOptions, PendingAppend};
 pub use ownership::LOCK_FILE;
 pub use projection::{ApplyError, Projection, ProjectionState, ProjectionView, RebuildReport};
+pub use recovery::{Recovery, RECOVERY_KIND, RECOVERY_STREAM};
+pub use salvage::{salvage, SalvageReport};
+pub use space::{describe_bytes, free_bytes, DEFAULT_DISK_RESERVE};
 pub use store::{create_data_dir, Head, Store};
 pub use subscription::Subscription;
 pub use verify::{verify_dir, Damage, DamageKind, VerifyReport};

@@ -12,8 +12,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::block::BlockEncoder;
 use crate::durability::DurableFiles;
-use crate::group_commit::{Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats};
+use crate::group_commit::{
+    AppendChain, Appended, Command, Poison, PreparedEvent, Syncer, Writer, WriterMetrics, WriterStats,
+};
 use crate::projection::{open_projections, Projection, ProjectionPrefixes, ProjectionView, RebuildReport};
+use crate::recovery::{Recovery, RECOVERY_KIND, RECOVERY_STREAM};
 use crate::store::{stream_seqs, streams_with_prefix, Head, Store};
 use crate::subscription::Subscription;
 use crate::verify::{walk, Progress, VerifyReport};
@@ -23,10 +26,39 @@ use crate::{envelope, Error, Event, NewEvent, Result};
 const QUEUE_DEPTH: usize = 8192;
 
 /// Options for [`Log::open`].
-#[derive(Default)]
 pub struct LogOptions {
     /// The projections the writer maintains, in the order it applies them.
     pub projections: Vec<Arc<dyn Projection>>,
+    /// Bytes the writer keeps free on the disk: a commit group that would eat into them is
+    /// refused with [`Error::DiskFull`] before anything of it is written (see `space`).
+    pub disk_reserve: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { projections: Vec::new(), disk_reserve: crate::space::DEFAULT_DISK_RESERVE }
+    }
+}
+
+impl LogOptions {
+    /// The default options with these projections.
+    pub fn with_projections(projections: Vec<Arc<dyn Projection>>) -> Self {
+        LogOptions { projections, ..LogOptions::default() }
+    }
+}
+
+/// Whether the log can take appends right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// Less than the reserve (or than the last refused append needed) is free: appends
+    /// are refused until space is freed.
+    DiskFull {
+        free: u64,
+        needed: u64,
+    },
+    /// A write failed; appends are refused until the log is reopened, which recovers.
+    Failed(String),
 }
 
 /// An open, owned event log. Cheap to clone; every clone talks to the same writer.
@@ -40,6 +72,10 @@ struct LogInner {
     head: watch::Receiver<Option<Head>>,
     prefixes: ProjectionPrefixes,
     stats: Arc<WriterStats>,
+    poison: Poison,
+    disk_reserve: u64,
+    refused_needing: Arc<std::sync::atomic::AtomicU64>,
+    recovery: Option<Recovery>,
     writer: Mutex<Option<JoinHandle<()>>>,
     // Declared last so it drops last: the directory lock inside it must outlive every sled
     // handle, or a new owner could find sled's own lock still held.
@@ -61,11 +97,22 @@ impl Drop for LogInner {
 
 impl Log {
     /// Opens (creating if needed) the log in `dir`, taking ownership of the directory.
+    ///
+    /// Opening writes (sled's own bookkeeping, projections catching up), so it is refused
+    /// with [`Error::DiskFull`] while less than the reserve is free. A store whose last
+    /// write failed is cut back to its last acknowledged event first (`recovery`), and a
+    /// `log.recovered` event says what was cut; [`Log::recovery`] returns it.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
         let store = Arc::new(Store::open(dir)?);
+        let mut files = DurableFiles::open(&store.sled_dir())?;
+        if let Ok(free) = crate::space::free_bytes(&store.sled_dir()) {
+            if free < options.disk_reserve {
+                return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: options.disk_reserve });
+            }
+        }
+        let recovery = crate::recovery::recover(&store, &mut files)?;
         let head = store.stored_head()?;
         store.check_anchor(head)?;
-        let files = DurableFiles::open(&store.sled_dir())?;
         let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
         let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
             slots
@@ -77,6 +124,7 @@ impl Log {
         let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
         let poison: Poison = Arc::default();
+        let refused_needing = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
         let syncer = Syncer {
             store: Arc::clone(&store),
@@ -94,8 +142,10 @@ impl Log {
             slots,
             prefixes: Arc::clone(&prefixes),
             head,
-            poison,
+            poison: Arc::clone(&poison),
             blocks: BlockEncoder::new()?,
+            disk_reserve: options.disk_reserve,
+            refused_needing: Arc::clone(&refused_needing),
             syncer: sync_tx,
             syncer_thread: Some(syncer_thread),
         };
@@ -103,16 +153,55 @@ impl Log {
             .name("cclog-writer".into())
             .spawn(move || writer.run(commands_rx))
             .map_err(|source| Error::io(dir, source))?;
-        Ok(Log {
+        let log = Log {
             inner: Arc::new(LogInner {
                 store,
                 commands: Some(commands_tx),
                 head: head_rx,
                 prefixes,
                 stats,
+                poison,
+                disk_reserve: options.disk_reserve,
+                refused_needing,
+                recovery: recovery.clone(),
                 writer: Mutex::new(Some(handle)),
             }),
-        })
+        };
+        if let Some(recovery) = recovery {
+            log.record_recovery(&recovery)?;
+        }
+        Ok(log)
+    }
+
+    /// Appends the `log.recovered` event, from a thread of its own since `open` may be
+    /// called inside an async runtime.
+    fn record_recovery(&self, recovery: &Recovery) -> Result<()> {
+        let event = NewEvent::new(RECOVERY_STREAM, RECOVERY_KIND, recovery.payload());
+        let log = self.clone();
+        std::thread::scope(|scope| scope.spawn(move || log.append_blocking(vec![event])).join())
+            .map_err(|_| Error::Storage("recording the recovery panicked".into()))??;
+        Ok(())
+    }
+
+    /// What this open cut back after a failed write, if it had to.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.inner.recovery.as_ref()
+    }
+
+    /// Whether appends are accepted right now, and if not why.
+    pub fn health(&self) -> Health {
+        let poisoned = match self.inner.poison.lock() {
+            Ok(reason) => reason.clone(),
+            Err(_) => Some("a writer thread panicked".into()),
+        };
+        if let Some(reason) = poisoned {
+            return Health::Failed(reason);
+        }
+        let needed = self.inner.disk_reserve.max(self.inner.refused_needing.load(Ordering::Relaxed));
+        match crate::space::free_bytes(&self.inner.store.sled_dir()) {
+            Ok(free) if free < needed => Health::DiskFull { free, needed },
+            _ => Health::Ok,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -134,7 +223,7 @@ impl Log {
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.send(Command::Append { events, reply }).await.map_err(|_| Error::Closed)?;
+        self.sender()?.send(Command::Append { events, chain: None, reply }).await.map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
     }
 
@@ -146,9 +235,20 @@ impl Log {
     /// [`Log::submit`] for threads outside an async runtime: lets a thread prepare its next
     /// batch while the writer stores this one.
     pub fn submit_blocking(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
+        self.submit_blocking_chained(events, None)
+    }
+
+    /// [`Log::submit_blocking`] as part of `chain`: refused (with
+    /// [`Error::EarlierRefused`]) once an earlier append of the chain was refused, so that
+    /// batches kept in flight together land in order or not at all.
+    pub fn submit_blocking_in(&self, chain: &AppendChain, events: Vec<NewEvent>) -> Result<PendingAppend> {
+        self.submit_blocking_chained(events, Some(chain.clone()))
+    }
+
+    fn submit_blocking_chained(&self, events: Vec<NewEvent>, chain: Option<AppendChain>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.blocking_send(Command::Append { events, reply }).map_err(|_| Error::Closed)?;
+        self.sender()?.blocking_send(Command::Append { events, chain, reply }).map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
     }
 
@@ -237,7 +337,7 @@ impl Log {
     pub fn projection(&self, name: &str) -> Option<ProjectionView> {
         let prefixes = self.inner.prefixes.read().ok()?;
         let prefix = prefixes.get(name)?.clone();
-        Some(ProjectionView::new(self.inner.store.log.clone(), prefix))
+        Some(ProjectionView::new(sled::Tree::clone(&self.inner.store.log), prefix))
     }
 
     /// Folds the whole log into fresh projection trees and swaps them in, between two

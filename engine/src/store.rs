@@ -8,6 +8,7 @@
 //! <data>/cclog.lock     advisory lock + owner pid and command line
 //! <data>/head.anchor    last durable head, see `anchor`
 //! <data>/sled/          sled's files: db (its log), conf, snap.*, blobs/
+//! <data>/quarantine/     blobs sled's recovery deleted, kept for carving (see BlobGuard)
 //! ```
 //!
 //! Everything lives in one sled tree, `log`, so that a commit group — its blocks, their
@@ -45,7 +46,7 @@ use crate::{Error, Event, Hash, Result};
 
 const LOG_TREE: &str = "log";
 const BLOCKS: u8 = b'E';
-const STREAMS: u8 = b'S';
+pub(crate) const STREAMS: u8 = b'S';
 const META: u8 = b'M';
 const PROJECTIONS: u8 = b'P';
 pub(crate) const HEAD_KEY: &[u8] = b"head";
@@ -222,9 +223,14 @@ pub(crate) fn projection_prefix(name: &str, generation: u64) -> Vec<u8> {
 /// An open data directory.
 pub struct Store {
     pub(crate) dir: PathBuf,
-    pub(crate) db: sled::Db,
-    pub(crate) log: sled::Tree,
+    /// sled's handles. Dropping them flushes whatever sled still buffers, which after a
+    /// failed write is a torn commit group (and a flush that never returns), so a faulted
+    /// store leaks them instead: nothing more reaches the disk, and the process's exit
+    /// closes the files.
+    pub(crate) db: std::mem::ManuallyDrop<sled::Db>,
+    pub(crate) log: std::mem::ManuallyDrop<sled::Tree>,
     pub(crate) anchor: HeadAnchor,
+    faulted: std::sync::atomic::AtomicBool,
     blocks: Mutex<BlockCache>,
     // Dropped last, so the directory stays locked until sled has closed its files.
     _ownership: Ownership,
@@ -249,13 +255,110 @@ pub fn create_data_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| Error::io(dir, source))
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.faulted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: dropped once, here, and never used again.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.log);
+            std::mem::ManuallyDrop::drop(&mut self.db);
+        }
+    }
+}
+
+/// Removes what an interrupted snapshot left in sled's directory. sled writes a snapshot
+/// to `snap.<n>.generating` and renames it when it is complete, so such a file is garbage
+/// by construction; left behind by a full disk, it makes sled refuse the store as damaged.
+fn remove_unfinished_snapshots(sled_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(sled_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::io(sled_dir, source)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::io(sled_dir, source))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|source| Error::io(entry.path(), source))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where blobs that sled's recovery deleted are kept (`carve` reads them).
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
+const BLOB_GUARD_DIR: &str = "blob-guard";
+
+/// Keeps what sled's recovery deletes. When sled opens a log whose file holds a damaged
+/// message, it recovers only up to that message and deletes every blob written after it —
+/// values of events it can no longer see, which cclog's carving could still prove. So
+/// before sled opens, every blob file gets a hard link in `<data>/blob-guard/`; after, a
+/// blob sled deleted is moved into `<data>/quarantine/blobs/` instead of vanishing, and the
+/// guard's other links go. A guard left by a crash is settled the same way on the next
+/// open. Links cost no space; on a filesystem that refuses them, nothing is guarded.
+struct BlobGuard {
+    guard_dir: PathBuf,
+    blob_dir: PathBuf,
+    quarantine: PathBuf,
+}
+
+impl BlobGuard {
+    fn take(dir: &Path, sled_dir: &Path) -> BlobGuard {
+        let guard = BlobGuard {
+            guard_dir: dir.join(BLOB_GUARD_DIR),
+            blob_dir: sled_dir.join("blobs"),
+            quarantine: dir.join(QUARANTINE_DIR).join("blobs"),
+        };
+        // A guard an earlier open left behind is settled first.
+        guard.release();
+        if let Ok(entries) = std::fs::read_dir(&guard.blob_dir) {
+            if std::fs::create_dir_all(&guard.guard_dir).is_ok() {
+                for entry in entries.flatten() {
+                    let _ = std::fs::hard_link(entry.path(), guard.guard_dir.join(entry.file_name()));
+                }
+            }
+        }
+        guard
+    }
+
+    /// Moves every guarded blob sled deleted into quarantine, and removes the guard.
+    fn release(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.guard_dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if self.blob_dir.join(&name).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            } else if std::fs::create_dir_all(&self.quarantine).is_ok() {
+                let _ = std::fs::rename(entry.path(), self.quarantine.join(&name));
+            }
+        }
+        let _ = std::fs::remove_dir(&self.guard_dir);
+    }
+}
+
 impl Store {
     /// Opens (creating if needed, owner-only) the data directory and takes ownership of it.
     pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_unless(dir, || true).map(|store| store.expect("opened"))
+    }
+
+    /// [`Store::open`], with `proceed` asked — while the directory is already owned, before
+    /// sled touches any file — whether to open sled at all (`None` when it says no).
+    pub(crate) fn open_unless(dir: &Path, proceed: impl FnOnce() -> bool) -> Result<Option<Store>> {
         create_data_dir(dir)?;
         let ownership = Ownership::acquire(dir)?;
+        if !proceed() {
+            return Ok(None);
+        }
         let sled_dir = dir.join("sled");
-        let db = open_sled(&sled_dir)?;
+        remove_unfinished_snapshots(&sled_dir)?;
+        let guard = BlobGuard::take(dir, &sled_dir);
+        let opened = open_sled(&sled_dir);
+        guard.release();
+        let db = opened?;
         let log = db.open_tree(LOG_TREE)?;
         match log.get(meta_key(FORMAT_KEY))? {
             Some(version) if version.as_ref() == [FORMAT_VERSION] => {}
@@ -274,18 +377,29 @@ impl Store {
             }
         }
         let anchor = HeadAnchor::open(dir)?;
-        Ok(Store {
+        Ok(Some(Store {
             dir: dir.to_path_buf(),
-            db,
-            log,
+            db: std::mem::ManuallyDrop::new(db),
+            log: std::mem::ManuallyDrop::new(log),
             anchor,
+            faulted: std::sync::atomic::AtomicBool::new(false),
             blocks: Mutex::new(BlockCache::default()),
             _ownership: ownership,
-        })
+        }))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Marks the store as faulted after a failed write: the fault record goes into the
+    /// anchor file first (so the next open recovers), and sled is never flushed again.
+    pub(crate) fn mark_faulted(&self, reason: &str) {
+        if !self.faulted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // Nothing better can be done when even this fails: the next open still finds
+            // any blocks past the recorded head.
+            let _ = self.anchor.mark_fault(reason);
+        }
     }
 
     /// Refuses a store whose recovered head disagrees with its head anchor: sled may have
@@ -406,7 +520,7 @@ impl Store {
     }
 
     /// Drops every cached decoded block (the stored ones were changed underneath).
-    fn forget_decoded_blocks(&self) {
+    pub(crate) fn forget_decoded_blocks(&self) {
         if let Ok(mut cache) = self.blocks.lock() {
             *cache = BlockCache::default();
         }

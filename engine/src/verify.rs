@@ -54,11 +54,14 @@ impl DamageKind {
     }
 }
 
-/// The first damage found.
+/// One damaged range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Damage {
     /// The first bad seq, when the store was readable enough to tell.
     pub seq: Option<u64>,
+    /// The last seq the damage covers, when the walk found intact events after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
     pub kind: DamageKind,
     pub detail: String,
 }
@@ -71,31 +74,63 @@ pub struct VerifyReport {
     pub checked: u64,
     /// The last intact event's seq and hash.
     pub last_good: Option<(u64, String)>,
+    /// The first damage (also `damages[0]`).
     pub damage: Option<Damage>,
+    /// Every damaged range, in seq order (at most [`MAX_DAMAGES`]): after each one the walk
+    /// goes on at the next block it can read, so that one damaged block costs at most its
+    /// own events in the report.
+    pub damages: Vec<Damage>,
+    /// Exactly the seqs (inclusive ranges) of which no intact copy exists, not in the store
+    /// nor anywhere in sled's files: what a salvage cannot bring back. Damage that sled
+    /// merely cannot read, whose records are intact in its files, is not lost.
+    pub lost: Vec<(u64, u64)>,
+    /// A write failed the last time the log was open: the walk stopped at the last
+    /// acknowledged event, and this says what the next open for writing cuts and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_pending: Option<String>,
 }
+
+/// The walk reports at most this many damaged ranges.
+pub const MAX_DAMAGES: usize = 1000;
 
 impl VerifyReport {
     pub fn intact(&self) -> bool {
         self.damage.is_none()
     }
 
-    /// A report on a store that could not be read at all.
-    fn unreadable(from: u64, detail: impl Into<String>) -> VerifyReport {
+    fn new(from: u64) -> VerifyReport {
         VerifyReport {
             from,
             checked: 0,
             last_good: None,
-            damage: Some(Damage { seq: None, kind: DamageKind::Unreadable, detail: detail.into() }),
+            damage: None,
+            damages: Vec::new(),
+            lost: Vec::new(),
+            recovery_pending: None,
         }
+    }
+
+    /// A report on a store that could not be read at all.
+    fn unreadable(from: u64, detail: impl Into<String>) -> VerifyReport {
+        let damage = Damage { seq: None, until: None, kind: DamageKind::Unreadable, detail: detail.into() };
+        VerifyReport { damage: Some(damage.clone()), damages: vec![damage], ..VerifyReport::new(from) }
     }
 }
 
 /// Progress callback: events checked so far, events expected in all.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
+/// Free space a verification wants before it lets sled open the store: sled writes a
+/// little on open (a snapshot), and a full disk must not make an intact store look damaged.
+const VERIFY_NEEDS_FREE: u64 = 1 << 20;
+
 /// Opens a data directory for verification only and walks it. A store that will not open is
-/// reported as [`DamageKind::Unreadable`]; only a held lock is an error, since then nothing
-/// can be said about the store.
+/// reported as [`DamageKind::Unreadable`]; a held lock and a full disk are errors, since
+/// then nothing can be said about the store (and a full disk is not damage).
+///
+/// A store whose last write failed (the anchor file carries a fault record) is walked to its
+/// last acknowledged event; what lies past it is named in `recovery_pending`, since the next
+/// open for writing cuts it.
 pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<VerifyReport> {
     if !dir.join("sled").join("db").exists() {
         // A directory the engine once owned keeps its lock and anchor files.
@@ -104,19 +139,182 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
         }
         return Ok(VerifyReport::unreadable(from, "sled's log file (sled/db) is missing"));
     }
-    match Store::open(dir) {
+    if let Ok(free) = crate::space::free_bytes(dir) {
+        if free < VERIFY_NEEDS_FREE {
+            return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: VERIFY_NEEDS_FREE });
+        }
+    }
+    // Carving comes first, before sled touches the files: sled's recovery of a damaged log
+    // file cuts the file short past the damage (blobs it deletes are kept in quarantine),
+    // so what can be proven must be read before sled opens. When carving already shows
+    // the chain damaged, sled is not opened at all and the report comes from carving.
+    let mut carved = None;
+    let mut carved_report = None;
+    let fault_recorded = crate::anchor::read_fault(dir).is_some();
+    let opened = Store::open_unless(dir, || {
+        let chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {}).ok();
+        let damaged = chain.as_ref().is_some_and(|chain| chain_is_damaged(chain, read_anchor(dir)));
+        if damaged && !fault_recorded {
+            carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain));
+        }
+        carved = chain;
+        carved_report.is_none()
+    });
+    let opened = match opened {
+        Ok(Some(store)) => Ok(store),
+        Ok(None) => return carved_report.ok_or_else(|| Error::Storage("verification was not run".into())),
+        Err(error) => Err(error),
+    };
+    match opened {
         Ok(store) => {
+            let fault = crate::anchor::read_fault(dir);
+            let acknowledged = match (&fault, read_anchor(dir)) {
+                (Some(_), AnchorState::Head { seq, hash }) => Some(Some(Head { seq, hash, ts_us: 0 })),
+                (Some(_), _) => Some(None),
+                (None, _) => None,
+            };
             // Starting right after the head is allowed: it checks the anchor and nothing else.
             if let Ok(head) = store.stored_head() {
+                let head = acknowledged.unwrap_or(head);
                 let len = head.map_or(0, |head| head.seq + 1);
                 if from > len {
                     return Err(Error::OutOfRange { from, len });
                 }
             }
-            Ok(walk(&store, from, None, progress))
+            let mut report = match acknowledged {
+                Some(None) => VerifyReport::new(from),
+                Some(Some(head)) => walk(&store, from, Some(head), progress),
+                None => walk(&store, from, None, progress),
+            };
+            if !report.intact() {
+                refine_with_carving(carved.as_ref(), &mut report);
+            }
+            if let Some(reason) = fault {
+                let kept = match acknowledged.flatten() {
+                    Some(head) => format!("events past {} were never acknowledged", head.seq),
+                    None => "no event was acknowledged".to_string(),
+                };
+                report.recovery_pending = Some(format!(
+                    "a write failed ({reason}); {kept}, and the next command that opens the log for writing cuts them"
+                ));
+            }
+            Ok(report)
         }
         Err(error @ Error::Locked { .. }) => Err(error),
-        Err(error) => Ok(VerifyReport::unreadable(from, error.to_string())),
+        Err(error) if error.is_disk_full() => Err(error),
+        Err(error) => {
+            let mut report = VerifyReport::unreadable(from, error.to_string());
+            refine_with_carving(carved.as_ref(), &mut report);
+            Ok(report)
+        }
+    }
+}
+
+/// Reads sled's files without sled (`carve`) to tell, for every damaged range, which of its
+/// events are lost for good and which are intact in sled's files (and so salvageable), and
+/// says so in the damage's detail. A store sled cannot open at all is described the same
+/// way: what carving proves is what `cclog salvage` recovers.
+fn refine_with_carving(carved: Option<&crate::carve::CarvedChain>, report: &mut VerifyReport) {
+    let Some(carved) = carved else {
+        report.lost = report.damages.iter().filter_map(damage_range).collect();
+        return;
+    };
+    let present: std::collections::BTreeSet<u64> = carved.events.iter().map(|carved| carved.event.seq()).collect();
+    let top = carved.events.last().map(|carved| carved.event.seq());
+    let mut lost = Vec::new();
+    for damage in &mut report.damages {
+        let range = match damage_range(damage) {
+            Some(range) => range,
+            // The whole store: everything up to the carved top that carving did not prove.
+            None => match top {
+                Some(top) => (0, top),
+                None => continue,
+            },
+        };
+        let mut recoverable = 0u64;
+        let mut start: Option<u64> = None;
+        for seq in range.0..=range.1 {
+            if present.contains(&seq) {
+                recoverable += 1;
+                if let Some(first) = start.take() {
+                    lost.push((first, seq - 1));
+                }
+            } else {
+                start.get_or_insert(seq);
+            }
+        }
+        if let Some(first) = start {
+            lost.push((first, range.1));
+        }
+        let total = range.1 - range.0 + 1;
+        if recoverable > 0 {
+            damage.detail.push_str(&format!(
+                "; {recoverable} of its {total} event(s) are intact in sled's files: `cclog salvage --to DIR` recovers them"
+            ));
+        }
+    }
+    lost.sort_unstable();
+    report.lost = lost;
+    report.damage = report.damages.first().cloned();
+}
+
+/// Whether the carved chain has holes, or does not reach the acknowledged head. Without an
+/// anchor nothing was acknowledged (or an old build wrote the store), and what the files
+/// hold says nothing: sled's own view decides.
+fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: AnchorState) -> bool {
+    match anchor {
+        AnchorState::Head { seq, hash } => {
+            !chain.missing.is_empty()
+                || !chain.events.iter().any(|carved| carved.event.seq() == seq && carved.event.hash == hash)
+        }
+        AnchorState::Unreadable | AnchorState::Absent => false,
+    }
+}
+
+/// The report on a store whose files show a damaged chain, from carving alone (sled left
+/// unopened so that its recovery cuts nothing).
+fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain) -> VerifyReport {
+    let mut report = VerifyReport::new(from);
+    let note = "sled was not opened, since its recovery would cut the damaged log file; \
+                `cclog salvage --to DIR` copies every other event into a new directory";
+    for &(first, last) in &chain.missing {
+        if last < from {
+            continue;
+        }
+        let kind = chain.faults.get(&first).copied().unwrap_or(DamageKind::Gap);
+        let what = match kind {
+            DamageKind::Gap => "no record of them is left in the store's files",
+            _ => "their records in the store's files are damaged",
+        };
+        let range = if first == last { format!("event {first}") } else { format!("events {first}..={last}") };
+        report.damages.push(Damage {
+            seq: Some(first.max(from)),
+            until: Some(last),
+            kind,
+            detail: format!("{range}: {what}; {note}"),
+        });
+        report.lost.push((first.max(from), last));
+    }
+    if report.damages.is_empty() {
+        report.damages.push(Damage {
+            seq: chain.events.last().map(|carved| carved.event.seq() + 1),
+            until: None,
+            kind: DamageKind::Truncated,
+            detail: format!("the events in the store's files end before the acknowledged head; {note}"),
+        });
+    }
+    report.checked = chain.events.iter().filter(|carved| carved.event.seq() >= from).count() as u64;
+    report.last_good = chain.events.last().map(|carved| (carved.event.seq(), carved.event.hash.to_hex()));
+    report.damage = report.damages.first().cloned();
+    report
+}
+
+/// The seqs a damage covers, when it names any.
+fn damage_range(damage: &Damage) -> Option<(u64, u64)> {
+    match damage.kind {
+        // The end of the log disagreeing with its head or anchor loses no stored event.
+        DamageKind::HeadMismatch => None,
+        _ => damage.seq.map(|seq| (seq, damage.until.unwrap_or(seq).max(seq))),
     }
 }
 
@@ -134,7 +332,10 @@ pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: P
     let total = head.map_or(0, |head| (head.seq + 1).saturating_sub(from));
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
     if total < PARALLEL_FROM_EVENTS || threads < 2 {
-        return walk_range(store, from, None, snapshot, &mut |done| progress(done, total));
+        let report = walk_range(store, from, None, snapshot, &mut |done| progress(done, total));
+        let mut report = continue_past_damage(store, report, snapshot);
+        report.damages.truncate(MAX_DAMAGES);
+        return report;
     }
     let chunk = total.div_ceil(threads);
     let bounds: Vec<(u64, Option<u64>)> = (0..threads)
@@ -166,7 +367,7 @@ pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: P
             .map(|handle| handle.join().unwrap_or_else(|_| VerifyReport::unreadable(from, "a verifier thread failed")))
             .collect::<Vec<_>>()
     });
-    let mut combined = VerifyReport { from, checked: 0, last_good: None, damage: None };
+    let mut combined = VerifyReport::new(from);
     for report in reports {
         combined.checked += report.checked;
         if report.last_good.is_some() {
@@ -177,8 +378,109 @@ pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: P
             break;
         }
     }
+    let mut combined = continue_past_damage(store, combined, snapshot);
     progress(combined.checked, total);
+    combined.damages.truncate(MAX_DAMAGES);
     combined
+}
+
+/// After the first damage, walks on from the next block that can be read — again and
+/// again — so that every damaged range is named and everything around them is checked.
+/// Each resumed stretch is checked as a whole except for its link into the damage.
+fn continue_past_damage(store: &Store, mut report: VerifyReport, snapshot: Option<Head>) -> VerifyReport {
+    let Some(first) = report.damage.clone() else { return report };
+    report.damages.clear();
+    let mut current = first;
+    loop {
+        let resume = match current.seq {
+            Some(seq) => next_readable_block(store, seq),
+            None => None,
+        };
+        match resume {
+            Some(start) if report.damages.len() < MAX_DAMAGES => {
+                if current.until.is_none() && start > 0 && current.seq.is_some_and(|seq| start > seq) {
+                    current.until = Some(start - 1);
+                }
+                report.damages.push(current);
+                let mut walker =
+                    Walker { store, from: start, until: None, snapshot, checked: 0, last_good: None, linked: false };
+                let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(&mut |_| {}))) {
+                    Ok(damage) => damage,
+                    Err(panic) => Some(Damage {
+                        seq: Some(walker.next_expected()),
+                        until: None,
+                        kind: DamageKind::Unreadable,
+                        detail: format!("the store panicked while reading: {}", panic_text(&panic)),
+                    }),
+                };
+                report.checked += walker.checked;
+                match damage {
+                    Some(damage) => current = damage,
+                    None => break,
+                }
+            }
+            _ => {
+                // Nothing readable after it: sled lost the log's last page, so the damage
+                // reaches the head.
+                if current.kind == DamageKind::Unreadable && current.until.is_none() {
+                    let head = snapshot.or_else(|| store.stored_head().ok().flatten());
+                    current.until = head.map(|head| head.seq).filter(|head| current.seq.is_some_and(|seq| *head > seq));
+                }
+                report.damages.push(current);
+                break;
+            }
+        }
+    }
+    report.damage = report.damages.first().cloned();
+    report.lost = report.damages.iter().filter_map(damage_range).collect();
+    report
+}
+
+/// The first seq of the first block after `seq` that sled can read. sled loses a whole page
+/// (many blocks) to one bad byte and refuses every read that passes through it, so the
+/// search gallops forwards until a read succeeds, then narrows down to the first key past
+/// the lost page.
+fn next_readable_block(store: &Store, seq: u64) -> Option<u64> {
+    let first_at = |from: u64| -> Result<Option<u64>> {
+        match store.log.range(crate::store::block_key(from)..crate::store::block_key(u64::MAX)).next() {
+            None => Ok(None),
+            Some(Ok((key, _))) => Ok(crate::store::block_seq(&key)),
+            Some(Err(error)) => Err(Error::from(error)),
+        }
+    };
+    let read = |from: u64| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| first_at(from))).ok()?.ok();
+    let start = seq.checked_add(1)?;
+    if let Some(found) = read(start) {
+        return found;
+    }
+    // Gallop: the first probe past the lost page.
+    let mut failing = start;
+    let mut step = 1u64;
+    let found = loop {
+        let probe = start.checked_add(step)?;
+        match read(probe) {
+            Some(found) => break (probe, found?),
+            None => {
+                failing = probe;
+                step = step.checked_mul(2)?;
+            }
+        }
+    };
+    // Narrow down between the last failing probe and the first that read.
+    let (mut low, mut high) = (failing, found.0);
+    let mut best = found.1;
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        match read(middle) {
+            Some(Some(first)) => {
+                best = first;
+                high = middle;
+            }
+            Some(None) => high = middle,
+            None => low = middle,
+        }
+    }
+    Some(best)
 }
 
 /// Walks events `from..until` (to the end of the log, with its end checks, when `until` is
@@ -190,20 +492,22 @@ fn walk_range(
     snapshot: Option<Head>,
     progress: &mut dyn FnMut(u64),
 ) -> VerifyReport {
-    let mut walker = Walker { store, from, until, snapshot, checked: 0, last_good: None };
+    let mut walker = Walker { store, from, until, snapshot, checked: 0, last_good: None, linked: true };
     let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(progress))) {
         Ok(damage) => damage,
         Err(panic) => Some(Damage {
             seq: Some(walker.next_expected()),
+            until: None,
             kind: DamageKind::Unreadable,
             detail: format!("the store panicked while reading: {}", panic_text(&panic)),
         }),
     };
     VerifyReport {
-        from,
         checked: walker.checked,
         last_good: walker.last_good.map(|(seq, hash)| (seq, hash.to_hex())),
+        damages: damage.iter().cloned().collect(),
         damage,
+        ..VerifyReport::new(from)
     }
 }
 
@@ -216,10 +520,13 @@ struct Walker<'a> {
     snapshot: Option<Head>,
     checked: u64,
     last_good: Option<(u64, Hash)>,
+    /// Whether the first event's link into the one before it is checked (not when the walk
+    /// resumes after damage).
+    linked: bool,
 }
 
 fn damage(seq: Option<u64>, kind: DamageKind, detail: impl Into<String>) -> Option<Damage> {
-    Some(Damage { seq, kind, detail: detail.into() })
+    Some(Damage { seq, until: None, kind, detail: detail.into() })
 }
 
 impl Walker<'_> {
@@ -234,9 +541,13 @@ impl Walker<'_> {
             (None, Err(error)) => return damage(None, DamageKind::Unreadable, error.to_string()),
         };
         let until = self.until.or(self.snapshot.map(|head| head.seq + 1)).unwrap_or(u64::MAX);
-        let mut prev = match self.hash_before(self.from) {
-            Ok(hash) => hash,
-            Err(found) => return Some(found),
+        let mut prev = if self.linked {
+            match self.hash_before(self.from) {
+                Ok(hash) => Some(hash),
+                Err(found) => return Some(found),
+            }
+        } else {
+            None
         };
         let blocks = match self.store.blocks_from(self.from) {
             Ok(blocks) => blocks,
@@ -270,11 +581,11 @@ impl Walker<'_> {
                 if position >= until {
                     break;
                 }
-                if let Some(found) = self.check_record(position, record, &prev, &parsed.records[index + 1..]) {
+                if let Some(found) = self.check_record(position, record, prev.as_ref(), &parsed.records[index + 1..]) {
                     return Some(found);
                 }
-                prev = record.hash;
-                self.last_good = Some((position, prev));
+                prev = Some(record.hash);
+                self.last_good = Some((position, record.hash));
                 self.checked += 1;
                 expected = position + 1;
                 if self.checked.is_multiple_of(16_384) {
@@ -326,10 +637,11 @@ impl Walker<'_> {
             Ok(Some(hash)) => Ok(hash),
             Ok(None) => Err(Damage {
                 seq: Some(from - 1),
+                until: None,
                 kind: DamageKind::Gap,
                 detail: format!("event {} before the starting point is missing", from - 1),
             }),
-            Err(detail) => Err(Damage { seq: Some(from - 1), kind: DamageKind::Unreadable, detail }),
+            Err(detail) => Err(Damage { seq: Some(from - 1), until: None, kind: DamageKind::Unreadable, detail }),
         }
     }
 
@@ -340,7 +652,7 @@ impl Walker<'_> {
         &self,
         seq: u64,
         record: &BlockRecord<'_>,
-        prev: &Hash,
+        prev: Option<&Hash>,
         later: &[BlockRecord<'_>],
     ) -> Option<Damage> {
         let header = match record.header() {
@@ -372,7 +684,7 @@ impl Walker<'_> {
                 damage(Some(seq), DamageKind::Gap, format!("event {seq} is missing; event {} follows", header.seq))
             };
         }
-        if record.prev != *prev {
+        if prev.is_some_and(|prev| record.prev != *prev) {
             return damage(Some(seq), DamageKind::LinkBroken, "prev is not the hash of the event before");
         }
         if !self_consistent {
@@ -388,11 +700,12 @@ impl Walker<'_> {
             (Some(head), last) if last.is_none_or(|(seq, _)| seq < head.seq) => {
                 let first_missing = last.map_or(self.from, |(seq, _)| seq + 1);
                 if first_missing <= head.seq {
-                    return damage(
-                        Some(first_missing),
-                        DamageKind::Truncated,
-                        format!("the log ends at {}, its head is {}", describe_last(last), head.seq),
-                    );
+                    return Some(Damage {
+                        seq: Some(first_missing),
+                        until: Some(head.seq),
+                        kind: DamageKind::Truncated,
+                        detail: format!("the log ends at {}, its head is {}", describe_last(last), head.seq),
+                    });
                 }
             }
             (Some(head), Some((seq, hash))) if seq > head.seq || (seq == head.seq && hash != head.hash) => {
@@ -414,11 +727,15 @@ impl Walker<'_> {
                 let last_seq = last.map(|(seq, _)| seq);
                 if last_seq.is_none_or(|last_seq| last_seq < seq) && self.from <= seq {
                     let first_missing = last_seq.map_or(self.from, |last_seq| last_seq + 1);
-                    return damage(
-                        Some(first_missing),
-                        DamageKind::Truncated,
-                        format!("the log ends at {}, but event {seq} was acknowledged as durable", describe_last(last)),
-                    );
+                    return Some(Damage {
+                        seq: Some(first_missing),
+                        until: Some(seq),
+                        kind: DamageKind::Truncated,
+                        detail: format!(
+                            "the log ends at {}, but event {seq} was acknowledged as durable",
+                            describe_last(last)
+                        ),
+                    });
                 }
                 if seq >= self.from && !matches!(self.stored_hash(seq), Ok(Some(stored)) if stored == hash) {
                     return damage(

@@ -82,7 +82,24 @@ impl Error {
             Error::Ingest(Ingest::Busy { .. }) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
             Error::Ingest(Ingest::RunEnded { .. }) => (StatusCode::CONFLICT, "run_ended"),
             Error::Ingest(Ingest::SessionBusy(_)) => (StatusCode::CONFLICT, "session_busy"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            _ => match self.engine_error() {
+                Some(error) if error.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+                Some(cclog_engine::Error::Poisoned(_)) => (StatusCode::SERVICE_UNAVAILABLE, "log_failed"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+
+    /// The engine error underneath, however many layers wrap it.
+    fn engine_error(&self) -> Option<&cclog_engine::Error> {
+        use cclog_ingest::Error as Ingest;
+        use cclog_projections::Error as Projections;
+        match self {
+            Error::Engine(error)
+            | Error::Projections(Projections::Engine(error))
+            | Error::Ingest(Ingest::Engine(error))
+            | Error::Ingest(Ingest::Projections(Projections::Engine(error))) => Some(error),
+            _ => None,
         }
     }
 }
@@ -98,7 +115,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `ambiguous_id`, `run_ended`, `session_busy`, `payload_too_large`, `too_many_runs`,
-    /// `internal`.
+    /// `disk_full` (507: nothing was written; retry once space is freed), `log_failed` (503:
+    /// a write failed; the log takes appends again after `cclog serve` restarts), `internal`.
     pub code: String,
     /// For people: what happened and what to do.
     pub message: String,
@@ -116,7 +134,9 @@ const SERVER_ERROR_MESSAGE: &str = "the server ran into an internal error; its l
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        // A full disk or a failed log is the operator's to fix, and the message says how.
+        let actionable = matches!(code, "disk_full" | "log_failed");
+        let message = if status.is_server_error() && !actionable {
             tracing::error!(error = %self, detail = ?self, "request failed");
             SERVER_ERROR_MESSAGE.to_string()
         } else {

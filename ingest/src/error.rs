@@ -52,6 +52,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The engine error underneath, if the log itself failed (as opposed to the input).
+    pub fn engine(&self) -> Option<&cclog_engine::Error> {
+        match self {
+            Error::Engine(error) | Error::Projections(cclog_projections::Error::Engine(error)) => Some(error),
+            _ => None,
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io { path: path.to_path_buf(), source }
     }

@@ -135,6 +135,9 @@ struct FileRead<'f> {
     fresh: HashMap<String, Vec<u8>>,
     /// Chunks submitted and not yet known durable, oldest first, with their entries.
     in_flight: VecDeque<(cclog_engine::PendingAppend, HashMap<String, Vec<u8>>)>,
+    /// The file's chunks land in order or not at all: a chunk refused (a full disk) takes
+    /// the ones submitted after it along, so no checkpoint ever skips a chunk.
+    chain: cclog_engine::AppendChain,
     run: Option<OpenRun>,
 }
 
@@ -198,7 +201,9 @@ impl<'a> Importer<'a> {
         for candidate in &candidates {
             report.files += 1;
             if let Err(error) = self.import_file(candidate, &mut report) {
-                if matches!(error, Error::Engine(_)) {
+                // The log failing (a full disk, a failed write) ends the import; a file
+                // that cannot be read does not.
+                if error.engine().is_some() {
                     return Err(error);
                 }
                 report.failed_files.push((candidate.path.display().to_string(), error.to_string()));
@@ -291,6 +296,7 @@ impl<'a> Importer<'a> {
             changed: false,
             fresh: HashMap::new(),
             in_flight: VecDeque::new(),
+            chain: cclog_engine::AppendChain::default(),
             run: None,
         };
         let (revision, reason) = match &state {
@@ -513,7 +519,7 @@ impl<'a> Importer<'a> {
         while read.in_flight.len() >= CHUNKS_IN_FLIGHT {
             Self::settle_oldest(read)?;
         }
-        let pending = self.log.submit_blocking(batch)?;
+        let pending = self.log.submit_blocking_in(&read.chain, batch)?;
         read.in_flight.push_back((pending, std::mem::take(&mut read.fresh)));
         read.pending_bytes = 0;
         Ok(())

@@ -29,7 +29,7 @@
 //! let line = r#"{"type":"user","uuid":"u1","parentUuid":null,"sessionId":"11111111-2222-3333-4444-555555555555","message":{"role":"user","content":"hi"}}"#;
 //! std::fs::write(project.join("11111111-2222-3333-4444-555555555555.jsonl"), format!("{line}\n"))?;
 //!
-//! let log = Log::open(data.path(), LogOptions { projections: cclog_projections::standard() })?;
+//! let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard()))?;
 //! let report = Importer::new(&log).import(&[projects.path().to_path_buf()], &|_| {})?;
 //! assert_eq!((report.files, report.new_entries), (1, 1));
 //! let again = Importer::new(&log).import(&[projects.path().to_path_buf()], &|_| {})?;

@@ -24,7 +24,7 @@
 //! use cclog_projections::StreamStats;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let log = Log::open(dir.path(), LogOptions { projections: vec![Arc::new(StreamStats)] })?;
+//! let log = Log::open(dir.path(), LogOptions::with_projections(vec![Arc::new(StreamStats)]))?;
 //! log.append_blocking(vec![
 //!     NewEvent::new("run/1", "run.started", b"{}".to_vec()),
 //!     NewEvent::new("run/1", "run.completed", b"{}".to_vec()),

@@ -29,11 +29,11 @@ pub fn event(stream: &str, index: u64) -> NewEvent {
 }
 
 pub fn open(dir: &Path) -> Log {
-    Log::open(dir, LogOptions { projections: cclog_projections::standard() }).expect("open log")
+    Log::open(dir, LogOptions::with_projections(cclog_projections::standard())).expect("open log")
 }
 
 pub fn open_with(dir: &Path, projections: Vec<Arc<dyn cclog_engine::Projection>>) -> Log {
-    Log::open(dir, LogOptions { projections }).expect("open log")
+    Log::open(dir, LogOptions::with_projections(projections)).expect("open log")
 }
 
 /// The `cclog` binary cargo built for this test run (`target/<profile>/cclog`).

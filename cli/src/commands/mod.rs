@@ -12,6 +12,7 @@ mod mcp;
 mod rebuild;
 mod replay;
 mod runs;
+mod salvage;
 mod serve;
 mod sessions;
 mod stats;
@@ -27,7 +28,19 @@ use crate::args::{Cli, Command};
 
 /// Runs the command: through `cclog serve` when one owns the data directory and the command
 /// runs there, else here.
+/// The free space every log this process opens keeps (`--disk-reserve`).
+static DISK_RESERVE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn log_options() -> LogOptions {
+    let mut options = LogOptions::with_projections(cclog_projections::standard());
+    if let Some(reserve) = DISK_RESERVE.get() {
+        options.disk_reserve = *reserve;
+    }
+    options
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let _ = DISK_RESERVE.set(cli.global.disk_reserve);
     let from_database_path = cli.global.data.is_none() && database_path_dir()?.is_some();
     let data = data_dir(cli.global.data)?;
     if from_database_path && matches!(cli.command, Command::Serve(_)) {
@@ -83,6 +96,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Replay(args) => replay::run(data, args),
         Command::Diff(args) => diff::run(data, args),
         Command::Rebuild(args) => rebuild::run(data, args),
+        Command::Salvage(args) => salvage::run(data, args),
         Command::Serve(args) => serve::run(data, args),
         Command::Run(command) => runs::run(data, command),
         Command::Runs(args) => runs::list(data, args),
@@ -123,7 +137,7 @@ pub fn open_log(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
     if let Some(log) = crate::output::forwarded_log() {
         return Ok(log);
     }
-    match Log::open(data, LogOptions { projections: cclog_projections::standard() }) {
+    match Log::open(data, log_options()) {
         Ok(log) => Ok(Arc::new(log)),
         Err(error @ cclog_engine::Error::Locked { .. }) => match cclog_http::server::Advertisement::read(data) {
             Some(server) => Err(anyhow::Error::new(error).context(format!(

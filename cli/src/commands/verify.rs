@@ -32,6 +32,9 @@ pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<u8> {
             "checked": report.checked,
             "last_good": report.last_good.as_ref().map(|(seq, hash)| serde_json::json!({"seq": seq, "hash": hash})),
             "damage": report.damage,
+            "damages": report.damages,
+            "lost": report.lost,
+            "recovery_pending": report.recovery_pending,
         });
         crate::outln!("{json}");
         return Ok(code);
@@ -47,19 +50,44 @@ pub fn run(data: &Path, args: VerifyArgs) -> anyhow::Result<u8> {
             ),
             None => crate::outln!("{}: the log is empty", paint(colour, output::GREEN, "intact")),
         },
-        Some(damage) => {
-            let at = damage.seq.map_or_else(|| "the store".to_string(), |seq| format!("seq {seq}"));
+        Some(_) => {
+            for damage in &report.damages {
+                let at = match (damage.seq, damage.until) {
+                    (Some(seq), Some(until)) if until > seq => format!("seq {seq}..={until}"),
+                    (Some(seq), _) => format!("seq {seq}"),
+                    (None, _) => "the store".to_string(),
+                };
+                crate::outln!(
+                    "{} at {at}: {}: {}",
+                    paint(colour, output::RED, "DAMAGED"),
+                    damage.kind.describe(),
+                    damage.detail
+                );
+            }
             crate::outln!(
-                "{} at {at}: {}: {}",
-                paint(colour, output::RED, "DAMAGED"),
-                damage.kind.describe(),
-                damage.detail
+                "{} checked intact around the damage; last intact event: {}",
+                output::count(report.checked, "event"),
+                report
+                    .last_good
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |(seq, hash)| format!("seq {seq}, hash {hash}"))
             );
-            match &report.last_good {
-                Some((seq, hash)) => crate::outln!("last intact event: seq {seq}, hash {hash}"),
-                None => crate::outln!("no event before the damage could be verified"),
+            if report.lost.is_empty() {
+                crate::outln!(
+                    "lost: nothing — every damaged event is intact in sled's files (`cclog salvage --to DIR`)"
+                );
+            } else {
+                let ranges: Vec<String> = report
+                    .lost
+                    .iter()
+                    .map(|(first, last)| if first == last { first.to_string() } else { format!("{first}..={last}") })
+                    .collect();
+                crate::outln!("lost for good: seq {}", ranges.join(", "));
             }
         }
+    }
+    if let Some(pending) = &report.recovery_pending {
+        crate::outln!("{}: {pending}", paint(colour, output::YELLOW, "note"));
     }
     Ok(code)
 }

@@ -45,19 +45,35 @@ pub async fn root() -> Json<Index> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// Always `ok` when the server answers.
+    /// `ok`; `degraded` while the log refuses appends (reads are still served), with
+    /// `reason` saying why and what to do.
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     version: &'static str,
     /// Events in the log.
     events: u64,
     active_runs: usize,
 }
 
-/// Liveness, the log's length and how many runs are active. Never needs the token.
+/// Liveness, the log's length, how many runs are active, and whether the log takes appends
+/// (`degraded` when it does not). Never needs the token.
 #[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health, description = "The service is up")))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    let reason = match state.log.health() {
+        cclog_engine::Health::Ok => None,
+        cclog_engine::Health::DiskFull { free, needed } => Some(format!(
+            "disk full: {} free, appends need {}; they resume on their own once space is freed",
+            cclog_engine::describe_bytes(free),
+            cclog_engine::describe_bytes(needed)
+        )),
+        cclog_engine::Health::Failed(reason) => {
+            Some(format!("a write failed ({reason}); restart cclog serve to recover the log and take appends again"))
+        }
+    };
     Json(Health {
-        status: "ok",
+        status: if reason.is_some() { "degraded" } else { "ok" },
+        reason,
         version: env!("CARGO_PKG_VERSION"),
         events: state.log.len(),
         active_runs: state.runner.active_ids().len(),

@@ -1,0 +1,90 @@
+//! Free space. sled does not survive a failed write: an `apply_batch` that hits ENOSPC in
+//! the middle has already applied the keys before the failure, loses its atomicity marker,
+//! and its next flush hangs (seen on sled 0.34 with a full tmpfs: a hole inside the chain
+//! and a process that never exits). So the writer makes sure sled never sees a full disk:
+//! before it stages a commit group it asks the filesystem how much space is free and
+//! refuses the group with [`crate::Error::DiskFull`] unless a reserve and twice the group's
+//! size are free. Nothing of a refused group reaches sled, the log stays as it was, and the
+//! next group is accepted as soon as space is back — no restart, no recovery.
+//!
+//! The reserve also covers what sled writes on its own (segment headers, a snapshot while
+//! opening); twice the group leaves room for sled's copy-on-write of the tree nodes a group
+//! touches. A write that fails anyway (another process filled the disk between the check
+//! and the write, or the device failed) poisons the log; see `recovery`.
+
+use std::path::Path;
+
+/// What the writer keeps free unless told otherwise: 8 MiB.
+pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
+
+/// What the writer counts for each event besides its payload: header, hashes, index keys
+/// and projection updates.
+const EVENT_OVERHEAD: u64 = 512;
+
+/// Bytes free to an unprivileged writer on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` a buffer statvfs fills.
+    let status = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if status != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let stats = unsafe { stats.assume_init() };
+    // The field types are narrower than u64 on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+/// The free space a group of `events` events with `payload_bytes` payload bytes needs.
+pub(crate) fn needed_for(reserve: u64, events: u64, payload_bytes: u64) -> u64 {
+    let group = payload_bytes.saturating_add(events.saturating_mul(EVENT_OVERHEAD));
+    reserve.saturating_add(group.saturating_mul(2))
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full.
+pub(crate) fn is_out_of_space(error: &std::io::Error) -> bool {
+    // sled passes some of its I/O errors on rebuilt from their kind, without the errno.
+    matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
+/// Bytes as a person reads them: "3.2 MiB".
+pub fn describe_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_reports_its_filesystems_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_group_needs_the_reserve_and_twice_its_size() {
+        assert_eq!(needed_for(100, 0, 0), 100);
+        assert_eq!(needed_for(100, 2, 1000), 100 + 2 * (1000 + 2 * EVENT_OVERHEAD));
+        assert_eq!(needed_for(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(describe_bytes(512), "512 B");
+        assert_eq!(describe_bytes(3 << 20), "3.0 MiB");
+    }
+}
