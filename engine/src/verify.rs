@@ -332,7 +332,7 @@ pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: P
     let total = head.map_or(0, |head| (head.seq + 1).saturating_sub(from));
     let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
     if total < PARALLEL_FROM_EVENTS || threads < 2 {
-        let report = walk_range(store, from, None, snapshot, &mut |done| progress(done, total));
+        let report = walk_range(store, from, None, snapshot, true, &mut |done| progress(done, total));
         let mut report = continue_past_damage(store, report, snapshot);
         report.damages.truncate(MAX_DAMAGES);
         return report;
@@ -352,7 +352,7 @@ pub(crate) fn walk(store: &Store, from: u64, snapshot: Option<Head>, progress: P
             .zip(&done)
             .map(|(&(start, until), done)| {
                 scope.spawn(move || {
-                    walk_range(store, start, until, snapshot, &mut |checked| {
+                    walk_range(store, start, until, snapshot, true, &mut |checked| {
                         done.store(checked, std::sync::atomic::Ordering::Relaxed)
                     })
                 })
@@ -402,19 +402,12 @@ fn continue_past_damage(store: &Store, mut report: VerifyReport, snapshot: Optio
                     current.until = Some(start - 1);
                 }
                 report.damages.push(current);
-                let mut walker =
-                    Walker { store, from: start, until: None, snapshot, checked: 0, last_good: None, linked: false };
-                let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(&mut |_| {}))) {
-                    Ok(damage) => damage,
-                    Err(panic) => Some(Damage {
-                        seq: Some(walker.next_expected()),
-                        until: None,
-                        kind: DamageKind::Unreadable,
-                        detail: format!("the store panicked while reading: {}", panic_text(&panic)),
-                    }),
-                };
-                report.checked += walker.checked;
-                match damage {
+                let resumed = walk_range(store, start, None, snapshot, false, &mut |_| {});
+                report.checked += resumed.checked;
+                if resumed.last_good.is_some() {
+                    report.last_good = resumed.last_good;
+                }
+                match resumed.damage {
                     Some(damage) => current = damage,
                     None => break,
                 }
@@ -484,15 +477,16 @@ fn next_readable_block(store: &Store, seq: u64) -> Option<u64> {
 }
 
 /// Walks events `from..until` (to the end of the log, with its end checks, when `until` is
-/// `None`).
+/// `None`); `linked` checks the first event's link into the one before it.
 fn walk_range(
     store: &Store,
     from: u64,
     until: Option<u64>,
     snapshot: Option<Head>,
+    linked: bool,
     progress: &mut dyn FnMut(u64),
 ) -> VerifyReport {
-    let mut walker = Walker { store, from, until, snapshot, checked: 0, last_good: None, linked: true };
+    let mut walker = Walker { store, from, until, snapshot, checked: 0, last_good: None, linked };
     let damage = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| walker.run(progress))) {
         Ok(damage) => damage,
         Err(panic) => Some(Damage {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::cclog_bin;
+use crate::support::{cclog_bin, copy_dir};
 
 /// A transcript of `lines` lines whose entries do not compress away.
 fn projects(root: &Path, lines: u64) -> PathBuf {
@@ -48,19 +48,6 @@ fn run(data: &Path, args: &[&str]) -> (i32, Value) {
     let value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}{}", String::from_utf8_lossy(&output.stderr)));
     (output.status.code().unwrap_or(-1), value)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// sled's files: its log and every blob.

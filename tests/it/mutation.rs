@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use cclog_engine::block::{parse_block, BlockEncoder, RecordLayout, StoredEvent};
 use cclog_engine::{verify_dir, DamageKind, Store, VerifyReport};
 
-use crate::support::{event, open};
+use crate::support::{copy_dir, event, open};
 
 const EVENTS: u64 = 40;
 /// Appended in batches of 5, so that event 17 sits third in the block of events 15..=19.
@@ -34,19 +34,6 @@ fn template() -> &'static Path {
             dir
         })
         .path()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The block holding `seq`: its first seq and bytes.
