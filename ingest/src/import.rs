@@ -74,6 +74,9 @@ pub struct ImportReport {
     /// Paths discovery left out, with why (an unreadable directory, a `*.jsonl` that is not
     /// a regular file, a broken or looping link); what is archived under them stays as it was.
     pub skipped: Vec<(String, String)>,
+    /// Files that got shorter while they were being read, with their length before and
+    /// after; one cut below what was read was imported again at once, as a new revision.
+    pub shrank: Vec<(String, u64, u64)>,
     #[serde(skip)]
     touched_sessions: BTreeSet<String>,
 }
@@ -258,7 +261,24 @@ impl<'a> Importer<'a> {
     }
 
     /// Imports one file: new lines, a new revision, or nothing.
+    ///
+    /// A file that gets shorter while it is read is reported in [`ImportReport::shrank`];
+    /// when it was cut below what was read, it is imported again at once, which starts the
+    /// revision its new content is.
     pub fn import_file(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<()> {
+        let (length_before, read_to) = self.import_file_once(candidate, report)?;
+        let Ok(now) = std::fs::metadata(&candidate.path).map(|metadata| metadata.len()) else { return Ok(()) };
+        if now < length_before {
+            report.shrank.push((candidate.path.display().to_string(), length_before, now));
+            if now < read_to {
+                self.import_file_once(candidate, report)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass over the file: its length when the pass began, and how far it read.
+    fn import_file_once(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<(u64, u64)> {
         let _importing = one_import_at_a_time();
         let path_buf = &candidate.path;
         let path = path_buf.to_string_lossy().into_owned();
@@ -276,7 +296,7 @@ impl<'a> Importer<'a> {
                     if let Some(event) = meta_event {
                         self.log.append_blocking(vec![event])?;
                     }
-                    return Ok(());
+                    return Ok((metadata.len(), metadata.len()));
                 }
             }
         }
@@ -352,7 +372,7 @@ impl<'a> Importer<'a> {
                 self.flush(&mut read, line.len() as u64)?;
                 Self::settle(&mut read)?;
                 self.finish(&read, report);
-                return Ok(());
+                return Ok((metadata.len(), read.offset + line.len() as u64));
             }
             read.hasher.update(&line);
             read.offset += count as u64;
@@ -368,7 +388,7 @@ impl<'a> Importer<'a> {
         self.flush(&mut read, 0)?;
         Self::settle(&mut read)?;
         self.finish(&read, report);
-        Ok(())
+        Ok((metadata.len(), read.offset))
     }
 
     fn finish(&self, read: &FileRead<'_>, report: &mut ImportReport) {

@@ -472,3 +472,50 @@ fn a_rewritten_file_counts_its_current_lines_once() {
     let rebuilt = cclog_json(data.path(), &["rebuild", "--json"]);
     assert_eq!(rebuilt["equal"], true, "{rebuilt}");
 }
+
+#[test]
+fn a_file_that_shrinks_while_it_is_imported_is_reported_and_archived_as_it_is_now() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-home-dev-big");
+    std::fs::create_dir_all(&project).unwrap();
+    let session = "f7777777-7777-4777-8777-777777777777";
+    let file = project.join(format!("{session}.jsonl"));
+    // About 80 MB: long enough to be cut while it is read.
+    let padding = "p".repeat(4000);
+    let mut text = String::with_capacity(81 << 20);
+    let mut index = 0;
+    while text.len() < 80 << 20 {
+        text.push_str(&line_of(session, &format!("u-{index}-{padding}")));
+        text.push('\n');
+        index += 1;
+    }
+    std::fs::write(&file, &text).unwrap();
+    let mut import = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(data.path())
+        .args(["import", "--json"])
+        .arg(root.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the import is under way, the file is cut to its first megabyte (mid-line).
+    let db = data.path().join("sled").join("db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&db).map_or(0, |meta| meta.len()) < 4 << 20 {
+        assert!(import.try_wait().unwrap().is_none(), "the import ended before the file could be cut");
+        assert!(std::time::Instant::now() < deadline, "the import never got going");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1 << 20).unwrap();
+    let output = import.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["shrank"][0][0], file.display().to_string(), "{report}");
+    assert_eq!(report["shrank"][0][2], 1 << 20, "{report}");
+    assert_eq!(report["revisions"], 1, "the cut file is a new revision: {report}");
+    // What is archived as the file's current revision is what it holds now.
+    let replayed = cclog(data.path(), &["import", "--verify-replay", root.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&replayed.stdout);
+    assert!(stdout.contains("replay: every file gives back its exact bytes"), "{stdout}");
+}

@@ -98,6 +98,13 @@ fn print_summary(report: &ImportReport) {
     for (path, reason) in &report.skipped {
         crate::outln!("skipped {path}: {reason}");
     }
+    for (path, before, after) in &report.shrank {
+        crate::outln!(
+            "{path} shrank while it was read ({} → {}); what it holds now is archived",
+            output::bytes(*before),
+            output::bytes(*after)
+        );
+    }
 }
 
 /// Replays every archived file under `roots` and compares it with the disk.
