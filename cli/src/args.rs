@@ -88,7 +88,8 @@ pub enum Command {
     /// bad byte — and keeps every record whose hashes hold, following the chain back from the
     /// head anchor. The new directory holds those events with their original hashes; its
     /// `verify` names exactly the seqs that were lost. Exit 0 when nothing is missing, 3 when
-    /// some events could not be recovered. The damaged directory is only read.
+    /// some events could not be recovered. The damaged directory is only read (its lock is
+    /// taken, so that no other cclog writes it meanwhile).
     Salvage(SalvageArgs),
     /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) and MCP on this data directory
     ///

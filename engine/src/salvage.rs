@@ -41,6 +41,9 @@ pub fn salvage(from: &Path, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Re
     if !from.join("sled").exists() {
         return Err(Error::Storage(format!("{} holds no cclog store (no sled directory)", from.display())));
     }
+    // No cclog may write the damaged directory while it is read (its lock file is the only
+    // thing this touches there).
+    let _owner = crate::ownership::Ownership::acquire(from)?;
     let chain = carve_dir(from, Keep::Payloads, progress)?;
     let store = Store::open(to)?;
     let mut files = DurableFiles::open(&store.sled_dir())?;
