@@ -150,11 +150,13 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
     // the chain damaged, sled is not opened at all and the report comes from carving.
     let mut carved = None;
     let mut carved_report = None;
-    let fault_recorded = crate::anchor::read_fault(dir).is_some();
+    let mut fault = None;
     let opened = Store::open_unless(dir, || {
+        // Read once the directory is owned, so that no writer changes it meanwhile.
+        fault = crate::anchor::read_fault(dir);
         let chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {}).ok();
         let damaged = chain.as_ref().is_some_and(|chain| chain_is_damaged(chain, read_anchor(dir)));
-        if damaged && !fault_recorded {
+        if damaged && fault.is_none() {
             carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain));
         }
         carved = chain;
@@ -167,7 +169,6 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
     };
     match opened {
         Ok(store) => {
-            let fault = crate::anchor::read_fault(dir);
             let acknowledged = match (&fault, read_anchor(dir)) {
                 (Some(_), AnchorState::Head { seq, hash }) => Some(Some(Head { seq, hash, ts_us: 0 })),
                 (Some(_), _) => Some(None),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{cclog_bin, copy_dir};
+use crate::support::{cclog_command, copy_dir};
 
 /// A transcript of `lines` lines whose entries do not compress away.
 fn projects(root: &Path, lines: u64) -> PathBuf {
@@ -43,7 +43,7 @@ fn projects(root: &Path, lines: u64) -> PathBuf {
 }
 
 fn run(data: &Path, args: &[&str]) -> (i32, Value) {
-    let output = std::process::Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
+    let output = cclog_command(data, args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}{}", String::from_utf8_lossy(&output.stderr)));
@@ -110,10 +110,7 @@ fn a_flipped_byte_in_each_live_block_costs_that_block_and_salvage_recovers_the_r
     let pristine = work.path().join("pristine");
     crate::support::cclog(&pristine, &["import", source.to_str().unwrap()]);
     // Small appends too: values inline in sled's log file, not only blobs.
-    let mut append = std::process::Command::new(cclog_bin())
-        .arg("--data")
-        .arg(&pristine)
-        .args(["append", "--stream", "notes/1", "--kind", "note"])
+    let mut append = cclog_command(&pristine, &["append", "--stream", "notes/1", "--kind", "note"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -192,12 +189,7 @@ fn a_store_sled_cannot_open_is_described_and_salvaged_in_full() {
     let (code, verified) = run(&salvaged, &["verify", "--json"]);
     assert_eq!(code, 0, "{verified}");
     // The salvaged store is a working store: its projections fold, and it replays.
-    let output = std::process::Command::new(cclog_bin())
-        .arg("--data")
-        .arg(&salvaged)
-        .args(["import", "--verify-replay", source.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = cclog_command(&salvaged, &["import", "--verify-replay", source.to_str().unwrap()]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("replay: every file gives back its exact bytes"), "{stdout}");
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::serve::Server;
-use crate::support::cclog_bin;
+use crate::support::cclog_command;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs {
@@ -94,14 +94,7 @@ fn transcript(root: &Path, megabytes: usize) -> PathBuf {
 
 /// Runs cclog, killing it (and failing the test) if it has not exited within a minute.
 fn cclog_bounded(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let child = Command::new(cclog_bin())
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = cclog_command(data, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
     let watchdog = {

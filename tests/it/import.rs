@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::claude_cli::{claude_bin, run_claude};
 use crate::fake_api::{FakeApi, Reply};
-use crate::support::{cclog, cclog_bin, cclog_json};
+use crate::support::{cclog, cclog_bin, cclog_command, cclog_json};
 
 fn session_of(lines: &[String]) -> String {
     let init: Value = serde_json::from_str(&lines[0]).unwrap();
@@ -491,11 +491,7 @@ fn a_file_that_shrinks_while_it_is_imported_is_reported_and_archived_as_it_is_no
         index += 1;
     }
     std::fs::write(&file, &text).unwrap();
-    let mut import = Command::new(cclog_bin())
-        .arg("--data")
-        .arg(data.path())
-        .args(["import", "--json"])
-        .arg(root.path())
+    let mut import = cclog_command(data.path(), &["import", "--json", root.path().to_str().unwrap()])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

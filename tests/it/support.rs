@@ -45,9 +45,16 @@ pub fn cclog_bin() -> PathBuf {
     bin
 }
 
+/// The command `cclog --data DATA ARGS…`, to run as the caller needs.
+pub fn cclog_command(data: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(cclog_bin());
+    command.arg("--data").arg(data).args(args);
+    command
+}
+
 /// Runs `cclog --data DATA ARGS…` and insists that it succeeds.
 pub fn cclog(data: &Path, args: &[&str]) -> std::process::Output {
-    let output = std::process::Command::new(cclog_bin()).arg("--data").arg(data).args(args).output().unwrap();
+    let output = cclog_command(data, args).output().unwrap();
     assert!(
         output.status.success(),
         "cclog {args:?} failed: {}{}",
