@@ -127,7 +127,7 @@ fn poison_reason(poison: &Poison) -> Option<String> {
 
 /// Stops the log after a failed write: records the first reason, and marks the store so
 /// that sled writes nothing more and the next open recovers.
-fn poison_log(store: &Store, poison: &Poison, reason: &str) {
+pub(crate) fn poison_log(store: &Store, poison: &Poison, reason: &str) {
     if let Ok(mut slot) = poison.lock() {
         slot.get_or_insert_with(|| reason.to_string());
     }

@@ -64,22 +64,43 @@ pub enum Health {
 /// An open, owned event log. Cheap to clone; every clone talks to the same writer.
 #[derive(Clone)]
 pub struct Log {
-    inner: Arc<LogInner>,
+    shared: Arc<Shared>,
 }
 
-struct LogInner {
+/// What every clone of a [`Log`] shares: the open store and its writer (replaced whole by
+/// [`Log::reopen`]) and what is needed to open it again.
+pub(crate) struct Shared {
+    dir: std::path::PathBuf,
+    projections: Vec<Arc<dyn Projection>>,
+    disk_reserve: u64,
+    current: RwLock<Arc<LogInner>>,
+    /// What the latest open or reopen cut back, if anything.
+    recovery: Mutex<Option<Recovery>>,
+    /// Held while reopening; holds why the last attempt to reopen failed.
+    reopen_failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Arc<LogInner> {
+        match self.current.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// One opening of the store: its writer, syncer and durable head.
+pub(crate) struct LogInner {
     commands: Option<mpsc::Sender<Command>>,
-    head: watch::Receiver<Option<Head>>,
+    pub(crate) head: watch::Receiver<Option<Head>>,
     prefixes: ProjectionPrefixes,
     stats: Arc<WriterStats>,
     poison: Poison,
-    disk_reserve: u64,
     refused_needing: Arc<std::sync::atomic::AtomicU64>,
-    recovery: Option<Recovery>,
     writer: Mutex<Option<JoinHandle<()>>>,
     // Declared last so it drops last: the directory lock inside it must outlive every sled
     // handle, or a new owner could find sled's own lock still held.
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
 }
 
 impl Drop for LogInner {
@@ -95,25 +116,24 @@ impl Drop for LogInner {
     }
 }
 
-impl Log {
-    /// Opens (creating if needed) the log in `dir`, taking ownership of the directory.
-    ///
-    /// Opening writes (sled's own bookkeeping, projections catching up), so it is refused
-    /// with [`Error::DiskFull`] while less than the reserve is free. A store whose last
-    /// write failed is cut back to its last acknowledged event first (`recovery`), and a
-    /// `log.recovered` event says what was cut; [`Log::recovery`] returns it.
-    pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
+/// Events before the recovered head that [`Log::reopen`] verifies again.
+const REOPEN_RECHECK: u64 = 4096;
+
+impl LogInner {
+    /// Opens the store in `dir`, recovers it, catches the projections up and starts the
+    /// writer and the syncer.
+    fn open(dir: &Path, projections: Vec<Arc<dyn Projection>>, disk_reserve: u64) -> Result<(LogInner, Option<Recovery>)> {
         let store = Arc::new(Store::open(dir)?);
         let mut files = DurableFiles::open(&store.sled_dir())?;
         if let Ok(free) = crate::space::free_bytes(&store.sled_dir()) {
-            if free < options.disk_reserve {
-                return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: options.disk_reserve });
+            if free < disk_reserve {
+                return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: disk_reserve });
             }
         }
         let recovery = crate::recovery::recover(&store, &mut files)?;
         let head = store.stored_head()?;
         store.check_anchor(head)?;
-        let slots = open_projections(&store, options.projections, head.map(|head| head.seq))?;
+        let slots = open_projections(&store, projections, head.map(|head| head.seq))?;
         let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
             slots
                 .iter()
@@ -144,7 +164,7 @@ impl Log {
             head,
             poison: Arc::clone(&poison),
             blocks: BlockEncoder::new()?,
-            disk_reserve: options.disk_reserve,
+            disk_reserve,
             refused_needing: Arc::clone(&refused_needing),
             syncer: sync_tx,
             syncer_thread: Some(syncer_thread),
@@ -153,24 +173,109 @@ impl Log {
             .name("cclog-writer".into())
             .spawn(move || writer.run(commands_rx))
             .map_err(|source| Error::io(dir, source))?;
+        let inner = LogInner {
+            store,
+            commands: Some(commands_tx),
+            head: head_rx,
+            prefixes,
+            stats,
+            poison,
+            refused_needing,
+            writer: Mutex::new(Some(handle)),
+        };
+        Ok((inner, recovery))
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self.poison.lock() {
+            Ok(reason) => reason.clone(),
+            Err(_) => Some("a writer thread panicked".into()),
+        }
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Command>> {
+        self.commands.as_ref().ok_or(Error::Closed)
+    }
+
+    fn head(&self) -> Option<Head> {
+        *self.head.borrow()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, taking ownership of the directory.
+    ///
+    /// Opening writes (sled's own bookkeeping, projections catching up), so it is refused
+    /// with [`Error::DiskFull`] while less than the reserve is free. A store whose last
+    /// write failed is cut back to its last acknowledged event first (`recovery`), and a
+    /// `log.recovered` event says what was cut; [`Log::recovery`] returns it.
+    pub fn open(dir: &Path, options: LogOptions) -> Result<Log> {
+        let (inner, recovery) = LogInner::open(dir, options.projections.clone(), options.disk_reserve)?;
         let log = Log {
-            inner: Arc::new(LogInner {
-                store,
-                commands: Some(commands_tx),
-                head: head_rx,
-                prefixes,
-                stats,
-                poison,
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                projections: options.projections,
                 disk_reserve: options.disk_reserve,
-                refused_needing,
-                recovery: recovery.clone(),
-                writer: Mutex::new(Some(handle)),
+                current: RwLock::new(Arc::new(inner)),
+                recovery: Mutex::new(recovery.clone()),
+                reopen_failure: Mutex::new(None),
             }),
         };
         if let Some(recovery) = recovery {
             log.record_recovery(&recovery)?;
         }
         Ok(log)
+    }
+
+    fn inner(&self) -> Arc<LogInner> {
+        self.shared.current()
+    }
+
+    /// Brings a log whose write failed ([`Health::Failed`]) back without a restart: cuts
+    /// the failed store off from its files (`Store::fence`: whatever sled still buffers
+    /// never reaches the disk), opens the directory again — which cuts it back to the last
+    /// acknowledged event and records `log.recovered` — verifies the last events again,
+    /// and swaps the new store in under every clone of this `Log`; subscriptions follow.
+    /// Returns what was recovered, or `None` when the log had not failed. On an error the
+    /// log stays failed and [`Log::health`] says why the attempt failed; call it again.
+    pub fn reopen(&self) -> Result<Option<Recovery>> {
+        let mut failure = self.shared.reopen_failure.lock().map_err(|_| Error::Storage("a reopen panicked".into()))?;
+        let failed = self.inner();
+        if failed.failure().is_none() {
+            return Ok(None);
+        }
+        let reopened = self.replace(&failed);
+        *failure = reopened.as_ref().err().map(ToString::to_string);
+        reopened.map(Some)
+    }
+
+    fn replace(&self, failed: &Arc<LogInner>) -> Result<Recovery> {
+        // Each attempt leaks the failed store's sled in memory; make one only once the
+        // disk takes writes again.
+        crate::space::disk_takes_writes(&self.shared.dir, self.shared.disk_reserve)?;
+        failed.store.fence()?;
+        let (inner, recovery) = LogInner::open(&self.shared.dir, self.shared.projections.clone(), self.shared.disk_reserve)?;
+        let inner = Arc::new(inner);
+        let replaced = match self.shared.current.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, Arc::clone(&inner)),
+            Err(_) => return Err(Error::Storage("the log's handle lock was poisoned".into())),
+        };
+        // The failed writer ends once nobody holds it; it writes nothing more.
+        drop(replaced);
+        let recovery = recovery
+            .unwrap_or_else(|| Recovery::nothing_cut(inner.head().map(|head| head.seq), failed.failure().unwrap_or_default()));
+        if let Ok(mut latest) = self.shared.recovery.lock() {
+            *latest = Some(recovery.clone());
+        }
+        self.record_recovery(&recovery)?;
+        let from = recovery.kept_through.map_or(0, |seq| seq.saturating_sub(REOPEN_RECHECK));
+        let report = walk(&inner.store, from, inner.head(), &mut |_, _| {});
+        if let Some(damage) = report.damage {
+            let reason = format!("after reopening, verify found damage: {}", damage.detail);
+            crate::group_commit::poison_log(&inner.store, &inner.poison, &reason);
+            return Err(Error::Corruption { at: damage.seq, detail: reason });
+        }
+        Ok(recovery)
     }
 
     /// Appends the `log.recovered` event, from a thread of its own since `open` may be
@@ -183,33 +288,30 @@ impl Log {
         Ok(())
     }
 
-    /// What this open cut back after a failed write, if it had to.
-    pub fn recovery(&self) -> Option<&Recovery> {
-        self.inner.recovery.as_ref()
+    /// What the latest open or [`Log::reopen`] cut back after a failed write, if it had to.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.shared.recovery.lock().ok().and_then(|recovery| recovery.clone())
     }
 
     /// Whether appends are accepted right now, and if not why.
     pub fn health(&self) -> Health {
-        let poisoned = match self.inner.poison.lock() {
-            Ok(reason) => reason.clone(),
-            Err(_) => Some("a writer thread panicked".into()),
-        };
-        if let Some(reason) = poisoned {
-            return Health::Failed(reason);
+        let inner = self.inner();
+        if let Some(reason) = inner.failure() {
+            let attempt = self.shared.reopen_failure.try_lock().ok().and_then(|failure| failure.clone());
+            return Health::Failed(match attempt {
+                Some(attempt) => format!("{reason} (reopening failed: {attempt})"),
+                None => reason,
+            });
         }
-        let needed = self.inner.disk_reserve.max(self.inner.refused_needing.load(Ordering::Relaxed));
-        match crate::space::free_bytes(&self.inner.store.sled_dir()) {
+        let needed = self.shared.disk_reserve.max(inner.refused_needing.load(Ordering::Relaxed));
+        match crate::space::free_bytes(&inner.store.sled_dir()) {
             Ok(free) if free < needed => Health::DiskFull { free, needed },
             _ => Health::Ok,
         }
     }
 
     pub fn dir(&self) -> &Path {
-        self.inner.store.dir()
-    }
-
-    fn sender(&self) -> Result<&mpsc::Sender<Command>> {
-        self.inner.commands.as_ref().ok_or(Error::Closed)
+        &self.shared.dir
     }
 
     /// Appends a batch and returns once every event of it is durable. The batch is atomic:
@@ -223,7 +325,8 @@ impl Log {
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.send(Command::Append { events, chain: None, reply }).await.map_err(|_| Error::Closed)?;
+        let inner = self.inner();
+        inner.sender()?.send(Command::Append { events, chain: None, reply }).await.map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
     }
 
@@ -248,13 +351,13 @@ impl Log {
     fn submit_blocking_chained(&self, events: Vec<NewEvent>, chain: Option<AppendChain>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.blocking_send(Command::Append { events, chain, reply }).map_err(|_| Error::Closed)?;
+        self.inner().sender()?.blocking_send(Command::Append { events, chain, reply }).map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
     }
 
     /// The last durable event's seq and hash; `None` while the log is empty.
     pub fn head(&self) -> Option<Head> {
-        *self.inner.head.borrow()
+        self.inner().head()
     }
 
     /// Number of durable events.
@@ -272,7 +375,7 @@ impl Log {
             Some(head) if seq <= head.seq => {}
             _ => return Ok(None),
         }
-        match self.inner.store.read_event(seq)? {
+        match self.inner().store.read_event(seq)? {
             Some(event) => Ok(Some(event)),
             None => Err(Error::Corruption { at: Some(seq), detail: "a durable event is missing".into() }),
         }
@@ -280,13 +383,15 @@ impl Log {
 
     /// Durable events with `from <= seq`, in order.
     pub fn range(&self, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
-        self.inner.store.events_between(from, self.len())
+        let inner = self.inner();
+        inner.store.events_between(from, inner.head().map_or(0, |head| head.seq + 1))
     }
 
     /// The durable events of one stream with `from <= seq`, in order.
     pub fn stream(&self, stream: &str, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
-        let store = Arc::clone(&self.inner.store);
-        stream_seqs(&self.inner.store.log, stream, from, self.len()).map(move |seq| {
+        let inner = self.inner();
+        let store = Arc::clone(&inner.store);
+        stream_seqs(&inner.store.log, stream, from, inner.head().map_or(0, |head| head.seq + 1)).map(move |seq| {
             let seq = seq?;
             store.read_event(seq)?.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
         })
@@ -300,8 +405,9 @@ impl Log {
         prefix: &str,
         from: u64,
     ) -> Result<impl Iterator<Item = Result<Event>> + 'static> {
-        let end = self.len();
-        let log = &self.inner.store.log;
+        let inner = self.inner();
+        let end = inner.head().map_or(0, |head| head.seq + 1);
+        let log = &inner.store.log;
         let mut heads = std::collections::BinaryHeap::new();
         let mut sources = Vec::new();
         for name in streams_with_prefix(log, prefix)? {
@@ -311,7 +417,7 @@ impl Log {
             }
             sources.push(seqs);
         }
-        let store = Arc::clone(&self.inner.store);
+        let store = Arc::clone(&inner.store);
         // A k-way merge of the streams' seqs: the smallest head next.
         let seqs = std::iter::from_fn(move || {
             let std::cmp::Reverse((seq, source)) = heads.pop()?;
@@ -330,35 +436,43 @@ impl Log {
 
     /// Every durable event from `from` on, then each new one as it becomes durable.
     pub fn subscribe(&self, from: u64) -> Subscription {
-        Subscription { store: Arc::clone(&self.inner.store), head: self.inner.head.clone(), next: from }
+        let inner = self.inner();
+        Subscription {
+            log: Arc::downgrade(&self.shared),
+            store: Arc::clone(&inner.store),
+            head: inner.head.clone(),
+            next: from,
+        }
     }
 
     /// A projection's current state.
     pub fn projection(&self, name: &str) -> Option<ProjectionView> {
-        let prefixes = self.inner.prefixes.read().ok()?;
-        let prefix = prefixes.get(name)?.clone();
-        Some(ProjectionView::new(sled::Tree::clone(&self.inner.store.log), prefix))
+        let inner = self.inner();
+        let prefix = inner.prefixes.read().ok()?.get(name)?.clone();
+        Some(ProjectionView::new(sled::Tree::clone(&inner.store.log), prefix))
     }
 
     /// Folds the whole log into fresh projection trees and swaps them in, between two
     /// commit groups.
     pub async fn rebuild(&self) -> Result<Vec<RebuildReport>> {
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.send(Command::Rebuild { reply }).await.map_err(|_| Error::Closed)?;
+        let inner = self.inner();
+        inner.sender()?.send(Command::Rebuild { reply }).await.map_err(|_| Error::Closed)?;
         receiver.await.map_err(|_| Error::Closed)?
     }
 
     /// [`Log::rebuild`] for threads outside an async runtime.
     pub fn rebuild_blocking(&self) -> Result<Vec<RebuildReport>> {
         let (reply, receiver) = oneshot::channel();
-        self.sender()?.blocking_send(Command::Rebuild { reply }).map_err(|_| Error::Closed)?;
+        self.inner().sender()?.blocking_send(Command::Rebuild { reply }).map_err(|_| Error::Closed)?;
         receiver.blocking_recv().map_err(|_| Error::Closed)?
     }
 
     /// Verifies the log from `from` on. See [`crate::verify_dir`] for a store that may not
     /// even open.
     pub fn verify(&self, from: u64, progress: Progress<'_>) -> VerifyReport {
-        walk(&self.inner.store, from, self.head(), progress)
+        let inner = self.inner();
+        walk(&inner.store, from, inner.head(), progress)
     }
 
     /// Bytes the data directory takes on disk.
@@ -368,7 +482,8 @@ impl Log {
 
     /// What the writer has done since the log was opened.
     pub fn metrics(&self) -> WriterMetrics {
-        let stats = &self.inner.stats;
+        let inner = self.inner();
+        let stats = &inner.stats;
         WriterMetrics {
             appends: stats.appends.load(Ordering::Relaxed),
             events: stats.events.load(Ordering::Relaxed),

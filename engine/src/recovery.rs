@@ -44,6 +44,11 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// A recovery that found nothing past the acknowledged head to cut.
+    pub(crate) fn nothing_cut(kept_through: Option<u64>, reason: String) -> Recovery {
+        Recovery { kept_through, cut_first: None, cut_last: None, cut_events: 0, holes: 0, reason }
+    }
+
     pub fn describe(&self) -> String {
         let kept = match self.kept_through {
             Some(seq) => format!("kept events 0..={seq}"),

@@ -39,6 +39,23 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
 }
 
+/// Whether the disk holding `dir` takes writes again after a fault: at least `reserve`
+/// free, and a probe file (in `dir`, removed after) written and synced. Lets a caller that
+/// retries [`crate::Log::reopen`] wait for the fault to clear without opening sled again
+/// and again on a disk that still fails.
+pub(crate) fn disk_takes_writes(dir: &Path, reserve: u64) -> crate::Result<()> {
+    use std::io::Write;
+    let free = free_bytes(dir).map_err(|source| crate::Error::io(dir, source))?;
+    if free < reserve {
+        return Err(crate::Error::DiskFull { dir: dir.to_path_buf(), free, needed: reserve });
+    }
+    let probe = dir.join("reopen.probe");
+    let written = std::fs::File::create(&probe)
+        .and_then(|mut file| file.write_all(&[0u8; 64 << 10]).and_then(|()| file.sync_all()));
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|source| crate::Error::io(&probe, source))
+}
+
 /// The free space a group of `events` events with `payload_bytes` payload bytes needs.
 pub(crate) fn needed_for(reserve: u64, events: u64, payload_bytes: u64) -> u64 {
     let group = payload_bytes.saturating_add(events.saturating_mul(EVENT_OVERHEAD));

@@ -232,8 +232,9 @@ pub struct Store {
     pub(crate) anchor: HeadAnchor,
     faulted: std::sync::atomic::AtomicBool,
     blocks: Mutex<BlockCache>,
-    // Dropped last, so the directory stays locked until sled has closed its files.
-    _ownership: Ownership,
+    // Dropped last, so the directory stays locked until sled has closed its files; taken
+    // early by `fence`, which has cut sled off from them.
+    ownership: Mutex<Option<Ownership>>,
 }
 
 /// sled's configuration; every opener must use the same one.
@@ -384,7 +385,7 @@ impl Store {
             anchor,
             faulted: std::sync::atomic::AtomicBool::new(false),
             blocks: Mutex::new(BlockCache::default()),
-            _ownership: ownership,
+            ownership: Mutex::new(Some(ownership)),
         }))
     }
 
@@ -400,6 +401,37 @@ impl Store {
             // any blocks past the recorded head.
             let _ = self.anchor.mark_fault(reason);
         }
+    }
+
+    /// Cuts a faulted store off from its files so that the directory can be opened again
+    /// in this process: every descriptor the process holds on a file under sled's
+    /// directory (sled's log file, whose lock sled holds, and the syncer's) is pointed at
+    /// `/dev/null`, opened read-only, and the directory lock is released. sled's leaked
+    /// handles stay in memory, but nothing they do reaches the disk any more: a write
+    /// fails, a read finds nothing. Idempotent.
+    pub(crate) fn fence(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        if !self.faulted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Storage("only a faulted store can be fenced".into()));
+        }
+        let sled_dir = self.sled_dir();
+        let sled_dir = std::fs::canonicalize(&sled_dir).map_err(|source| Error::io(&sled_dir, source))?;
+        let null = std::fs::File::open("/dev/null").map_err(|source| Error::io("/dev/null", source))?;
+        let descriptors = Path::new("/proc/self/fd");
+        let entries = std::fs::read_dir(descriptors).map_err(|source| Error::io(descriptors, source))?;
+        for entry in entries.flatten() {
+            let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+            let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+            if target.starts_with(&sled_dir) && fd != null.as_raw_fd() {
+                // SAFETY: dup2 atomically replaces the descriptor `fd` — whoever uses it
+                // goes on using a valid descriptor, now of /dev/null.
+                if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                    return Err(Error::io(&target, std::io::Error::last_os_error()));
+                }
+            }
+        }
+        self.ownership.lock().map_err(|_| Error::Storage("the ownership lock was poisoned".into()))?.take();
+        Ok(())
     }
 
     /// Refuses a store whose recovered head disagrees with its head anchor: sled may have

@@ -75,6 +75,52 @@ fn check_survivor(dir: &Path, acknowledged: &[(u64, Vec<u8>)], context: &str) {
     assert!(log.verify(0, &mut |_, _| {}).intact(), "{context}: damaged after appending again");
 }
 
+/// `Log::reopen` on the failed log itself, as a server does once the fault clears: the
+/// failed store is cut back, every acknowledged event is there, appends are taken again by
+/// the same handle, and a subscription from before the fault goes on, missing nothing.
+fn check_reopened_in_place(
+    log: &Log,
+    mut subscription: cclog_engine::Subscription,
+    acknowledged: &[(u64, Vec<u8>)],
+    point: &str,
+    context: &str,
+) {
+    let recovery = log.reopen().unwrap_or_else(|error| panic!("{context}: reopen in place: {error}"));
+    let recovery = recovery.unwrap_or_else(|| panic!("{context}: reopen found nothing to do"));
+    assert!(recovery.reason.contains(point), "{context}: {}", recovery.describe());
+    assert_eq!(log.health(), cclog_engine::Health::Ok, "{context}");
+    assert!(cclog_engine::read_fault(log.dir()).is_none(), "{context}: the fault record stays");
+    for (seq, expected) in acknowledged {
+        let event = log.get(*seq).unwrap().unwrap_or_else(|| panic!("{context}: acknowledged event {seq} is gone"));
+        assert_eq!(&event.payload, expected, "{context}: event {seq}");
+    }
+    let after = log
+        .append_blocking(vec![NewEvent::new("test/faults", "event", b"after reopen".to_vec())])
+        .unwrap_or_else(|error| panic!("{context}: appends refused after reopening in place: {error}"))[0];
+    assert!(log.verify(0, &mut |_, _| {}).intact(), "{context}: damaged after reopening in place");
+    assert_eq!(log.reopen().unwrap(), None, "{context}: a healthy log is not reopened");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let delivered = runtime.block_on(async {
+        let mut delivered = Vec::new();
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
+                .await
+                .unwrap_or_else(|_| panic!("{context}: the subscription stalled at {}", subscription.position()))
+                .unwrap_or_else(|error| panic!("{context}: the subscription ended: {error}"));
+            let seq = event.seq();
+            delivered.push((seq, event.payload));
+            if seq == after.seq {
+                return delivered;
+            }
+        }
+    });
+    let seqs: Vec<u64> = delivered.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (0..=after.seq).collect::<Vec<_>>(), "{context}: the subscription skipped or repeated");
+    for (seq, expected) in acknowledged {
+        assert_eq!(&delivered[*seq as usize].1, expected, "{context}: subscription's event {seq}");
+    }
+}
+
 /// One injected error: `point` returns an error (an I/O error, or ENOSPC) on its
 /// `after + 1`-th hit, while `batches` are appended.
 fn error_case(point: &str, after: usize, enospc: bool, batches: &[usize]) {
@@ -82,6 +128,8 @@ fn error_case(point: &str, after: usize, enospc: bool, batches: &[usize]) {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live");
     let log = Log::open(&live, LogOptions::default()).unwrap();
+    // A reader following the log from before the fault.
+    let subscription = log.subscribe(0);
     let mut next_index = 0;
     // Some history from before the fault.
     let (mut acknowledged, failed) = append_until_failure(&log, &[3, 1], &mut next_index);
@@ -105,6 +153,9 @@ fn error_case(point: &str, after: usize, enospc: bool, batches: &[usize]) {
     // What a crash now would leave: the files as they are.
     let survivor = dir.path().join("survivor");
     copy_dir(&live, &survivor);
+    if failed {
+        check_reopened_in_place(&log, subscription, &acknowledged, point, &context);
+    }
     drop(log);
     check_survivor(&survivor, &acknowledged, &context);
     if failed {

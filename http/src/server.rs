@@ -2,7 +2,9 @@
 //! `running` as interrupted, advertises its address in the data directory so that other
 //! `cclog` commands become its clients, keeps archiving Claude Code's transcripts, and on
 //! shutdown stops accepting, cancels or finishes runs as configured, and removes the
-//! advertisement once everything is durable.
+//! advertisement once everything is durable. When a write fails and the log stops taking
+//! appends, it reopens the log every [`REOPEN_INTERVAL`] until that works (the fault
+//! cleared: space freed, the device back), so the server recovers without a restart.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,43 @@ impl Advertisement {
     }
 }
 
+/// How soon a failed log is first reopened; each failed attempt doubles the wait, up to
+/// [`REOPEN_INTERVAL_MAX`].
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+pub const REOPEN_INTERVAL_MAX: Duration = Duration::from_secs(30);
+
+/// Reopens the log whenever a write has failed ([`cclog_engine::Log::reopen`]: once the disk
+/// takes writes again, cut back to the last acknowledged event, the tail verified again),
+/// retrying with a doubling wait; says once per distinct reason why an attempt failed.
+async fn reopen_failed_log(log: Arc<Log>) {
+    let mut last_failure = None;
+    let mut wait = REOPEN_INTERVAL;
+    loop {
+        tokio::time::sleep(wait).await;
+        if !matches!(log.health(), cclog_engine::Health::Failed(_)) {
+            continue;
+        }
+        let reopening = Arc::clone(&log);
+        match tokio::task::spawn_blocking(move || reopening.reopen()).await {
+            Ok(Ok(Some(recovery))) => {
+                tracing::warn!(recovery = %recovery.describe(), "reopened the log after a failed write");
+                last_failure = None;
+                wait = REOPEN_INTERVAL;
+            }
+            Ok(Ok(None)) => wait = REOPEN_INTERVAL,
+            Ok(Err(error)) => {
+                wait = (wait * 2).min(REOPEN_INTERVAL_MAX);
+                let failure = error.to_string();
+                if last_failure.as_ref() != Some(&failure) {
+                    tracing::warn!(error = %failure, "the log cannot be reopened yet; retrying");
+                    last_failure = Some(failure);
+                }
+            }
+            Err(panicked) => tracing::error!(error = %panicked, "reopening the log panicked"),
+        }
+    }
+}
+
 /// How to serve.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -123,6 +162,7 @@ pub async fn serve(
             }
         })
     };
+    let reopener = tokio::spawn(reopen_failed_log(Arc::clone(&log)));
     let (closing, close) = Closing::new();
     let access = AccessPolicy::new(bound, &options.allowed_hosts, &options.allowed_origins, options.token.clone());
     let state = AppState {
@@ -144,6 +184,7 @@ pub async fn serve(
     ready(bound);
     serve_connections(listener, crate::app::app(state), options.limits, shutdown).await;
     background.abort();
+    reopener.abort();
     runner.finish_all(options.cancel_on_shutdown).await;
     let _ = std::fs::remove_file(log.dir().join(ADVERTISEMENT));
     Ok(())

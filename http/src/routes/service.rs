@@ -68,7 +68,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
             cclog_engine::describe_bytes(needed)
         )),
         cclog_engine::Health::Failed(reason) => {
-            Some(format!("a write failed ({reason}); restart cclog serve to recover the log and take appends again"))
+            Some(format!("a write failed ({reason}); the server reopens the log, cut back to its last acknowledged event, as soon as the fault clears"))
         }
     };
     Json(Health {
