@@ -112,6 +112,13 @@ impl Error {
         }
     }
 
+    /// Whether the append was refused for a reason that passes with no loss: nothing of it
+    /// was acknowledged, and the log takes appends again once space is freed or the failed
+    /// log is reopened ([`crate::Log::reopen`]) — so it may be submitted again then.
+    pub fn is_refusal_that_passes(&self) -> bool {
+        matches!(self, Error::DiskFull { .. } | Error::Poisoned(_) | Error::EarlierRefused(_))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -122,7 +122,11 @@ const REOPEN_RECHECK: u64 = 4096;
 impl LogInner {
     /// Opens the store in `dir`, recovers it, catches the projections up and starts the
     /// writer and the syncer.
-    fn open(dir: &Path, projections: Vec<Arc<dyn Projection>>, disk_reserve: u64) -> Result<(LogInner, Option<Recovery>)> {
+    fn open(
+        dir: &Path,
+        projections: Vec<Arc<dyn Projection>>,
+        disk_reserve: u64,
+    ) -> Result<(LogInner, Option<Recovery>)> {
         let store = Arc::new(Store::open(dir)?);
         let mut files = DurableFiles::open(&store.sled_dir())?;
         if let Ok(free) = crate::space::free_bytes(&store.sled_dir()) {
@@ -254,7 +258,8 @@ impl Log {
         // disk takes writes again.
         crate::space::disk_takes_writes(&self.shared.dir, self.shared.disk_reserve)?;
         failed.store.fence()?;
-        let (inner, recovery) = LogInner::open(&self.shared.dir, self.shared.projections.clone(), self.shared.disk_reserve)?;
+        let (inner, recovery) =
+            LogInner::open(&self.shared.dir, self.shared.projections.clone(), self.shared.disk_reserve)?;
         let inner = Arc::new(inner);
         let replaced = match self.shared.current.write() {
             Ok(mut current) => std::mem::replace(&mut *current, Arc::clone(&inner)),
@@ -262,8 +267,9 @@ impl Log {
         };
         // The failed writer ends once nobody holds it; it writes nothing more.
         drop(replaced);
-        let recovery = recovery
-            .unwrap_or_else(|| Recovery::nothing_cut(inner.head().map(|head| head.seq), failed.failure().unwrap_or_default()));
+        let recovery = recovery.unwrap_or_else(|| {
+            Recovery::nothing_cut(inner.head().map(|head| head.seq), failed.failure().unwrap_or_default())
+        });
         if let Ok(mut latest) = self.shared.recovery.lock() {
             *latest = Some(recovery.clone());
         }
@@ -323,10 +329,19 @@ impl Log {
     /// Queues a batch and returns a handle to await its durability; batches submitted in
     /// order get seqs in that order. Lets one caller keep several batches in flight.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<PendingAppend> {
+        self.submit_chained(events, None).await
+    }
+
+    /// [`Log::submit`] as part of `chain` (see [`Log::submit_blocking_in`]).
+    pub async fn submit_in(&self, chain: &AppendChain, events: Vec<NewEvent>) -> Result<PendingAppend> {
+        self.submit_chained(events, Some(chain.clone())).await
+    }
+
+    async fn submit_chained(&self, events: Vec<NewEvent>, chain: Option<AppendChain>) -> Result<PendingAppend> {
         let events = prepare(events)?;
         let (reply, receiver) = oneshot::channel();
         let inner = self.inner();
-        inner.sender()?.send(Command::Append { events, chain: None, reply }).await.map_err(|_| Error::Closed)?;
+        inner.sender()?.send(Command::Append { events, chain, reply }).await.map_err(|_| Error::Closed)?;
         Ok(PendingAppend { receiver })
     }
 

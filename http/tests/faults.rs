@@ -98,14 +98,25 @@ fn a_server_whose_write_failed_reopens_the_log_and_catches_up_without_a_restart(
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(serve(log, options, async move { let _ = stop_rx.await; }, move |bound| {
-                let _ = bound_tx.send(bound);
-            }))
+            runtime.block_on(serve(
+                log,
+                options,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |bound| {
+                    let _ = bound_tx.send(bound);
+                },
+            ))
         })
     };
     let addr = bound_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let archived = |log: &Log| -> usize {
-        Archive::files(log).unwrap().iter().find(|file| file.path.ends_with("s-1.jsonl")).map_or(0, |file| file.lines as usize)
+        Archive::files(log)
+            .unwrap()
+            .iter()
+            .find(|file| file.path.ends_with("s-1.jsonl"))
+            .map_or(0, |file| file.lines as usize)
     };
     wait_until("the first 50 entries to be archived", || archived(&log) == 50);
     assert_eq!(get_json(addr, "/health")["status"], "ok");

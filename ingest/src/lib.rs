@@ -12,6 +12,7 @@
 //! - [`archiver`]: a server's periodic, one-at-a-time import of the transcript roots.
 //! - [`capture`]: recording a stream-json run from a reader.
 //! - [`runner`]: starting, resuming, forking and cancelling Claude Code runs, recorded live.
+//! - [`patient`]: appends that wait out a full disk or a failed write (a run pauses).
 //! - [`process`]: finding and killing what a run left running (its processes carry the
 //!   run's id in their environment).
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
@@ -43,6 +44,7 @@ pub mod coordinator;
 pub mod discover;
 mod error;
 pub mod import;
+pub mod patient;
 pub mod process;
 pub mod runner;
 pub mod watch;

@@ -32,6 +32,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::capture::{elapsed_ms, new_run_id, Recorder};
+use crate::patient::PatientAppender;
 
 /// Lines of a run's output that may await durability at once.
 const IN_FLIGHT: usize = 64;
@@ -41,6 +42,15 @@ use crate::{Error, Result};
 const STDERR_LIMIT: usize = 1 << 20;
 /// How long to wait for stdout to close after the CLI exited (a tool's child may hold it).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pieces of output read ahead of the recorder; when it waits for the log, the readers
+/// stop at this many and the CLI waits on its pipe.
+const OUTPUT_QUEUE: usize = 64;
+
+/// A piece of what the CLI printed, from a reader to the recorder.
+enum Output {
+    Line(Vec<u8>),
+    Stderr(Vec<u8>),
+}
 
 /// How runs are started and stopped.
 #[derive(Debug, Clone)]
@@ -412,55 +422,34 @@ impl Runner {
         let stdout = child.stdout.take().map(BufReader::new);
         let stderr = child.stderr.take();
 
-        let log = &self.log;
-        let stream = recorder.stream.clone();
-        let record_stdout = async {
-            let Some(mut stdout) = stdout else { return Ok::<_, Error>(()) };
-            // Each line is submitted as it arrives; up to IN_FLIGHT of them await their
-            // fsync at once, so a burst of output is recorded at the writer's pace rather
-            // than one disk round trip per line. All are durable before the run ends.
-            let mut in_flight = std::collections::VecDeque::<cclog_engine::PendingAppend>::new();
-            loop {
-                let mut line = Vec::new();
-                let read = stdout
-                    .read_until(b'\n', &mut line)
-                    .await
-                    .map_err(|source| Error::Io { path: "claude stdout".into(), source })?;
-                if read == 0 {
-                    for pending in in_flight {
-                        pending.wait().await?;
-                    }
-                    return Ok(());
-                }
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let mut batch = Vec::with_capacity(2);
-                recorder.line(line, &mut batch)?;
-                if let Some(session) = &recorder.session {
-                    if writes.get().is_none() {
-                        let _ = writes.set(session.clone());
-                    }
-                }
-                in_flight.push_back(log.submit(batch).await?);
-                if in_flight.len() > IN_FLIGHT {
-                    if let Some(oldest) = in_flight.pop_front() {
-                        oldest.wait().await?;
+        // Two readers hand what the CLI prints to one recorder, which appends it in order.
+        // While the log refuses appends (a full disk), the recorder waits and the readers
+        // fill the queue and stop reading: the CLI waits on its pipe, and the run pauses.
+        let (output_tx, mut output) = tokio::sync::mpsc::channel::<Output>(OUTPUT_QUEUE);
+        let read_stdout = {
+            let output_tx = output_tx.clone();
+            async move {
+                let Some(mut stdout) = stdout else { return Ok::<_, Error>(()) };
+                loop {
+                    let mut line = Vec::new();
+                    let read = stdout
+                        .read_until(b'\n', &mut line)
+                        .await
+                        .map_err(|source| Error::Io { path: "claude stdout".into(), source })?;
+                    if read == 0 || output_tx.send(Output::Line(line)).await.is_err() {
+                        return Ok(());
                     }
                 }
             }
         };
-        let record_stderr = async {
-            let Some(mut stderr) = stderr else { return Ok::<_, Error>(Vec::new()) };
+        let read_stderr = async move {
+            let Some(mut stderr) = stderr else { return Vec::new() };
             let (mut kept, mut tail) = (0usize, Vec::new());
             let mut buffer = vec![0; 64 << 10];
             loop {
                 let read = stderr.read(&mut buffer).await.unwrap_or(0);
                 if read == 0 {
-                    return Ok(tail);
+                    return tail;
                 }
                 let chunk = &buffer[..read];
                 tail.extend_from_slice(chunk);
@@ -470,9 +459,41 @@ impl Runner {
                 if kept < STDERR_LIMIT {
                     let take = read.min(STDERR_LIMIT - kept);
                     kept += take;
-                    log.append(vec![NewEvent::new(&stream, events::KIND_RUN_STDERR, chunk[..take].to_vec())]).await?;
+                    if output_tx.send(Output::Stderr(chunk[..take].to_vec())).await.is_err() {
+                        return tail;
+                    }
                 }
             }
+        };
+        let record = async {
+            // Each line is submitted as it arrives; up to IN_FLIGHT of them await their
+            // fsync at once, so a burst of output is recorded at the writer's pace rather
+            // than one disk round trip per line. All are durable before the run ends.
+            let mut appender = PatientAppender::new(Arc::clone(&self.log), format!("run {run}"), IN_FLIGHT);
+            while let Some(printed) = output.recv().await {
+                let mut batch = Vec::with_capacity(2);
+                match printed {
+                    Output::Line(mut line) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        recorder.line(line, &mut batch)?;
+                        if let Some(session) = &recorder.session {
+                            if writes.get().is_none() {
+                                let _ = writes.set(session.clone());
+                            }
+                        }
+                    }
+                    Output::Stderr(chunk) => {
+                        batch.push(NewEvent::new(&recorder.stream, events::KIND_RUN_STDERR, chunk))
+                    }
+                }
+                appender.push(batch).await?;
+            }
+            appender.finish().await
         };
         let (exited_tx, mut exited) = watch::channel(false);
         let stop = async {
@@ -497,20 +518,21 @@ impl Runner {
             (status, was_cancelled)
         };
         // The pipes close when the CLI and everything it started exit; a grandchild that
-        // keeps them open is waited for only DRAIN_TIMEOUT beyond the CLI's own exit.
+        // keeps them open is waited for only DRAIN_TIMEOUT beyond the CLI's own exit. What
+        // was read by then is recorded however long the log makes the recorder wait.
         let drained = async {
-            let both = async { tokio::join!(record_stdout, record_stderr) };
+            let both = async { tokio::join!(read_stdout, read_stderr) };
             tokio::select! {
                 both = both => both,
                 _ = async {
                     let _ = exited.wait_for(|exited| *exited).await;
                     tokio::time::sleep(DRAIN_TIMEOUT).await;
-                } => (Ok(()), Ok(Vec::new())),
+                } => (Ok(()), Vec::new()),
             }
         };
-        let ((status, was_cancelled), (stdout, stderr)) = tokio::join!(stop, drained);
-        stdout?;
-        let stderr_tail = stderr?;
+        let ((status, was_cancelled), (read, stderr_tail), recorded) = tokio::join!(stop, drained, record);
+        read?;
+        recorded?;
         let (status, detail) = if was_cancelled {
             (RunStatus::Cancelled, Some("cancelled on request".to_string()))
         } else if let Some((status, _)) = &recorder.outcome {
@@ -528,8 +550,8 @@ impl Runner {
             };
             (RunStatus::Error, Some(detail))
         };
-        self.log.append(vec![recorder.ended(status, detail, Some(elapsed_ms(began)))?]).await?;
-        Ok(())
+        let ended = recorder.ended(status, detail, Some(elapsed_ms(began)))?;
+        PatientAppender::append(Arc::clone(&self.log), format!("run {run}"), vec![ended]).await
     }
 
     /// SIGINT, then SIGTERM, then SIGKILL to the run's process group, each after a grace

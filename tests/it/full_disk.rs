@@ -268,3 +268,78 @@ fn a_server_on_a_full_disk_reports_degraded_and_takes_writes_again_once_space_is
     assert_eq!(code, 0, "{stdout}{stderr}");
     server.stop();
 }
+
+/// A run whose messages meet a full disk pauses — its recorder waits, the CLI waits on its
+/// pipe or, having printed everything, exits — and once space is freed it is recorded to
+/// the end by the same server: every message there, the run a success. Before, the
+/// refused messages were lost and the run never ended in the log.
+#[test]
+fn a_run_that_meets_a_full_disk_pauses_and_loses_no_message() {
+    use crate::fake_api::{FakeApi, Reply};
+    let Some(disk) = Tmpfs::mount(48) else { return };
+    let data = disk.path().join("data");
+    let home = tempfile::tempdir().unwrap();
+    let project = home.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let project = std::fs::canonicalize(&project).unwrap();
+    // A tool that waits for the test to open a gate (Claude Code refuses a bare `sleep`).
+    let gate = home.path().join(format!("gate-{}", std::process::id()));
+    let command = format!(
+        "python3 -c \"import os, time; [time.sleep(0.05) for _ in iter(lambda: os.path.exists('{}'), True)]\"",
+        gate.display()
+    );
+    let api = FakeApi::by_prompt(vec![(
+        "disk",
+        vec![
+            Reply::ToolUse { name: "Bash".into(), input: serde_json::json!({"command": command, "timeout": 600000}) },
+            Reply::Text("Done after the disk filled.".into()),
+        ],
+    )]);
+    let env = crate::serve::claude_env(&api, home.path(), &crate::claude_cli::claude_bin());
+    let server = Server::start(&data, &env, &["--no-archive"]);
+    let body = serde_json::json!({"cwd": project, "prompt": "disk: work", "allowedTools": ["Bash"], "wait": false});
+    let run = server.ok("POST", "/api/runs/start", Some(body))["id"].as_str().unwrap().to_string();
+    let needle = gate.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::orphans::processes_running(&needle).is_empty() {
+        assert!(Instant::now() < deadline, "the tool never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The disk fills; then the tool ends, and the CLI prints its result, asks the API again
+    // and prints the answer — none of which the log can take now.
+    let filler = Filler::start(disk.path().join("filler"), Duration::ZERO);
+    while cclog_engine::free_bytes(disk.path()).unwrap() >= cclog_engine::DEFAULT_DISK_RESERVE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&gate, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.requests().len() < 2 {
+        assert!(Instant::now() < deadline, "the CLI never asked the API again after the tool");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Longer than the runner waits for a pipe once the CLI has exited.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(server.ok("GET", "/health", None)["status"], "degraded");
+    let record = server.ok("GET", &format!("/api/runs/{run}"), None);
+    assert_eq!(record["status"], "running", "the run ended while its messages could not be recorded: {record}");
+
+    filler.stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let record = server.ok("GET", &format!("/api/runs/{run}"), None);
+        if record["status"] != "running" {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "the run was never recorded to its end: {record}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(record["status"], "completed", "{record}");
+    let (status, messages) = server.call("GET", &format!("/api/runs/{run}/messages"), None);
+    assert_eq!(status, 200);
+    assert!(messages.contains("Done after the disk filled."), "the answer given during the full disk is missing");
+    assert!(messages.contains("\"type\":\"result\""), "the result message is missing");
+    let (code, stdout, stderr) = cclog_bounded(&data, &["verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    server.stop();
+}

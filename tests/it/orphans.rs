@@ -12,7 +12,7 @@ use crate::fake_api::{FakeApi, Reply};
 use crate::serve::{claude_env, Server};
 
 /// Pids of live processes whose command line contains `needle`.
-fn processes_running(needle: &str) -> Vec<u32> {
+pub(crate) fn processes_running(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
