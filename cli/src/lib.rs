@@ -92,6 +92,9 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     if error.chain().any(|cause| engine_error(cause).is_some_and(cclog_engine::Error::is_disk_full)) {
         return EXIT_DISK_FULL;
     }
+    if error.chain().any(|cause| matches!(engine_error(cause), Some(cclog_engine::Error::DamagedFiles { .. }))) {
+        return EXIT_DAMAGED;
+    }
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,

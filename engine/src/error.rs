@@ -27,6 +27,14 @@ pub enum Error {
     #[error("corrupted store{}: {detail}", at_suffix(*.at))]
     Corruption { at: Option<u64>, detail: String },
 
+    /// sled's files, read before sled was let open them, show the chain damaged (see
+    /// `seal`); nothing was opened, so sled's recovery cut nothing.
+    #[error(
+        "the store in {} is damaged: {detail}. It was left as it is (opening it would let sled cut its log file short) — `cclog verify` names what is lost, `cclog salvage --to DIR` copies every readable event into a new data directory",
+        .dir.display()
+    )]
+    DamagedFiles { dir: PathBuf, detail: String },
+
     /// The directory was written in a format this build does not know (a newer one).
     #[error(
         "unsupported store format version {found} (this build reads versions 1 to {supported}; a newer cclog wrote it)"

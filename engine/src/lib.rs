@@ -6,7 +6,8 @@
 //! - [`envelope`]: the event and its hashes.
 //! - [`block`]: how events are packed into sled values on disk.
 //! - `store`: the data directory, its lock and sled trees; `ownership`, `anchor` and
-//!   `durability` are the pieces it is made of.
+//!   `durability` are the pieces it is made of, and `seal` tells whether sled's files
+//!   must be proven intact before sled may open them.
 //! - `group_commit`: the single writer task and group commit; `space` keeps it off a full
 //!   disk, and `recovery` cuts the log back to its last acknowledged event after a failed
 //!   write.
@@ -48,6 +49,7 @@ mod ownership;
 pub mod projection;
 mod recovery;
 mod salvage;
+mod seal;
 mod space;
 mod store;
 mod subscription;

@@ -67,12 +67,32 @@ pub fn salvage(from: &Path, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Re
     if let Some(head) = head {
         store.anchor.write(head.seq, &head.hash)?;
     }
+    write_known_holes(to, &chain.missing)?;
     Ok(SalvageReport {
         events: chain.events.len() as u64,
         head: head.map(|head| (head.seq, head.hash.to_hex())),
         missing: chain.missing,
         unused: chain.unused,
     })
+}
+
+/// The file in a salvaged directory naming the seqs the salvage could not bring back, so
+/// that opening it does not take those known holes for new damage (see `seal`).
+pub(crate) const KNOWN_HOLES_FILE: &str = "salvage-holes.json";
+
+fn write_known_holes(to: &Path, missing: &[(u64, u64)]) -> Result<()> {
+    let path = to.join(KNOWN_HOLES_FILE);
+    let json = serde_json::to_vec(missing).map_err(|error| Error::Storage(error.to_string()))?;
+    std::fs::write(&path, json).map_err(|source| Error::io(&path, source))?;
+    crate::durability::sync_dir(to)
+}
+
+/// The holes a salvage left in `dir` (none for a directory no salvage wrote).
+pub(crate) fn known_holes(dir: &Path) -> Vec<(u64, u64)> {
+    std::fs::read(dir.join(KNOWN_HOLES_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 /// Blocks of consecutive events, their records verbatim (a hole ends a block).

@@ -266,7 +266,35 @@ impl Drop for Store {
             std::mem::ManuallyDrop::drop(&mut self.log);
             std::mem::ManuallyDrop::drop(&mut self.db);
         }
+        // Still owned: nobody else can write sled's files before the seal describes them.
+        crate::seal::write(&self.dir, &self.sled_dir());
     }
+}
+
+/// Carves sled's files and refuses a store whose chain they show damaged (see `seal`). A
+/// store whose last write failed is left to `recovery`, which cuts it back instead.
+fn refuse_damaged_files(dir: &Path) -> Result<()> {
+    if crate::anchor::read_fault(dir).is_some() {
+        return Ok(());
+    }
+    let mut chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {})?;
+    // A salvaged directory's holes are known, not new damage.
+    let known = crate::salvage::known_holes(dir);
+    chain.missing.retain(|range| !known.contains(range));
+    if !crate::verify::chain_is_damaged(&chain, read_anchor(dir)) {
+        return Ok(());
+    }
+    let ranges: Vec<String> = chain
+        .missing
+        .iter()
+        .map(|&(first, last)| if first == last { format!("event {first}") } else { format!("events {first}..={last}") })
+        .collect();
+    let detail = if ranges.is_empty() {
+        "its files do not hold the last acknowledged event".to_string()
+    } else {
+        format!("its files hold no intact copy of {}", ranges.join(", "))
+    };
+    Err(Error::DamagedFiles { dir: dir.to_path_buf(), detail })
 }
 
 /// Removes what an interrupted snapshot left in sled's directory. sled writes a snapshot
@@ -342,19 +370,32 @@ impl BlobGuard {
 
 impl Store {
     /// Opens (creating if needed, owner-only) the data directory and takes ownership of it.
+    ///
+    /// sled's files are proven intact first (`carve`) unless the seal of a clean close
+    /// vouches for them (`seal`): a store they show damaged is refused with
+    /// [`Error::DamagedFiles`] before sled, whose recovery would cut it, touches it.
     pub fn open(dir: &Path) -> Result<Store> {
-        Store::open_unless(dir, || true).map(|store| store.expect("opened"))
+        let opened = Store::open_unless(dir, |sealed| {
+            if !sealed {
+                refuse_damaged_files(dir)?;
+            }
+            Ok(true)
+        });
+        opened.map(|store| store.expect("opened"))
     }
 
     /// [`Store::open`], with `proceed` asked — while the directory is already owned, before
-    /// sled touches any file — whether to open sled at all (`None` when it says no).
-    pub(crate) fn open_unless(dir: &Path, proceed: impl FnOnce() -> bool) -> Result<Option<Store>> {
+    /// sled touches any file, and told whether the seal of a clean close vouches for
+    /// sled's files — whether to open sled at all (`None` when it says no).
+    pub(crate) fn open_unless(dir: &Path, proceed: impl FnOnce(bool) -> Result<bool>) -> Result<Option<Store>> {
         create_data_dir(dir)?;
         let ownership = Ownership::acquire(dir)?;
-        if !proceed() {
+        let sled_dir = dir.join("sled");
+        // A new store has no files to vouch for.
+        let sealed = !sled_dir.join("db").exists() || crate::seal::take_and_check(dir, &sled_dir);
+        if !proceed(sealed)? {
             return Ok(None);
         }
-        let sled_dir = dir.join("sled");
         remove_unfinished_snapshots(&sled_dir)?;
         let guard = BlobGuard::take(dir, &sled_dir);
         let opened = open_sled(&sled_dir);

@@ -151,7 +151,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
     let mut carved = None;
     let mut carved_report = None;
     let mut fault = None;
-    let opened = Store::open_unless(dir, || {
+    let opened = Store::open_unless(dir, |_sealed| {
         // Read once the directory is owned, so that no writer changes it meanwhile.
         fault = crate::anchor::read_fault(dir);
         let chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {}).ok();
@@ -160,7 +160,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
             carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain));
         }
         carved = chain;
-        carved_report.is_none()
+        Ok(carved_report.is_none())
     });
     let opened = match opened {
         Ok(Some(store)) => Ok(store),
@@ -262,7 +262,7 @@ fn refine_with_carving(carved: Option<&crate::carve::CarvedChain>, report: &mut 
 /// Whether the carved chain has holes, or does not reach the acknowledged head. Without an
 /// anchor nothing was acknowledged (or an old build wrote the store), and what the files
 /// hold says nothing: sled's own view decides.
-fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: AnchorState) -> bool {
+pub(crate) fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: AnchorState) -> bool {
     match anchor {
         AnchorState::Head { seq, hash } => {
             !chain.missing.is_empty()

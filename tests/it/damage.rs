@@ -59,6 +59,20 @@ fn sled_files(data: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The bytes of every file of sled's, by name.
+fn sled_contents(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = sled_files(data)
+        .into_iter()
+        .chain(std::iter::once(data.join("sled").join("conf")))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            (path, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Every live block: (first seq, last seq, its stored bytes).
 fn live_blocks(data: &Path) -> Vec<(u64, u64, Vec<u8>)> {
     let store = cclog_engine::Store::open(data).unwrap();
@@ -140,6 +154,28 @@ fn a_flipped_byte_in_each_live_block_costs_that_block_and_salvage_recovers_the_r
         assert!(lost.iter().all(|(from, to)| first <= from && from <= to && to <= last), "{context}: {report}");
         let lost_events: u64 = lost.iter().map(|(from, to)| to - from + 1).sum();
         let is_lost = |seq: u64| lost.iter().any(|(from, to)| (*from..=*to).contains(&seq));
+        // Read-only commands leave the damaged store as they found it and read every event
+        // that can be proven; a command that writes refuses it, and leaves it as it is too.
+        let files_before = sled_contents(&case);
+        let output = cclog_command(&case, &["log", "--json"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{context}: log: {stderr}");
+        assert!(stderr.contains("is damaged"), "{context}: {stderr}");
+        let logged: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap()["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(logged, (0..=last_seq).filter(|seq| !is_lost(*seq)).collect::<Vec<_>>(), "{context}");
+        let mut append = cclog_command(&case, &["append", "--stream", "notes/2", "--kind", "note"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(append.stdin.take());
+        let appended = append.wait_with_output().unwrap();
+        assert_eq!(appended.status.code(), Some(3), "{context}: append on a damaged store");
+        assert!(String::from_utf8_lossy(&appended.stderr).contains("cclog salvage"), "{context}");
+        assert!(sled_contents(&case) == files_before, "{context}: a command changed the damaged store's files");
         // Salvage: every other event, its hashes unchanged.
         let salvaged = work.path().join(format!("salvaged-{index}"));
         let (code, salvage) = run(&case, &["salvage", "--to", salvaged.to_str().unwrap(), "--json"]);

@@ -13,7 +13,7 @@ use crate::EXIT_OK;
 
 pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let left = Archive::session(&log, &args.a)?;
     let right = Archive::session(&log, &args.b)?;
     let diff = lineage::diff(&log, &left, &right)?;

@@ -11,7 +11,7 @@ use crate::EXIT_OK;
 
 pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let events: Box<dyn Iterator<Item = cclog_engine::Result<Event>>> = match &args.stream {
         Some(stream) => Box::new(log.stream(stream, args.from)),
         None => Box::new(log.range(args.from)),

@@ -153,6 +153,59 @@ pub fn open_log(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
     }
 }
 
+/// A log opened only to be read: the data directory's own or, when its files show it
+/// damaged, a salvaged copy of it that lives as long as this does.
+pub struct LogToRead {
+    // Declared first, so the log closes before its copy is removed.
+    log: Arc<Log>,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for LogToRead {
+    type Target = Arc<Log>;
+
+    fn deref(&self) -> &Arc<Log> {
+        &self.log
+    }
+}
+
+/// [`open_log`] for commands that only read (`log`, `replay`, `diff`, `sessions`, `show`,
+/// `stats`, `runs`). A store whose files show damage is never opened — sled's recovery
+/// would cut it short — so these read every event that can be proven instead: the store is
+/// salvaged into a temporary directory (`cclog salvage`, which only reads it), the copy is
+/// opened, and stderr says so and what is missing.
+pub fn open_log_to_read(data: &std::path::Path) -> anyhow::Result<LogToRead> {
+    let error = match open_log(data) {
+        Ok(log) => return Ok(LogToRead { log, _copy: None }),
+        Err(error) => error,
+    };
+    let Some(cclog_engine::Error::DamagedFiles { detail, .. }) = error.downcast_ref::<cclog_engine::Error>() else {
+        return Err(error);
+    };
+    let copy =
+        tempfile::Builder::new().prefix("cclog-salvaged-").tempdir().context("a directory for a salvaged copy")?;
+    let bar = crate::output::byte_progress_bar("salvaging");
+    let report = cclog_engine::salvage(data, copy.path(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("reading the damaged store in {} through a salvaged copy", data.display()))?;
+    bar.finish_and_clear();
+    let missing: Vec<String> = report
+        .missing
+        .iter()
+        .map(|&(first, last)| if first == last { format!("{first}") } else { format!("{first}..={last}") })
+        .collect();
+    crate::errln!(
+        "cclog: warning: the store in {} is damaged ({detail}); it was left untouched, and this shows the {} a          salvage proves intact{} — `cclog verify` names what is lost, `cclog salvage --to DIR` keeps a working copy",
+        data.display(),
+        crate::output::count(report.events, "event"),
+        if missing.is_empty() { String::new() } else { format!(" (missing seqs {})", missing.join(", ")) }
+    );
+    let log = Log::open(copy.path(), log_options()).context("opening the salvaged copy")?;
+    Ok(LogToRead { log: Arc::new(log), _copy: Some(copy) })
+}
+
 /// How long a short command waits for another short one that owns the data directory.
 const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 

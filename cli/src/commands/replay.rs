@@ -21,7 +21,7 @@ use crate::{output, EXIT_OK};
 
 pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let session = Archive::session(&log, &args.id)?;
     let path = match &args.agent {
         None => session.main_file().map(str::to_string),

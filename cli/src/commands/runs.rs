@@ -138,7 +138,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         }
         None => {
             super::require_store(data)?;
-            let log = super::open_log(data)?;
+            let log = super::open_log_to_read(data)?;
             messages::runs_newest_first(&log, args.active)?.iter().map(views::run).collect()
         }
     };

@@ -54,7 +54,7 @@ fn matches_project(session: &SessionRecord, wanted: &str) -> bool {
 
 pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let mut sessions = Archive::sessions(&log)?;
     if let Some(project) = &args.project {
         sessions.retain(|session| matches_project(session, project));
@@ -98,7 +98,7 @@ fn short(id: &str) -> &str {
 
 pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let session = Archive::session(&log, &args.id)?;
     let runs: Vec<Value> = session
         .runs
@@ -179,7 +179,7 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
 
 pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let sessions = Archive::sessions(&log)?;
     let within = match &args.id {
         Some(id) => Some(Archive::session(&log, id)?.id),

@@ -9,7 +9,7 @@ use crate::{output, EXIT_OK};
 
 pub fn run(data: &Path, args: StatsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
-    let log = super::open_log(data)?;
+    let log = super::open_log_to_read(data)?;
     let totals = StreamStats::totals(&log)?;
     let head = log.head();
     let on_disk = log.disk_usage()?;
