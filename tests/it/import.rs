@@ -473,6 +473,31 @@ fn a_rewritten_file_counts_its_current_lines_once() {
     assert_eq!(rebuilt["equal"], true, "{rebuilt}");
 }
 
+/// A rewrite that changes every line (Claude Code re-serialising its entries) stores each
+/// line again; the session still holds ten user entries, not twenty.
+#[test]
+fn a_rewrite_that_stores_every_line_again_counts_each_entry_once() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-home-dev-count");
+    std::fs::create_dir_all(&project).unwrap();
+    let session = "f8888888-8888-4888-8888-888888888888";
+    let file = project.join(format!("{session}.jsonl"));
+    let lines: Vec<String> = (0..10).map(|index| line_of(session, &format!("u-{index}"))).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    cclog(data.path(), &["import", root.path().to_str().unwrap()]);
+    let changed: Vec<String> =
+        lines.iter().map(|line| line.replace(r#""content":"hi""#, r#""content":"hi again""#)).collect();
+    std::fs::write(&file, changed.join("\n") + "\n").unwrap();
+    let report = cclog_json(data.path(), &["import", root.path().to_str().unwrap(), "--json"]);
+    assert_eq!(report["revisions"], 1, "{report}");
+    let sessions = cclog_json(data.path(), &["sessions", "--json"]);
+    assert_eq!(sessions[0]["entries"], 10, "{sessions}");
+    assert_eq!(sessions[0]["user_entries"], 10, "each entry once: {sessions}");
+    let rebuilt = cclog_json(data.path(), &["rebuild", "--json"]);
+    assert_eq!(rebuilt["equal"], true, "{rebuilt}");
+}
+
 #[test]
 fn a_file_that_shrinks_while_it_is_imported_is_reported_and_archived_as_it_is_now() {
     let data = tempfile::tempdir().unwrap();

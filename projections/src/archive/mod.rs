@@ -52,7 +52,8 @@ impl Projection for Archive {
     }
 
     fn version(&self) -> u32 {
-        7
+        // 8: an entry stored again by a rewrite is not counted again.
+        8
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {

@@ -81,6 +81,9 @@ pub struct SessionRecord {
     pub entries: u64,
     /// Lines stored for this session itself (not copies).
     pub own_entries: u64,
+    /// Distinct user and assistant entries the archive holds for the session (by uuid),
+    /// each counted once however often a rewrite stored its line again — including those a
+    /// later rewrite removed from the file, which the archive keeps.
     pub user_entries: u64,
     pub assistant_entries: u64,
     pub malformed: u64,

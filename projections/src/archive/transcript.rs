@@ -201,6 +201,9 @@ fn fold_line(
         file.unknown_types += 1;
         session.unknown_types += 1;
     }
+    // An entry this session already holds, stored again because a rewrite changed its line,
+    // is not counted again.
+    let mut seen_here = false;
     if let Some(uuid) = facts.uuid.as_deref() {
         let ukey = entry_key(uuid);
         let mut record = load::<EntryRecord>(state.get(&ukey)?)?.unwrap_or_default();
@@ -216,14 +219,17 @@ fn fold_line(
             Some(seq) if record.session != session.id && file.file.agent.is_none() => {
                 adopt_parent(session, &record.session, uuid, Some(seq));
             }
-            Some(_) => {}
+            Some(_) => seen_here = record.session == session.id,
         }
     }
-    fold_facts(&facts, session, state)
+    fold_facts(&facts, !seen_here, session, state)
 }
 
+/// Folds an entry's facts into its session; `counted`: whether it adds to the session's
+/// user and assistant counts (not for an entry the session already holds).
 fn fold_facts(
     facts: &EntryFacts<'_>,
+    counted: bool,
     session: &mut SessionRecord,
     state: &mut ProjectionState<'_>,
 ) -> std::result::Result<(), ApplyError> {
@@ -244,8 +250,8 @@ fn fold_facts(
         }
     }
     match facts.kind.as_deref() {
-        Some("user") => session.user_entries += 1,
-        Some("assistant") => session.assistant_entries += 1,
+        Some("user") if counted => session.user_entries += 1,
+        Some("assistant") if counted => session.assistant_entries += 1,
         _ => {}
     }
     if let Some(agent) = facts.tool_use_result.as_ref().and_then(|result| result.agent_id.as_deref()) {
