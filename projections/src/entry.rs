@@ -5,11 +5,12 @@
 //! be described as "the original with these values replaced" and rebuilt byte for byte.
 //!
 //! A line that is not a JSON object is still a line: it is stored and replayed like any
-//! other and counted as malformed.
+//! other and counted as malformed. A JSON object is always an entry: a fact whose value
+//! has an unexpected type is skipped and named (`EntryFacts::drifted`), never fatal.
 
 use std::borrow::Cow;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -40,62 +41,47 @@ pub const KNOWN_TYPES: &[&str] = &[
 ];
 
 /// The fields of a transcript entry the read models use, borrowed from the line.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Each fact is read on its own: a field whose value has a type this version does not
+/// expect (schema drift in a new Claude Code, or an old one's other shape) is skipped and
+/// named in `drifted`, and every other fact of the line is still read. Only a line that is
+/// not a JSON object is malformed.
+#[derive(Debug, Default)]
 pub struct EntryFacts<'a> {
-    #[serde(rename = "type", borrow, default)]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub subtype: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub uuid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub parent_uuid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub logical_parent_uuid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub session_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub cwd: Option<Cow<'a, str>>,
-    #[serde(default)]
     pub is_sidechain: Option<bool>,
-    #[serde(borrow, default)]
     pub agent_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub summary: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub ai_title: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub custom_title: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub title: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub message: Option<MessageFacts<'a>>,
-    #[serde(borrow, default)]
     pub tool_use_result: Option<ToolUseResultFacts<'a>>,
+    /// The fields (dotted paths, `message.usage.input_tokens`) whose values had a type
+    /// this version does not expect, and were skipped.
+    pub drifted: Vec<&'static str>,
 }
 
 /// The API message inside a `user` or `assistant` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct MessageFacts<'a> {
-    #[serde(borrow, default)]
     pub id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub model: Option<Cow<'a, str>>,
-    #[serde(default)]
     pub usage: Option<Usage>,
-    #[serde(borrow, default)]
     pub content: Option<&'a RawValue>,
 }
 
 /// What a tool result says about the tool run; an `Agent`/`Task` result names the
 /// subagent it started.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 pub struct ToolUseResultFacts<'a> {
-    #[serde(borrow, default)]
     pub agent_id: Option<Cow<'a, str>>,
 }
 
@@ -150,9 +136,323 @@ pub fn parse(line: &[u8]) -> Parsed<'_> {
     if !text.trim_start().starts_with('{') {
         return Parsed::Malformed("not a JSON object");
     }
-    match serde_json::from_str::<EntryFacts<'_>>(text) {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    match deserializer.deserialize_map(EntryVisitor).and_then(|facts| deserializer.end().map(|()| facts)) {
         Ok(facts) => Parsed::Entry(Box::new(facts)),
         Err(_) => Parsed::Malformed("not valid JSON"),
+    }
+}
+
+/// A value as the line has it, whatever its type: what a fact takes from it. Arrays and
+/// objects are read through and kept as `Other`.
+enum Leaf<'a> {
+    Null,
+    Bool(bool),
+    Unsigned(u64),
+    Text(Cow<'a, str>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Leaf<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LeafVisitor)
+    }
+}
+
+struct LeafVisitor;
+
+impl<'de> Visitor<'de> for LeafVisitor {
+    type Value = Leaf<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Bool(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Unsigned(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Leaf<'de>, E> {
+        Ok(u64::try_from(value).map_or(Leaf::Other, Leaf::Unsigned))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Other)
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Text(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Text(Cow::Owned(value.to_string())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Text(Cow::Owned(value)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Leaf::Other)
+    }
+}
+
+/// A string fact: null or absent is `None`; any other type drifted.
+fn text<'a>(leaf: Leaf<'a>, field: &'static str, drifted: &mut Vec<&'static str>) -> Option<Cow<'a, str>> {
+    match leaf {
+        Leaf::Text(text) => Some(text),
+        Leaf::Null => None,
+        _ => {
+            drifted.push(field);
+            None
+        }
+    }
+}
+
+/// A count: null or absent is 0; any other type drifted.
+fn count(leaf: Leaf<'_>, field: &'static str, drifted: &mut Vec<&'static str>) -> u64 {
+    match leaf {
+        Leaf::Unsigned(value) => value,
+        Leaf::Null => 0,
+        _ => {
+            drifted.push(field);
+            0
+        }
+    }
+}
+
+/// An object fact: the visitor reads the object's fields; a value of another type is
+/// read through and named as drifted (unless `other_shapes_expected`).
+struct Nested<T> {
+    value: Option<T>,
+    drifted: Vec<&'static str>,
+}
+
+trait NestedFields<'de>: Default {
+    /// The field's dotted name, for `drifted`.
+    const NAME: &'static str;
+    /// Whether a value that is not an object is one of the shapes Claude Code writes (no
+    /// drift, no facts).
+    const OTHER_SHAPES_EXPECTED: bool = false;
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        drifted: &mut Vec<&'static str>,
+    ) -> Result<(), A::Error>;
+}
+
+impl<'de, T: NestedFields<'de>> Deserialize<'de> for Nested<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NestedVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: NestedFields<'de>> Visitor<'de> for NestedVisitor<T> {
+            type Value = Nested<T>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Nested<T>, A::Error> {
+                let mut value = T::default();
+                let mut drifted = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    value.read(&key, &mut map, &mut drifted)?;
+                }
+                Ok(Nested { value: Some(value), drifted })
+            }
+
+            fn visit_unit<E>(self) -> Result<Nested<T>, E> {
+                Ok(Nested { value: None, drifted: Vec::new() })
+            }
+
+            fn visit_none<E>(self) -> Result<Nested<T>, E> {
+                Ok(Nested { value: None, drifted: Vec::new() })
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Nested<T>, E> {
+                Ok(Self::other())
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Nested<T>, E> {
+                Ok(Self::other())
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Nested<T>, E> {
+                Ok(Self::other())
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Nested<T>, E> {
+                Ok(Self::other())
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Nested<T>, E> {
+                Ok(Self::other())
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Nested<T>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Self::other())
+            }
+        }
+        impl<'de, T: NestedFields<'de>> NestedVisitor<T> {
+            fn other() -> Nested<T> {
+                let drifted = if T::OTHER_SHAPES_EXPECTED { Vec::new() } else { vec![T::NAME] };
+                Nested { value: None, drifted }
+            }
+        }
+        deserializer.deserialize_any(NestedVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> NestedFields<'de> for MessageFacts<'de> {
+    const NAME: &'static str = "message";
+
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        drifted: &mut Vec<&'static str>,
+    ) -> Result<(), A::Error> {
+        match key {
+            "id" => self.id = text(map.next_value()?, "message.id", drifted),
+            "model" => self.model = text(map.next_value()?, "message.model", drifted),
+            "usage" => {
+                let usage: Nested<Usage> = map.next_value()?;
+                drifted.extend(usage.drifted);
+                self.usage = usage.value;
+            }
+            "content" => self.content = Some(map.next_value::<&'de RawValue>()?),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> NestedFields<'de> for ToolUseResultFacts<'de> {
+    const NAME: &'static str = "toolUseResult";
+    // Claude Code 1.0 writes some tool results as a plain string, and some as an array.
+    const OTHER_SHAPES_EXPECTED: bool = true;
+
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        drifted: &mut Vec<&'static str>,
+    ) -> Result<(), A::Error> {
+        match key {
+            "agentId" => self.agent_id = text(map.next_value()?, "toolUseResult.agentId", drifted),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> NestedFields<'de> for Usage {
+    const NAME: &'static str = "message.usage";
+
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        drifted: &mut Vec<&'static str>,
+    ) -> Result<(), A::Error> {
+        match key {
+            "input_tokens" => self.input_tokens = count(map.next_value()?, "message.usage.input_tokens", drifted),
+            "output_tokens" => self.output_tokens = count(map.next_value()?, "message.usage.output_tokens", drifted),
+            "cache_creation_input_tokens" => {
+                self.cache_creation_input_tokens =
+                    count(map.next_value()?, "message.usage.cache_creation_input_tokens", drifted)
+            }
+            "cache_read_input_tokens" => {
+                self.cache_read_input_tokens =
+                    count(map.next_value()?, "message.usage.cache_read_input_tokens", drifted)
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole line's facts, one field at a time.
+struct EntryVisitor;
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = EntryFacts<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntryFacts<'de>, A::Error> {
+        let mut facts = EntryFacts::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let drifted = &mut facts.drifted;
+            match key.as_ref() {
+                "type" => facts.kind = text(map.next_value()?, "type", drifted),
+                "subtype" => facts.subtype = text(map.next_value()?, "subtype", drifted),
+                "uuid" => facts.uuid = text(map.next_value()?, "uuid", drifted),
+                "parentUuid" => facts.parent_uuid = text(map.next_value()?, "parentUuid", drifted),
+                "logicalParentUuid" => {
+                    facts.logical_parent_uuid = text(map.next_value()?, "logicalParentUuid", drifted)
+                }
+                "sessionId" => facts.session_id = text(map.next_value()?, "sessionId", drifted),
+                "timestamp" => facts.timestamp = text(map.next_value()?, "timestamp", drifted),
+                "cwd" => facts.cwd = text(map.next_value()?, "cwd", drifted),
+                "isSidechain" => {
+                    facts.is_sidechain = match map.next_value()? {
+                        Leaf::Bool(value) => Some(value),
+                        Leaf::Null => None,
+                        _ => {
+                            drifted.push("isSidechain");
+                            None
+                        }
+                    }
+                }
+                "agentId" => facts.agent_id = text(map.next_value()?, "agentId", drifted),
+                "summary" => facts.summary = text(map.next_value()?, "summary", drifted),
+                "aiTitle" => facts.ai_title = text(map.next_value()?, "aiTitle", drifted),
+                "customTitle" => facts.custom_title = text(map.next_value()?, "customTitle", drifted),
+                "title" => facts.title = text(map.next_value()?, "title", drifted),
+                "message" => {
+                    let message: Nested<MessageFacts<'de>> = map.next_value()?;
+                    drifted.extend(message.drifted);
+                    facts.message = message.value;
+                }
+                "toolUseResult" => {
+                    let result: Nested<ToolUseResultFacts<'de>> = map.next_value()?;
+                    drifted.extend(result.drifted);
+                    facts.tool_use_result = result.value;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(facts)
     }
 }
 
@@ -363,5 +663,133 @@ mod tests {
         assert!(matches!(parse(b"{\"type\":"), Parsed::Malformed("not valid JSON")));
         assert!(matches!(parse(b"\xff\xfe"), Parsed::Malformed("not UTF-8")));
         assert!(matches!(parse(b"[1]"), Parsed::Malformed("not a JSON object")));
+    }
+
+    #[test]
+    fn a_tool_result_as_a_string_is_an_entry_not_a_malformed_line() {
+        // Claude Code 1.0.51 writes some tool results as plain strings.
+        let line = br#"{"type":"user","uuid":"u2","parentUuid":"u1","sessionId":"s","toolUseResult":"Error: no such file","message":{"role":"user","content":[]}}"#;
+        let Parsed::Entry(facts) = parse(line) else { panic!("a valid JSON object is an entry") };
+        assert_eq!((facts.uuid.as_deref(), facts.parent_uuid.as_deref()), (Some("u2"), Some("u1")));
+        assert!(facts.tool_use_result.is_none() && facts.drifted.is_empty(), "{:?}", facts.drifted);
+        let drifted = br#"{"type":"user","uuid":7,"timestamp":"t","message":{"usage":{"input_tokens":-1}}}"#;
+        let Parsed::Entry(facts) = parse(drifted) else { panic!("a valid JSON object is an entry") };
+        assert_eq!(facts.drifted, vec!["uuid", "message.usage.input_tokens"]);
+        assert_eq!(facts.timestamp.as_deref(), Some("t"));
+    }
+
+    /// Every fact of a line, by the field it comes from, as text.
+    fn facts_by_field(facts: &EntryFacts<'_>) -> Vec<(&'static str, &'static str, Option<String>)> {
+        let text = |value: &Option<Cow<'_, str>>| value.as_deref().map(str::to_string);
+        let message = facts.message.as_ref();
+        vec![
+            ("type", "", text(&facts.kind)),
+            ("subtype", "", text(&facts.subtype)),
+            ("uuid", "", text(&facts.uuid)),
+            ("parentUuid", "", text(&facts.parent_uuid)),
+            ("logicalParentUuid", "", text(&facts.logical_parent_uuid)),
+            ("sessionId", "", text(&facts.session_id)),
+            ("timestamp", "", text(&facts.timestamp)),
+            ("cwd", "", text(&facts.cwd)),
+            ("isSidechain", "", facts.is_sidechain.map(|value| value.to_string())),
+            ("agentId", "", text(&facts.agent_id)),
+            ("summary", "", text(&facts.summary)),
+            ("aiTitle", "", text(&facts.ai_title)),
+            ("customTitle", "", text(&facts.custom_title)),
+            ("title", "", text(&facts.title)),
+            ("message", "id", message.and_then(|message| text(&message.id))),
+            ("message", "model", message.and_then(|message| text(&message.model))),
+            ("message", "usage", message.and_then(|message| message.usage).map(|usage| format!("{usage:?}"))),
+            ("message", "content", message.and_then(|message| message.content).map(|raw| raw.get().to_string())),
+            ("toolUseResult", "agentId", facts.tool_use_result.as_ref().and_then(|result| text(&result.agent_id))),
+        ]
+    }
+
+    fn complete_entry() -> serde_json::Value {
+        serde_json::json!({
+            "type": "assistant", "subtype": "s", "uuid": "u-1", "parentUuid": "u-0",
+            "logicalParentUuid": "l-0", "sessionId": "s-1", "timestamp": "2026-01-01T00:00:00Z",
+            "cwd": "/w", "isSidechain": false, "agentId": "a-1", "summary": "sum", "aiTitle": "ai",
+            "customTitle": "custom", "title": "t",
+            "message": {"id": "m-1", "model": "claude-x", "content": [{"type": "text", "text": "hi"}],
+                "usage": {"input_tokens": 1, "output_tokens": 2, "cache_creation_input_tokens": 3,
+                    "cache_read_input_tokens": 4}},
+            "toolUseResult": {"agentId": "g-1"},
+            "somethingNew": {"x": [1, 2]},
+        })
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            (-1e12f64..1e12).prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    const TOP_FIELDS: [&str; 16] = [
+        "type",
+        "subtype",
+        "uuid",
+        "parentUuid",
+        "logicalParentUuid",
+        "sessionId",
+        "timestamp",
+        "cwd",
+        "isSidechain",
+        "agentId",
+        "summary",
+        "aiTitle",
+        "customTitle",
+        "title",
+        "message",
+        "toolUseResult",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_in_any_known_field_leaves_every_other_fact_intact(
+            field in 0..TOP_FIELDS.len(),
+            nested in proptest::option::of(0..4usize),
+            value in any_json(),
+        ) {
+            let expected = {
+                let line = serde_json::to_vec(&complete_entry()).unwrap();
+                let Parsed::Entry(facts) = parse(&line) else { panic!("the complete entry parses") };
+                facts_by_field(&facts)
+            };
+            let mut entry = complete_entry();
+            // Either a top-level field, or one inside the message.
+            let (replaced, inner) = match nested {
+                Some(index) => {
+                    let inner = ["id", "model", "usage", "content"][index];
+                    entry["message"][inner] = value;
+                    ("message", inner)
+                }
+                None => {
+                    entry[TOP_FIELDS[field]] = value;
+                    (TOP_FIELDS[field], "")
+                }
+            };
+            let line = serde_json::to_vec(&entry).unwrap();
+            let Parsed::Entry(facts) = parse(&line) else { panic!("a JSON object is an entry: {entry}") };
+            for ((field, sub, fact), (_, _, wanted)) in facts_by_field(&facts).into_iter().zip(expected) {
+                let touched = field == replaced && (inner.is_empty() || sub == inner);
+                if !touched {
+                    proptest::prop_assert_eq!(&fact, &wanted, "{}.{} changed when {} was replaced", field, sub, replaced);
+                }
+            }
+        }
     }
 }

@@ -473,6 +473,39 @@ fn a_rewritten_file_counts_its_current_lines_once() {
     assert_eq!(rebuilt["equal"], true, "{rebuilt}");
 }
 
+/// Every line a JSON parser accepts is an entry: Claude Code 1.0's tool results as plain
+/// strings, and a field whose type drifted, cost nothing but that field (counted, so the
+/// drift shows), never the line's other facts.
+#[test]
+fn a_valid_json_line_with_an_unexpected_field_type_is_an_entry_not_malformed() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-home-dev-drift");
+    std::fs::create_dir_all(&project).unwrap();
+    let session = "f9999999-9999-4999-8999-999999999999";
+    let lines = [
+        line_of(session, "u-0"),
+        format!(
+            r#"{{"type":"user","uuid":"u-1","parentUuid":"u-0","sessionId":"{session}","timestamp":"2026-11-21T10:00:01.000Z","toolUseResult":"Error: File does not exist.","message":{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1","content":"x"}}]}}}}"#
+        ),
+        format!(
+            r#"{{"type":"user","uuid":"u-2","parentUuid":"u-1","sessionId":"{session}","timestamp":"2026-11-21T10:00:02.000Z","cwd":5,"message":{{"role":"user","content":"next"}}}}"#
+        ),
+    ];
+    std::fs::write(project.join(format!("{session}.jsonl")), lines.join("\n") + "\n").unwrap();
+    let report = cclog_json(data.path(), &["import", "--json", root.path().to_str().unwrap()]);
+    assert_eq!(report["malformed_lines"], serde_json::json!([]), "{report}");
+    let sessions = cclog_json(data.path(), &["sessions", "--json"]);
+    assert_eq!(sessions[0]["malformed_lines"], 0, "{sessions}");
+    assert_eq!(sessions[0]["user_entries"], 3, "{sessions}");
+    assert_eq!(sessions[0]["drifted_fields"], serde_json::json!({"cwd": 1}), "{sessions}");
+    let text = |args: &[&str]| String::from_utf8_lossy(&cclog(data.path(), args).stdout).into_owned();
+    let replay = text(&["replay", session]);
+    assert!(replay.contains("next"), "the drifted line is in the conversation: {replay}");
+    let show = text(&["show", session]);
+    assert!(show.contains("cwd ×1") && !show.contains("malformed"), "{show}");
+}
+
 /// A rewrite that changes every line (Claude Code re-serialising its entries) stores each
 /// line again; the session still holds ten user entries, not twenty.
 #[test]

@@ -44,6 +44,7 @@ pub fn session_json(session: &SessionRecord) -> Value {
         "files": session.files,
         "runs": session.runs,
         "malformed_lines": session.malformed,
+        "drifted_fields": session.drifted_fields,
         "unknown_type_lines": session.unknown_types,
     })
 }
@@ -173,6 +174,11 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
             session.malformed,
             session.unknown_types
         );
+    }
+    if !session.drifted_fields.is_empty() {
+        let fields: Vec<String> =
+            session.drifted_fields.iter().map(|(field, lines)| format!("{field} ×{lines}")).collect();
+        crate::outln!("skipped    fields of a type this cclog does not expect: {}", fields.join(", "));
     }
     Ok(EXIT_OK)
 }

@@ -52,7 +52,8 @@ impl Projection for Archive {
     }
 
     fn version(&self) -> u32 {
-        // 8: an entry stored again by a rewrite is not counted again.
+        // 8: an entry stored again by a rewrite is not counted again; a field of an
+        // unexpected type no longer makes its line malformed (`drifted_fields`).
         8
     }
 

@@ -88,6 +88,10 @@ pub struct SessionRecord {
     pub assistant_entries: u64,
     pub malformed: u64,
     pub unknown_types: u64,
+    /// Fields whose values had a type this version does not expect (skipped, the rest of
+    /// each line read), by dotted name: schema drift made visible.
+    #[serde(default)]
+    pub drifted_fields: BTreeMap<String, u64>,
     pub models: BTreeSet<String>,
     /// Usage per model, each API message counted once (its last snapshot).
     pub usage_by_model: BTreeMap<String, Usage>,

@@ -201,6 +201,9 @@ fn fold_line(
         file.unknown_types += 1;
         session.unknown_types += 1;
     }
+    for field in &facts.drifted {
+        *session.drifted_fields.entry((*field).to_string()).or_default() += 1;
+    }
     // An entry this session already holds, stored again because a rewrite changed its line,
     // is not counted again.
     let mut seen_here = false;
