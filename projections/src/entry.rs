@@ -57,6 +57,8 @@ pub struct EntryFacts<'a> {
     pub timestamp: Option<Cow<'a, str>>,
     pub cwd: Option<Cow<'a, str>>,
     pub is_sidechain: Option<bool>,
+    /// Claude Code's own messages in the user's place (caveats, command output).
+    pub is_meta: Option<bool>,
     pub agent_id: Option<Cow<'a, str>>,
     pub summary: Option<Cow<'a, str>>,
     pub ai_title: Option<Cow<'a, str>>,
@@ -219,6 +221,18 @@ impl<'de> Visitor<'de> for LeafVisitor {
 fn text<'a>(leaf: Leaf<'a>, field: &'static str, drifted: &mut Vec<&'static str>) -> Option<Cow<'a, str>> {
     match leaf {
         Leaf::Text(text) => Some(text),
+        Leaf::Null => None,
+        _ => {
+            drifted.push(field);
+            None
+        }
+    }
+}
+
+/// A flag: null or absent is `None`; any other type drifted.
+fn flag(leaf: Leaf<'_>, field: &'static str, drifted: &mut Vec<&'static str>) -> Option<bool> {
+    match leaf {
+        Leaf::Bool(value) => Some(value),
         Leaf::Null => None,
         _ => {
             drifted.push(field);
@@ -422,16 +436,8 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 "sessionId" => facts.session_id = text(map.next_value()?, "sessionId", drifted),
                 "timestamp" => facts.timestamp = text(map.next_value()?, "timestamp", drifted),
                 "cwd" => facts.cwd = text(map.next_value()?, "cwd", drifted),
-                "isSidechain" => {
-                    facts.is_sidechain = match map.next_value()? {
-                        Leaf::Bool(value) => Some(value),
-                        Leaf::Null => None,
-                        _ => {
-                            drifted.push("isSidechain");
-                            None
-                        }
-                    }
-                }
+                "isSidechain" => facts.is_sidechain = flag(map.next_value()?, "isSidechain", drifted),
+                "isMeta" => facts.is_meta = flag(map.next_value()?, "isMeta", drifted),
                 "agentId" => facts.agent_id = text(map.next_value()?, "agentId", drifted),
                 "summary" => facts.summary = text(map.next_value()?, "summary", drifted),
                 "aiTitle" => facts.ai_title = text(map.next_value()?, "aiTitle", drifted),
@@ -460,6 +466,54 @@ impl EntryFacts<'_> {
     /// Whether the entry's type is one cclog knows.
     pub fn is_known_type(&self) -> bool {
         self.kind.as_deref().is_some_and(|kind| KNOWN_TYPES.contains(&kind))
+    }
+
+    /// The first line of what the user typed, when this entry is a prompt a person wrote —
+    /// not a tool result, a slash command or its output, a caveat or an interruption, nor a
+    /// subagent's prompt — cut to 100 characters: a session's title when it has no other.
+    pub fn first_line_of_prompt(&self) -> Option<String> {
+        const NOT_TYPED: &[&str] = &[
+            "<command-name>",
+            "<command-message>",
+            "<command-args>",
+            "<local-command-stdout>",
+            "<local-command-stderr>",
+            "<local-command-caveat>",
+            "<system-reminder>",
+            "<bash-input>",
+            "<bash-stdout>",
+            "Caveat:",
+            "[Request interrupted",
+        ];
+        if self.kind.as_deref() != Some("user") || self.is_meta == Some(true) || self.is_sidechain == Some(true) {
+            return None;
+        }
+        let content = self.message.as_ref()?.content?;
+        let text = match serde_json::from_str::<Cow<'_, str>>(content.get()) {
+            Ok(text) => text.into_owned(),
+            Err(_) => {
+                #[derive(Deserialize)]
+                struct Block {
+                    #[serde(rename = "type")]
+                    kind: Option<String>,
+                    text: Option<String>,
+                }
+                let blocks: Vec<Block> = serde_json::from_str(content.get()).ok()?;
+                if blocks.iter().any(|block| block.kind.as_deref() == Some("tool_result")) {
+                    return None;
+                }
+                blocks.into_iter().find(|block| block.kind.as_deref() == Some("text"))?.text?
+            }
+        };
+        let line = text.lines().map(str::trim).find(|line| !line.is_empty())?;
+        if NOT_TYPED.iter().any(|marker| line.starts_with(marker)) {
+            return None;
+        }
+        let mut title: String = line.chars().take(100).collect();
+        if line.chars().count() > 100 {
+            title.push('…');
+        }
+        Some(title)
     }
 
     /// The entry this one follows in its conversation: `parentUuid`, or across a compaction
@@ -676,6 +730,35 @@ mod tests {
         let Parsed::Entry(facts) = parse(drifted) else { panic!("a valid JSON object is an entry") };
         assert_eq!(facts.drifted, vec!["uuid", "message.usage.input_tokens"]);
         assert_eq!(facts.timestamp.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn the_first_prompt_a_person_typed_is_a_title_and_nothing_else_is() {
+        let title = |line: &str| match parse(line.as_bytes()) {
+            Parsed::Entry(facts) => facts.first_line_of_prompt(),
+            Parsed::Malformed(why) => panic!("{why}"),
+        };
+        assert_eq!(
+            title(r#"{"type":"user","message":{"content":"\n  Fix the parser\nand more"}}"#),
+            Some("Fix the parser".into())
+        );
+        assert_eq!(
+            title(r#"{"type":"user","message":{"content":[{"type":"text","text":"Add a test"}]}}"#),
+            Some("Add a test".into())
+        );
+        let long = format!(r#"{{"type":"user","message":{{"content":"{}"}}}}"#, "é".repeat(150));
+        assert_eq!(title(&long), Some(format!("{}…", "é".repeat(100))));
+        for not_typed in [
+            r#"{"type":"user","message":{"content":"<command-name>/clear</command-name>"}}"#,
+            r#"{"type":"user","message":{"content":"Caveat: The messages below were generated"}}"#,
+            r#"{"type":"user","isMeta":true,"message":{"content":"hello"}}"#,
+            r#"{"type":"user","isSidechain":true,"message":{"content":"a subagent's prompt"}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}"#,
+            r#"{"type":"user","message":{"content":"[Request interrupted by user]"}}"#,
+            r#"{"type":"assistant","message":{"content":"I will"}}"#,
+        ] {
+            assert_eq!(title(not_typed), None, "{not_typed}");
+        }
     }
 
     /// Every fact of a line, by the field it comes from, as text.

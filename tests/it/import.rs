@@ -499,6 +499,11 @@ fn a_valid_json_line_with_an_unexpected_field_type_is_an_entry_not_malformed() {
     assert_eq!(sessions[0]["malformed_lines"], 0, "{sessions}");
     assert_eq!(sessions[0]["user_entries"], 3, "{sessions}");
     assert_eq!(sessions[0]["drifted_fields"], serde_json::json!({"cwd": 1}), "{sessions}");
+    // No title entry: the first prompt typed stands in.
+    assert_eq!(
+        (sessions[0]["title"].as_str(), sessions[0]["title_source"].as_str()),
+        (Some("hi"), Some("first-prompt"))
+    );
     let text = |args: &[&str]| String::from_utf8_lossy(&cclog(data.path(), args).stdout).into_owned();
     let replay = text(&["replay", session]);
     assert!(replay.contains("next"), "the drifted line is in the conversation: {replay}");

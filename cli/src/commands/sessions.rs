@@ -20,6 +20,7 @@ pub fn session_json(session: &SessionRecord) -> Value {
         "project": session.project,
         "cwd": session.cwd,
         "title": session.title,
+        "title_source": session.title_source,
         "parent": session.parent,
         "fork_point": session.fork_point,
         "fork_seq": session.fork_seq,

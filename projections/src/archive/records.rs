@@ -73,8 +73,12 @@ pub struct SessionRecord {
     pub project: String,
     pub cwd: Option<String>,
     pub title: Option<String>,
-    /// 3 custom title, 2 AI title, 1 summary: a title only replaces one of lower or equal rank.
+    /// 3 custom title, 2 AI title, 1 summary, 0 the first prompt: a title only replaces
+    /// one of lower or equal rank, and the first prompt only stands in for none.
     pub title_rank: u8,
+    /// Where the title came from: `custom-title`, `ai-title`, `summary` or `first-prompt`.
+    #[serde(default)]
+    pub title_source: Option<String>,
     pub first_at: Option<String>,
     pub last_at: Option<String>,
     /// Lines of the current revisions of the session's files, copied ones included.

@@ -242,14 +242,22 @@ fn fold_facts(
     if session.cwd.is_none() {
         session.cwd = facts.cwd.as_deref().map(str::to_string);
     }
-    let titled = [(3, &facts.custom_title), (2, &facts.ai_title), (1, &facts.summary)];
-    for (rank, title) in titled {
+    let titled =
+        [(3, "custom-title", &facts.custom_title), (2, "ai-title", &facts.ai_title), (1, "summary", &facts.summary)];
+    for (rank, source, title) in titled {
         if let Some(title) = title.as_deref().filter(|title| !title.trim().is_empty()) {
             if rank >= session.title_rank {
                 session.title = Some(title.to_string());
                 session.title_rank = rank;
+                session.title_source = Some(source.to_string());
             }
             break;
+        }
+    }
+    if session.title.is_none() {
+        if let Some(prompt) = facts.first_line_of_prompt() {
+            session.title = Some(prompt);
+            session.title_source = Some("first-prompt".to_string());
         }
     }
     match facts.kind.as_deref() {
