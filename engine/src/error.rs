@@ -61,6 +61,14 @@ pub enum Error {
     )]
     DiskFull { dir: PathBuf, free: u64, needed: u64 },
 
+    /// The disk holding the data directory has fewer free inodes (files) than an append
+    /// needs. Nothing of the append was written.
+    #[error(
+        "disk full: {free} free inodes (files) on the disk holding {}, cclog needs {needed}; `df -i` shows it. Nothing was written — delete some files and retry",
+        .dir.display()
+    )]
+    OutOfInodes { dir: PathBuf, free: u64, needed: u64 },
+
     /// An earlier append of the same [`crate::AppendChain`] was refused, so this one was
     /// too: a sequence lands in order or not at all.
     #[error("refused because an earlier append of the same sequence was: {0}")]
@@ -113,7 +121,7 @@ impl Error {
     /// for lack of space), as opposed to damage or a failing device.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            Error::DiskFull { .. } => true,
+            Error::DiskFull { .. } | Error::OutOfInodes { .. } => true,
             Error::Io { source, .. } => crate::space::is_out_of_space(source),
             Error::Poisoned(reason) | Error::EarlierRefused(reason) => reason.starts_with("disk full"),
             _ => false,
@@ -124,7 +132,10 @@ impl Error {
     /// was acknowledged, and the log takes appends again once space is freed or the failed
     /// log is reopened ([`crate::Log::reopen`]) — so it may be submitted again then.
     pub fn is_refusal_that_passes(&self) -> bool {
-        matches!(self, Error::DiskFull { .. } | Error::Poisoned(_) | Error::EarlierRefused(_))
+        matches!(
+            self,
+            Error::DiskFull { .. } | Error::OutOfInodes { .. } | Error::Poisoned(_) | Error::EarlierRefused(_)
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

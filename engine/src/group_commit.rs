@@ -350,6 +350,9 @@ impl Writer {
                     Error::DiskFull { dir, free, needed } => {
                         Error::DiskFull { dir: dir.clone(), free: *free, needed: *needed }
                     }
+                    Error::OutOfInodes { dir, free, needed } => {
+                        Error::OutOfInodes { dir: dir.clone(), free: *free, needed: *needed }
+                    }
                     other => Error::Storage(other.to_string()),
                 }));
             }
@@ -419,6 +422,7 @@ impl Writer {
             group.iter().flat_map(|(events, _, _)| events).map(|event| event.event.payload.len() as u64).sum();
         let needed = crate::space::needed_for(self.disk_reserve, events, payload);
         let sled_dir = self.store.sled_dir();
+        crate::space::check_inodes(&self.store.dir, &sled_dir, crate::space::inodes_needed_for(payload))?;
         match crate::space::free_bytes(&sled_dir) {
             Ok(free) if free < needed => {
                 self.refused_needing.store(needed, Ordering::Relaxed);

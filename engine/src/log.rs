@@ -57,6 +57,11 @@ pub enum Health {
         free: u64,
         needed: u64,
     },
+    /// Fewer than the writer's reserve of inodes are free: appends are refused until
+    /// files are deleted.
+    OutOfInodes {
+        free: u64,
+    },
     /// A write failed; appends are refused until the log is reopened, which recovers.
     Failed(String),
 }
@@ -134,6 +139,7 @@ impl LogInner {
                 return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: disk_reserve });
             }
         }
+        crate::space::check_inodes(dir, &store.sled_dir(), crate::space::INODE_RESERVE)?;
         let recovery = crate::recovery::recover(&store, &mut files)?;
         let head = store.stored_head()?;
         store.check_anchor(head)?;
@@ -310,6 +316,11 @@ impl Log {
             });
         }
         let needed = self.shared.disk_reserve.max(inner.refused_needing.load(Ordering::Relaxed));
+        if let Ok(Some(free)) = crate::space::free_inodes(&inner.store.sled_dir()) {
+            if free < crate::space::INODE_RESERVE + 1 {
+                return Health::OutOfInodes { free };
+            }
+        }
         match crate::space::free_bytes(&inner.store.sled_dir()) {
             Ok(free) if free < needed => Health::DiskFull { free, needed },
             _ => Health::Ok,

@@ -7,6 +7,11 @@
 //! size are free. Nothing of a refused group reaches sled, the log stays as it was, and the
 //! next group is accepted as soon as space is back — no restart, no recovery.
 //!
+//! A disk out of inodes is full too, though `df -h` does not show it: sled writes every
+//! large value as a file of its own, so the writer also refuses a group unless
+//! [`INODE_RESERVE`] inodes plus one per block that could become such a file are free
+//! ([`crate::Error::OutOfInodes`]).
+//!
 //! The reserve also covers what sled writes on its own (segment headers, a snapshot while
 //! opening); twice the group leaves room for sled's copy-on-write of the tree nodes a group
 //! touches. A write that fails anyway (another process filled the disk between the check
@@ -21,8 +26,7 @@ pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
 /// and projection updates.
 const EVENT_OVERHEAD: u64 = 512;
 
-/// Bytes free to an unprivileged writer on the filesystem holding `path`.
-pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
@@ -33,10 +37,43 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: statvfs returned 0, so it filled the buffer.
-    let stats = unsafe { stats.assume_init() };
+    Ok(unsafe { stats.assume_init() })
+}
+
+/// Bytes free to an unprivileged writer on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let stats = statvfs(path)?;
     // The field types are narrower than u64 on some targets.
     #[allow(clippy::unnecessary_cast)]
     Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+/// Inodes (files) free to an unprivileged writer on the filesystem holding `path`; `None`
+/// where the filesystem does not count them (btrfs, for one, reports none).
+pub fn free_inodes(path: &Path) -> std::io::Result<Option<u64>> {
+    let stats = statvfs(path)?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok((stats.f_files != 0).then_some(stats.f_favail as u64))
+}
+
+/// Files the writer keeps free: a disk out of inodes is as full as one out of bytes, and
+/// `df` does not show it.
+pub(crate) const INODE_RESERVE: u64 = 64;
+/// sled stores a value larger than about this as a file of its own (a blob).
+const BLOB_THRESHOLD: u64 = 128 << 10;
+
+/// The free inodes a group with `payload_bytes` payload bytes needs: the reserve and one
+/// blob file for every block that may be large enough to be one.
+pub(crate) fn inodes_needed_for(payload_bytes: u64) -> u64 {
+    INODE_RESERVE + payload_bytes / BLOB_THRESHOLD + 1
+}
+
+/// Refuses with [`crate::Error::OutOfInodes`] when fewer than `needed` inodes are free.
+pub(crate) fn check_inodes(dir: &Path, sled_dir: &Path, needed: u64) -> crate::Result<()> {
+    match free_inodes(sled_dir) {
+        Ok(Some(free)) if free < needed => Err(crate::Error::OutOfInodes { dir: dir.to_path_buf(), free, needed }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the disk holding `dir` takes writes again after a fault: at least `reserve`
@@ -49,6 +86,7 @@ pub(crate) fn disk_takes_writes(dir: &Path, reserve: u64) -> crate::Result<()> {
     if free < reserve {
         return Err(crate::Error::DiskFull { dir: dir.to_path_buf(), free, needed: reserve });
     }
+    check_inodes(dir, dir, INODE_RESERVE)?;
     let probe = dir.join("reopen.probe");
     let written = std::fs::File::create(&probe)
         .and_then(|mut file| file.write_all(&[0u8; 64 << 10]).and_then(|()| file.sync_all()));

@@ -390,6 +390,8 @@ impl Store {
     pub(crate) fn open_unless(dir: &Path, proceed: impl FnOnce(bool) -> Result<bool>) -> Result<Option<Store>> {
         create_data_dir(dir)?;
         let ownership = Ownership::acquire(dir)?;
+        // sled creates files as it opens (a snapshot): out of inodes, it would fail inside.
+        crate::space::check_inodes(dir, dir, crate::space::INODE_RESERVE)?;
         let sled_dir = dir.join("sled");
         // A new store has no files to vouch for.
         let sealed = !sled_dir.join("db").exists() || crate::seal::take_and_check(dir, &sled_dir);

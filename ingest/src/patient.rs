@@ -92,6 +92,9 @@ impl PatientAppender {
         }
         let since = *self.refused_since.get_or_insert_with(Instant::now);
         tracing::warn!(what = %self.what, reason = %refusal, "the log refused appends; pausing until it takes them again");
+        // At least one pause, so that a refusal the health check does not foresee is not
+        // retried in a tight loop.
+        tokio::time::sleep(POLL).await;
         while self.log.health() != Health::Ok {
             if since.elapsed() > PATIENCE {
                 return Err(refusal.into());

@@ -23,9 +23,13 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn mount(megabytes: u64) -> Option<Tmpfs> {
+        Tmpfs::mount_with(&format!("size={megabytes}m"))
+    }
+
+    fn mount_with(options: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .stderr(Stdio::null())
             .status();
@@ -342,4 +346,38 @@ fn a_run_that_meets_a_full_disk_pauses_and_loses_no_message() {
     let (code, stdout, stderr) = cclog_bounded(&data, &["verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     server.stop();
+}
+
+/// A disk out of inodes is full too, though `df -h` shows space: a write is refused with a
+/// clear "disk full" (exit 74) before sled sees it — not a failed write inside sled — and
+/// once files are deleted writes go on, with nothing lost.
+#[test]
+fn a_disk_out_of_inodes_is_full_too_and_nothing_is_lost() {
+    let Some(disk) = Tmpfs::mount_with("size=64m,nr_inodes=300") else { return };
+    let data = disk.path().join("data");
+    for index in 0..3 {
+        let (code, stdout, stderr) = cclog_bounded(&data, &["kv", "set", "disk", &format!("key-{index}"), "\"v\""]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+    }
+    // Another program uses up the inodes with empty files.
+    let spare = disk.path().join("spare");
+    std::fs::create_dir(&spare).unwrap();
+    let mut made = 0;
+    while std::fs::File::create(spare.join(made.to_string())).is_ok() {
+        made += 1;
+    }
+    assert!(cclog_engine::free_bytes(disk.path()).unwrap() > 32 << 20, "space is left; only inodes ran out");
+    let (code, stdout, stderr) = cclog_bounded(&data, &["kv", "set", "disk", "key-3", "\"v\""]);
+    assert_eq!(code, 74, "{stdout}{stderr}");
+    assert!(stderr.contains("disk full") && stderr.contains("inodes"), "{stderr}");
+    assert!(!stderr.contains("stopped accepting appends"), "refused before sled, not failed inside it: {stderr}");
+    std::fs::remove_dir_all(&spare).unwrap();
+    let (code, stdout, stderr) = cclog_bounded(&data, &["kv", "set", "disk", "key-3", "\"v\""]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for index in 0..4 {
+        let (code, stdout, _) = cclog_bounded(&data, &["kv", "get", "disk", &format!("key-{index}")]);
+        assert_eq!((code, stdout.trim()), (0, "\"v\""), "key-{index}");
+    }
+    let (code, stdout, stderr) = cclog_bounded(&data, &["verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
 }

@@ -67,6 +67,9 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
             cclog_engine::describe_bytes(free),
             cclog_engine::describe_bytes(needed)
         )),
+        cclog_engine::Health::OutOfInodes { free } => Some(format!(
+            "disk full: {free} free inodes (files) left; appends resume on their own once files are deleted"
+        )),
         cclog_engine::Health::Failed(reason) => {
             Some(format!("a write failed ({reason}); the server reopens the log, cut back to its last acknowledged event, as soon as the fault clears"))
         }
