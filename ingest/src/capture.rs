@@ -50,11 +50,14 @@ pub fn new_run_id() -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
-/// Records `input` as a run; with `echo`, writes every line to it as read.
+/// Records `input` as a run; with `echo`, writes every line to it as read. While the log
+/// refuses appends (a full disk, a failed write), the capture waits (`patient`): `paused`
+/// is told why, reading stops once 4,096 lines are queued, and nothing is lost.
 pub fn capture(
     log: &Log,
     input: impl BufRead + Send + 'static,
     mut echo: Option<&mut dyn Write>,
+    paused: &mut dyn FnMut(&cclog_engine::Error),
 ) -> Result<CaptureReport> {
     let run = new_run_id();
     let mut recorder = Recorder::new(&run);
@@ -115,7 +118,7 @@ pub fn capture(
             next = lines_rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            log.append_blocking(batch)?;
+            crate::patient::append_blocking(log, batch, paused)?;
         }
     }
     let _ = reader.join();
@@ -125,7 +128,7 @@ pub fn capture(
         (None, None) => RunStatus::Interrupted,
     };
     let duration_ms = Some(elapsed_ms(began));
-    log.append_blocking(vec![recorder.ended(status, failure, duration_ms)?])?;
+    crate::patient::append_blocking(log, vec![recorder.ended(status, failure, duration_ms)?], paused)?;
     let result_type = recorder.outcome.and_then(|(_, kind)| kind);
     Ok(CaptureReport {
         run,

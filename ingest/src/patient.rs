@@ -6,7 +6,9 @@
 //! it keeps the batches it holds, stops taking new ones — so the run's reader stops reading
 //! the CLI's output, the CLI waits on its pipe, and the run pauses — and once
 //! [`Log::health`] says the log takes appends again it submits them again, in their order.
-//! It gives up with the refusal only after [`PATIENCE`].
+//! It gives up with the refusal only after [`PATIENCE`]. [`append_blocking`] is the same for
+//! a thread outside the runtime (`cclog capture`), which also reopens a failed log itself,
+//! since no server does it for that process.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -108,5 +110,38 @@ impl PatientAppender {
             self.in_flight.push_back((events, pending));
         }
         Ok(())
+    }
+}
+
+/// Appends one batch from a thread outside an async runtime, waiting out a refusal that
+/// passes (at most [`PATIENCE`]); while waiting, a failed log is reopened
+/// ([`Log::reopen`]) once the disk takes writes again. `paused` is told once, with the
+/// refusal, when the wait begins.
+pub fn append_blocking(log: &Log, events: Vec<NewEvent>, paused: &mut dyn FnMut(&cclog_engine::Error)) -> Result<()> {
+    let mut since: Option<Instant> = None;
+    loop {
+        let refusal = match log.append_blocking(events.clone()) {
+            Ok(_) => return Ok(()),
+            Err(error) if error.is_refusal_that_passes() => error,
+            Err(error) => return Err(error.into()),
+        };
+        if since.is_none() {
+            paused(&refusal);
+        }
+        let since = *since.get_or_insert_with(Instant::now);
+        loop {
+            if since.elapsed() > PATIENCE {
+                return Err(refusal.into());
+            }
+            std::thread::sleep(POLL);
+            match log.health() {
+                Health::Ok => break,
+                Health::Failed(_) => {
+                    // Refused while the disk still fails; the next round tries again.
+                    let _ = log.reopen();
+                }
+                _ => {}
+            }
+        }
     }
 }

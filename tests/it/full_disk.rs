@@ -381,3 +381,65 @@ fn a_disk_out_of_inodes_is_full_too_and_nothing_is_lost() {
     let (code, stdout, stderr) = cclog_bounded(&data, &["verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// `cclog capture` on a full disk waits and says so, instead of exiting with the rest of
+/// the stream unread; once space is freed every line is recorded, in order.
+#[test]
+fn a_capture_that_meets_a_full_disk_waits_and_loses_no_line() {
+    let Some(disk) = Tmpfs::mount(48) else { return };
+    let data = disk.path().join("data");
+    let session = "7c1d2e3a-0000-4000-8000-00000000ca97";
+    let line = |index: usize| {
+        serde_json::json!({"type": "assistant", "session_id": session,
+            "message": {"id": format!("msg-{index}"), "role": "assistant", "model": "claude-test",
+                "content": [{"type": "text", "text": format!("line {index}")}]}})
+        .to_string()
+    };
+    let mut capture = cclog_command(&data, &["capture", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = capture.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"type":"system","subtype":"init","session_id":"{session}","model":"claude-test"}}"#).unwrap();
+    for index in 0..20 {
+        writeln!(stdin, "{}", line(index)).unwrap();
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let filler = Filler::start(disk.path().join("filler"), Duration::ZERO);
+    while cclog_engine::free_bytes(disk.path()).unwrap() >= cclog_engine::DEFAULT_DISK_RESERVE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for index in 20..40 {
+        writeln!(stdin, "{}", line(index)).unwrap();
+    }
+    writeln!(
+        stdin,
+        r#"{{"type":"result","subtype":"success","session_id":"{session}","is_error":false,"result":"done"}}"#
+    )
+    .unwrap();
+    drop(stdin);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(capture.try_wait().unwrap().is_none(), "the capture gave up on a full disk");
+    filler.stop();
+    let output = capture.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("disk full") && stderr.contains("waits"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((report["messages"].as_u64(), report["status"].as_str()), (Some(42), Some("completed")), "{report}");
+    let run = report["run"].as_str().unwrap();
+    let (code, logged, _) = cclog_bounded(&data, &["log", "--stream", &format!("run/{run}"), "--json"]);
+    assert_eq!(code, 0);
+    let texts: Vec<String> = logged
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["payload"]["type"] == "assistant")
+        .map(|event| event["payload"]["message"]["content"][0]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, (0..40).map(|index| format!("line {index}")).collect::<Vec<_>>());
+    let (code, stdout, stderr) = cclog_bounded(&data, &["verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

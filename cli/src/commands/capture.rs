@@ -13,7 +13,9 @@ pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<u8> {
     let stdin = std::io::BufReader::new(std::io::stdin());
     let mut stdout = std::io::stdout().lock();
     let echo: Option<&mut dyn Write> = if args.passthrough { Some(&mut stdout) } else { None };
-    let report = capture::capture(&log, stdin, echo)?;
+    let report = capture::capture(&log, stdin, echo, &mut |refusal| {
+        crate::errln!("cclog: {refusal}\n  the capture waits (up to 10 minutes) and loses nothing; it goes on once the log takes appends again");
+    })?;
     let summary = if args.json {
         serde_json::to_string(&report)?
     } else {
