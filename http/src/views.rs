@@ -164,8 +164,11 @@ pub struct Session {
     /// Claude Code's project directory name.
     pub project: String,
     pub cwd: Option<String>,
-    /// From `summary`, `ai-title` or `custom-title` entries.
+    /// From `custom-title`, `ai-title` or `summary` entries, else the first line of the
+    /// first prompt a person typed.
     pub title: Option<String>,
+    /// Where `title` came from: `custom-title`, `ai-title`, `summary` or `first-prompt`.
+    pub title_source: Option<String>,
     /// For a fork: the session it forked from.
     pub parent_session_id: Option<String>,
     /// For a fork: the uuid of the last entry it shares with its parent.
@@ -204,6 +207,7 @@ pub fn session(session: &SessionRecord) -> Session {
         project: session.project.clone(),
         cwd: session.cwd.clone(),
         title: session.title.clone(),
+        title_source: session.title_source.clone(),
         parent_session_id: session.parent.clone(),
         fork_point: session.fork_point.clone(),
         entries: counts.entries,
