@@ -118,7 +118,7 @@ const MAX_GROUP_EVENTS: usize = 16_384;
 /// Why the log stopped accepting appends, shared by the writer and the syncer.
 pub(crate) type Poison = Arc<Mutex<Option<String>>>;
 
-fn poison_reason(poison: &Poison) -> Option<String> {
+pub(crate) fn poison_reason(poison: &Poison) -> Option<String> {
     match poison.lock() {
         Ok(reason) => reason.clone(),
         Err(_) => Some("a writer thread panicked".into()),

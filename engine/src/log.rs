@@ -139,7 +139,6 @@ impl LogInner {
                 return Err(Error::DiskFull { dir: dir.to_path_buf(), free, needed: disk_reserve });
             }
         }
-        crate::space::check_inodes(dir, &store.sled_dir(), crate::space::INODE_RESERVE)?;
         let recovery = crate::recovery::recover(&store, &mut files)?;
         let head = store.stored_head()?;
         store.check_anchor(head)?;
@@ -197,10 +196,7 @@ impl LogInner {
     }
 
     fn failure(&self) -> Option<String> {
-        match self.poison.lock() {
-            Ok(reason) => reason.clone(),
-            Err(_) => Some("a writer thread panicked".into()),
-        }
+        crate::group_commit::poison_reason(&self.poison)
     }
 
     fn sender(&self) -> Result<&mpsc::Sender<Command>> {
@@ -209,6 +205,11 @@ impl LogInner {
 
     fn head(&self) -> Option<Head> {
         *self.head.borrow()
+    }
+
+    /// Durable events: the head's seq plus one.
+    fn len(&self) -> u64 {
+        self.head().map_or(0, |head| head.seq + 1)
     }
 }
 
@@ -410,14 +411,14 @@ impl Log {
     /// Durable events with `from <= seq`, in order.
     pub fn range(&self, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
         let inner = self.inner();
-        inner.store.events_between(from, inner.head().map_or(0, |head| head.seq + 1))
+        inner.store.events_between(from, inner.len())
     }
 
     /// The durable events of one stream with `from <= seq`, in order.
     pub fn stream(&self, stream: &str, from: u64) -> impl Iterator<Item = Result<Event>> + 'static {
         let inner = self.inner();
         let store = Arc::clone(&inner.store);
-        stream_seqs(&inner.store.log, stream, from, inner.head().map_or(0, |head| head.seq + 1)).map(move |seq| {
+        stream_seqs(&inner.store.log, stream, from, inner.len()).map(move |seq| {
             let seq = seq?;
             store.read_event(seq)?.ok_or(Error::Corruption { at: Some(seq), detail: "indexed event is missing".into() })
         })
@@ -432,7 +433,7 @@ impl Log {
         from: u64,
     ) -> Result<impl Iterator<Item = Result<Event>> + 'static> {
         let inner = self.inner();
-        let end = inner.head().map_or(0, |head| head.seq + 1);
+        let end = inner.len();
         let log = &inner.store.log;
         let mut heads = std::collections::BinaryHeap::new();
         let mut sources = Vec::new();

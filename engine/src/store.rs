@@ -284,11 +284,8 @@ fn refuse_damaged_files(dir: &Path) -> Result<()> {
     if !crate::verify::chain_is_damaged(&chain, read_anchor(dir)) {
         return Ok(());
     }
-    let ranges: Vec<String> = chain
-        .missing
-        .iter()
-        .map(|&(first, last)| if first == last { format!("event {first}") } else { format!("events {first}..={last}") })
-        .collect();
+    let ranges: Vec<String> =
+        chain.missing.iter().map(|&(first, last)| crate::verify::describe_events(first, last)).collect();
     let detail = if ranges.is_empty() {
         "its files do not hold the last acknowledged event".to_string()
     } else {

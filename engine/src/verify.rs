@@ -262,6 +262,15 @@ fn refine_with_carving(carved: Option<&crate::carve::CarvedChain>, report: &mut 
 /// Whether the carved chain has holes, or does not reach the acknowledged head. Without an
 /// anchor nothing was acknowledged (or an old build wrote the store), and what the files
 /// hold says nothing: sled's own view decides.
+/// "event 7" or "events 7..=9".
+pub(crate) fn describe_events(first: u64, last: u64) -> String {
+    if first == last {
+        format!("event {first}")
+    } else {
+        format!("events {first}..={last}")
+    }
+}
+
 pub(crate) fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: AnchorState) -> bool {
     match anchor {
         AnchorState::Head { seq, hash } => {
@@ -287,7 +296,7 @@ fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain) -> VerifyRe
             DamageKind::Gap => "no record of them is left in the store's files",
             _ => "their records in the store's files are damaged",
         };
-        let range = if first == last { format!("event {first}") } else { format!("events {first}..={last}") };
+        let range = describe_events(first, last);
         report.damages.push(Damage {
             seq: Some(first.max(from)),
             until: Some(last),

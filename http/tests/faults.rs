@@ -5,7 +5,7 @@
 //! log on its own — cut back to the last acknowledged event — and the archive catches up,
 //! replaying the transcript byte for byte.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,29 +20,9 @@ use cclog_projections::archive::Archive;
 
 /// A GET over loopback; the answer's body as JSON.
 fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no body in {answer:?}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
-    // The body may come chunked.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut joined = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            joined.push_str(&after[..size]);
-            rest = &after[size + 2..];
-        }
-        joined
-    } else {
-        body.to_string()
-    };
+    let mut response =
+        ureq::get(&format!("http://{addr}{path}")).call().unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    let body = response.body_mut().read_to_string().unwrap();
     serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"))
 }
 
