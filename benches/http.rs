@@ -134,6 +134,7 @@ impl Server {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             limits: cclog_http::connections::ConnectionLimits::default(),
+            prices: Arc::new(cclog_projections::pricing::PriceTable::built_in().clone()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

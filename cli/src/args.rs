@@ -80,6 +80,13 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Compare two sessions: common ancestor, fork point, and what each branch did after it
     Diff(DiffArgs),
+    /// Tokens and cost by day, month, session or 5-hour billing block, as ccusage reports them
+    ///
+    /// Read from the archive, not the transcripts: instant on any history, and it still
+    /// covers what Claude Code has since deleted. Costs are priced per request from LiteLLM's
+    /// table (5-minute and 1-hour cache writes, cache reads, long-context tiers); a model the
+    /// table does not price is named in a warning and left out of the cost.
+    Usage(UsageArgs),
     /// Fold the whole log into fresh projections and report whether they equal the live ones
     Rebuild(RebuildArgs),
     /// Copy every event that can be proven from a damaged data directory into a new one
@@ -204,6 +211,7 @@ impl Command {
             | Command::Tree(_)
             | Command::Replay(_)
             | Command::Diff(_)
+            | Command::Usage(_)
             | Command::Rebuild(_)
             | Command::Kv(_) => true,
             Command::Serve(_)
@@ -219,10 +227,21 @@ impl Command {
     /// The command as the server should run it: paths made absolute against this process's
     /// working directory.
     pub fn for_server(mut self) -> std::io::Result<Command> {
-        if let Command::Import(args) = &mut self {
-            for path in &mut args.paths {
-                *path = std::path::absolute(&*path)?;
+        let pricing = match &mut self {
+            Command::Import(args) => {
+                for path in &mut args.paths {
+                    *path = std::path::absolute(&*path)?;
+                }
+                None
             }
+            Command::Sessions(args) => Some(&mut args.pricing),
+            Command::Show(args) => Some(&mut args.pricing),
+            Command::Diff(args) => Some(&mut args.pricing),
+            Command::Usage(args) => Some(&mut args.pricing),
+            _ => None,
+        };
+        if let Some(PricingArgs { pricing: Some(path) }) = pricing {
+            *path = std::path::absolute(&*path)?;
         }
         Ok(self)
     }
@@ -269,6 +288,9 @@ pub struct ServeArgs {
     /// Print the API's OpenAPI 3.1 document (also served at /api/openapi.json) and exit
     #[arg(long)]
     pub openapi: bool,
+    /// The price table of the API's costs (/api/sessions, /api/usage)
+    #[command(flatten)]
+    pub pricing: PricingArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize, Subcommand)]
@@ -386,6 +408,52 @@ pub struct SessionsArgs {
     /// One JSON array of session objects
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
+}
+
+/// Which price table costs are computed from.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, Args)]
+pub struct PricingArgs {
+    /// Price table to compute costs from: LiteLLM's model_prices_and_context_window.json (or a
+    /// file of the same rows under "models") [default: the Claude rows built in]
+    #[arg(long, env = "CCLOG_PRICING", value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct UsageArgs {
+    /// daily, monthly, session or blocks (5-hour billing windows)
+    #[arg(value_enum)]
+    pub report: UsageReportKind,
+    /// First day included, YYYYMMDD or YYYY-MM-DD (local to --timezone)
+    #[arg(long, short)]
+    pub since: Option<String>,
+    /// Last day included, YYYYMMDD or YYYY-MM-DD
+    #[arg(long, short)]
+    pub until: Option<String>,
+    /// Only this project: its folder name under ~/.claude/projects, or text only one such name contains
+    #[arg(long, short)]
+    pub project: Option<String>,
+    /// A row per model under each row
+    #[arg(long, short)]
+    pub breakdown: bool,
+    /// Time zone for days, months and block times (IANA name, e.g. UTC, Europe/Paris) [default: the system's]
+    #[arg(long, short = 'z', value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// The report as JSON, with ccusage's field names
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, clap::ValueEnum)]
+pub enum UsageReportKind {
+    Daily,
+    Monthly,
+    Session,
+    Blocks,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
@@ -394,6 +462,8 @@ pub struct ShowArgs {
     pub id: String,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
@@ -442,6 +512,8 @@ pub struct DiffArgs {
     pub b: String,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]

@@ -216,3 +216,58 @@ pub fn count(n: u64, noun: &str) -> String {
         format!("{n} {noun}s")
     }
 }
+
+/// Dollars with `places` decimals, or `unpriced` for a cost the price table cannot give.
+pub fn dollars(usd: Option<f64>, places: usize) -> String {
+    match usd {
+        Some(usd) => format!("${usd:.places$}"),
+        None => "unpriced".to_string(),
+    }
+}
+
+/// The width of this process's terminal (`COLUMNS` first); `None` off a terminal and for a
+/// client's command, whose tables then fit 80 columns.
+pub fn terminal_width() -> Option<usize> {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|columns| columns.trim().parse().ok()) {
+        return Some(columns);
+    }
+    if with_forwarded(|_| ()).is_some() || !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; stdout is a terminal.
+    let answered = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (answered && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// `12,345,678`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `950`, `12.3K`, `4.56M`, `1.20B`: three significant digits.
+pub fn compact_count(n: u64) -> String {
+    let value = n as f64;
+    let (scaled, unit) = match n {
+        0..1_000 => return n.to_string(),
+        1_000..1_000_000 => (value / 1e3, "K"),
+        1_000_000..1_000_000_000 => (value / 1e6, "M"),
+        _ => (value / 1e9, "B"),
+    };
+    let places = if scaled >= 100.0 {
+        0
+    } else if scaled >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{scaled:.places$}{unit}")
+}

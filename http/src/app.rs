@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth;
 use crate::extract::BODY_LIMIT;
-use crate::routes::{events, runs, service, sessions};
+use crate::routes::{events, runs, service, sessions, usage};
 use crate::state::AppState;
 use crate::Error;
 
@@ -109,6 +109,7 @@ fn documented_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(sessions::session_tree))
         .routes(routes!(sessions::session_diff))
         .routes(routes!(sessions::session_replay))
+        .routes(routes!(usage::usage_report))
         .routes(routes!(events::list_events))
         .routes(routes!(events::event_stream))
         .routes(routes!(events::verify))

@@ -78,7 +78,10 @@ impl Error {
             | Error::Ingest(Ingest::Projections(Projections::Ambiguous { .. })) => {
                 (StatusCode::BAD_REQUEST, "ambiguous_id")
             }
-            Error::Ingest(Ingest::InvalidRun(_) | Ingest::InvalidKv(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Ingest(Ingest::InvalidRun(_) | Ingest::InvalidKv(_))
+            | Error::Projections(Projections::Usage(_) | Projections::Pricing(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             Error::Ingest(Ingest::Busy { .. }) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
             Error::Ingest(Ingest::RunEnded { .. }) => (StatusCode::CONFLICT, "run_ended"),
             Error::Ingest(Ingest::SessionBusy(_)) => (StatusCode::CONFLICT, "session_busy"),

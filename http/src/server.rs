@@ -15,6 +15,7 @@ use cclog_engine::Log;
 use cclog_ingest::archiver::Archiver;
 use cclog_ingest::coordinator::Identity;
 use cclog_ingest::runner::{Runner, RunnerConfig};
+use cclog_projections::pricing::PriceTable;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessPolicy, MIN_TOKEN_LEN};
@@ -127,6 +128,8 @@ pub struct ServeOptions {
     /// (`--allow-origin`).
     pub allowed_origins: Vec<String>,
     pub limits: ConnectionLimits,
+    /// The price table of the API's costs.
+    pub prices: Arc<PriceTable>,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -175,6 +178,7 @@ pub async fn serve(
         closing,
         coordinator: Arc::new(options.coordinator.clone()),
         body_idle_timeout: options.limits.header_timeout,
+        prices: Arc::clone(&options.prices),
     };
     let shutdown = async move {
         shutdown.await;

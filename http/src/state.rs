@@ -8,6 +8,7 @@ use cclog_engine::Log;
 use cclog_ingest::archiver::Archiver;
 use cclog_ingest::coordinator::Identity;
 use cclog_ingest::runner::Runner;
+use cclog_projections::pricing::PriceTable;
 
 use crate::auth::AccessPolicy;
 use crate::feeds::Feeds;
@@ -33,4 +34,6 @@ pub struct AppState {
     /// A request body that sends nothing for this long is abandoned (the header timeout's
     /// counterpart once the head is in).
     pub body_idle_timeout: std::time::Duration,
+    /// The price table costs are computed from (`--pricing`).
+    pub prices: Arc<PriceTable>,
 }

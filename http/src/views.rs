@@ -6,6 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use cclog_engine::Event;
 use cclog_projections::archive::SessionRecord;
 use cclog_projections::messages::{PagedMessage, RunDetail};
+use cclog_projections::pricing::PriceTable;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -188,8 +189,11 @@ pub struct Session {
     /// Tokens: each API message of its transcript counted once; without an archived
     /// transcript, what its runs' result messages reported.
     pub usage: Usage,
-    /// `usage` at list prices.
-    pub cost_usd: f64,
+    /// `usage` priced per request from the server's price table; `null` when none of its
+    /// models is priced.
+    pub cost_usd: Option<f64>,
+    /// Models with tokens the price table has no price for (not in `costUsd`).
+    pub unpriced_models: Vec<String>,
     /// Runs of this session that cclog started or captured.
     pub runs: Vec<String>,
     /// Transcript files archived for it.
@@ -199,8 +203,9 @@ pub struct Session {
 }
 
 /// The API's view of a session record.
-pub fn session(session: &SessionRecord) -> Session {
+pub fn session(session: &SessionRecord, prices: &PriceTable) -> Session {
     let usage = session.usage();
+    let cost = session.cost(prices);
     let counts = session.entry_counts();
     Session {
         id: session.id.clone(),
@@ -224,7 +229,8 @@ pub fn session(session: &SessionRecord) -> Session {
             cache_read_input_tokens: usage.cache_read_input_tokens,
             total_tokens: usage.total(),
         },
-        cost_usd: session.cost_usd(),
+        cost_usd: cost.usd,
+        unpriced_models: cost.unpriced.into_iter().collect(),
         runs: session.runs.clone(),
         files: session.files.clone(),
         subagents: session.subagents.keys().cloned().collect(),

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Entry types this version of cclog knows the meaning of. Anything else is kept, replayed
@@ -76,7 +76,7 @@ pub struct EntryFacts<'a> {
 pub struct MessageFacts<'a> {
     pub id: Option<Cow<'a, str>>,
     pub model: Option<Cow<'a, str>>,
-    pub usage: Option<Usage>,
+    pub usage: Option<ReportedUsage>,
     pub content: Option<&'a RawValue>,
 }
 
@@ -87,25 +87,109 @@ pub struct ToolUseResultFacts<'a> {
     pub agent_id: Option<Cow<'a, str>>,
 }
 
-/// Token usage of one API message, as Claude Code records it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct Usage {
-    #[serde(default)]
+/// Token usage of one API request, as Claude Code records it in `message.usage`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedUsage {
     pub input_tokens: u64,
-    #[serde(default)]
     pub output_tokens: u64,
-    #[serde(default)]
     pub cache_creation_input_tokens: u64,
-    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    /// `cache_creation`: the cache writes kept 5 minutes and kept 1 hour, where Claude Code
+    /// records the split (it bills them differently).
+    pub cache_creation: Option<(u64, u64)>,
+    /// `speed: "fast"`: a fast-mode request, billed at a multiple.
+    pub fast: bool,
+}
+
+impl ReportedUsage {
+    /// Reads `message.usage` from a parsed JSON value, leniently as [`parse`] does.
+    pub fn from_json(value: &serde_json::Value) -> Option<ReportedUsage> {
+        Nested::<ReportedUsage>::deserialize(value).ok()?.value
+    }
+}
+
+/// Tokens, summed over requests, of the kind a price applies to, and per kind those beyond
+/// each request's first [`LONG_CONTEXT_TOKENS`] (priced at the long-context rate where a
+/// model has one): sums of requests that price exactly.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Cache writes, both durations.
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    /// Of `cache_creation_input_tokens`, the writes kept an hour.
+    pub cache_creation_1h_input_tokens: u64,
+    pub above_200k: TokensAbove,
+}
+
+/// Per kind, the tokens of requests beyond their first [`LONG_CONTEXT_TOKENS`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensAbove {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_write_5m_tokens: u64,
+    pub cache_write_1h_tokens: u64,
     pub cache_read_input_tokens: u64,
 }
 
+/// Where a request's long-context tier begins, per kind of token (as LiteLLM's
+/// `…_above_200k_tokens` prices, and ccusage, apply it).
+pub const LONG_CONTEXT_TOKENS: u64 = 200_000;
+
+impl TokensAbove {
+    fn add(&mut self, other: &TokensAbove) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_write_5m_tokens += other.cache_write_5m_tokens;
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+    }
+
+    fn subtract(&mut self, other: &TokensAbove) {
+        self.input_tokens = self.input_tokens.saturating_sub(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_sub(other.output_tokens);
+        self.cache_write_5m_tokens = self.cache_write_5m_tokens.saturating_sub(other.cache_write_5m_tokens);
+        self.cache_write_1h_tokens = self.cache_write_1h_tokens.saturating_sub(other.cache_write_1h_tokens);
+        self.cache_read_input_tokens = self.cache_read_input_tokens.saturating_sub(other.cache_read_input_tokens);
+    }
+}
+
 impl Usage {
+    /// One request's usage. Where Claude Code records the 5-minute/1-hour split, the cache
+    /// writes are its sum (as ccusage counts them).
+    pub fn of_request(reported: &ReportedUsage) -> Usage {
+        let (write_5m, write_1h) = reported.cache_creation.unwrap_or((reported.cache_creation_input_tokens, 0));
+        let above = |tokens: u64| tokens.saturating_sub(LONG_CONTEXT_TOKENS);
+        Usage {
+            input_tokens: reported.input_tokens,
+            output_tokens: reported.output_tokens,
+            cache_creation_input_tokens: write_5m.saturating_add(write_1h),
+            cache_read_input_tokens: reported.cache_read_input_tokens,
+            cache_creation_1h_input_tokens: write_1h,
+            above_200k: TokensAbove {
+                input_tokens: above(reported.input_tokens),
+                output_tokens: above(reported.output_tokens),
+                cache_write_5m_tokens: above(write_5m),
+                cache_write_1h_tokens: above(write_1h),
+                cache_read_input_tokens: above(reported.cache_read_input_tokens),
+            },
+        }
+    }
+
+    /// The usage a run's `result` reports: the sum of requests it does not split, so none of
+    /// its tokens is known to lie beyond a request's first 200,000.
+    pub fn of_requests(reported: &ReportedUsage) -> Usage {
+        Usage { above_200k: TokensAbove::default(), ..Usage::of_request(reported) }
+    }
+
     pub fn add(&mut self, other: &Usage) {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
         self.cache_read_input_tokens += other.cache_read_input_tokens;
+        self.cache_creation_1h_input_tokens += other.cache_creation_1h_input_tokens;
+        self.above_200k.add(&other.above_200k);
     }
 
     pub fn subtract(&mut self, other: &Usage) {
@@ -114,6 +198,9 @@ impl Usage {
         self.cache_creation_input_tokens =
             self.cache_creation_input_tokens.saturating_sub(other.cache_creation_input_tokens);
         self.cache_read_input_tokens = self.cache_read_input_tokens.saturating_sub(other.cache_read_input_tokens);
+        self.cache_creation_1h_input_tokens =
+            self.cache_creation_1h_input_tokens.saturating_sub(other.cache_creation_1h_input_tokens);
+        self.above_200k.subtract(&other.above_200k);
     }
 
     pub fn total(&self) -> u64 {
@@ -349,7 +436,7 @@ impl<'de> NestedFields<'de> for MessageFacts<'de> {
             "id" => self.id = text(map.next_value()?, "message.id", drifted),
             "model" => self.model = text(map.next_value()?, "message.model", drifted),
             "usage" => {
-                let usage: Nested<Usage> = map.next_value()?;
+                let usage: Nested<ReportedUsage> = map.next_value()?;
                 drifted.extend(usage.drifted);
                 self.usage = usage.value;
             }
@@ -383,7 +470,7 @@ impl<'de> NestedFields<'de> for ToolUseResultFacts<'de> {
     }
 }
 
-impl<'de> NestedFields<'de> for Usage {
+impl<'de> NestedFields<'de> for ReportedUsage {
     const NAME: &'static str = "message.usage";
 
     fn read<A: MapAccess<'de>>(
@@ -402,6 +489,45 @@ impl<'de> NestedFields<'de> for Usage {
             "cache_read_input_tokens" => {
                 self.cache_read_input_tokens =
                     count(map.next_value()?, "message.usage.cache_read_input_tokens", drifted)
+            }
+            "cache_creation" => {
+                let split: Nested<CacheCreation> = map.next_value()?;
+                drifted.extend(split.drifted);
+                self.cache_creation = split.value.map(|split| (split.ephemeral_5m, split.ephemeral_1h));
+            }
+            "speed" => self.fast = text(map.next_value()?, "message.usage.speed", drifted).as_deref() == Some("fast"),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `message.usage.cache_creation`.
+#[derive(Default)]
+struct CacheCreation {
+    ephemeral_5m: u64,
+    ephemeral_1h: u64,
+}
+
+impl<'de> NestedFields<'de> for CacheCreation {
+    const NAME: &'static str = "message.usage.cache_creation";
+
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        drifted: &mut Vec<&'static str>,
+    ) -> Result<(), A::Error> {
+        match key {
+            "ephemeral_5m_input_tokens" => {
+                self.ephemeral_5m =
+                    count(map.next_value()?, "message.usage.cache_creation.ephemeral_5m_input_tokens", drifted)
+            }
+            "ephemeral_1h_input_tokens" => {
+                self.ephemeral_1h =
+                    count(map.next_value()?, "message.usage.cache_creation.ephemeral_1h_input_tokens", drifted)
             }
             _ => {
                 map.next_value::<IgnoredAny>()?;

@@ -30,6 +30,14 @@ pub enum Error {
     #[error("write failed: {source}")]
     Io { source: std::io::Error },
 
+    /// A price table does not read.
+    #[error("price table {0}")]
+    Pricing(String),
+
+    /// A usage report's arguments do not make sense (a timezone or date that is not one).
+    #[error("{0}")]
+    Usage(String),
+
     /// The log holds something the archive's own events say cannot be there.
     #[error("archive inconsistent at seq {seq}: {detail}")]
     Inconsistent { seq: u64, detail: String },

@@ -14,7 +14,10 @@
 //! - [`lineage`]: conversations, the fork tree and branch diffs.
 //! - [`messages`]: the pages of a run's and a session's messages, and the run and session
 //!   lists as the surfaces order them.
-//! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars.
+//! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
+//!   LiteLLM-format price table.
+//! - [`usage`]: usage reports by day, month, session and 5-hour block, from the archive's
+//!   day rows.
 //!
 //! # Example
 //!
@@ -45,6 +48,7 @@ pub mod pricing;
 pub mod render;
 pub mod replay;
 pub mod stream_stats;
+pub mod usage;
 
 pub use archive::Archive;
 pub use error::{Error, Result};

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::archive::{Archive, SessionRecord};
-use crate::entry::Usage;
-use crate::pricing;
+use crate::entry::{ReportedUsage, Usage};
+use crate::pricing::{self, PriceTable};
 use crate::replay::{self, Line};
 use crate::Result;
 
@@ -168,7 +168,10 @@ pub struct Branch {
     pub tool_calls: Vec<ToolCall>,
     pub files_touched: Vec<String>,
     pub usage: Usage,
-    pub cost_usd: f64,
+    /// `None` when none of its tokens is priced.
+    pub cost_usd: Option<f64>,
+    /// Models of its requests the price table has no price for.
+    pub unpriced_models: std::collections::BTreeSet<String>,
 }
 
 /// The diff of two sessions.
@@ -181,7 +184,7 @@ pub struct Diff {
     pub right: Branch,
     /// `right` minus `left`.
     pub tokens_difference: i128,
-    pub cost_difference_usd: f64,
+    pub cost_difference_usd: Option<f64>,
 }
 
 fn ancestors<'a>(id: &'a str, by_id: &BTreeMap<&'a str, &'a SessionRecord>) -> Vec<&'a str> {
@@ -198,7 +201,7 @@ fn ancestors<'a>(id: &'a str, by_id: &BTreeMap<&'a str, &'a SessionRecord>) -> V
 }
 
 /// Diffs two sessions.
-pub fn diff(log: &Log, left: &SessionRecord, right: &SessionRecord) -> Result<Diff> {
+pub fn diff(log: &Log, left: &SessionRecord, right: &SessionRecord, prices: &PriceTable) -> Result<Diff> {
     let sessions = Archive::sessions(log)?;
     let by_id: BTreeMap<&str, &SessionRecord> = sessions.iter().map(|session| (session.id.as_str(), session)).collect();
     let right_line = ancestors(&right.id, &by_id);
@@ -214,14 +217,14 @@ pub fn diff(log: &Log, left: &SessionRecord, right: &SessionRecord) -> Result<Di
         }
         None => None,
     };
-    let left = branch(&left.id, &left_path[shared..]);
-    let right = branch(&right.id, &right_path[shared..]);
+    let left = branch(&left.id, &left_path[shared..], prices);
+    let right = branch(&right.id, &right_path[shared..], prices);
     let tokens_difference = i128::from(right.usage.total()) - i128::from(left.usage.total());
-    let cost_difference_usd = right.cost_usd - left.cost_usd;
+    let cost_difference_usd = right.cost_usd.zip(left.cost_usd).map(|(right, left)| right - left);
     Ok(Diff { ancestor, fork_point, left, right, tokens_difference, cost_difference_usd })
 }
 
-fn branch(session: &str, entries: &[&Entry]) -> Branch {
+fn branch(session: &str, entries: &[&Entry], prices: &PriceTable) -> Branch {
     let mut out = Branch {
         session: session.to_string(),
         entries: Vec::new(),
@@ -230,7 +233,8 @@ fn branch(session: &str, entries: &[&Entry]) -> Branch {
         tool_calls: Vec::new(),
         files_touched: Vec::new(),
         usage: Usage::default(),
-        cost_usd: 0.0,
+        cost_usd: None,
+        unpriced_models: Default::default(),
     };
     let mut messages: BTreeMap<String, (String, Usage)> = BTreeMap::new();
     for entry in entries {
@@ -259,13 +263,11 @@ fn branch(session: &str, entries: &[&Entry]) -> Branch {
             _ => {}
         }
         let message = &entry.value["message"];
-        if let (Some(id), Some(model), Ok(usage)) = (
-            message["id"].as_str(),
-            message["model"].as_str(),
-            serde_json::from_value::<Usage>(message["usage"].clone()),
-        ) {
+        if let (Some(id), Some(model), Some(usage)) =
+            (message["id"].as_str(), message["model"].as_str(), ReportedUsage::from_json(&message["usage"]))
+        {
             if !model.starts_with('<') {
-                messages.insert(id.to_string(), (model.to_string(), usage));
+                messages.insert(id.to_string(), (pricing::billed_model(model, usage.fast), Usage::of_request(&usage)));
             }
         }
         out.entries.push(BranchEntry {
@@ -275,10 +277,13 @@ fn branch(session: &str, entries: &[&Entry]) -> Branch {
             text: text.map(|text| shorten(&text, 120)),
         });
     }
+    let mut by_model: BTreeMap<String, Usage> = BTreeMap::new();
     for (model, usage) in messages.values() {
         out.usage.add(usage);
-        out.cost_usd += pricing::cost_usd(model, usage);
+        by_model.entry(model.clone()).or_default().add(usage);
     }
+    let cost = prices.cost(&by_model);
+    (out.cost_usd, out.unpriced_models) = (cost.usd, cost.unpriced);
     out
 }
 
@@ -299,6 +304,6 @@ pub fn tree_of(log: &Log, id: &str) -> Result<Vec<TreeNode>> {
 }
 
 /// The diff of the sessions named by `left` and `right` (ids or unique prefixes).
-pub fn diff_of(log: &Log, left: &str, right: &str) -> Result<Diff> {
-    diff(log, &Archive::session(log, left)?, &Archive::session(log, right)?)
+pub fn diff_of(log: &Log, left: &str, right: &str, prices: &PriceTable) -> Result<Diff> {
+    diff(log, &Archive::session(log, left)?, &Archive::session(log, right)?, prices)
 }

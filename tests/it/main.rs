@@ -27,4 +27,5 @@ mod serve;
 mod support;
 #[path = "../common/transcript.rs"]
 mod transcript;
+mod usage;
 mod watch;

@@ -13,10 +13,11 @@ use crate::EXIT_OK;
 
 pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
+    let prices = super::price_table(&args.pricing)?;
     let log = super::open_log_to_read(data)?;
     let left = Archive::session(&log, &args.a)?;
     let right = Archive::session(&log, &args.b)?;
-    let diff = lineage::diff(&log, &left, &right)?;
+    let diff = lineage::diff(&log, &left, &right, &prices)?;
     if args.json {
         crate::outln!("{}", serde_json::to_string(&diff)?);
         return Ok(EXIT_OK);
@@ -35,24 +36,21 @@ pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     for (label, branch, code) in [("left ", &diff.left, output::RED), ("right", &diff.right, output::GREEN)] {
         print_branch(label, branch, colour, code);
     }
-    crate::outln!(
-        "difference  {:+} tokens, {:+.4} USD (right minus left)",
-        diff.tokens_difference,
-        diff.cost_difference_usd
-    );
+    let cost = diff.cost_difference_usd.map_or_else(|| "unpriced".to_string(), |usd| format!("{usd:+.4} USD"));
+    crate::outln!("difference  {:+} tokens, {cost} (right minus left)", diff.tokens_difference);
     Ok(EXIT_OK)
 }
 
 fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
     crate::outln!(
-        "{} {}: {} entries after the fork ({} prompts, {} assistant messages), {} tokens, ${:.4}",
+        "{} {}: {} entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
         paint(colour, code, label),
         branch.session,
         branch.entries.len(),
         branch.user_messages,
         branch.assistant_messages,
         branch.usage.total(),
-        branch.cost_usd
+        output::dollars(branch.cost_usd, 4)
     );
     for call in &branch.tool_calls {
         crate::outln!("    tool  {} {}", call.name, lineage::shorten(&call.input.to_string(), 100));

@@ -16,6 +16,7 @@ mod salvage;
 mod serve;
 mod sessions;
 mod stats;
+mod usage;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Tree(args) => sessions::tree(data, args),
         Command::Replay(args) => replay::run(data, args),
         Command::Diff(args) => diff::run(data, args),
+        Command::Usage(args) => usage::run(data, args),
         Command::Rebuild(args) => rebuild::run(data, args),
         Command::Salvage(args) => salvage::run(data, args),
         Command::Serve(args) => serve::run(data, args),
@@ -240,6 +242,17 @@ pub fn open_log_waiting(data: &std::path::Path) -> anyhow::Result<Arc<Log>> {
 }
 
 /// Fails unless `data` already holds a log, so that read commands never create one.
+/// The price table `--pricing` / `CCLOG_PRICING` names, else the built-in one.
+pub fn price_table(
+    args: &crate::args::PricingArgs,
+) -> anyhow::Result<std::borrow::Cow<'static, cclog_projections::pricing::PriceTable>> {
+    use cclog_projections::pricing::PriceTable;
+    Ok(match &args.pricing {
+        Some(path) => std::borrow::Cow::Owned(PriceTable::load(path)?),
+        None => std::borrow::Cow::Borrowed(PriceTable::built_in()),
+    })
+}
+
 pub fn require_store(data: &std::path::Path) -> anyhow::Result<()> {
     if data.join("sled").join("db").exists() || data.join(cclog_engine::ANCHOR_FILE).exists() {
         Ok(())

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use cclog_projections::archive::{Archive, SessionRecord};
 use cclog_projections::lineage::{self, TreeNode};
+use cclog_projections::pricing::PriceTable;
 use serde_json::{json, Value};
 
 use crate::args::{SessionsArgs, ShowArgs, TreeArgs};
@@ -12,8 +13,9 @@ use crate::output::{self, paint};
 use crate::EXIT_OK;
 
 /// A session as scripts see it (`sessions --json`, `show --json`).
-pub fn session_json(session: &SessionRecord) -> Value {
+pub fn session_json(session: &SessionRecord, prices: &PriceTable) -> Value {
     let usage = session.usage();
+    let cost = session.cost(prices);
     let counts = session.entry_counts();
     json!({
         "id": session.id,
@@ -38,7 +40,8 @@ pub fn session_json(session: &SessionRecord) -> Value {
             "cache_read_input_tokens": usage.cache_read_input_tokens,
             "total_tokens": usage.total(),
         },
-        "cost_usd": session.cost_usd(),
+        "cost_usd": cost.usd,
+        "unpriced_models": cost.unpriced,
         "subagents": session.subagents.iter().map(|(id, link)| json!({
             "agent": id, "tool_use_id": link.tool_use_id, "path": link.path,
         })).collect::<Vec<_>>(),
@@ -56,6 +59,7 @@ fn matches_project(session: &SessionRecord, wanted: &str) -> bool {
 
 pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
+    let prices = super::price_table(&args.pricing)?;
     let log = super::open_log_to_read(data)?;
     let mut sessions = Archive::sessions(&log)?;
     if let Some(project) = &args.project {
@@ -63,7 +67,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     }
     sessions.sort_by(|a, b| a.last_at.cmp(&b.last_at).then(a.id.cmp(&b.id)));
     if args.json {
-        crate::outln!("{}", Value::Array(sessions.iter().map(session_json).collect()));
+        crate::outln!("{}", Value::Array(sessions.iter().map(|session| session_json(session, &prices)).collect()));
         return Ok(EXIT_OK);
     }
     if sessions.is_empty() {
@@ -86,7 +90,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
             short(&session.id),
             session.last_at.as_deref().map(|at| at.get(..19).unwrap_or(at)).unwrap_or("-"),
             session.entry_counts().entries,
-            format!("${:.4}", session.cost_usd()),
+            output::dollars(session.cost(&prices).usd, 4),
             lineage::shorten(&session.project, 28),
             session.title.as_deref().map(|title| lineage::shorten(title, 60)).unwrap_or_default(),
         );
@@ -100,6 +104,7 @@ fn short(id: &str) -> &str {
 
 pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
+    let prices = super::price_table(&args.pricing)?;
     let log = super::open_log_to_read(data)?;
     let session = Archive::session(&log, &args.id)?;
     let runs: Vec<Value> = session
@@ -116,7 +121,7 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
         })
         .collect();
     if args.json {
-        let mut json = session_json(&session);
+        let mut json = session_json(&session, &prices);
         json["runs"] = Value::Array(runs);
         crate::outln!("{json}");
         return Ok(EXIT_OK);
@@ -143,13 +148,16 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
         if session.files.is_empty() { " — recorded by its runs; no transcript archived" } else { "" }
     );
     crate::outln!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
+    let cost = session.cost(&prices);
     crate::outln!(
-        "tokens     {} in, {} out, {} cache write, {} cache read — ${:.4}",
+        "tokens     {} in, {} out, {} cache write ({} of it kept 1 hour), {} cache read — {}{}",
         usage.input_tokens,
         usage.output_tokens,
         usage.cache_creation_input_tokens,
+        usage.cache_creation_1h_input_tokens,
         usage.cache_read_input_tokens,
-        session.cost_usd()
+        output::dollars(cost.usd, 4),
+        unpriced_note(&cost.unpriced)
     );
     if let Some(parent) = &session.parent {
         crate::outln!("forked     from {parent} at {}", session.fork_point.as_deref().unwrap_or("?"));
@@ -230,4 +238,13 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
     for (index, child) in node.children.iter().enumerate() {
         print_node(child, &child_prefix, index + 1 == node.children.len(), false);
     }
+}
+
+/// ` (not priced: a, b)` for models the price table lacks, else nothing.
+pub fn unpriced_note(unpriced: &std::collections::BTreeSet<String>) -> String {
+    if unpriced.is_empty() {
+        return String::new();
+    }
+    let models: Vec<&str> = unpriced.iter().map(String::as_str).collect();
+    format!(" (not priced: {}; give a table with --pricing)", models.join(", "))
 }

@@ -37,8 +37,9 @@ use crate::{Error, ErrorBody, Result};
     )
 )]
 pub async fn list_sessions(State(state): State<AppState>) -> Result<Json<Vec<Session>>> {
+    let prices = std::sync::Arc::clone(&state.prices);
     let sessions = blocking(move || messages::sessions_recent_first(&state.log)).await?;
-    Ok(Json(sessions.iter().map(views::session).collect()))
+    Ok(Json(sessions.iter().map(|session| views::session(session, &prices)).collect()))
 }
 
 /// One session.
@@ -48,7 +49,8 @@ pub async fn list_sessions(State(state): State<AppState>) -> Result<Json<Vec<Ses
         (status = 404, body = ErrorBody, description = "No such session"))
 )]
 pub async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Session>> {
-    Ok(Json(views::session(&blocking(move || Archive::session(&state.log, &id)).await?)))
+    let prices = std::sync::Arc::clone(&state.prices);
+    Ok(Json(views::session(&blocking(move || Archive::session(&state.log, &id)).await?, &prices)))
 }
 
 /// The messages of every run of the session, numbered across them; a session cclog only
@@ -93,12 +95,13 @@ pub async fn session_runs(State(state): State<AppState>, Path(id): Path<String>)
         (status = 404, body = ErrorBody, description = "No such session"))
 )]
 pub async fn session_forks(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<Session>>> {
+    let prices = std::sync::Arc::clone(&state.prices);
     let forks = blocking(move || -> Result<_> {
         let session = Archive::session(&state.log, &id)?;
         Ok(messages::session_forks(&state.log, &session)?)
     })
     .await?;
-    Ok(Json(forks.iter().map(views::session).collect()))
+    Ok(Json(forks.iter().map(|session| views::session(session, &prices)).collect()))
 }
 
 /// The fork tree this session belongs to, from its root: each node's session, fork point and
@@ -124,7 +127,7 @@ pub async fn session_tree(State(state): State<AppState>, Path(id): Path<String>)
         (status = 404, body = ErrorBody, description = "No such session"))
 )]
 pub async fn session_diff(State(state): State<AppState>, Path((a, b)): Path<(String, String)>) -> Result<Json<Value>> {
-    let diff = blocking(move || lineage::diff_of(&state.log, &a, &b)).await?;
+    let diff = blocking(move || lineage::diff_of(&state.log, &a, &b, &state.prices)).await?;
     Ok(Json(to_json(&diff)?))
 }
 

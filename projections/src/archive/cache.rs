@@ -9,7 +9,7 @@ use cclog_engine::{ApplyError, ProjectionState};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{load, store};
-use super::records::{FileState, RunRecord, SessionRecord};
+use super::records::{DayUsage, FileState, RunRecord, SessionRecord};
 use super::transcript::store_segment;
 
 /// Decoded records of one key kind, each stored back once when a fold is done.
@@ -74,6 +74,8 @@ pub(super) struct Records {
     pub(super) files: Cached<FileState>,
     pub(super) sessions: Cached<SessionRecord>,
     pub(super) runs: Cached<RunRecord>,
+    /// Usage rows by day (`D` and `P` keys).
+    pub(super) days: Cached<DayUsage>,
 }
 
 /// A session record for `id` with nothing folded into it yet.
@@ -88,6 +90,7 @@ impl Records {
         }
         self.files.store_all(state)?;
         self.sessions.store_all(state)?;
+        self.days.store_all(state)?;
         self.runs.store_all(state)
     }
 }

@@ -60,3 +60,28 @@ pub(super) fn run_key(run: &str) -> Vec<u8> {
 pub(super) fn run_message_key(run: &str, index: u64) -> Vec<u8> {
     key(b'Q', &[run.as_bytes(), &index.to_be_bytes()])
 }
+
+/// The day rows an API message at `at_ms` adds to: `D` ‖ UTC day (days since the epoch,
+/// u32 BE) ‖ model for all projects, and `P` ‖ project ‖ 0 ‖ day ‖ model for its own.
+pub(super) fn day_keys(project: &str, at_ms: i64, model: &str) -> [Vec<u8>; 2] {
+    let day = utc_day(at_ms).to_be_bytes();
+    [key(b'D', &[&day, model.as_bytes()]), key(b'P', &[project.as_bytes(), &day, model.as_bytes()])]
+}
+
+/// Days since the epoch of the UTC day holding `at_ms` (0 for times before 1970).
+pub(super) fn utc_day(at_ms: i64) -> u32 {
+    u32::try_from(at_ms.div_euclid(super::records::DAY_MS)).unwrap_or(0)
+}
+
+/// The first key of `D` rows (no project) or of a project's `P` rows on `day` or later.
+pub(super) fn day_rows_from(project: Option<&str>, day: u32) -> (Vec<u8>, Vec<u8>) {
+    match project {
+        None => (vec![b'D'], key(b'D', &[&day.to_be_bytes()])),
+        Some(project) => {
+            let prefix = key(b'P', &[project.as_bytes(), b""]);
+            let mut start = prefix.clone();
+            start.extend_from_slice(&day.to_be_bytes());
+            (prefix, start)
+        }
+    }
+}

@@ -7,8 +7,12 @@
 //! - `U` ‖ uuid → [`EntryRecord`]: the first stored copy of the entry and its parent.
 //! - `F` ‖ path → [`FileState`].
 //! - `S` ‖ session → [`SessionRecord`].
-//! - `M` ‖ session ‖ 0 ‖ message id → [`MessageUsage`]: the last usage snapshot of one API
-//!   message, so that its repeats replace rather than add.
+//! - `M` ‖ message id → [`MessageUsage`]: the last usage snapshot of one API message and
+//!   where it was counted, so that its repeats replace rather than add.
+//! - `D` ‖ UTC day (u32 BE) ‖ 0 ‖ model → [`DayUsage`]: a model's usage that day per quarter
+//!   hour, every project's; `P` ‖ project ‖ 0 ‖ day ‖ 0 ‖ model → the same for one project.
+//!   Usage reports read these rows, never the transcripts: a report costs the days it
+//!   covers, whatever the number of sessions.
 //! - `R` ‖ run → [`RunRecord`].
 //! - `Q` ‖ run ‖ 0 ‖ index (big-endian u64) → seq of the run's index-th message, so that
 //!   a page of messages is one range read.
@@ -36,6 +40,7 @@ mod transcript;
 use cclog_engine::{ApplyError, Event, Projection, ProjectionState};
 
 pub use records::*;
+pub(crate) use transcript::epoch_ms;
 
 use crate::events;
 use cache::Records;
@@ -54,7 +59,9 @@ impl Projection for Archive {
     fn version(&self) -> u32 {
         // 8: an entry stored again by a rewrite is not counted again; a field of an
         // unexpected type no longer makes its line malformed (`drifted_fields`).
-        8
+        // 9: usage keeps 1-hour cache writes and long-context tokens, fast mode, and the
+        // day rows of usage reports; a message is counted in the session that stored it first.
+        9
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {

@@ -5,9 +5,10 @@ use cclog_engine::{Log, ProjectionView};
 use serde::Deserialize;
 
 use super::keys::{
-    entry_key, file_key, key, run_key, run_message_key, segment_key, segment_prefix, session_key, RUN_KEY,
+    day_rows_from, entry_key, file_key, key, run_key, run_message_key, segment_key, segment_prefix, session_key,
+    RUN_KEY,
 };
-use super::records::{EntryRecord, FileState, RunRecord, Segment, SessionRecord};
+use super::records::{DayUsage, EntryRecord, FileState, RunRecord, Segment, SessionRecord};
 use super::run::message_uuid;
 use super::{Archive, NAME};
 use crate::{events, Error, Result};
@@ -49,6 +50,45 @@ impl Archive {
     /// Every archived file, in path order.
     pub fn files(log: &Log) -> Result<Vec<FileState>> {
         Ok(Self::scan(log, b"F")?.into_iter().map(|(_, file)| file).collect())
+    }
+
+    /// The usage day rows from UTC day `first_day` on, in day order (models in name order
+    /// within a day), of one project or of all: `each(day, model, row)` until it says stop.
+    pub fn day_rows(
+        log: &Log,
+        project: Option<&str>,
+        first_day: u32,
+        mut each: impl FnMut(u32, &str, &DayUsage) -> bool,
+    ) -> Result<()> {
+        let (prefix, start) = day_rows_from(project, first_day);
+        for item in Self::view(log)?.scan_from(&prefix, &start) {
+            let (key, value) = item?;
+            let rest = key.get(prefix.len()..).unwrap_or_default();
+            let (Some(day), Some(model)) = (rest.get(..4), rest.get(5..)) else { continue };
+            let day = u32::from_be_bytes(day.try_into().unwrap_or_default());
+            let row: DayUsage = Self::decode(&value)?;
+            if !each(day, &String::from_utf8_lossy(model), &row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The projects with usage day rows, in name order.
+    pub fn usage_projects(log: &Log) -> Result<Vec<String>> {
+        let mut projects: Vec<String> = Vec::new();
+        let view = Self::view(log)?;
+        let mut from = vec![b'P'];
+        // One seek per project: past each project's rows to the next one.
+        while let Some(item) = view.scan_from(b"P", &from).next() {
+            let (key, _) = item?;
+            let name_end = key.iter().skip(1).position(|byte| *byte == 0).map_or(key.len(), |at| at + 1);
+            let name = String::from_utf8_lossy(&key[1..name_end]).into_owned();
+            from = key[..name_end].to_vec();
+            from.push(1);
+            projects.push(name);
+        }
+        Ok(projects)
     }
 
     /// Every session, in id order.

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Usage;
-use crate::{events, pricing};
+use crate::events;
+use crate::pricing::{Cost, PriceTable};
 
 /// Where an entry (by uuid) lives in the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,8 +175,9 @@ impl SessionRecord {
         total
     }
 
-    pub fn cost_usd(&self) -> f64 {
-        self.usage_by_model().iter().fold(0.0, |total, (model, usage)| total + pricing::cost_usd(model, usage))
+    /// What its usage costs at `prices`.
+    pub fn cost(&self, prices: &PriceTable) -> Cost {
+        prices.cost(self.usage_by_model())
     }
 
     /// Its entries: its transcript's lines when a transcript is archived, else the messages
@@ -204,11 +206,59 @@ impl SessionRecord {
     }
 }
 
-/// The last usage snapshot of one API message.
+/// The last usage snapshot of one API message, and where it was counted: the session that
+/// stored it first, under the model it is billed as, in the quarter hour of its entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageUsage {
+    pub session: String,
+    pub project: String,
     pub model: String,
     pub usage: Usage,
+    /// Its entry's time, ms since the epoch, when the entry has one.
+    pub at_ms: Option<i64>,
+}
+
+/// Quarter hours in a day: the finest grain usage is kept at, so that days in any time
+/// zone (offsets are whole quarter hours) and 5-hour blocks can be cut from it exactly.
+pub const QUARTERS_PER_DAY: u32 = 96;
+pub const QUARTER_MS: i64 = 15 * 60 * 1000;
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// One model's usage on one UTC day, per quarter hour that has any: the row usage reports
+/// are cut from (`D` for all projects, `P` per project).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayUsage {
+    /// In quarter order.
+    pub quarters: Vec<QuarterUsage>,
+}
+
+/// Usage in one quarter hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarterUsage {
+    /// 0..96 within the UTC day.
+    pub quarter: u8,
+    /// API requests (messages) counted.
+    pub requests: u64,
+    pub usage: Usage,
+    /// The first and last request's time, ms since the epoch.
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+impl DayUsage {
+    /// The quarter hour that holds `at_ms` (an instant on this row's day).
+    pub fn quarter_mut(&mut self, at_ms: i64) -> &mut QuarterUsage {
+        let quarter = (at_ms.rem_euclid(DAY_MS) / QUARTER_MS) as u8;
+        let index = match self.quarters.binary_search_by_key(&quarter, |slot| slot.quarter) {
+            Ok(index) => index,
+            Err(index) => {
+                let slot = QuarterUsage { quarter, first_ms: at_ms, last_ms: at_ms, ..Default::default() };
+                self.quarters.insert(index, slot);
+                index
+            }
+        };
+        &mut self.quarters[index]
+    }
 }
 
 /// One run's read model.

@@ -12,7 +12,7 @@ use super::cache::{new_session, Records};
 use super::keys::{entry_key, load, run_key, run_message_key, session_key, store};
 use super::records::{EntryRecord, RunRecord, SessionRecord};
 use super::transcript::note_time;
-use crate::entry::{self, EntryFacts, Parsed, Usage};
+use crate::entry::{self, EntryFacts, Parsed, ReportedUsage, Usage};
 use crate::events::{self, RunEnded, RunSession, RunStarted, RunStatus};
 
 /// The `uuid` of a stream-json message, which the same entry carries in the transcript.
@@ -51,7 +51,7 @@ fn result_message(payload: &[u8]) -> Option<ResultFacts> {
         #[serde(rename = "type")]
         kind: Option<String>,
         result: Option<serde_json::Value>,
-        usage: Option<Usage>,
+        usage: Option<serde_json::Value>,
         model_usage_since_last_result: Option<std::collections::BTreeMap<String, ModelUsage>>,
     }
     let message = serde_json::from_slice::<ResultMessage>(payload).ok()?;
@@ -63,16 +63,19 @@ fn result_message(payload: &[u8]) -> Option<ResultFacts> {
             (Some(models), _) => models
                 .into_iter()
                 .map(|(model, usage)| {
-                    let usage = Usage {
+                    let usage = ReportedUsage {
                         input_tokens: usage.input_tokens,
                         output_tokens: usage.output_tokens,
                         cache_creation_input_tokens: usage.cache_creation_input_tokens,
                         cache_read_input_tokens: usage.cache_read_input_tokens,
+                        ..Default::default()
                     };
-                    (Some(model), usage)
+                    (Some(model), Usage::of_requests(&usage))
                 })
                 .collect(),
-            (None, Some(usage)) => vec![(None, usage)],
+            (None, Some(usage)) => {
+                ReportedUsage::from_json(&usage).map(|usage| (None, Usage::of_requests(&usage))).into_iter().collect()
+            }
             (None, None) => Vec::new(),
         };
     Some(ResultFacts { text: message.result.and_then(|result| result.as_str().map(str::to_string)), usage_by_model })

@@ -5,11 +5,12 @@
 use cclog_engine::{ApplyError, Event, ProjectionState};
 use serde::Deserialize;
 
-use super::cache::{new_session, Records};
-use super::keys::{entry_key, file_key, key, load, segment_key, session_key, store};
-use super::records::{EntryRecord, FileState, MessageUsage, Segment, SessionRecord};
-use crate::entry::{self, EntryFacts, Parsed};
+use super::cache::{new_session, Cached, Records};
+use super::keys::{day_keys, entry_key, file_key, key, load, segment_key, session_key, store};
+use super::records::{DayUsage, EntryRecord, FileState, MessageUsage, Segment, SessionRecord};
+use crate::entry::{self, EntryFacts, Parsed, Usage};
 use crate::events::{self, CopyRun, Deleted, Revision};
+use crate::pricing;
 
 /// Places `count` lines from the event at `seq` at the end of the file's current revision:
 /// a line right after a run of lines (in position and in seq) extends the run; anything
@@ -107,6 +108,7 @@ pub(super) fn apply_transcript(
         return Ok(());
     };
     let session = records.sessions.get_or(state, session_key(&file.file.session), new_session(&file.file.session))?;
+    let days = &mut records.days;
     match event.kind() {
         events::KIND_LINE => {
             place_lines(state, file, event.seq(), 1, false)?;
@@ -115,7 +117,7 @@ pub(super) fn apply_transcript(
             file.partial_seq = None;
             session.entries += 1;
             session.own_entries += 1;
-            fold_line(event, file, session, state)?;
+            fold_line(event, file, session, state, days)?;
         }
         events::KIND_COPY => {
             let copy: CopyRun = events::decode(events::KIND_COPY, &event.payload)?;
@@ -188,6 +190,7 @@ fn fold_line(
     file: &mut FileState,
     session: &mut SessionRecord,
     state: &mut ProjectionState<'_>,
+    days: &mut Cached<DayUsage>,
 ) -> std::result::Result<(), ApplyError> {
     let facts = match entry::parse(&event.payload) {
         Parsed::Entry(facts) => facts,
@@ -225,7 +228,7 @@ fn fold_line(
             Some(_) => seen_here = record.session == session.id,
         }
     }
-    fold_facts(&facts, !seen_here, session, state)
+    fold_facts(&facts, !seen_here, session, state, days)
 }
 
 /// Folds an entry's facts into its session; `counted`: whether it adds to the session's
@@ -235,6 +238,7 @@ fn fold_facts(
     counted: bool,
     session: &mut SessionRecord,
     state: &mut ProjectionState<'_>,
+    days: &mut Cached<DayUsage>,
 ) -> std::result::Result<(), ApplyError> {
     if let Some(at) = facts.timestamp.as_deref() {
         note_time(session, at);
@@ -272,33 +276,67 @@ fn fold_facts(
             link.tool_use_id = tool_use_id;
         }
     }
-    fold_usage(facts, session, state)
+    fold_usage(facts, session, state, days)
 }
 
-/// Adds an API message's usage to the session, each message id counted once (its latest
-/// snapshot).
+/// Adds an API message's usage to the session that stored it first and to the day rows of
+/// its quarter hour, each message id counted once: a later snapshot of it replaces the
+/// earlier, and a copy of it in another session (a resumed transcript written again) is
+/// not counted there.
 fn fold_usage(
     facts: &EntryFacts<'_>,
     session: &mut SessionRecord,
     state: &mut ProjectionState<'_>,
+    days: &mut Cached<DayUsage>,
 ) -> std::result::Result<(), ApplyError> {
     let Some(message) = &facts.message else { return Ok(()) };
-    let (Some(id), Some(model), Some(usage)) = (message.id.as_deref(), message.model.as_deref(), message.usage) else {
+    let (Some(id), Some(model), Some(reported)) = (message.id.as_deref(), message.model.as_deref(), message.usage)
+    else {
         return Ok(());
     };
     if model.starts_with('<') {
         // `<synthetic>` messages are written by Claude Code itself, not billed.
         return Ok(());
     }
-    session.models.insert(model.to_string());
-    let mkey = key(b'M', &[session.id.as_bytes(), id.as_bytes()]);
+    let model = pricing::billed_model(model, reported.fast);
+    let usage = Usage::of_request(&reported);
+    let at_ms = facts.timestamp.as_deref().and_then(epoch_ms);
+    let mkey = key(b'M', &[id.as_bytes()]);
     if let Some(previous) = load::<MessageUsage>(state.get(&mkey)?)? {
+        if previous.session != session.id {
+            return Ok(());
+        }
         if let Some(bucket) = session.usage_by_model.get_mut(&previous.model) {
             bucket.subtract(&previous.usage);
         }
+        if let Some(at) = previous.at_ms {
+            for day_key in day_keys(&previous.project, at, &previous.model) {
+                if let Some(row) = days.get(state, day_key)? {
+                    let quarter = row.quarter_mut(at);
+                    quarter.requests = quarter.requests.saturating_sub(1);
+                    quarter.usage.subtract(&previous.usage);
+                }
+            }
+        }
     }
-    session.usage_by_model.entry(model.to_string()).or_default().add(&usage);
-    store(state, mkey, &MessageUsage { model: model.to_string(), usage })
+    session.models.insert(model.clone());
+    session.usage_by_model.entry(model.clone()).or_default().add(&usage);
+    if let Some(at) = at_ms {
+        for day_key in day_keys(&session.project, at, &model) {
+            let quarter = days.get_or(state, day_key, DayUsage::default)?.quarter_mut(at);
+            quarter.requests += 1;
+            quarter.usage.add(&usage);
+            quarter.first_ms = quarter.first_ms.min(at);
+            quarter.last_ms = quarter.last_ms.max(at);
+        }
+    }
+    let project = session.project.clone();
+    store(state, mkey, &MessageUsage { session: session.id.clone(), project, model, usage, at_ms })
+}
+
+/// An entry's RFC 3339 time as ms since the epoch.
+pub(crate) fn epoch_ms(at: &str) -> Option<i64> {
+    at.parse::<jiff::Timestamp>().ok().map(|timestamp| timestamp.as_millisecond())
 }
 
 fn first_tool_use_id(content: Option<&serde_json::value::RawValue>) -> Option<String> {

@@ -1,0 +1,243 @@
+//! `cclog usage daily|monthly|session|blocks`: tokens and cost as ccusage reports them, from
+//! the archive's day rows — a table that fits the terminal, or ccusage's JSON.
+
+use std::path::Path;
+
+use cclog_projections::pricing::PriceTable;
+use cclog_projections::usage::{self, Grouping, UsageQuery, UsageReport, UsageRow};
+
+use crate::args::{UsageArgs, UsageReportKind};
+use crate::output::{self, paint};
+use crate::EXIT_OK;
+
+pub fn run(data: &Path, args: UsageArgs) -> anyhow::Result<u8> {
+    super::require_store(data)?;
+    let prices = super::price_table(&args.pricing)?;
+    let log = super::open_log_to_read(data)?;
+    let grouping = match args.report {
+        UsageReportKind::Daily => Grouping::Daily,
+        UsageReportKind::Monthly => Grouping::Monthly,
+        UsageReportKind::Session => Grouping::Session,
+        UsageReportKind::Blocks => Grouping::Blocks,
+    };
+    let mut query = UsageQuery::new(grouping);
+    if let Some(zone) = &args.timezone {
+        query = query.in_time_zone(zone)?;
+    }
+    query.since = args.since.as_deref().map(usage::parse_date).transpose()?;
+    query.until = args.until.as_deref().map(usage::parse_date).transpose()?;
+    query.project = args.project.as_deref().map(|project| usage::resolve_project(&log, project)).transpose()?;
+    let report = usage::report(&log, &query)?;
+    let unpriced = report.unpriced(&prices);
+    if !unpriced.is_empty() {
+        crate::errln!(
+            "cclog: warning: no price for {} — their tokens are counted, their cost is not (give a table with --pricing)",
+            unpriced.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if args.json {
+        crate::outln!("{}", report.json(&prices));
+        return Ok(EXIT_OK);
+    }
+    if report.rows.is_empty() {
+        crate::outln!("no usage in the archive for this report (run `cclog import` first, or widen --since/--until)");
+        return Ok(EXIT_OK);
+    }
+    print_table(&report, &prices, args.breakdown, &query);
+    Ok(EXIT_OK)
+}
+
+/// A table column: its heading, and whether it is right-aligned (numbers).
+struct Column {
+    heading: &'static str,
+    numeric: bool,
+}
+
+fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query: &UsageQuery) {
+    let label = match report.grouping {
+        Grouping::Daily => "DATE",
+        Grouping::Monthly => "MONTH",
+        Grouping::Session => "SESSION",
+        Grouping::Blocks => "BLOCK START",
+    };
+    let mut columns = vec![Column { heading: label, numeric: false }];
+    if report.grouping == Grouping::Blocks {
+        columns.push(Column { heading: "STATUS", numeric: false });
+    }
+    for heading in ["INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "TOTAL", "COST"] {
+        columns.push(Column { heading, numeric: true });
+    }
+    if report.grouping == Grouping::Session {
+        columns.push(Column { heading: "LAST", numeric: false });
+        columns.push(Column { heading: "PROJECT", numeric: false });
+    }
+    let width = output::terminal_width().unwrap_or(80);
+    let mut compact = false;
+    loop {
+        let mut body: Vec<(bool, Vec<String>)> = Vec::new();
+        for row in &report.rows {
+            body.push((false, row_cells(report.grouping, row, None, prices, compact, query)));
+            if breakdown {
+                for model in row.models.keys() {
+                    body.push((true, row_cells(report.grouping, row, Some(model), prices, compact, query)));
+                }
+            }
+        }
+        let usage = report.total_usage();
+        let cost = report.total_cost(prices);
+        let mut total = vec!["TOTAL".to_string()];
+        if report.grouping == Grouping::Blocks {
+            total.push(String::new());
+        }
+        total.extend(token_cells(&usage, compact));
+        total.push(output::dollars(cost.usd, 2));
+        let widths: Vec<usize> = (0..columns.len())
+            .map(|index| {
+                body.iter()
+                    .map(|(_, cells)| cells.get(index).map_or(0, |cell| cell.chars().count()))
+                    .chain([columns[index].heading.len(), total.get(index).map_or(0, |cell| cell.chars().count())])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let full: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        if full > width && !compact {
+            compact = true;
+            continue;
+        }
+        let colour = output::colour_stdout();
+        let render = |cells: &[String]| {
+            let mut line = String::new();
+            for (index, column) in columns.iter().enumerate() {
+                let cell = cells.get(index).map(String::as_str).unwrap_or("");
+                if index > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[index].saturating_sub(cell.chars().count());
+                if column.numeric {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                } else if index + 1 == columns.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+            // The last (text) column gives way when the terminal is narrow.
+            line.chars().take(width.max(40)).collect::<String>().trim_end().to_string()
+        };
+        let headings: Vec<String> = columns.iter().map(|column| column.heading.to_string()).collect();
+        crate::outln!("{}", paint(colour, output::BOLD, &render(&headings)));
+        for (is_model, cells) in &body {
+            let line = render(cells);
+            crate::outln!("{}", if *is_model { paint(colour, output::DIM, &line) } else { line });
+        }
+        crate::outln!("{}", paint(colour, output::BOLD, &render(&total)));
+        crate::outln!(
+            "{}",
+            paint(
+                colour,
+                output::DIM,
+                &shorten(&format!("times in {}; prices: {}", report.time_zone, prices.source), width)
+            )
+        );
+        return;
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    cclog_projections::lineage::shorten(text, max)
+}
+
+/// One row's cells, or (`model`) one model's line of its breakdown.
+fn row_cells(
+    grouping: Grouping,
+    row: &UsageRow,
+    model: Option<&String>,
+    prices: &PriceTable,
+    compact: bool,
+    query: &UsageQuery,
+) -> Vec<String> {
+    let mut cells = Vec::new();
+    let (usage, cost) = match model {
+        Some(model) => {
+            let part = row.models.get(model).map(|part| part.usage).unwrap_or_default();
+            cells.push(format!("  {}", short_model(model)));
+            (part, prices.cost_usd(model, &part))
+        }
+        None => {
+            let label = match (grouping, &row.block) {
+                (Grouping::Session, _) => row.label.get(..8).unwrap_or(&row.label).to_string(),
+                (Grouping::Blocks, Some(block)) => local_time(block.start_ms, query),
+                _ => row.label.clone(),
+            };
+            cells.push(label);
+            (row.usage(), row.cost(prices).usd)
+        }
+    };
+    if grouping == Grouping::Blocks {
+        cells.push(match (&row.block, model) {
+            (Some(block), None) if block.is_gap => format!("gap {}", duration(block.end_ms - block.start_ms)),
+            (Some(block), None) if block.is_active => {
+                format!("ACTIVE, {} left", duration(block.end_ms - query.now_ms))
+            }
+            (Some(block), None) => duration(block.actual_end_ms - block.start_ms),
+            _ => String::new(),
+        });
+    }
+    if row.block.is_some_and(|block| block.is_gap) {
+        cells.extend(std::iter::repeat_n(String::new(), 6));
+        return cells;
+    }
+    cells.extend(token_cells(&usage, compact));
+    cells.push(output::dollars(cost, 2));
+    if let (Grouping::Session, Some(session), None) = (grouping, &row.session, model) {
+        cells.push(session.last_at.as_deref().and_then(|at| at.get(..10)).unwrap_or("-").to_string());
+        cells.push(session.project.clone());
+    }
+    cells
+}
+
+fn token_cells(usage: &cclog_projections::entry::Usage, compact: bool) -> Vec<String> {
+    [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
+        usage.total(),
+    ]
+    .into_iter()
+    .map(|tokens| if compact { output::compact_count(tokens) } else { output::grouped(tokens) })
+    .collect()
+}
+
+/// A model as a breakdown line names it: without `claude-` and a `-YYYYMMDD` date
+/// (`claude-sonnet-4-5-20250929` is `sonnet-4-5`), so that tables fit.
+fn short_model(model: &str) -> String {
+    let name = model.strip_prefix("claude-").unwrap_or(model);
+    let (name, fast) = match name.strip_suffix(cclog_projections::pricing::FAST_SUFFIX) {
+        Some(base) => (base, cclog_projections::pricing::FAST_SUFFIX),
+        None => (name, ""),
+    };
+    let undated = name
+        .rsplit_once('-')
+        .filter(|(_, date)| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
+        .map_or(name, |(base, _)| base);
+    format!("{undated}{fast}")
+}
+
+fn local_time(at_ms: i64, query: &UsageQuery) -> String {
+    jiff::Timestamp::from_millisecond(at_ms)
+        .map(|at| at.to_zoned(query.time_zone.clone()).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// `4h05m`, `35m`.
+fn duration(ms: i64) -> String {
+    let minutes = ms.max(0) / 60_000;
+    match minutes / 60 {
+        0 => format!("{minutes}m"),
+        hours => format!("{hours}h{:02}m", minutes % 60),
+    }
+}
