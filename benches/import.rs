@@ -1,5 +1,9 @@
 //! Import benchmarks. `import_throughput` (criterion) imports generated transcript JSONL
-//! into a fresh log and reports MB/s and entries/s. `import_memory` (run with
+//! into a fresh log and reports MB/s and entries/s: one 64 MiB file, and a history of
+//! 3,000 files shaped like a real `~/.claude/projects` (median about 30 KB, a few over
+//! 3 MB, subagent folders). The many-file run also times claude-code-log 1.7.0 (the peer;
+//! pip-installed into `target/bench-venv` on first use) building its cache and combined
+//! transcripts of the same history, when Python can install it. `import_memory` (run with
 //! `cargo bench --bench import -- import_memory`) generates a 1 GiB transcript, imports it
 //! with the release `cclog` binary as a child process and reports the child's peak RSS
 //! from `getrusage(RUSAGE_CHILDREN)`.
@@ -59,6 +63,71 @@ fn import_throughput(c: &mut Criterion) {
     );
 }
 
+fn import_many_files(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    let projects = root.path().join("projects");
+    let history = transcript::generate_history(&projects, 3_000, 1).unwrap();
+    let mut group = c.benchmark_group("import");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(history.bytes));
+    group.bench_function("3000_files", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iterations {
+                let data = tempfile::tempdir().unwrap();
+                let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
+                let started = Instant::now();
+                let report = Importer::new(&log).import(&[projects.clone()], &|_| {}).unwrap();
+                total += started.elapsed();
+                assert_eq!((report.files, report.new_entries), (history.files, history.lines));
+            }
+            total
+        })
+    });
+    group.finish();
+    eprintln!("import: {} files, {} entries, {} bytes per iteration", history.files, history.lines, history.bytes);
+    if let Some(peer) = claude_code_log() {
+        let output = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let status = std::process::Command::new(&peer)
+            .args(["--all-projects", "--no-individual-sessions", "--projects-dir"])
+            .arg(&projects)
+            .arg("--output")
+            .arg(output.path())
+            .env("HOME", root.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!(status.success(), "claude-code-log failed");
+        eprintln!(
+            "claude-code-log 1.7.0 on the same {} files: {elapsed:.1} s, {:.1} MB/s",
+            history.files,
+            history.bytes as f64 / 1e6 / elapsed
+        );
+    }
+}
+
+/// claude-code-log 1.7.0 in the benchmark's own venv, installed from PyPI on first use.
+fn claude_code_log() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let bin = venv.join("bin/claude-code-log");
+    let installed = || {
+        std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "claude-code-log==1.7.0"])
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !bin.exists() {
+        let made = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        if !made.is_ok_and(|status| status.success()) || !installed() {
+            eprintln!("claude-code-log 1.7.0 could not be installed (python3 -m venv, pip); the peer is not timed");
+            return None;
+        }
+    }
+    Some(bin)
+}
+
 /// Imports a 1 GiB transcript with the release binary and reports its peak RSS.
 fn import_memory() {
     let root = tempfile::tempdir().unwrap();
@@ -94,7 +163,7 @@ fn import_memory() {
     );
 }
 
-criterion_group!(benches, import_throughput);
+criterion_group!(benches, import_throughput, import_many_files);
 
 fn main() {
     if std::env::args().any(|arg| arg == "import_memory") {

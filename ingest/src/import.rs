@@ -16,7 +16,12 @@
 //!
 //! Lines go to the log in chunks (at most [`CHUNK_BYTES`] or [`CHUNK_LINES`]), each with
 //! its checkpoint in the same atomic append, so memory stays bounded on any file size and
-//! an interrupted import resumes where its last chunk ended.
+//! an interrupted import resumes where its last chunk ended. Chunks stay in flight across
+//! file boundaries — a file's last chunk is not waited for before the next file is read —
+//! so that a history of thousands of small files shares commit groups and syncs. All of an
+//! import's chunks form one [`cclog_engine::AppendChain`]: they land in order or not at
+//! all, so no chunk (nor a copy pointer into another file's chunk) is ever stored without
+//! every chunk submitted before it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::File;
@@ -36,8 +41,11 @@ use crate::{Error, Result};
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// ...or this many lines.
 pub const CHUNK_LINES: usize = 2048;
-/// Chunks of one file submitted and not yet durable, at most.
-const CHUNKS_IN_FLIGHT: usize = 3;
+/// Chunks submitted and not yet durable, at most — of any number of files, so that many
+/// small files share commit groups and syncs instead of waiting for one each...
+const CHUNKS_IN_FLIGHT: usize = 64;
+/// ...and the bytes of lines they hold, at most.
+const BYTES_IN_FLIGHT: usize = 4 * CHUNK_BYTES;
 
 /// A malformed line, reported with where it is.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +101,23 @@ pub struct Importer<'a> {
     log: &'a Log,
     /// Session of each transcript path, cached from the archive.
     sessions_by_path: HashMap<String, String>,
+    /// Chunks submitted and not yet known durable, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// The bytes of lines `in_flight` holds.
+    bytes_in_flight: usize,
+    /// The import's chunks land in order or not at all: a chunk refused (a full disk) takes
+    /// the ones submitted after it along, so no checkpoint ever skips a chunk and no copy
+    /// points at an entry that was not stored.
+    chain: cclog_engine::AppendChain,
+}
+
+/// A chunk submitted and not yet known durable, with the entries it stores (not yet
+/// visible in the archive) and their session.
+struct InFlight {
+    pending: cclog_engine::PendingAppend,
+    fresh: HashMap<String, Vec<u8>>,
+    session: String,
+    bytes: usize,
 }
 
 /// A line's original for copy detection: its bytes and the session it was stored under.
@@ -136,11 +161,6 @@ struct FileRead<'f> {
     changed: bool,
     /// Entries stored in `pending`, not yet visible in the archive.
     fresh: HashMap<String, Vec<u8>>,
-    /// Chunks submitted and not yet known durable, oldest first, with their entries.
-    in_flight: VecDeque<(cclog_engine::PendingAppend, HashMap<String, Vec<u8>>)>,
-    /// The file's chunks land in order or not at all: a chunk refused (a full disk) takes
-    /// the ones submitted after it along, so no checkpoint ever skips a chunk.
-    chain: cclog_engine::AppendChain,
     run: Option<OpenRun>,
 }
 
@@ -162,9 +182,11 @@ fn dirs_home() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|home| !home.is_empty()).map(PathBuf::from)
 }
 
-/// One file import at a time in a process: importing reads a file's archived state, then
+/// One import at a time in a process: importing reads a file's archived state, then
 /// appends what is new, so two importers at once (the server's archiver and a `cclog import`
-/// it runs for a client, say) would otherwise both append the same lines.
+/// it runs for a client, say) would otherwise both append the same lines. It is held from
+/// discovery until every chunk is durable: a file's chunks stay in flight while the next
+/// file is read, and another importer must not read the file's state before they land.
 static IMPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_import_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -173,12 +195,19 @@ fn one_import_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 impl<'a> Importer<'a> {
     pub fn new(log: &'a Log) -> Importer<'a> {
-        Importer { log, sessions_by_path: HashMap::new() }
+        Importer {
+            log,
+            sessions_by_path: HashMap::new(),
+            in_flight: VecDeque::new(),
+            bytes_in_flight: 0,
+            chain: cclog_engine::AppendChain::default(),
+        }
     }
 
     /// Imports every transcript under each of `roots` (directories or single files), then
     /// records as deleted the archived files under a root directory that are gone.
     pub fn import(&mut self, roots: &[PathBuf], progress: &dyn Fn(Progress)) -> Result<ImportReport> {
+        let _importing = one_import_at_a_time();
         let mut report = ImportReport::default();
         let mut candidates = Vec::new();
         let roots: Vec<PathBuf> = roots
@@ -214,6 +243,7 @@ impl<'a> Importer<'a> {
             bytes_done += candidate.size;
             progress(Progress { bytes_done, bytes_total });
         }
+        self.settle()?;
         let present: BTreeSet<String> =
             candidates.iter().map(|candidate| candidate.path.to_string_lossy().into_owned()).collect();
         for root in &roots {
@@ -235,7 +265,6 @@ impl<'a> Importer<'a> {
         report: &mut ImportReport,
     ) -> Result<()> {
         let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
-        let _importing = one_import_at_a_time();
         let mut batch = Vec::new();
         for file in Archive::files(self.log)? {
             if file.deleted || !file.path.starts_with(&prefix) || present.contains(&file.path) {
@@ -265,12 +294,14 @@ impl<'a> Importer<'a> {
     /// A file that gets shorter while it is read is reported in [`ImportReport::shrank`];
     /// when it was cut below what was read, it is imported again at once, which starts the
     /// revision its new content is.
-    pub fn import_file(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<()> {
+    fn import_file(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<()> {
         let (length_before, read_to) = self.import_file_once(candidate, report)?;
         let Ok(now) = std::fs::metadata(&candidate.path).map(|metadata| metadata.len()) else { return Ok(()) };
         if now < length_before {
             report.shrank.push((candidate.path.display().to_string(), length_before, now));
             if now < read_to {
+                // The second pass reads the file's state back from the archive.
+                self.settle()?;
                 self.import_file_once(candidate, report)?;
             }
         }
@@ -279,7 +310,6 @@ impl<'a> Importer<'a> {
 
     /// One pass over the file: its length when the pass began, and how far it read.
     fn import_file_once(&mut self, candidate: &Candidate, report: &mut ImportReport) -> Result<(u64, u64)> {
-        let _importing = one_import_at_a_time();
         let path_buf = &candidate.path;
         let path = path_buf.to_string_lossy().into_owned();
         let stream = events::transcript_stream(&path);
@@ -315,8 +345,6 @@ impl<'a> Importer<'a> {
             pending_bytes: 0,
             changed: false,
             fresh: HashMap::new(),
-            in_flight: VecDeque::new(),
-            chain: cclog_engine::AppendChain::default(),
             run: None,
         };
         let (revision, reason) = match &state {
@@ -370,7 +398,6 @@ impl<'a> Importer<'a> {
                 self.close_run(&mut read, report)?;
                 read.pending.push(NewEvent::new(&stream, events::KIND_PARTIAL, line.clone()));
                 self.flush(&mut read, line.len() as u64)?;
-                Self::settle(&mut read)?;
                 self.finish(&read, report);
                 return Ok((metadata.len(), read.offset + line.len() as u64));
             }
@@ -386,7 +413,6 @@ impl<'a> Importer<'a> {
         }
         self.close_run(&mut read, report)?;
         self.flush(&mut read, 0)?;
-        Self::settle(&mut read)?;
         self.finish(&read, report);
         Ok((metadata.len(), read.offset))
     }
@@ -504,9 +530,13 @@ impl<'a> Importer<'a> {
 
     /// The first stored copy of an entry, from this chunk or the archive.
     fn original(&mut self, read: &FileRead<'_>, uuid: &str) -> Result<Option<Original>> {
-        let in_flight = read.in_flight.iter().find_map(|(_, fresh)| fresh.get(uuid));
-        if let Some(bytes) = read.fresh.get(uuid).or(in_flight) {
+        if let Some(bytes) = read.fresh.get(uuid) {
             return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
+        }
+        // The newest chunk first: an entry's first stored copy is the only one it has.
+        let in_flight = self.in_flight.iter().rev().find_map(|chunk| Some((chunk.fresh.get(uuid)?, &chunk.session)));
+        if let Some((bytes, session)) = in_flight {
+            return Ok(Some(Original { bytes: bytes.clone(), session: session.clone() }));
         }
         let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
         let Some(event) = self.log.get(seq)? else { return Ok(None) };
@@ -523,8 +553,9 @@ impl<'a> Importer<'a> {
     }
 
     /// Submits what is pending with a checkpoint, as one atomic batch. At most
-    /// [`CHUNKS_IN_FLIGHT`] chunks wait to be durable, so the writer stores one while the
-    /// syncer makes the one before it durable and the next one is read.
+    /// [`CHUNKS_IN_FLIGHT`] chunks ([`BYTES_IN_FLIGHT`] bytes) wait to be durable, so the
+    /// writer stores some while the syncer makes the ones before them durable and the next
+    /// ones are read.
     fn flush(&mut self, read: &mut FileRead<'_>, partial: u64) -> Result<()> {
         let checkpoint = Checkpoint {
             offset: read.offset,
@@ -536,27 +567,31 @@ impl<'a> Importer<'a> {
         let mut batch = std::mem::take(&mut read.pending);
         read.changed |= !batch.is_empty();
         batch.push(NewEvent::new(&read.stream, events::KIND_CHECKPOINT, events::encode(&checkpoint)?));
-        while read.in_flight.len() >= CHUNKS_IN_FLIGHT {
-            Self::settle_oldest(read)?;
+        while self.in_flight.len() >= CHUNKS_IN_FLIGHT || self.bytes_in_flight >= BYTES_IN_FLIGHT {
+            self.settle_oldest()?;
         }
-        let pending = self.log.submit_blocking_in(&read.chain, batch)?;
-        read.in_flight.push_back((pending, std::mem::take(&mut read.fresh)));
-        read.pending_bytes = 0;
+        let pending = self.log.submit_blocking_in(&self.chain, batch)?;
+        let bytes = std::mem::take(&mut read.pending_bytes);
+        self.bytes_in_flight += bytes;
+        let fresh = std::mem::take(&mut read.fresh);
+        self.in_flight.push_back(InFlight { pending, fresh, session: read.session.clone(), bytes });
         Ok(())
     }
 
     /// Waits until the oldest chunk in flight is durable.
-    fn settle_oldest(read: &mut FileRead<'_>) -> Result<()> {
-        if let Some((pending, _)) = read.in_flight.pop_front() {
-            pending.wait_blocking()?;
+    fn settle_oldest(&mut self) -> Result<()> {
+        if let Some(chunk) = self.in_flight.pop_front() {
+            self.bytes_in_flight -= chunk.bytes;
+            chunk.pending.wait_blocking()?;
         }
         Ok(())
     }
 
-    /// Waits until every chunk in flight is durable.
-    fn settle(read: &mut FileRead<'_>) -> Result<()> {
-        while !read.in_flight.is_empty() {
-            Self::settle_oldest(read)?;
+    /// Waits until every chunk in flight is durable: before what they stored is read back
+    /// from the archive, and before an import returns.
+    fn settle(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest()?;
         }
         Ok(())
     }

@@ -62,3 +62,57 @@ pub fn generate(path: &Path, session: &str, seed: u32, bytes: u64) -> std::io::R
     out.flush()?;
     Ok(lines)
 }
+
+/// What [`generate_history`] wrote.
+#[allow(dead_code)]
+pub struct History {
+    pub files: u64,
+    pub bytes: u64,
+    pub lines: u64,
+}
+
+/// Writes a `~/.claude/projects`-shaped history of `files` transcripts under `projects`:
+/// sizes spread like a real one's (median about 30 KB, log-normal, a few over 3 MB), 20
+/// project folders, and every fourth session with a subagent's file under
+/// `<session>/subagents/`.
+#[allow(dead_code)]
+pub fn generate_history(projects: &Path, files: u64, seed: u32) -> std::io::Result<History> {
+    let mut state = u64::from(seed) ^ 0x5eed_0f_4157_0a7e;
+    let mut next = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    };
+    let mut history = History { files: 0, bytes: 0, lines: 0 };
+    let mut number = 0u32;
+    while history.files < files {
+        let session = uuid_v4(seed.wrapping_mul(7919).wrapping_add(number), u64::MAX >> 16);
+        let project = projects.join(format!("-home-dev-project-{}", number % 20));
+        std::fs::create_dir_all(&project)?;
+        // Log-normal around 30 KB (Box–Muller); one file in 600 is a long session of 3–5 MB.
+        let normal = (-2.0 * next().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * next()).cos();
+        let bytes = if number % 600 == 599 {
+            3_000_000 + (next() * 2_000_000.0) as u64
+        } else {
+            ((30_000.0 * (1.1 * normal).exp()) as u64).clamp(1_500, 2_500_000)
+        };
+        let file_seed = seed.wrapping_mul(100_003).wrapping_add(number * 2);
+        let main = project.join(format!("{session}.jsonl"));
+        history.lines += generate(&main, &session, file_seed, bytes)?;
+        history.bytes += std::fs::metadata(&main)?.len();
+        history.files += 1;
+        if number % 4 == 3 && history.files < files {
+            let agents = project.join(&session).join("subagents");
+            std::fs::create_dir_all(&agents)?;
+            let agent = agents.join(format!("agent-a{number:07x}.jsonl"));
+            history.lines += generate(&agent, &session, file_seed + 1, bytes / 3 + 1_000)?;
+            history.bytes += std::fs::metadata(&agent)?.len();
+            history.files += 1;
+        }
+        number += 1;
+    }
+    Ok(history)
+}

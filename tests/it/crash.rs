@@ -141,6 +141,28 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
     transcript::generate(&own_path, FORK, 2, 2 << 20).unwrap();
     std::fs::write(project.join(format!("{FORK}.jsonl")), copied + &std::fs::read_to_string(&own_path).unwrap())
         .unwrap();
+    // And a history of many small files, whose chunks share commit groups across file
+    // boundaries, with forks of some of them: a fork's copies may point into the chunk of
+    // a file still in flight.
+    transcript::generate_history(&projects, 600, 3).unwrap();
+    let small = projects.join("-home-dev-project-0");
+    let mut originals: Vec<std::path::PathBuf> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "jsonl"))
+        .collect();
+    originals.sort();
+    let mut small_forks = Vec::new();
+    for (number, original) in originals.iter().take(8).enumerate() {
+        let session = original.file_stem().unwrap().to_str().unwrap().to_string();
+        let fork = format!("f0f0f0f0-0000-4000-8000-{number:012}");
+        let text = std::fs::read_to_string(original).unwrap();
+        let half = text.lines().count() / 2;
+        let copied: String =
+            text.lines().take(half).map(|line| format!("{}\n", line.replace(&session, &fork))).collect();
+        std::fs::write(small.join(format!("{fork}.jsonl")), copied).unwrap();
+        small_forks.push((fork, session));
+    }
     let root_arg = projects.to_str().unwrap();
 
     let clean = tempfile::tempdir().unwrap();
@@ -179,8 +201,14 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
     assert!(finished["malformed_lines"].as_array().unwrap().is_empty(), "{finished}");
     let sessions = |data: &std::path::Path| -> serde_json::Value { cclog_json(data, &["sessions", "--json"]) };
     assert_eq!(sessions(crashed.path()), sessions(clean.path()), "the same sessions, counts, usage and fork point");
-    let fork = sessions(crashed.path()).as_array().unwrap().iter().find(|session| session["id"] == FORK).cloned();
-    assert_eq!(fork.unwrap()["parent"], MAIN);
+    let all = sessions(crashed.path());
+    let parent_of =
+        |id: &str| all.as_array().unwrap().iter().find(|session| session["id"] == id).map(|s| s["parent"].clone());
+    assert_eq!(parent_of(FORK), Some(serde_json::json!(MAIN)));
+    for (fork, session) in &small_forks {
+        assert_eq!(parent_of(fork), Some(serde_json::json!(session)), "a small fork is a pointer into its parent");
+    }
+    assert!(all.as_array().unwrap().len() > 450, "every small session is archived");
     for session in [MAIN, FORK] {
         let replayed = cclog(crashed.path(), &["replay", session, "--format", "jsonl"]).stdout;
         let file = std::fs::read(project.join(format!("{session}.jsonl"))).unwrap();
