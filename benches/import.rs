@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cclog_engine::{Log, LogOptions};
-use cclog_ingest::import::Importer;
+use cclog_ingest::import::{ImportReport, Importer};
 use criterion::{criterion_group, Criterion, Throughput};
 
 #[global_allocator]
@@ -33,6 +33,20 @@ fn project_dir(root: &Path) -> PathBuf {
     dir
 }
 
+/// Imports `projects` into a fresh log `iterations` times; the time of the imports alone.
+fn time_imports(iterations: u64, projects: &Path, check: impl Fn(&ImportReport)) -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..iterations {
+        let data = tempfile::tempdir().unwrap();
+        let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
+        let started = Instant::now();
+        let report = Importer::new(&log).import(&[projects.to_path_buf()], &|_| {}).unwrap();
+        total += started.elapsed();
+        check(&report);
+    }
+    total
+}
+
 fn import_throughput(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     let file = project_dir(root.path()).join(format!("{SESSION}.jsonl"));
@@ -44,16 +58,7 @@ fn import_throughput(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(size));
     group.bench_function("64MiB_transcript", |b| {
         b.iter_custom(|iterations| {
-            let mut total = std::time::Duration::ZERO;
-            for _ in 0..iterations {
-                let data = tempfile::tempdir().unwrap();
-                let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
-                let started = Instant::now();
-                let report = Importer::new(&log).import(&[root.path().join("projects")], &|_| {}).unwrap();
-                total += started.elapsed();
-                assert_eq!(report.new_entries, lines);
-            }
-            total
+            time_imports(iterations, &root.path().join("projects"), |report| assert_eq!(report.new_entries, lines))
         })
     });
     group.finish();
@@ -72,16 +77,9 @@ fn import_many_files(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(history.bytes));
     group.bench_function("3000_files", |b| {
         b.iter_custom(|iterations| {
-            let mut total = std::time::Duration::ZERO;
-            for _ in 0..iterations {
-                let data = tempfile::tempdir().unwrap();
-                let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
-                let started = Instant::now();
-                let report = Importer::new(&log).import(&[projects.clone()], &|_| {}).unwrap();
-                total += started.elapsed();
-                assert_eq!((report.files, report.new_entries), (history.files, history.lines));
-            }
-            total
+            time_imports(iterations, &projects, |report| {
+                assert_eq!((report.files, report.new_entries), (history.files, history.lines))
+            })
         })
     });
     group.finish();

@@ -279,7 +279,7 @@ fn days_since_epoch(date: Date) -> u32 {
 fn calendar_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
     let monthly = query.grouping == Grouping::Monthly;
     let mut by_period: BTreeMap<(i16, i8, i8), UsageRow> = BTreeMap::new();
-    quarters(log, query, |model, day, quarter| {
+    let mut add = |model: &str, day: Date, usage: &Usage, requests: u64| {
         let period = (day.year(), day.month(), if monthly { 0 } else { day.day() });
         by_period
             .entry(period)
@@ -287,8 +287,25 @@ fn calendar_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
                 let label = if monthly { format!("{:04}-{:02}", day.year(), day.month()) } else { day.to_string() };
                 UsageRow::new(label)
             })
-            .add(model, &quarter.usage, quarter.requests);
+            .add(model, usage, requests);
+    };
+    // A row's quarters fall on one or two local days: they are summed before they are added.
+    let mut run: Option<(String, Date, Usage, u64)> = None;
+    quarters(log, query, |model, day, quarter| match &mut run {
+        Some((run_model, run_day, usage, requests)) if run_model == model && *run_day == day => {
+            usage.add(&quarter.usage);
+            *requests += quarter.requests;
+        }
+        _ => {
+            if let Some((model, day, usage, requests)) = run.take() {
+                add(&model, day, &usage, requests);
+            }
+            run = Some((model.to_string(), day, quarter.usage, quarter.requests));
+        }
     })?;
+    if let Some((model, day, usage, requests)) = run {
+        add(&model, day, &usage, requests);
+    }
     Ok(by_period.into_values().collect())
 }
 
@@ -331,11 +348,20 @@ fn session_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
 /// request and takes every request until 5 hours after that start or until a pause of more
 /// than 5 hours; such a pause is a gap row of its own.
 fn block_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-    let mut activity: Vec<(i64, i64, String, Usage, u64)> = Vec::new();
+    // Models by number, so that sorting moves no strings.
+    let mut models: Vec<String> = Vec::new();
+    let mut activity: Vec<(i64, usize, i64, Usage, u64)> = Vec::new();
     quarters(log, query, |model, _, quarter| {
-        activity.push((quarter.first_ms, quarter.last_ms, model.to_string(), quarter.usage, quarter.requests));
+        let number = match models.iter().rposition(|known| known == model) {
+            Some(number) => number,
+            None => {
+                models.push(model.to_string());
+                models.len() - 1
+            }
+        };
+        activity.push((quarter.first_ms, number, quarter.last_ms, quarter.usage, quarter.requests));
     })?;
-    activity.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    activity.sort_unstable_by_key(|(first_ms, number, ..)| (*first_ms, *number));
     let mut rows = Vec::new();
     let mut current: Option<(UsageRow, i64, i64)> = None;
     let finish = |row: &mut UsageRow, start_ms: i64, last_ms: i64| {
@@ -343,7 +369,8 @@ fn block_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
         let is_active = query.now_ms - last_ms < BLOCK_MS && query.now_ms < end_ms;
         row.block = Some(BlockFacts { start_ms, end_ms, actual_end_ms: last_ms, is_active, is_gap: false });
     };
-    for (first_ms, last_ms, model, usage, requests) in activity {
+    for (first_ms, model, last_ms, usage, requests) in activity {
+        let model = &models[model];
         if let Some((row, start_ms, block_last_ms)) = &mut current {
             let pause = first_ms - *block_last_ms;
             if first_ms - *start_ms > BLOCK_MS || pause > BLOCK_MS {
@@ -368,7 +395,7 @@ fn block_rows(log: &Log, query: &UsageQuery) -> Result<Vec<UsageRow>> {
             let start_ms = first_ms.div_euclid(HOUR_MS) * HOUR_MS;
             (UsageRow::new(rfc3339(start_ms)), start_ms, first_ms)
         });
-        row.add(&model, &usage, requests);
+        row.add(model, &usage, requests);
         *block_last_ms = (*block_last_ms).max(last_ms);
     }
     if let Some((mut row, start_ms, last_ms)) = current {
