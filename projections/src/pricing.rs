@@ -338,6 +338,54 @@ mod tests {
         assert!((cost - 3.0).abs() < 1e-9, "{cost}");
     }
 
+    /// A request's cost as ccusage computes it: each kind of token up to 200,000 at its
+    /// price, the rest at the long-context price where there is one.
+    fn one_request(price: &ModelPrice, reported: &ReportedUsage) -> f64 {
+        let tiered = |tokens: u64, base: f64, above: Option<f64>| match above {
+            Some(above) if tokens > 200_000 => 200_000.0 * base + (tokens - 200_000) as f64 * above,
+            _ => tokens as f64 * base,
+        };
+        let (write_5m, write_1h) = reported.cache_creation.unwrap_or((reported.cache_creation_input_tokens, 0));
+        let tier = price.above_200k;
+        tiered(reported.input_tokens, price.input, tier.map(|tier| tier.input))
+            + tiered(reported.output_tokens, price.output, tier.map(|tier| tier.output))
+            + tiered(write_5m, price.cache_write_5m, tier.map(|tier| tier.cache_write_5m))
+            + tiered(write_1h, price.cache_write_1h, tier.map(|tier| tier.cache_write_1h))
+            + tiered(reported.cache_read_input_tokens, price.cache_read, tier.map(|tier| tier.cache_read))
+    }
+
+    proptest::proptest! {
+        /// Usage is stored summed, and priced when asked: a sum of any requests must cost
+        /// what its requests cost one by one.
+        #[test]
+        fn a_sum_of_requests_costs_what_each_request_costs(
+            requests in proptest::collection::vec(
+                (0u64..600_000, 0u64..300_000, 0u64..400_000, 0u64..400_000, 0u64..600_000, proptest::bool::ANY),
+                1..12,
+            )
+        ) {
+            let table = PriceTable::built_in();
+            for model in ["claude-sonnet-4-5-20250929", "claude-opus-4-6", "claude-haiku-4-5-20251001"] {
+                let price = table.price(model).expect("priced");
+                let (mut sum, mut one_by_one) = (Usage::default(), 0.0);
+                for (input, output, write_5m, write_1h, read, split) in &requests {
+                    let reported = ReportedUsage {
+                        input_tokens: *input,
+                        output_tokens: *output,
+                        cache_creation_input_tokens: write_5m + write_1h,
+                        cache_read_input_tokens: *read,
+                        cache_creation: split.then_some((*write_5m, *write_1h)),
+                        fast: false,
+                    };
+                    one_by_one += one_request(&price, &reported);
+                    sum.add(&request(reported));
+                }
+                let summed = price.cost_usd(&sum);
+                proptest::prop_assert!((summed - one_by_one).abs() <= 1e-9 * one_by_one.max(1.0), "{model}: {summed} against {one_by_one}");
+            }
+        }
+    }
+
     #[test]
     fn litellms_own_file_is_a_table() {
         let litellm = br#"{"sample_spec": {"input_cost_per_token": "x"},

@@ -8,6 +8,8 @@ use std::path::Path;
 use cclog_engine::Log;
 use cclog_ingest::import::Importer;
 use cclog_projections::archive::Archive;
+use cclog_projections::pricing::PriceTable;
+use cclog_projections::usage::{self, Grouping, UsageQuery};
 use cclog_projections::{events, messages, replay};
 use proptest::prelude::*;
 
@@ -181,6 +183,14 @@ proptest! {
                 .collect::<Vec<_>>()
         };
         prop_assert_eq!(folded(&split), folded(&whole));
+        // The day rows hold every API message once, however the file arrived.
+        let daily = |log: &Log| {
+            let query = UsageQuery::new(Grouping::Daily).in_time_zone("UTC").unwrap();
+            usage::report(log, &query).unwrap().json(PriceTable::built_in())
+        };
+        prop_assert_eq!(daily(&split), daily(&whole));
+        let in_sessions: u64 = Archive::sessions(&whole).unwrap().iter().map(|session| session.usage().total()).sum();
+        prop_assert_eq!(daily(&whole)["totals"]["totalTokens"].as_u64(), Some(in_sessions));
         pages_agree(&split, PARENT)?;
         pages_agree(&whole, PARENT)?;
         // Live, the archive folded each appended chunk at once; a rebuild folds the log in

@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::serve::Server;
 use crate::support::{cclog, cclog_command, cclog_json};
 
 /// The ccusage `scripts/test` installs, or `CCLOG_TEST_CCUSAGE_BIN`.
@@ -224,6 +225,22 @@ fn reports_equal_ccusages_to_the_millionth_of_a_dollar() {
     ];
     assert!(theirs["blocks"].as_array().is_some_and(|blocks| blocks.len() > 5), "{theirs}");
     assert_same_rows("block", &ours["blocks"], &theirs["blocks"], "id", &fields, "costUSD");
+
+    // The same numbers over HTTP, and from `cclog usage` run by the server that owns the
+    // directory.
+    let server = Server::start(&data, &[], &["--no-archive"]);
+    for (group, report) in [("day", "daily"), ("month", "monthly"), ("session", "session"), ("block", "blocks")] {
+        let api = server.ok("GET", &format!("/api/usage?group={group}&timezone=UTC"), None);
+        let cli = cclog_json(&data, &["usage", report, "--json", "--timezone", "UTC"]);
+        let key = if report == "session" { "sessions" } else { report };
+        assert_eq!(api[key], cli[key], "/api/usage?group={group}");
+        assert_eq!(api["totals"], cli["totals"], "/api/usage?group={group}");
+    }
+    let (status, body) = server.json("GET", "/api/usage?group=week", None);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
+    let (status, _) = server.json("GET", "/api/usage?since=2026-02-30", None);
+    assert_eq!(status, 400);
+    server.stop();
 }
 
 #[test]
