@@ -17,7 +17,7 @@ embedded table agrees with (the usage tests compare the two), where newer releas
 fields Anthropic still bills (1.110.2 has neither Sonnet 4.5's long-context prices nor
 Opus 4.6's fast-mode multiplier). 1.110.2 gives the models released since (Claude Code
 2.1.329's default, claude-opus-5-5, among them), which that ccusage does not price; 1.82.0
-the models retired before 1.95.0.
+and 1.60.0 the models retired before 1.95.0 (Claude 3 Sonnet and Claude 2 only in 1.60.0).
 """
 
 import io
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import zipfile
 
-PINNED = ["1.82.0", "1.110.2", "1.95.0"]
+PINNED = ["1.60.0", "1.82.0", "1.110.2", "1.95.0"]
 TABLE = "litellm/model_prices_and_context_window_backup.json"
 OUT = pathlib.Path(__file__).resolve().parent.parent / "projections" / "data" / "claude-pricing.json"
 # The fields cclog prices with, named as LiteLLM names them.

@@ -165,7 +165,8 @@ impl PriceTable {
     }
 
     /// The prices of `model` (a fast-mode name included): its own row, else the row of its
-    /// name without a `-YYYYMMDD` date or a provider prefix (`anthropic/…`).
+    /// name without a `-YYYYMMDD` date or a provider prefix (`anthropic/…`), else the one
+    /// dated row of its name (`claude-sonnet-4` is `claude-sonnet-4-20250514`).
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
         let (model, fast) = match model.strip_suffix(FAST_SUFFIX) {
             Some(base) => (base, true),
@@ -176,12 +177,29 @@ impl PriceTable {
             .rsplit_once('-')
             .filter(|(_, date)| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
             .map(|(name, _)| name);
-        let found = [Some(model), Some(base), undated].into_iter().flatten().find_map(|name| self.models.get(name))?;
-        let mut price = *found;
+        let found = [Some(model), Some(base), undated]
+            .into_iter()
+            .flatten()
+            .find_map(|name| self.models.get(name).copied())
+            .or_else(|| self.only_dated(base))?;
+        let mut price = found;
         if !fast {
             price.fast_multiplier = 1.0;
         }
         Some(price)
+    }
+
+    /// The row of `name-YYYYMMDD`, when the table has exactly one such date.
+    fn only_dated(&self, name: &str) -> Option<ModelPrice> {
+        let mut dated = self.models.iter().filter(|(key, _)| {
+            key.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|date| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
+        });
+        match (dated.next(), dated.next()) {
+            (Some((_, price)), None) => Some(*price),
+            _ => None,
+        }
     }
 
     /// Dollars for `usage` on `model`, or `None` when the table does not price the model.
@@ -302,6 +320,8 @@ mod tests {
         let opus = table.price("claude-opus-4-6");
         assert_eq!(table.price("claude-opus-4-6-20990101"), opus);
         assert_eq!(table.price("anthropic/claude-opus-4-6"), opus);
+        assert_eq!(table.price("claude-sonnet-4"), table.price("claude-sonnet-4-20250514"));
+        assert!(table.price("claude-3-sonnet-20240229").is_some(), "retired models keep their prices");
         let fast = table.price("claude-opus-4-6-fast").map(|price| price.fast_multiplier);
         assert!(fast.is_some_and(|multiplier| multiplier > 1.0), "{fast:?}");
         assert_eq!(opus.map(|price| price.fast_multiplier), Some(1.0));

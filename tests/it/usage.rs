@@ -285,6 +285,30 @@ fn usage_reports_filter_and_refuse_what_is_not_a_date_or_zone() {
         assert!(!output.status.success() && stderr.contains(says), "{args:?}: {stderr}");
     }
 
+    // Every JSON line is read, spaces or not, and a message counts once even when one of
+    // its lines lacks the requestId (ccusage counts both of those differently).
+    let odd = home.path().join("odd").join("-home-dev-odd");
+    std::fs::create_dir_all(&odd).expect("mkdir");
+    let session = "0dd00000-0000-4000-8000-000000000001";
+    let line = |uuid: &str, request: &str, output: u64| {
+        format!(
+            r#"{{"type": "assistant", "uuid": "{uuid}", "sessionId": "{session}", "timestamp": "2026-11-30T10:00:00.000Z",{request} "message": {{"id": "msg_odd", "model": "claude-sonnet-4", "role": "assistant", "content": [], "usage": {{"input_tokens": 4, "output_tokens": {output}}}}}}}"#
+        )
+    };
+    let text = [line("a", r#" "requestId": "req_odd","#, 1), line("b", "", 99)].join(
+        "
+",
+    ) + "
+";
+    std::fs::write(odd.join(format!("{session}.jsonl")), text).expect("write");
+    let odd_data = home.path().join("odd-data");
+    cclog(&odd_data, &["import", home.path().join("odd").to_str().expect("utf-8")]);
+    let odd_report = cclog_json(&odd_data, &["usage", "session", "--json"]);
+    assert_eq!(odd_report["totals"]["inputTokens"], 4, "{odd_report}");
+    assert_eq!(odd_report["totals"]["outputTokens"], 99, "the last snapshot: {odd_report}");
+    let undated_cost = odd_report["totals"]["totalCost"].as_f64().expect("claude-sonnet-4 is priced as its dated row");
+    assert!((undated_cost - (4.0 * 3e-6 + 99.0 * 15e-6)).abs() < 1e-12, "{odd_report}");
+
     // A table of its own prices the same tokens differently; the text table fits 80 columns.
     let table = home.path().join("prices.json");
     std::fs::write(&table, r#"{"claude-opus-4-6": {"input_cost_per_token": 1e-3, "output_cost_per_token": 1e-3}}"#)
