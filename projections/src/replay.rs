@@ -125,7 +125,7 @@ fn copied_originals(log: &Log, seq: u64, copy: &CopyRun) -> Result<Vec<(u64, Vec
         let record = Archive::entry(log, &uuid)?.ok_or_else(|| broken(format!("entry {uuid} is not stored")))?;
         let stored = record.seq.ok_or_else(|| broken(format!("entry {uuid} has no stored line")))?;
         seqs.push(stored);
-        next = record.parent;
+        next = record.parent.map(|parent| parent.to_string());
     }
     seqs.reverse();
     seqs.into_iter()

@@ -36,8 +36,12 @@ pub(super) fn session_key(session: &str) -> Vec<u8> {
     key(b'S', &[session.as_bytes()])
 }
 
+/// `u` ‖ the uuid's 16 bytes, or `U` ‖ an id that is not a UUID as written.
 pub(super) fn entry_key(uuid: &str) -> Vec<u8> {
-    key(b'U', &[uuid.as_bytes()])
+    match super::records::CompactId::new(uuid) {
+        super::records::CompactId::Uuid(bytes) => [&b"u"[..], &bytes].concat(),
+        super::records::CompactId::Text(text) => key(b'U', &[text.as_bytes()]),
+    }
 }
 
 pub(super) fn segment_key(path: &str, revision: u32, start: u64) -> Vec<u8> {

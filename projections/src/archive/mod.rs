@@ -4,7 +4,9 @@
 //! stops and which uuids are already stored.
 //!
 //! Keys, each with a one-byte prefix; every value is postcard:
-//! - `U` ‖ uuid → [`EntryRecord`]: the first stored copy of the entry and its parent.
+//! - `u` ‖ uuid (its 16 bytes) → [`EntryRecord`]: the first stored copy of the entry, its
+//!   parent and its session, ids in 16 bytes ([`CompactId`]); `U` ‖ id for an entry whose
+//!   id is not a UUID.
 //! - `F` ‖ path → [`FileState`].
 //! - `S` ‖ session → [`SessionRecord`].
 //! - `M` ‖ message id → [`MessageUsage`]: the last usage snapshot of one API message and
@@ -61,7 +63,8 @@ impl Projection for Archive {
         // unexpected type no longer makes its line malformed (`drifted_fields`).
         // 9: usage keeps 1-hour cache writes and long-context tokens, fast mode, and the
         // day rows of usage reports; a message is counted in the session that stored it first.
-        9
+        // 10: the uuid index keeps UUIDs in 16 bytes.
+        10
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {

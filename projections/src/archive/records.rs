@@ -15,11 +15,72 @@ use crate::pricing::{Cost, PriceTable};
 pub struct EntryRecord {
     /// The `transcript.line` event holding its first stored copy.
     pub seq: Option<u64>,
-    pub parent: Option<String>,
+    pub parent: Option<CompactId>,
     /// The session it was first stored under.
-    pub session: String,
+    pub session: CompactId,
     /// The `run.message` event of the same message in a captured run.
     pub message_seq: Option<u64>,
+}
+
+/// An id as the uuid index keeps it: a UUID as Claude Code writes them (lowercase,
+/// hyphenated) in its 16 bytes, anything else as written. The index holds a record per
+/// entry, and on a large history its size decides how much of it sled's cache holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompactId {
+    Uuid([u8; 16]),
+    Text(String),
+}
+
+impl Default for CompactId {
+    fn default() -> Self {
+        CompactId::Text(String::new())
+    }
+}
+
+impl CompactId {
+    pub fn new(id: &str) -> CompactId {
+        let bytes = id.as_bytes();
+        let canonical = bytes.len() == 36
+            && bytes.iter().enumerate().all(|(at, byte)| match at {
+                8 | 13 | 18 | 23 => *byte == b'-',
+                _ => matches!(byte, b'0'..=b'9' | b'a'..=b'f'),
+            });
+        if !canonical {
+            return CompactId::Text(id.to_string());
+        }
+        let mut uuid = [0u8; 16];
+        let digits = bytes.iter().filter(|byte| **byte != b'-');
+        for (index, digit) in digits.enumerate() {
+            let value = match digit {
+                b'0'..=b'9' => digit - b'0',
+                _ => digit - b'a' + 10,
+            };
+            uuid[index / 2] |= if index % 2 == 0 { value << 4 } else { value };
+        }
+        CompactId::Uuid(uuid)
+    }
+
+    /// Whether this is `id`.
+    pub fn is(&self, id: &str) -> bool {
+        *self == CompactId::new(id)
+    }
+}
+
+impl std::fmt::Display for CompactId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            CompactId::Text(text) => formatter.write_str(text),
+            CompactId::Uuid(bytes) => {
+                for (index, byte) in bytes.iter().enumerate() {
+                    if matches!(index, 4 | 6 | 8 | 10) {
+                        formatter.write_str("-")?;
+                    }
+                    write!(formatter, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What is archived of one transcript file.
@@ -313,5 +374,36 @@ impl RunRecord {
     /// The session this run's session branched from, when it made a new one.
     pub fn parent_session(&self) -> Option<&str> {
         self.resumed.as_deref().filter(|_| self.fork)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CompactId;
+    use proptest::prelude::*;
+
+    #[test]
+    fn uuids_take_16_bytes_and_read_back() {
+        let uuid = "5a1d3c2e-0f4b-4c6d-8e7f-a1b2c3d4e5f6";
+        assert!(matches!(CompactId::new(uuid), CompactId::Uuid(_)));
+        assert_eq!(CompactId::new(uuid).to_string(), uuid);
+        // Not as Claude Code writes them: kept as written, so they read back the same.
+        for id in ["5A1D3C2E-0F4B-4C6D-8E7F-A1B2C3D4E5F6", "5a1d3c2e0f4b4c6d8e7fa1b2c3d4e5f6", "u-1", ""] {
+            assert_eq!(CompactId::new(id), CompactId::Text(id.to_string()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_id_reads_back_as_it_was_written(id in "([0-9a-fA-F-]{0,40}|\\PC{0,40})") {
+            prop_assert_eq!(CompactId::new(&id).to_string(), id.clone());
+            prop_assert!(CompactId::new(&id).is(&id));
+        }
+
+        #[test]
+        fn any_uuid_is_compact(bytes in proptest::array::uniform16(any::<u8>())) {
+            let text = CompactId::Uuid(bytes).to_string();
+            prop_assert_eq!(CompactId::new(&text), CompactId::Uuid(bytes));
+        }
     }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::cache::{new_session, Cached, Records};
 use super::keys::{day_keys, entry_key, file_key, key, load, segment_key, session_key, store};
-use super::records::{DayUsage, EntryRecord, FileState, MessageUsage, Segment, SessionRecord};
+use super::records::{CompactId, DayUsage, EntryRecord, FileState, MessageUsage, Segment, SessionRecord};
 use crate::entry::{self, EntryFacts, Parsed, Usage};
 use crate::events::{self, CopyRun, Deleted, Revision};
 use crate::pricing;
@@ -216,16 +216,16 @@ fn fold_line(
         match record.seq {
             None => {
                 record.seq = Some(event.seq());
-                record.parent = facts.chain_parent().map(str::to_string);
-                record.session = session.id.clone();
+                record.parent = facts.chain_parent().map(CompactId::new);
+                record.session = CompactId::new(&session.id);
                 store(state, ukey, &record)?;
             }
             // An entry of another session written again, re-serialised (1.0.x `--resume`
             // rewrote what it copied): this session continues that one.
-            Some(seq) if record.session != session.id && file.file.agent.is_none() => {
-                adopt_parent(session, &record.session, uuid, Some(seq));
+            Some(seq) if !record.session.is(&session.id) && file.file.agent.is_none() => {
+                adopt_parent(session, &record.session.to_string(), uuid, Some(seq));
             }
-            Some(_) => seen_here = record.session == session.id,
+            Some(_) => seen_here = record.session.is(&session.id),
         }
     }
     fold_facts(&facts, !seen_here, session, state, days)
