@@ -321,6 +321,19 @@ fn usage_reports_filter_and_refuse_what_is_not_a_date_or_zone() {
         let output = cclog(&data, &["usage", report, "--breakdown"]);
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(text.lines().all(|line| line.chars().count() <= 80), "{report}:\n{text}");
+        // Nothing a row says is cut off: each (but a gap) ends with its cost, or names its project.
+        let rows = text.lines().skip(1).filter(|line| !line.contains("times in") && !line.contains(" gap "));
+        for line in rows {
+            let cost = line.split_whitespace().find_map(|cell| cell.strip_prefix('$'));
+            let whole = cost.is_some_and(|cost| {
+                cost.split_once('.').is_some_and(|(dollars, cents)| {
+                    !dollars.is_empty()
+                        && cents.len() == 2
+                        && cost.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.')
+                })
+            }) || line.contains(" unpriced");
+            assert!(whole, "{report}: a row without its cost:\n{text}");
+        }
         assert!(text.lines().last().is_some_and(|line| line.contains("times in")), "{report}:\n{text}");
     }
 }

@@ -53,44 +53,62 @@ struct Column {
     numeric: bool,
 }
 
-fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query: &UsageQuery) {
-    let label = match report.grouping {
+/// How a table is drawn: tokens in full or as `1.2M`, and whether the four kinds of
+/// token get columns or only their total does. The widest that fits is used.
+#[derive(Clone, Copy)]
+struct Layout {
+    compact: bool,
+    kinds: bool,
+}
+
+const LAYOUTS: [Layout; 3] = [
+    Layout { compact: false, kinds: true },
+    Layout { compact: true, kinds: true },
+    Layout { compact: true, kinds: false },
+];
+
+fn columns(grouping: Grouping, layout: Layout) -> Vec<Column> {
+    let label = match grouping {
         Grouping::Daily => "DATE",
         Grouping::Monthly => "MONTH",
         Grouping::Session => "SESSION",
         Grouping::Blocks => "BLOCK START",
     };
     let mut columns = vec![Column { heading: label, numeric: false }];
-    if report.grouping == Grouping::Blocks {
+    if grouping == Grouping::Blocks {
         columns.push(Column { heading: "STATUS", numeric: false });
     }
-    for heading in ["INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "TOTAL", "COST"] {
+    let kinds: &[&'static str] = if layout.kinds { &["INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ"] } else { &[] };
+    for heading in kinds.iter().copied().chain(["TOTAL", "COST"]) {
         columns.push(Column { heading, numeric: true });
     }
-    if report.grouping == Grouping::Session {
+    if grouping == Grouping::Session {
         columns.push(Column { heading: "LAST", numeric: false });
         columns.push(Column { heading: "PROJECT", numeric: false });
     }
+    columns
+}
+
+fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query: &UsageQuery) {
     let width = output::terminal_width().unwrap_or(80);
-    let mut compact = false;
-    loop {
+    let mut drawn = None;
+    for layout in LAYOUTS {
+        let columns = columns(report.grouping, layout);
         let mut body: Vec<(bool, Vec<String>)> = Vec::new();
         for row in &report.rows {
-            body.push((false, row_cells(report.grouping, row, None, prices, compact, query)));
+            body.push((false, row_cells(report.grouping, row, None, prices, layout, query)));
             if breakdown {
                 for model in row.models.keys() {
-                    body.push((true, row_cells(report.grouping, row, Some(model), prices, compact, query)));
+                    body.push((true, row_cells(report.grouping, row, Some(model), prices, layout, query)));
                 }
             }
         }
-        let usage = report.total_usage();
-        let cost = report.total_cost(prices);
         let mut total = vec!["TOTAL".to_string()];
         if report.grouping == Grouping::Blocks {
             total.push(String::new());
         }
-        total.extend(token_cells(&usage, compact));
-        total.push(output::dollars(cost.usd, 2));
+        total.extend(token_cells(&report.total_usage(), layout));
+        total.push(output::dollars(report.total_cost(prices).usd, 2));
         let widths: Vec<usize> = (0..columns.len())
             .map(|index| {
                 body.iter()
@@ -100,50 +118,48 @@ fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query
                     .unwrap_or(0)
             })
             .collect();
-        let full: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-        if full > width && !compact {
-            compact = true;
-            continue;
+        // A session's project (the last column) may be cut to 8 characters; numbers may not.
+        let mut needed: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        if report.grouping == Grouping::Session {
+            needed -= widths.last().map_or(0, |project| project.saturating_sub(8));
         }
-        let colour = output::colour_stdout();
-        let render = |cells: &[String]| {
-            let mut line = String::new();
-            for (index, column) in columns.iter().enumerate() {
-                let cell = cells.get(index).map(String::as_str).unwrap_or("");
-                if index > 0 {
-                    line.push_str("  ");
-                }
-                let pad = widths[index].saturating_sub(cell.chars().count());
-                if column.numeric {
-                    line.push_str(&" ".repeat(pad));
-                    line.push_str(cell);
-                } else if index + 1 == columns.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(cell);
-                    line.push_str(&" ".repeat(pad));
-                }
-            }
-            // The last (text) column gives way when the terminal is narrow.
-            line.chars().take(width.max(40)).collect::<String>().trim_end().to_string()
-        };
-        let headings: Vec<String> = columns.iter().map(|column| column.heading.to_string()).collect();
-        crate::outln!("{}", paint(colour, output::BOLD, &render(&headings)));
-        for (is_model, cells) in &body {
-            let line = render(cells);
-            crate::outln!("{}", if *is_model { paint(colour, output::DIM, &line) } else { line });
+        let fits = needed <= width;
+        drawn = Some((columns, body, total, widths));
+        if fits {
+            break;
         }
-        crate::outln!("{}", paint(colour, output::BOLD, &render(&total)));
-        crate::outln!(
-            "{}",
-            paint(
-                colour,
-                output::DIM,
-                &shorten(&format!("times in {}; prices: {}", report.time_zone, prices.source), width)
-            )
-        );
-        return;
     }
+    let Some((columns, body, total, widths)) = drawn else { return };
+    let colour = output::colour_stdout();
+    let render = |cells: &[String]| {
+        let mut line = String::new();
+        for (index, column) in columns.iter().enumerate() {
+            let cell = cells.get(index).map(String::as_str).unwrap_or("");
+            if index > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[index].saturating_sub(cell.chars().count());
+            if column.numeric {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else if index + 1 == columns.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        line.chars().take(width.max(40)).collect::<String>().trim_end().to_string()
+    };
+    let headings: Vec<String> = columns.iter().map(|column| column.heading.to_string()).collect();
+    crate::outln!("{}", paint(colour, output::BOLD, &render(&headings)));
+    for (is_model, cells) in &body {
+        let line = render(cells);
+        crate::outln!("{}", if *is_model { paint(colour, output::DIM, &line) } else { line });
+    }
+    crate::outln!("{}", paint(colour, output::BOLD, &render(&total)));
+    let footer = format!("times in {}; prices: {}", report.time_zone, prices.source);
+    crate::outln!("{}", paint(colour, output::DIM, &shorten(&footer, width)));
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -156,7 +172,7 @@ fn row_cells(
     row: &UsageRow,
     model: Option<&String>,
     prices: &PriceTable,
-    compact: bool,
+    layout: Layout,
     query: &UsageQuery,
 ) -> Vec<String> {
     let mut cells = Vec::new();
@@ -187,10 +203,9 @@ fn row_cells(
         });
     }
     if row.block.is_some_and(|block| block.is_gap) {
-        cells.extend(std::iter::repeat_n(String::new(), 6));
         return cells;
     }
-    cells.extend(token_cells(&usage, compact));
+    cells.extend(token_cells(&usage, layout));
     cells.push(output::dollars(cost, 2));
     if let (Grouping::Session, Some(session), None) = (grouping, &row.session, model) {
         cells.push(session.last_at.as_deref().and_then(|at| at.get(..10)).unwrap_or("-").to_string());
@@ -199,17 +214,17 @@ fn row_cells(
     cells
 }
 
-fn token_cells(usage: &cclog_projections::entry::Usage, compact: bool) -> Vec<String> {
-    [
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_creation_input_tokens,
-        usage.cache_read_input_tokens,
-        usage.total(),
-    ]
-    .into_iter()
-    .map(|tokens| if compact { output::compact_count(tokens) } else { output::grouped(tokens) })
-    .collect()
+/// The four kinds of token and their total, or (without `kinds`) the total alone.
+fn token_cells(usage: &cclog_projections::entry::Usage, layout: Layout) -> Vec<String> {
+    let kinds =
+        [usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens];
+    let shown = if layout.kinds { &kinds[..] } else { &[] };
+    shown
+        .iter()
+        .copied()
+        .chain([usage.total()])
+        .map(|tokens| if layout.compact { output::compact_count(tokens) } else { output::grouped(tokens) })
+        .collect()
 }
 
 /// A model as a breakdown line names it: without `claude-` and a `-YYYYMMDD` date
