@@ -173,11 +173,7 @@ impl PriceTable {
             None => (model, false),
         };
         let base = model.rsplit_once('/').map_or(model, |(_, name)| name);
-        let undated = base
-            .rsplit_once('-')
-            .filter(|(_, date)| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
-            .map(|(name, _)| name);
-        let found = [Some(model), Some(base), undated]
+        let found = [Some(model), Some(base), undated(base)]
             .into_iter()
             .flatten()
             .find_map(|name| self.models.get(name).copied())
@@ -191,11 +187,7 @@ impl PriceTable {
 
     /// The row of `name-YYYYMMDD`, when the table has exactly one such date.
     fn only_dated(&self, name: &str) -> Option<ModelPrice> {
-        let mut dated = self.models.iter().filter(|(key, _)| {
-            key.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|date| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
-        });
+        let mut dated = self.models.iter().filter(|(key, _)| undated(key) == Some(name));
         match (dated.next(), dated.next()) {
             (Some((_, price)), None) => Some(*price),
             _ => None,
@@ -283,6 +275,15 @@ impl PriceTable {
         }
         cost
     }
+}
+
+/// `model` without its `-YYYYMMDD` date, when it has one (`claude-sonnet-4-20250514` is
+/// `claude-sonnet-4`).
+pub fn undated(model: &str) -> Option<&str> {
+    model
+        .rsplit_once('-')
+        .filter(|(_, date)| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
+        .map(|(name, _)| name)
 }
 
 /// The name a request is billed under: its model, with [`FAST_SUFFIX`] for fast mode.

@@ -9,7 +9,7 @@
 //! from a [`PriceTable`] at report time. The JSON ([`UsageReport::json`]) carries ccusage's
 //! field names, so that scripts written for `ccusage … --json` read it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use cclog_engine::Log;
 use jiff::civil::Date;
@@ -513,11 +513,6 @@ impl UsageReport {
             .collect();
         out.insert("modelBreakdowns".into(), breakdowns.into());
         Value::Object(out)
-    }
-
-    /// Models used and not priced, over the report.
-    pub fn unpriced(&self, prices: &PriceTable) -> BTreeSet<String> {
-        self.total_cost(prices).unpriced
     }
 }
 

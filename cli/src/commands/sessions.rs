@@ -241,7 +241,7 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
 }
 
 /// ` (not priced: a, b)` for models the price table lacks, else nothing.
-pub fn unpriced_note(unpriced: &std::collections::BTreeSet<String>) -> String {
+fn unpriced_note(unpriced: &std::collections::BTreeSet<String>) -> String {
     if unpriced.is_empty() {
         return String::new();
     }

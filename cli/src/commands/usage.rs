@@ -28,7 +28,7 @@ pub fn run(data: &Path, args: UsageArgs) -> anyhow::Result<u8> {
     query.until = args.until.as_deref().map(usage::parse_date).transpose()?;
     query.project = args.project.as_deref().map(|project| usage::resolve_project(&log, project)).transpose()?;
     let report = usage::report(&log, &query)?;
-    let unpriced = report.unpriced(&prices);
+    let unpriced = report.total_cost(&prices).unpriced;
     if !unpriced.is_empty() {
         crate::errln!(
             "cclog: warning: no price for {} — their tokens are counted, their cost is not (give a table with --pricing)",
@@ -159,11 +159,7 @@ fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query
     }
     crate::outln!("{}", paint(colour, output::BOLD, &render(&total)));
     let footer = format!("times in {}; prices: {}", report.time_zone, prices.source);
-    crate::outln!("{}", paint(colour, output::DIM, &shorten(&footer, width)));
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    cclog_projections::lineage::shorten(text, max)
+    crate::outln!("{}", paint(colour, output::DIM, &cclog_projections::lineage::shorten(&footer, width)));
 }
 
 /// One row's cells, or (`model`) one model's line of its breakdown.
@@ -235,11 +231,7 @@ fn short_model(model: &str) -> String {
         Some(base) => (base, cclog_projections::pricing::FAST_SUFFIX),
         None => (name, ""),
     };
-    let undated = name
-        .rsplit_once('-')
-        .filter(|(_, date)| date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()))
-        .map_or(name, |(base, _)| base);
-    format!("{undated}{fast}")
+    format!("{}{fast}", cclog_projections::pricing::undated(name).unwrap_or(name))
 }
 
 fn local_time(at_ms: i64, query: &UsageQuery) -> String {
