@@ -9,6 +9,7 @@
 //! archived before the forks and resumes that copy it. Symbolic links are followed and each
 //! directory walked once; what cannot be read is reported as [`Skipped`], never fatal.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -49,25 +50,36 @@ pub struct Found {
 /// reached through a link is named by its real path. Whatever cannot be read is skipped and
 /// reported, never fatal.
 pub fn find(root: &Path) -> Found {
-    let mut found = Found::default();
-    let mut walked = std::collections::HashSet::new();
-    visit(root, true, &mut walked, &mut found);
+    let mut walk = Walk::default();
+    visit(root, true, &mut walk);
+    let mut found = walk.found;
     found.candidates.sort_by(|a, b| a.order.cmp(&b.order));
     found
 }
 
-fn skip(found: &mut Found, path: &Path, reason: impl std::fmt::Display) {
-    found.skipped.push(Skipped { path: path.to_path_buf(), reason: reason.to_string() });
+/// A walk in progress: what it found, and the directories and files it has already seen
+/// (by real path), so each is taken once however many ways lead to it.
+#[derive(Default)]
+struct Walk {
+    found: Found,
+    dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+}
+
+impl Walk {
+    fn skip(&mut self, path: &Path, reason: impl std::fmt::Display) {
+        self.found.skipped.push(Skipped { path: path.to_path_buf(), reason: reason.to_string() });
+    }
 }
 
 /// Looks at `path` (following links): walks a directory, takes a `*.jsonl` file (or any
 /// file given as a root), skips the rest with a reason.
-fn visit(path: &Path, is_root: bool, walked: &mut std::collections::HashSet<PathBuf>, found: &mut Found) {
+fn visit(path: &Path, is_root: bool, walk: &mut Walk) {
     let linked = std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_symlink());
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
-        Err(error) if linked => return skip(found, path, format!("a symbolic link to nothing readable ({error})")),
-        Err(error) => return skip(found, path, error),
+        Err(error) if linked => return walk.skip(path, format!("a symbolic link to nothing readable ({error})")),
+        Err(error) => return walk.skip(path, error),
     };
     // The real path: what a link or the root resolves to. Below it every path is real
     // already (children are joined to it), so it is resolved only there.
@@ -77,44 +89,46 @@ fn visit(path: &Path, is_root: bool, walked: &mut std::collections::HashSet<Path
         path.to_path_buf()
     };
     if metadata.is_dir() {
-        if !walked.insert(real.clone()) {
+        if !walk.dirs.insert(real.clone()) {
             if linked {
-                skip(found, path, "a symbolic link to a directory already walked (a loop, or a second way in)");
+                walk.skip(path, "a symbolic link to a directory already walked (a loop, or a second way in)");
             }
             return;
         }
         let mut entries =
             match std::fs::read_dir(&real).and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>()) {
                 Ok(entries) => entries,
-                Err(error) => return skip(found, path, format!("unreadable directory ({error})")),
+                Err(error) => return walk.skip(path, format!("unreadable directory ({error})")),
             };
         entries.sort_by_key(|entry| entry.file_name());
         for entry in entries {
             let child = real.join(entry.file_name());
             let named_jsonl = child.extension().is_some_and(|ext| ext == "jsonl");
             match entry.file_type() {
-                Ok(kind) if kind.is_dir() || kind.is_symlink() => visit(&child, false, walked, found),
-                Ok(kind) if named_jsonl && kind.is_file() => take(&child, found),
-                Ok(_) if named_jsonl => skip(found, &child, "not a regular file"),
+                Ok(kind) if kind.is_dir() || kind.is_symlink() => visit(&child, false, walk),
+                Ok(kind) if named_jsonl && kind.is_file() => take(&child, walk),
+                Ok(_) if named_jsonl => walk.skip(&child, "not a regular file"),
                 Ok(_) => {}
-                Err(error) => skip(found, &child, error),
+                Err(error) => walk.skip(&child, error),
             }
         }
     } else if metadata.is_file() && (is_root || real.extension().is_some_and(|ext| ext == "jsonl")) {
-        take(&real, found);
+        take(&real, walk);
     } else if is_root || real.extension().is_some_and(|ext| ext == "jsonl") {
-        skip(found, path, "not a regular file");
+        walk.skip(path, "not a regular file");
     }
 }
 
-fn take(path: &Path, found: &mut Found) {
+fn take(path: &Path, walk: &mut Walk) {
+    if walk.files.contains(path) {
+        return;
+    }
     match candidate(path.to_path_buf()) {
         Ok(candidate) => {
-            if !found.candidates.iter().any(|known| known.path == candidate.path) {
-                found.candidates.push(candidate);
-            }
+            walk.files.insert(candidate.path.clone());
+            walk.found.candidates.push(candidate);
         }
-        Err(error) => skip(found, path, error),
+        Err(error) => walk.skip(path, error),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct Importer<'a> {
     sessions_by_path: HashMap<String, String>,
     /// Chunks submitted and not yet known durable, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// The entries `in_flight` stores (not yet visible in the archive), by uuid, with the
+    /// session they were stored under: one lookup however many chunks are in flight.
+    unsettled: HashMap<String, (Vec<u8>, std::sync::Arc<str>)>,
     /// The bytes of lines `in_flight` holds.
     bytes_in_flight: usize,
     /// The import's chunks land in order or not at all: a chunk refused (a full disk) takes
@@ -111,12 +114,11 @@ pub struct Importer<'a> {
     chain: cclog_engine::AppendChain,
 }
 
-/// A chunk submitted and not yet known durable, with the entries it stores (not yet
-/// visible in the archive) and their session.
+/// A chunk submitted and not yet known durable, with the uuids of the entries it stores
+/// (in `Importer::unsettled` until it is durable).
 struct InFlight {
     pending: cclog_engine::PendingAppend,
-    fresh: HashMap<String, Vec<u8>>,
-    session: String,
+    fresh: Vec<String>,
     bytes: usize,
 }
 
@@ -199,6 +201,7 @@ impl<'a> Importer<'a> {
             log,
             sessions_by_path: HashMap::new(),
             in_flight: VecDeque::new(),
+            unsettled: HashMap::new(),
             bytes_in_flight: 0,
             chain: cclog_engine::AppendChain::default(),
         }
@@ -533,10 +536,8 @@ impl<'a> Importer<'a> {
         if let Some(bytes) = read.fresh.get(uuid) {
             return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
         }
-        // The newest chunk first: an entry's first stored copy is the only one it has.
-        let in_flight = self.in_flight.iter().rev().find_map(|chunk| Some((chunk.fresh.get(uuid)?, &chunk.session)));
-        if let Some((bytes, session)) = in_flight {
-            return Ok(Some(Original { bytes: bytes.clone(), session: session.clone() }));
+        if let Some((bytes, session)) = self.unsettled.get(uuid) {
+            return Ok(Some(Original { bytes: bytes.clone(), session: session.to_string() }));
         }
         let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
         let Some(event) = self.log.get(seq)? else { return Ok(None) };
@@ -573,8 +574,13 @@ impl<'a> Importer<'a> {
         let pending = self.log.submit_blocking_in(&self.chain, batch)?;
         let bytes = std::mem::take(&mut read.pending_bytes);
         self.bytes_in_flight += bytes;
-        let fresh = std::mem::take(&mut read.fresh);
-        self.in_flight.push_back(InFlight { pending, fresh, session: read.session.clone(), bytes });
+        let session: std::sync::Arc<str> = read.session.as_str().into();
+        let mut fresh = Vec::with_capacity(read.fresh.len());
+        for (uuid, line) in read.fresh.drain() {
+            self.unsettled.insert(uuid.clone(), (line, std::sync::Arc::clone(&session)));
+            fresh.push(uuid);
+        }
+        self.in_flight.push_back(InFlight { pending, fresh, bytes });
         Ok(())
     }
 
@@ -583,6 +589,9 @@ impl<'a> Importer<'a> {
         if let Some(chunk) = self.in_flight.pop_front() {
             self.bytes_in_flight -= chunk.bytes;
             chunk.pending.wait_blocking()?;
+            for uuid in &chunk.fresh {
+                self.unsettled.remove(uuid);
+            }
         }
         Ok(())
     }
