@@ -105,7 +105,7 @@ pub struct Importer<'a> {
     in_flight: VecDeque<InFlight>,
     /// The entries `in_flight` stores (not yet visible in the archive), by uuid, with the
     /// session they were stored under: one lookup however many chunks are in flight.
-    unsettled: HashMap<String, (Vec<u8>, std::sync::Arc<str>)>,
+    unsettled: HashMap<String, Original>,
     /// The bytes of lines `in_flight` holds.
     bytes_in_flight: usize,
     /// The import's chunks land in order or not at all: a chunk refused (a full disk) takes
@@ -123,6 +123,7 @@ struct InFlight {
 }
 
 /// A line's original for copy detection: its bytes and the session it was stored under.
+#[derive(Clone)]
 struct Original {
     bytes: Vec<u8>,
     session: String,
@@ -536,8 +537,8 @@ impl<'a> Importer<'a> {
         if let Some(bytes) = read.fresh.get(uuid) {
             return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
         }
-        if let Some((bytes, session)) = self.unsettled.get(uuid) {
-            return Ok(Some(Original { bytes: bytes.clone(), session: session.to_string() }));
+        if let Some(original) = self.unsettled.get(uuid) {
+            return Ok(Some(original.clone()));
         }
         let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
         let Some(event) = self.log.get(seq)? else { return Ok(None) };
@@ -574,10 +575,9 @@ impl<'a> Importer<'a> {
         let pending = self.log.submit_blocking_in(&self.chain, batch)?;
         let bytes = std::mem::take(&mut read.pending_bytes);
         self.bytes_in_flight += bytes;
-        let session: std::sync::Arc<str> = read.session.as_str().into();
         let mut fresh = Vec::with_capacity(read.fresh.len());
-        for (uuid, line) in read.fresh.drain() {
-            self.unsettled.insert(uuid.clone(), (line, std::sync::Arc::clone(&session)));
+        for (uuid, bytes) in read.fresh.drain() {
+            self.unsettled.insert(uuid.clone(), Original { bytes, session: read.session.clone() });
             fresh.push(uuid);
         }
         self.in_flight.push_back(InFlight { pending, fresh, bytes });
