@@ -125,6 +125,159 @@ pub enum Command {
     /// can each start their own `cclog mcp`. Remembers the instance `sign_on` gave this
     /// connection and acts as it in later calls.
     Mcp(McpArgs),
+    /// Teams of Claude Code agents, each in its own container, all in one tmux session
+    ///
+    /// A team is agents (default leader, researcher, writer), each a container `NAME-<agent>`
+    /// from --image with its own home (its own ~/.claude) kept under the data directory and
+    /// the project mounted at the same path, and a tmux session NAME with one window per
+    /// agent running its Claude Code. Containers come from the engine DOCKER_HOST names
+    /// (Docker, or podman's `system service`). Every change is an event on `team/NAME`, and
+    /// every agent's transcripts are archived, so a team's history outlives its containers.
+    Team(TeamArgs),
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct TeamArgs {
+    #[command(subcommand)]
+    pub command: TeamCommand,
+    /// The client's engine address and host variables, when `cclog serve` runs the command
+    /// for it (filled in by [`Command::for_server`], never from the command line).
+    #[arg(skip)]
+    #[serde(default)]
+    pub client_env: Option<cclog_ingest::team::HostEnv>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team: a container per agent, started, and a tmux session with a window per agent
+    Create(Box<TeamCreateArgs>),
+    /// Bring a team back after a stop or a reboot: start its stopped containers, recreate
+    /// missing ones exactly as they were made, reopen its tmux session, and resume each
+    /// agent's last Claude Code session (a fresh one, with a note, when there is none)
+    Resume {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a team's containers (kept, not removed) and close its tmux session
+    Stop {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Teams, with each agent's container state (running, stopped, missing) and tmux's
+    List {
+        /// Each agent's container and Claude Code session too
+        #[arg(long, short)]
+        verbose: bool,
+        /// Removed teams too
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a team against its containers and tmux session; exit 0 healthy, 3 broken
+    ///
+    /// Each problem is named with the command that fixes it, and recorded in the team's
+    /// history.
+    Health {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove teams' containers, tmux sessions and agent directories, or repair broken teams
+    ///
+    /// The log keeps every event of a removed team and every transcript of its agents. Without
+    /// --yes (or --interactive) nothing is changed: it prints what would be done.
+    Cleanup(TeamCleanupArgs),
+    /// Run an agent's command in its container on this terminal (what each tmux window runs)
+    Attach {
+        /// The agent's container, `TEAM-AGENT`
+        container: String,
+        /// Working directory in the container
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// The command and its arguments [default: claude]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct TeamCreateArgs {
+    /// Letters, digits, `-`, `_` and `.`
+    pub name: String,
+    /// Agent names, comma-separated, in window order
+    #[arg(long, value_delimiter = ',', default_value = "leader,researcher,writer")]
+    pub agents: Vec<String>,
+    /// The image every agent's container is made from; it needs Claude Code (or --mount it)
+    #[arg(long, env = "CCLOG_TEAM_IMAGE", default_value = "node:20")]
+    pub image: String,
+    /// Memory limit per container: 4g, 512m, or bytes
+    #[arg(long, value_name = "SIZE")]
+    pub container_memory: Option<String>,
+    /// CPUs per container: 2, 0.5
+    #[arg(long, value_name = "N")]
+    pub container_cpus: Option<String>,
+    /// The project, mounted at the same path in every container [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// KEY=VALUE for every container (repeatable; recorded in the log, so no secrets here:
+    /// ANTHROPIC_* and CLAUDE_CODE_* are passed from the host without being recorded)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Do not pass the host's ANTHROPIC_* and CLAUDE_CODE_* variables
+    #[arg(long)]
+    pub no_host_env: bool,
+    /// Container network: bridge, host or none
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// The containers' long-lived command [default: the image's own]
+    #[arg(long, value_name = "CMD")]
+    pub keepalive: Option<String>,
+    /// What each agent's window runs in its container
+    #[arg(long, value_name = "CMD", default_value = "claude")]
+    pub agent_command: String,
+    /// An extra bind mount for every container, SRC:DST or SRC:DST:ro (repeatable)
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    pub mounts: Vec<String>,
+    /// The home directory inside the containers (each agent's is its own host directory)
+    #[arg(long, value_name = "DIR", default_value = "/root")]
+    pub container_home: String,
+    /// A private tmux server socket name (`tmux -L NAME`) [default: tmux's own]
+    #[arg(long, value_name = "NAME", env = "CCLOG_TMUX_SOCKET")]
+    pub tmux_socket: Option<String>,
+    /// Replace a tmux session or containers of the same names
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+#[group(id = "which", required = true, multiple = true)]
+pub struct TeamCleanupArgs {
+    /// Ask about each team on this terminal (refused without one)
+    #[arg(long, group = "which")]
+    pub interactive: bool,
+    /// This team
+    #[arg(long, value_name = "NAME", group = "which")]
+    pub remove: Option<String>,
+    /// Teams whose names match GLOB (`*`, `?`, `[...]`)
+    #[arg(long, value_name = "GLOB", group = "which")]
+    pub pattern: Option<String>,
+    /// Teams with no container running
+    #[arg(long, group = "which")]
+    pub stopped_only: bool,
+    /// Recreate the missing containers of the chosen teams (all teams, when no other choice
+    /// is given) instead of removing anything
+    #[arg(long, group = "which")]
+    pub fix_broken: bool,
+    /// Do it; without this, print what would be done
+    #[arg(long, short)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
@@ -214,6 +367,8 @@ impl Command {
             | Command::Usage(_)
             | Command::Rebuild(_)
             | Command::Kv(_) => true,
+            // An attach is this terminal's; it needs no log.
+            Command::Team(args) => !matches!(args.command, TeamCommand::Attach { .. }),
             Command::Serve(_)
             | Command::Run(_)
             | Command::Runs(_)
@@ -232,6 +387,14 @@ impl Command {
                 for path in &mut args.paths {
                     *path = std::path::absolute(&*path)?;
                 }
+                None
+            }
+            Command::Team(args) => {
+                if let TeamCommand::Create(create) = &mut args.command {
+                    let cwd = create.cwd.take().map_or_else(std::env::current_dir, Ok)?;
+                    create.cwd = Some(std::path::absolute(cwd)?);
+                }
+                args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
                 None
             }
             Command::Sessions(args) => Some(&mut args.pricing),

@@ -46,6 +46,22 @@ pub enum Error {
     #[error("{0}")]
     InvalidKv(String),
 
+    /// A team request that cannot be carried out as given (the message says what to do).
+    #[error("{0}")]
+    InvalidTeam(String),
+
+    /// No team has this name.
+    #[error("no team {0}; `cclog team list` shows the teams")]
+    UnknownTeam(String),
+
+    /// The container engine cannot be reached or refused a call.
+    #[error("container engine: {detail}")]
+    ContainerEngine { detail: String },
+
+    /// tmux is missing or refused a command.
+    #[error("tmux: {detail}")]
+    Tmux { detail: String },
+
     /// Watching files for changes failed.
     #[error("watching for changes: {0}")]
     Watch(String),

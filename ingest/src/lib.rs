@@ -1,7 +1,7 @@
 //! cclog ingest: everything that turns the outside world into events. Today that is
 //! Claude Code transcript import and watch (`~/.claude/projects`, every layout) and live
 //! capture of stream-json output, the Claude Code runner, and the session coordinator's
-//! key-value store; the team and plan services come next. It validates and deduplicates before appending through
+//! key-value store; team sessions (agents in containers and a tmux session); the plan service comes next. It validates and deduplicates before appending through
 //! [`cclog_engine::Log`], and names events with the vocabulary of
 //! [`cclog_projections::events`].
 //!
@@ -16,6 +16,7 @@
 //! - [`process`]: finding and killing what a run left running (its processes carry the
 //!   run's id in their environment).
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
+//! - [`team`]: teams of Claude Code agents in containers and one tmux session.
 //!
 //! # Example
 //!
@@ -47,6 +48,7 @@ pub mod import;
 pub mod patient;
 pub mod process;
 pub mod runner;
+pub mod team;
 pub mod watch;
 
 pub use error::{Error, Result};

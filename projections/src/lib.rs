@@ -16,6 +16,8 @@
 //!   lists as the surfaces order them.
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
 //!   LiteLLM-format price table.
+//! - [`teams`]: the `teams` projection — the team registry, each agent's container and
+//!   session, the tmux session.
 //! - [`usage`]: usage reports by day, month, session and 5-hour block, from the archive's
 //!   day rows.
 //!
@@ -48,6 +50,7 @@ pub mod pricing;
 pub mod render;
 pub mod replay;
 pub mod stream_stats;
+pub mod teams;
 pub mod usage;
 
 pub use archive::Archive;
@@ -57,5 +60,10 @@ pub use stream_stats::{StreamStats, StreamSummary, Totals};
 /// The projections every cclog process opens the log with, so that all of them maintain
 /// the same read models.
 pub fn standard() -> Vec<std::sync::Arc<dyn cclog_engine::Projection>> {
-    vec![std::sync::Arc::new(StreamStats), std::sync::Arc::new(Archive), std::sync::Arc::new(coordinator::Coordinator)]
+    vec![
+        std::sync::Arc::new(StreamStats),
+        std::sync::Arc::new(Archive),
+        std::sync::Arc::new(coordinator::Coordinator),
+        std::sync::Arc::new(teams::TeamRegistry),
+    ]
 }

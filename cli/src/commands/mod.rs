@@ -16,6 +16,7 @@ mod salvage;
 mod serve;
 mod sessions;
 mod stats;
+mod team;
 mod usage;
 mod verify;
 
@@ -104,6 +105,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Runs(args) => runs::list(data, args),
         Command::Kv(command) => kv::run(data, command),
         Command::Mcp(args) => mcp::run(data, args),
+        Command::Team(args) => team::run(data, args),
     }
 }
 

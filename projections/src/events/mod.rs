@@ -1,7 +1,7 @@
 //! The domain's event vocabulary: for each domain, its stream names, its kinds and the
 //! typed payloads that say what happened. Raw external bytes (a transcript line, a
 //! stream-json line) are payloads as they came; everything cclog says about them is a typed
-//! payload here. Teams and plans add a module each.
+//! payload here. Plans add a module next.
 //!
 //! # Layout
 //! - [`transcript`]: `transcript/<absolute path>` — a transcript file's revisions, lines,
@@ -9,6 +9,8 @@
 //! - [`run`]: `run/<id>` — a Claude Code run's start, messages, session and end.
 //! - [`coordinator`]: `scope/<scope>` (key-value writes) and `instances/<machine>:<project>`
 //!   (instance claims) — the session coordinator.
+//! - [`team`]: `team/<name>` — a team's creation, containers, tmux session, agent sessions,
+//!   resumes, stops, health findings, exports and removal.
 //!
 //! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
 //! postcard encoding of the struct. A new field means a new format byte for that payload
@@ -16,6 +18,7 @@
 
 pub mod coordinator;
 pub mod run;
+pub mod team;
 pub mod transcript;
 
 use serde::de::DeserializeOwned;

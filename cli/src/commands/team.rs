@@ -1,0 +1,284 @@
+//! `cclog team`: teams of Claude Code agents in containers and one tmux session — create,
+//! resume, stop, list, health, clean-up, and `attach`, the interactive exec each tmux window
+//! runs. Each subcommand parses, calls the team service (`cclog_ingest::team`) and renders.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use cclog_ingest::team::engine::{ContainerEngine, LiveState};
+use cclog_ingest::team::{attach, CreateRequest, HostEnv, Started, TeamStatus, Teams};
+use serde_json::json;
+
+use crate::args::{TeamArgs, TeamCleanupArgs, TeamCommand, TeamCreateArgs};
+use crate::output::{self, paint};
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_DAMAGED, EXIT_FAILURE, EXIT_OK};
+
+pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
+    let host = args.client_env.unwrap_or_else(HostEnv::from_process);
+    if let TeamCommand::Attach { container, cwd, command } = args.command {
+        return attach_here(&host, &container, cwd.as_deref(), command);
+    }
+    let reads_only = matches!(args.command, TeamCommand::List { .. } | TeamCommand::Health { .. });
+    if reads_only {
+        super::require_store(data)?;
+    }
+    let log = super::open_log_waiting(data)?;
+    let cclog = std::env::current_exe()?;
+    let teams = Teams::new(&log, data, cclog, host);
+    match args.command {
+        TeamCommand::Create(create) => {
+            let json = create.json;
+            let started = teams.create(&create_request(*create)?)?;
+            print_started(&started, json, "created")?;
+        }
+        TeamCommand::Resume { name, json } => print_started(&teams.resume(&name)?, json, "resumed")?,
+        TeamCommand::Stop { name, json } => {
+            let status = teams.stop(&name)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&status)?);
+            } else {
+                crate::outln!(
+                    "team {name} stopped: {} containers kept, tmux session closed; `cclog team resume {name}` brings it back",
+                    status.total
+                );
+            }
+        }
+        TeamCommand::List { verbose, all, json } => {
+            let listed = teams.list(all)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&listed)?);
+            } else {
+                print_list(&listed, verbose);
+            }
+        }
+        TeamCommand::Health { name, json } => {
+            let health = teams.health(&name)?;
+            if json {
+                crate::outln!(
+                    "{}",
+                    json!({"healthy": health.healthy(), "team": health.team, "problems": health.problems})
+                );
+            } else if health.healthy() {
+                crate::outln!(
+                    "team {name} is healthy: {}/{} containers running, tmux session {}",
+                    health.team.running,
+                    health.team.total,
+                    if health.team.tmux { "open" } else { "closed (stopped team)" }
+                );
+            } else {
+                let colour = output::colour_stdout();
+                crate::outln!("{}", paint(colour, output::RED, &format!("team {name} is broken:")));
+                for problem in &health.problems {
+                    crate::outln!("  {}\n    fix: {}", problem.problem, problem.fix);
+                }
+            }
+            if !health.healthy() {
+                return Ok(EXIT_DAMAGED);
+            }
+        }
+        TeamCommand::Cleanup(cleanup) => return clean_up(&teams, cleanup),
+        TeamCommand::Attach { .. } => unreachable!("handled above"),
+    }
+    Ok(EXIT_OK)
+}
+
+fn create_request(args: TeamCreateArgs) -> anyhow::Result<CreateRequest> {
+    let cwd = match args.cwd {
+        Some(cwd) => cwd,
+        None => std::env::current_dir()?,
+    };
+    Ok(CreateRequest {
+        name: args.name,
+        agents: args.agents,
+        image: args.image,
+        memory: args.container_memory,
+        cpus: args.container_cpus,
+        cwd,
+        env: args.env,
+        host_env: !args.no_host_env,
+        network: args.network,
+        keepalive: args.keepalive,
+        agent_command: args.agent_command,
+        mounts: args.mounts,
+        container_home: args.container_home,
+        tmux_socket: args.tmux_socket,
+        force: args.force,
+    })
+}
+
+fn attach_here(host: &HostEnv, container: &str, cwd: Option<&str>, command: Vec<String>) -> anyhow::Result<u8> {
+    let command = if command.is_empty() { vec!["claude".to_string()] } else { command };
+    let engine = ContainerEngine::connect(host.docker_host.as_deref())?;
+    let code = attach::attach(&engine, container, &command, cwd)?;
+    Ok(u8::try_from(code).unwrap_or(EXIT_FAILURE))
+}
+
+fn print_started(started: &Started, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        crate::outln!("{}", serde_json::to_string(started)?);
+        return Ok(());
+    }
+    crate::outln!("team {} {what}:", started.team);
+    for agent in &started.agents {
+        crate::outln!(
+            "  {:<12} container {} ({}), {}",
+            agent.agent,
+            agent.container,
+            agent.container_action,
+            agent
+                .session
+                .as_deref()
+                .map_or("fresh Claude Code session".to_string(), |id| format!("resuming session {id}"))
+        );
+    }
+    for note in &started.notes {
+        crate::errln!("note: {note}");
+    }
+    if started.tmux_created {
+        crate::outln!("attach with: {}", started.attach);
+    }
+    Ok(())
+}
+
+fn state_word(state: Option<LiveState>) -> &'static str {
+    state.map_or("unknown", LiveState::as_str)
+}
+
+fn print_list(teams: &[TeamStatus], verbose: bool) {
+    if teams.is_empty() {
+        crate::errln!("no teams; `cclog team create NAME` makes one");
+        return;
+    }
+    if let Some(error) = teams.iter().find_map(|team| team.engine_error.as_deref()) {
+        crate::errln!("cclog: container states unknown: {error}");
+    }
+    let colour = output::colour_stdout();
+    crate::outln!(
+        "{}",
+        paint(
+            colour,
+            output::BOLD,
+            &format!("{:<20}  {:<24}  {:<8}  {:>7}  {:<6}  IMAGE", "TEAM", "CREATED", "PHASE", "RUNNING", "TMUX")
+        )
+    );
+    for team in teams {
+        crate::outln!(
+            "{:<20}  {:<24}  {:<8}  {:>7}  {:<6}  {}",
+            team.name,
+            team.created_at,
+            format!("{:?}", team.phase).to_lowercase(),
+            format!("{}/{}", team.running, team.total),
+            if team.tmux { "open" } else { "closed" },
+            team.image
+        );
+        if verbose {
+            for agent in &team.agents {
+                crate::outln!(
+                    "    {:<12} {:<28} {:<8} session {}",
+                    agent.agent,
+                    agent.container,
+                    state_word(agent.state),
+                    agent.session.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+}
+
+/// The teams a clean-up is about: by name, glob, or with no container running.
+fn chosen(teams: &Teams<'_>, args: &TeamCleanupArgs) -> anyhow::Result<Vec<TeamStatus>> {
+    let pattern = args
+        .pattern
+        .as_deref()
+        .map(glob::Pattern::new)
+        .transpose()
+        .map_err(|error| Failure { code: EXIT_BAD_INPUT, message: format!("--pattern: {error}") })?;
+    let listed = teams.list(false)?;
+    if let Some(name) = &args.remove {
+        if !listed.iter().any(|team| &team.name == name) {
+            return Err(Failure {
+                code: EXIT_FAILURE,
+                message: format!("no team {name}; `cclog team list` shows the teams"),
+            }
+            .into());
+        }
+    }
+    Ok(listed
+        .into_iter()
+        .filter(|team| args.remove.as_ref().is_none_or(|name| &team.name == name))
+        .filter(|team| pattern.as_ref().is_none_or(|pattern| pattern.matches(&team.name)))
+        .filter(|team| !args.stopped_only || team.running == 0)
+        .collect())
+}
+
+fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
+    let interactive_terminal = std::io::stdin().is_terminal();
+    if args.interactive && !interactive_terminal {
+        return Err(Failure {
+            code: EXIT_BAD_INPUT,
+            message: "--interactive asks on a terminal and stdin is not one; choose teams with --remove, --pattern \
+                      or --stopped-only and confirm with --yes"
+                .into(),
+        }
+        .into());
+    }
+    let chosen = chosen(teams, &args)?;
+    let mut done = Vec::new();
+    let act = args.yes || args.interactive;
+    for team in &chosen {
+        let broken: Vec<&str> = team
+            .agents
+            .iter()
+            .filter(|agent| agent.state == Some(LiveState::Missing))
+            .map(|agent| agent.container.as_str())
+            .collect();
+        let plan = if args.fix_broken {
+            if broken.is_empty() {
+                continue;
+            }
+            format!("recreate {} of team {}", broken.join(", "), team.name)
+        } else {
+            format!(
+                "remove team {}: containers {}, tmux session {}, and its agents' directories (its events and transcripts stay in the log)",
+                team.name,
+                team.agents.iter().map(|agent| agent.container.as_str()).collect::<Vec<_>>().join(", "),
+                team.name
+            )
+        };
+        if !act {
+            crate::outln!("would {plan}");
+            continue;
+        }
+        if args.interactive && !ask(&format!("{plan}? [y/N] "))? {
+            continue;
+        }
+        if args.fix_broken {
+            let fixed = teams.fix_broken(&team.name)?;
+            crate::outln!("team {}: recreated {}", team.name, fixed.join(", "));
+        } else {
+            teams.remove(&team.name)?;
+            crate::outln!("team {} removed; its history stays in the log", team.name);
+        }
+        done.push(team.name.clone());
+    }
+    if args.json {
+        crate::outln!(
+            "{}",
+            json!({"done": done, "dryRun": !act, "chosen": chosen.iter().map(|team| &team.name).collect::<Vec<_>>()})
+        );
+    }
+    if !act && !chosen.is_empty() {
+        crate::errln!("nothing was changed; add --yes to do it");
+    } else if chosen.is_empty() {
+        crate::errln!("no team matches");
+    }
+    Ok(EXIT_OK)
+}
+
+fn ask(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
