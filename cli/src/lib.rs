@@ -98,7 +98,11 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,
-        _ if matches!(error.downcast_ref::<cclog_ingest::Error>(), Some(cclog_ingest::Error::InvalidKv(_))) => {
+        _ if matches!(
+            error.downcast_ref::<cclog_ingest::Error>(),
+            Some(cclog_ingest::Error::InvalidKv(_) | cclog_ingest::Error::InvalidTeam(_))
+        ) =>
+        {
             EXIT_BAD_INPUT
         }
         _ => 1,

@@ -50,6 +50,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidTeam(String),
 
+    /// A team's tmux session or containers already exist.
+    #[error("{0}")]
+    TeamExists(String),
+
     /// No team has this name.
     #[error("no team {0}; `cclog team list` shows the teams")]
     UnknownTeam(String),

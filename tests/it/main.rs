@@ -8,6 +8,7 @@ mod ccmanager;
 mod claude_cli;
 mod cli;
 mod client;
+mod containers;
 mod coordinator;
 mod crash;
 mod damage;
@@ -25,6 +26,7 @@ mod orphans;
 mod projection;
 mod serve;
 mod support;
+mod team;
 #[path = "../common/transcript.rs"]
 mod transcript;
 mod usage;

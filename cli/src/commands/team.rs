@@ -18,9 +18,16 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
     if let TeamCommand::Attach { container, cwd, command } = args.command {
         return attach_here(&host, &container, cwd.as_deref(), command);
     }
-    let reads_only = matches!(args.command, TeamCommand::List { .. } | TeamCommand::Health { .. });
-    if reads_only {
-        super::require_store(data)?;
+    if super::require_store(data).is_err() {
+        // No log yet: no teams to list, check, resume or stop; only a create makes one.
+        match &args.command {
+            TeamCommand::List { json, .. } => {
+                print_list(&[], *json, false);
+                return Ok(EXIT_OK);
+            }
+            TeamCommand::Create(_) => {}
+            _ => super::require_store(data)?,
+        }
     }
     let log = super::open_log_waiting(data)?;
     let cclog = std::env::current_exe()?;
@@ -44,12 +51,7 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
             }
         }
         TeamCommand::List { verbose, all, json } => {
-            let listed = teams.list(all)?;
-            if json {
-                crate::outln!("{}", serde_json::to_string(&listed)?);
-            } else {
-                print_list(&listed, verbose);
-            }
+            print_list(&teams.list(all)?, json, verbose);
         }
         TeamCommand::Health { name, json } => {
             let health = teams.health(&name)?;
@@ -144,7 +146,11 @@ fn state_word(state: Option<LiveState>) -> &'static str {
     state.map_or("unknown", LiveState::as_str)
 }
 
-fn print_list(teams: &[TeamStatus], verbose: bool) {
+fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) {
+    if json {
+        crate::outln!("{}", serde_json::Value::from(serde_json::to_value(teams).unwrap_or_default()));
+        return;
+    }
     if teams.is_empty() {
         crate::errln!("no teams; `cclog team create NAME` makes one");
         return;
@@ -224,7 +230,10 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
     }
     let chosen = chosen(teams, &args)?;
     let mut done = Vec::new();
+    let mut plans = Vec::new();
     let act = args.yes || args.interactive;
+    // With --json, stdout holds only the JSON; what is done is told on stderr.
+    let say = |line: String| if args.json { crate::errln!("{line}") } else { crate::outln!("{line}") };
     for team in &chosen {
         let broken: Vec<&str> = team
             .agents
@@ -245,8 +254,9 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
                 team.name
             )
         };
+        plans.push(plan.clone());
         if !act {
-            crate::outln!("would {plan}");
+            say(format!("would {plan}"));
             continue;
         }
         if args.interactive && !ask(&format!("{plan}? [y/N] "))? {
@@ -254,17 +264,17 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
         }
         if args.fix_broken {
             let fixed = teams.fix_broken(&team.name)?;
-            crate::outln!("team {}: recreated {}", team.name, fixed.join(", "));
+            say(format!("team {}: recreated {}", team.name, fixed.join(", ")));
         } else {
             teams.remove(&team.name)?;
-            crate::outln!("team {} removed; its history stays in the log", team.name);
+            say(format!("team {} removed; its history stays in the log", team.name));
         }
         done.push(team.name.clone());
     }
     if args.json {
         crate::outln!(
             "{}",
-            json!({"done": done, "dryRun": !act, "chosen": chosen.iter().map(|team| &team.name).collect::<Vec<_>>()})
+            json!({"done": done, "dryRun": !act, "plans": plans, "chosen": chosen.iter().map(|team| &team.name).collect::<Vec<_>>()})
         );
     }
     if !act && !chosen.is_empty() {

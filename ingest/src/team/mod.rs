@@ -320,6 +320,32 @@ fn container_config(team: &str, spec: &TeamSpec, agent: &str, host: &HostEnv) ->
     }
 }
 
+/// Makes an agent's home and, when it has no Claude Code state yet, the state that lets
+/// its Claude Code start straight into the project: first-run setup done, the project (which
+/// the user chose to mount) trusted, and the API key passed from the host approved (Claude
+/// Code keeps its last 20 characters, as it does when one answers its question). A home
+/// with state of its own is left alone.
+fn seed_home(home: &Path, spec: &TeamSpec, host: &HostEnv) -> Result<()> {
+    std::fs::create_dir_all(home).map_err(|source| Error::Io { path: home.to_path_buf(), source })?;
+    let state = home.join(".claude.json");
+    if state.exists() {
+        return Ok(());
+    }
+    let mut seeded = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "projects": { spec.cwd.as_str(): { "hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true } },
+    });
+    const KEY: &str = "ANTHROPIC_API_KEY";
+    let given = spec.env.iter().find(|(name, _)| name == KEY);
+    let passed = host.passed.iter().find(|(name, _)| name == KEY && spec.host_env.iter().any(|passed| passed == KEY));
+    if let Some((_, key)) = given.or(passed) {
+        let suffix: String = key.chars().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        seeded["customApiKeyResponses"] = serde_json::json!({ "approved": [suffix], "rejected": [] });
+    }
+    let text = serde_json::to_vec_pretty(&seeded).map_err(|error| Error::InvalidTeam(error.to_string()))?;
+    std::fs::write(&state, text).map_err(|source| Error::Io { path: state.clone(), source })
+}
+
 fn rfc3339_us(us: u64) -> String {
     i64::try_from(us)
         .ok()
@@ -419,7 +445,7 @@ impl<'a> Teams<'a> {
             }
         }
         if !taken.is_empty() && !request.force {
-            return Err(Error::InvalidTeam(format!(
+            return Err(Error::TeamExists(format!(
                 "{} already exist{}; pass --force to replace {}",
                 taken.join(", "),
                 if taken.len() == 1 { "s" } else { "" },
@@ -427,8 +453,7 @@ impl<'a> Teams<'a> {
             )));
         }
         for agent in &spec.agents {
-            let home = spec.agent_home(agent);
-            std::fs::create_dir_all(&home).map_err(|source| Error::Io { path: home.clone(), source })?;
+            seed_home(&spec.agent_home(agent), &spec, &self.host)?;
         }
         self.append(&request.name, team::KIND_CREATED, vocabulary::encode(&spec)?)?;
         let mut notes = Vec::new();

@@ -1,0 +1,388 @@
+//! Team sessions against a real container engine (podman's Docker API) and real tmux:
+//! create, list, health, a container removed behind cclog's back and repaired, stop and
+//! resume, conflicts and bad input, the clean-ups; then the real Claude Code CLI as a team's
+//! agents in their containers, answering prompts typed into their tmux windows against the
+//! fake Messages API, brought back in their own sessions after a simulated reboot.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::containers::{Engine, TmuxServer, IMAGE};
+use crate::support::{cclog_command, verify_intact};
+
+/// `cclog --data DATA team ARGS…` on `engine` and `tmux`.
+fn team(data: &Path, engine: &Engine, tmux: &TmuxServer, args: &[&str]) -> Output {
+    let mut command = cclog_command(data, &[&["team"], args].concat());
+    command.env("DOCKER_HOST", engine.docker_host()).env("CCLOG_TMUX_SOCKET", &tmux.socket);
+    command.output().unwrap()
+}
+
+/// [`team`], which must succeed; its stdout.
+fn team_ok(data: &Path, engine: &Engine, tmux: &TmuxServer, args: &[&str]) -> String {
+    let output = team(data, engine, tmux, args);
+    assert!(
+        output.status.success(),
+        "cclog team {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn team_json(data: &Path, engine: &Engine, tmux: &TmuxServer, args: &[&str]) -> Value {
+    let stdout = team_ok(data, engine, tmux, args);
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}"))
+}
+
+/// A team of busybox shells: `sleep` keeps each container up, and each window runs `sh`.
+fn create_shell_team(data: &Path, engine: &Engine, tmux: &TmuxServer, name: &str, cwd: &Path) -> Output {
+    let cwd = cwd.to_str().unwrap();
+    team(
+        data,
+        engine,
+        tmux,
+        &["create", name, "--image", IMAGE, "--keepalive", "sleep 100000", "--agent-command", "sh", "--cwd", cwd],
+    )
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn agent_states(listed: &Value, name: &str) -> Vec<(String, String)> {
+    let team = listed.as_array().unwrap().iter().find(|team| team["name"] == name).expect("team listed");
+    team["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| (agent["agent"].as_str().unwrap().to_string(), agent["state"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_team_is_created_checked_broken_repaired_stopped_resumed_and_removed() {
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = data.path();
+
+    let created = create_shell_team(data, &engine, &tmux, "alpha", project.path());
+    assert!(created.status.success(), "{}", stderr(&created));
+    for agent in ["leader", "researcher", "writer"] {
+        assert_eq!(engine.state(&format!("alpha-{agent}")).as_deref(), Some("running"));
+    }
+    let windows = tmux.tmux(&["list-windows", "-t", "=alpha:", "-F", "#{window_name}"]);
+    assert_eq!(String::from_utf8_lossy(&windows.stdout), "leader\nresearcher\nwriter\n");
+
+    // Each window is a terminal in its agent's own container, in the project directory.
+    tmux.wait_for("alpha", "researcher", "#", Duration::from_secs(20))
+        .expect("a shell prompt in the researcher's window");
+    tmux.type_line("alpha", "researcher", "echo made-by-$HOSTNAME > from-researcher.txt; echo done-$((20+22))");
+    tmux.wait_for("alpha", "researcher", "done-42", Duration::from_secs(20)).expect("the command ran");
+    let written = std::fs::read_to_string(project.path().join("from-researcher.txt")).unwrap();
+    assert!(written.starts_with("made-by-"), "{written}");
+
+    let listed = team_json(data, &engine, &tmux, &["list", "--verbose", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["running"], 3);
+    assert_eq!(listed[0]["total"], 3);
+    assert_eq!(listed[0]["tmux"], true);
+    let verbose = team_ok(data, &engine, &tmux, &["list", "--verbose"]);
+    assert!(verbose.contains("alpha-writer") && verbose.contains("running"), "{verbose}");
+    let healthy = team(data, &engine, &tmux, &["health", "alpha"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stdout));
+
+    // Conflicts: the same names again, without --force.
+    let again = create_shell_team(data, &engine, &tmux, "alpha", project.path());
+    assert_eq!(again.status.code(), Some(1));
+    let message = stderr(&again);
+    assert!(message.contains("tmux session alpha") && message.contains("container alpha-leader"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+
+    // A container removed behind cclog's back: health names it and how to fix it.
+    assert!(engine.podman_run(&["rm", "--force", "--time", "0", "alpha-writer"]).status.success());
+    let broken = team(data, &engine, &tmux, &["health", "alpha", "--json"]);
+    assert_eq!(broken.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
+    assert_eq!(report["healthy"], false);
+    let problems: Vec<&str> =
+        report["problems"].as_array().unwrap().iter().map(|p| p["problem"].as_str().unwrap()).collect();
+    assert!(
+        problems.iter().any(|problem| problem.contains("alpha-writer") && problem.contains("missing")),
+        "{problems:?}"
+    );
+    // A dry run changes nothing; --yes recreates it exactly as it was made.
+    let dry = team_ok(data, &engine, &tmux, &["cleanup", "--fix-broken"]);
+    assert!(dry.contains("would recreate alpha-writer"), "{dry}");
+    assert_eq!(engine.state("alpha-writer"), None);
+    team_ok(data, &engine, &tmux, &["cleanup", "--fix-broken", "--yes"]);
+    assert_eq!(engine.state("alpha-writer").as_deref(), Some("running"));
+    let inspected = engine.podman_run(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"cclog.agent\"}} {{.Config.WorkingDir}}",
+        "alpha-writer",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&inspected.stdout).trim(), format!("writer {}", project.path().display()));
+    // Its window's program exited with the old container; resume gives it a live one.
+    team_ok(data, &engine, &tmux, &["resume", "alpha"]);
+    let healthy = team(data, &engine, &tmux, &["health", "alpha"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stdout));
+    tmux.wait_for("alpha", "writer", "#", Duration::from_secs(20)).expect("the writer's window is back");
+
+    // Stop keeps the containers, closes tmux; resume brings both back.
+    team_ok(data, &engine, &tmux, &["stop", "alpha"]);
+    for agent in ["leader", "researcher", "writer"] {
+        assert_eq!(engine.state(&format!("alpha-{agent}")).as_deref(), Some("exited"));
+    }
+    assert!(!tmux.tmux(&["has-session", "-t", "=alpha"]).status.success());
+    let stopped = team_json(data, &engine, &tmux, &["list", "--json"]);
+    assert!(agent_states(&stopped, "alpha").iter().all(|(_, state)| state == "stopped"), "{stopped}");
+    let resumed = team_json(data, &engine, &tmux, &["resume", "alpha", "--json"]);
+    assert_eq!(resumed["tmuxCreated"], true);
+    assert!(
+        resumed["agents"].as_array().unwrap().iter().all(|agent| agent["containerAction"] == "started"),
+        "{resumed}"
+    );
+    let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
+    assert!(agent_states(&listed, "alpha").iter().all(|(_, state)| state == "running"), "{listed}");
+
+    // Removal: containers, tmux and homes go; the history stays, and the chain is intact.
+    team_ok(data, &engine, &tmux, &["cleanup", "--remove", "alpha", "--yes"]);
+    assert_eq!(engine.state("alpha-leader"), None);
+    assert!(!tmux.tmux(&["has-session", "-t", "=alpha"]).status.success());
+    assert!(!data.join("teams/alpha/agents").exists());
+    let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
+    assert_eq!(listed, Value::Array(vec![]));
+    let all = team_json(data, &engine, &tmux, &["list", "--all", "--json"]);
+    assert_eq!(all[0]["phase"], "Removed");
+    let history = crate::support::cclog(data, &["log", "--stream", "team/alpha", "--json"]);
+    let history: Vec<Value> =
+        String::from_utf8_lossy(&history.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let kinds: Vec<&str> = history.iter().map(|event| event["kind"].as_str().unwrap()).collect();
+    for kind in
+        ["team.created", "team.container", "team.tmux", "team.health", "team.stopped", "team.resumed", "team.removed"]
+    {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    verify_intact(data);
+}
+
+#[test]
+fn clean_ups_take_only_the_teams_they_match() {
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = data.path();
+    for name in ["feat-a", "feat-b", "main"] {
+        let created = create_shell_team(data, &engine, &tmux, name, project.path());
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    team_ok(data, &engine, &tmux, &["stop", "feat-b"]);
+
+    let dry = team_ok(data, &engine, &tmux, &["cleanup", "--pattern", "feat-*"]);
+    assert!(dry.contains("would remove team feat-a") && dry.contains("would remove team feat-b"), "{dry}");
+    assert!(!dry.contains("team main"), "{dry}");
+    assert_eq!(engine.state("feat-a-leader").as_deref(), Some("running"));
+
+    // Only the stopped team matching the pattern goes.
+    let removed =
+        team_json(data, &engine, &tmux, &["cleanup", "--pattern", "feat-*", "--stopped-only", "--yes", "--json"]);
+    assert_eq!(removed["done"], serde_json::json!(["feat-b"]));
+    assert_eq!(engine.state("feat-b-leader"), None);
+    assert_eq!(engine.state("feat-a-leader").as_deref(), Some("running"));
+
+    team_ok(data, &engine, &tmux, &["cleanup", "--pattern", "feat-*", "--yes"]);
+    assert_eq!(engine.state("feat-a-leader"), None);
+    assert_eq!(engine.state("main-leader").as_deref(), Some("running"));
+    let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|team| team["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["main"]);
+
+    // --interactive needs a terminal.
+    let refused = team(data, &engine, &tmux, &["cleanup", "--interactive"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("terminal"), "{}", stderr(&refused));
+}
+
+#[test]
+fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing() {
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let cwd = project.path().to_str().unwrap();
+
+    for bad in ["has space", "sl/ash", ".dot", "ünï"] {
+        let output = team(data, &engine, &tmux, &["create", bad, "--image", IMAGE, "--cwd", cwd]);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {}", stderr(&output));
+        assert!(stderr(&output).contains("not valid"), "{bad}: {}", stderr(&output));
+    }
+    let output = team(data, &engine, &tmux, &["create", "ok", "--agents", "a,b c", "--image", IMAGE, "--cwd", cwd]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let output =
+        team(data, &engine, &tmux, &["create", "ok", "--container-memory", "lots", "--image", IMAGE, "--cwd", cwd]);
+    assert!(stderr(&output).contains("--container-memory"), "{}", stderr(&output));
+
+    let mut command = cclog_command(data, &["team", "create", "ok", "--image", IMAGE, "--cwd", cwd]);
+    let missing = data.join("no-engine-here.sock");
+    command.env("DOCKER_HOST", format!("unix://{}", missing.display())).env("CCLOG_TMUX_SOCKET", &tmux.socket);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("DOCKER_HOST") && message.contains("no-engine-here.sock"), "{message}");
+    let listed = team_json(data, &engine, &tmux, &["list", "--all", "--json"]);
+    assert_eq!(listed, Value::Array(vec![]), "nothing recorded as created");
+}
+
+/// The native Claude Code binary inside the pinned npm package (`claude` on the host is a
+/// launcher script that execs it).
+fn claude_native_binary() -> std::path::PathBuf {
+    let launcher = crate::claude_cli::claude_bin();
+    let package = launcher.parent().and_then(Path::parent).expect("node_modules/.bin").join("@anthropic-ai");
+    let native = package.join("claude-code-linux-x64/claude");
+    assert!(native.exists(), "{} is missing: scripts/test installs Claude Code from npm", native.display());
+    native
+}
+
+#[test]
+fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_reboot() {
+    use crate::fake_api::{FakeApi, Reply};
+    let agents = ["leader", "researcher", "writer"];
+    let project = tempfile::tempdir().unwrap();
+    let routes: Vec<(String, Vec<Reply>)> = agents
+        .iter()
+        .flat_map(|agent| {
+            let file = project.path().join(format!("{agent}.txt"));
+            [
+                (
+                    format!("note-{agent}"),
+                    vec![
+                        Reply::ToolUse {
+                            name: "Write".into(),
+                            input: serde_json::json!({"file_path": file, "content": format!("written by the {agent}\n")}),
+                        },
+                        Reply::Text(format!("The {agent} wrote its note.")),
+                    ],
+                ),
+                (format!("again-{agent}"), vec![Reply::Text(format!("The {agent} is back."))]),
+            ]
+        })
+        .collect();
+    let api = FakeApi::by_prompt(routes.iter().map(|(word, replies)| (word.as_str(), replies.clone())).collect());
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let native = claude_native_binary();
+    let claude_mount = format!("{}:/usr/local/bin/claude:ro", native.display());
+    let create_args = [
+        "create",
+        "crew",
+        "--image",
+        IMAGE,
+        "--network",
+        "host",
+        "--keepalive",
+        "sleep 100000",
+        "--agent-command",
+        "/usr/local/bin/claude --allowedTools Write",
+        "--cwd",
+        project.path().to_str().unwrap(),
+        "--mount",
+        "/lib:/lib:ro",
+        "--mount",
+        "/lib64:/lib64:ro",
+        "--mount",
+        "/usr/lib:/usr/lib:ro",
+        "--mount",
+        &claude_mount,
+    ];
+    let with_api = |args: &[&str]| {
+        let mut command = cclog_command(data, &[&["team"], args].concat());
+        command
+            .env("DOCKER_HOST", engine.docker_host())
+            .env("CCLOG_TMUX_SOCKET", &tmux.socket)
+            .env("ANTHROPIC_BASE_URL", api.base_url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "cclog team {args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    with_api(&create_args);
+
+    let ready = |agent: &str| {
+        tmux.wait_for("crew", agent, "❯", Duration::from_secs(90))
+            .unwrap_or_else(|screen| panic!("{agent}'s Claude Code did not get ready:\n{screen}"))
+    };
+    for agent in agents {
+        ready(agent);
+        tmux.type_line("crew", agent, &format!("please write your note-{agent}"));
+    }
+    for agent in agents {
+        tmux.wait_for("crew", agent, &format!("The {agent} wrote its note."), Duration::from_secs(90))
+            .unwrap_or_else(|screen| panic!("{agent} did not answer:\n{screen}"));
+        let note = std::fs::read_to_string(project.path().join(format!("{agent}.txt"))).unwrap();
+        assert_eq!(note, format!("written by the {agent}\n"));
+    }
+
+    // A reboot: the containers stop, the tmux server dies.
+    with_api(&["stop", "crew"]);
+    tmux.kill_server();
+    let resumed: Value = serde_json::from_str(&with_api(&["resume", "crew", "--json"])).unwrap();
+    let sessions: Vec<String> = resumed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["session"].as_str().unwrap_or_else(|| panic!("no session resumed: {resumed}")).to_string())
+        .collect();
+    assert_eq!(sessions.len(), 3);
+    for (agent, session) in agents.iter().zip(&sessions) {
+        ready(agent);
+        tmux.type_line("crew", agent, &format!("again-{agent}"));
+        tmux.wait_for("crew", agent, &format!("The {agent} is back."), Duration::from_secs(90))
+            .unwrap_or_else(|screen| panic!("{agent} did not answer after the resume:\n{screen}"));
+        // The request after the resume carries the turns from before it.
+        let requests = api.requests();
+        let resumed_request = requests
+            .iter()
+            .rev()
+            .find(|request| request.to_string().contains(&format!("again-{agent}")))
+            .expect("a request after the resume");
+        assert!(
+            resumed_request.to_string().contains(&format!("please write your note-{agent}")),
+            "{agent}: {resumed_request}"
+        );
+        let home = data.join("teams/crew/agents").join(agent);
+        assert!(
+            walk(&home).iter().any(|path| path.ends_with(format!("{session}.jsonl"))),
+            "{agent}'s session {session} is a transcript in its home"
+        );
+    }
+    // Every agent's conversation is in the archive.
+    let listed = crate::support::cclog_json(data, &["sessions", "--json"]);
+    for session in &sessions {
+        assert!(listed.to_string().contains(session.as_str()), "{session} not archived: {listed}");
+    }
+    verify_intact(data);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
