@@ -386,3 +386,211 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+mod registry {
+    //! The `teams` projection against a plain model, for arbitrary sequences of team
+    //! events, a rebuild included.
+
+    use std::collections::BTreeMap;
+
+    use cclog_engine::NewEvent;
+    use cclog_projections::events::team::{
+        self, AgentSession, ContainerChange, ContainerEvent, HealthFindings, Note, TeamSpec, TmuxChange, TmuxEvent,
+    };
+    use cclog_projections::events::encode;
+    use cclog_projections::teams::{TeamPhase, TeamRegistry};
+    use proptest::prelude::*;
+
+    use crate::support::{dump, open};
+
+    const AGENTS: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create { team: u8, agents: u8 },
+        Container { team: u8, agent: u8, event: u8, id: Option<u8> },
+        Tmux { team: u8, event: u8, private: bool },
+        Session { team: u8, agent: u8, session: Option<u8> },
+        Phase { team: u8, kind: u8 },
+        Health { team: u8, problems: u8 },
+        Exported { team: u8 },
+        Reopen,
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => (0..3u8, 1..8u8).prop_map(|(team, agents)| Op::Create { team, agents }),
+            4 => (0..3u8, 0..3u8, 0..5u8, proptest::option::of(0..4u8))
+                .prop_map(|(team, agent, event, id)| Op::Container { team, agent, event, id }),
+            2 => (0..3u8, 0..3u8, any::<bool>()).prop_map(|(team, event, private)| Op::Tmux { team, event, private }),
+            2 => (0..3u8, 0..3u8, proptest::option::of(0..4u8))
+                .prop_map(|(team, agent, session)| Op::Session { team, agent, session }),
+            2 => (0..3u8, 0..3u8).prop_map(|(team, kind)| Op::Phase { team, kind }),
+            1 => (0..3u8, 0..4u8).prop_map(|(team, problems)| Op::Health { team, problems }),
+            1 => (0..3u8).prop_map(|team| Op::Exported { team }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// What the registry should say of one team.
+    #[derive(Debug, Clone, PartialEq)]
+    struct ModelTeam {
+        created_seq: u64,
+        phase: TeamPhase,
+        /// agent → (container id, last container event, session, session seq)
+        agents: BTreeMap<String, (Option<String>, Option<ContainerEvent>, Option<String>, Option<u64>)>,
+        tmux: Option<TmuxEvent>,
+        tmux_socket: Option<String>,
+        health: Option<(u64, u64)>,
+        exports: u64,
+        events: u64,
+        last_seq: u64,
+    }
+
+    fn spec(agents: u8) -> TeamSpec {
+        TeamSpec {
+            agents: AGENTS.iter().enumerate().filter(|(i, _)| agents & (1 << i) != 0).map(|(_, a)| a.to_string()).collect(),
+            image: "img".into(),
+            memory_bytes: Some(1 << 30),
+            nano_cpus: None,
+            cwd: "/p".into(),
+            env: vec![("K".into(), "V".into())],
+            host_env: vec!["ANTHROPIC_API_KEY".into()],
+            network: "bridge".into(),
+            keepalive: None,
+            agent_command: vec!["claude".into()],
+            mounts: vec![],
+            container_home: "/root".into(),
+            agents_dir: "/d".into(),
+        }
+    }
+
+    const CONTAINER_EVENTS: [ContainerEvent; 5] = [
+        ContainerEvent::Created,
+        ContainerEvent::Started,
+        ContainerEvent::Stopped,
+        ContainerEvent::Missing,
+        ContainerEvent::Removed,
+    ];
+    const TMUX_EVENTS: [TmuxEvent; 3] = [TmuxEvent::Created, TmuxEvent::Killed, TmuxEvent::Missing];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_registry_is_what_a_model_of_the_events_says(ops in proptest::collection::vec(arb_op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = open(dir.path());
+            let mut model: BTreeMap<String, ModelTeam> = BTreeMap::new();
+            for op in &ops {
+                if let Op::Reopen = op {
+                    drop(log);
+                    log = open(dir.path());
+                    continue;
+                }
+                let (team, kind, payload) = match op {
+                    Op::Create { team, agents } => (*team, team::KIND_CREATED, encode(&spec(*agents)).unwrap()),
+                    Op::Container { team, agent, event, id } => {
+                        let change = ContainerChange {
+                            agent: AGENTS[usize::from(*agent)].into(),
+                            event: CONTAINER_EVENTS[usize::from(*event)],
+                            id: id.map(|id| format!("id-{id}")),
+                        };
+                        (*team, team::KIND_CONTAINER, encode(&change).unwrap())
+                    }
+                    Op::Tmux { team, event, private } => {
+                        let change = TmuxChange { event: TMUX_EVENTS[usize::from(*event)], socket: private.then(|| "s".to_string()) };
+                        (*team, team::KIND_TMUX, encode(&change).unwrap())
+                    }
+                    Op::Session { team, agent, session } => {
+                        let session = AgentSession { agent: AGENTS[usize::from(*agent)].into(), session: session.map(|s| format!("s-{s}")), note: None };
+                        (*team, team::KIND_AGENT_SESSION, encode(&session).unwrap())
+                    }
+                    Op::Phase { team, kind } => {
+                        let kind = [team::KIND_RESUMED, team::KIND_STOPPED, team::KIND_REMOVED][usize::from(*kind)];
+                        (*team, kind, encode(&Note::default()).unwrap())
+                    }
+                    Op::Health { team, problems } => {
+                        let findings = HealthFindings { problems: (0..*problems).map(|n| format!("problem {n}")).collect() };
+                        (*team, team::KIND_HEALTH, encode(&findings).unwrap())
+                    }
+                    Op::Exported { team } => {
+                        let exported = team::Exported { output: "/out".into(), sessions: 2 };
+                        (*team, team::KIND_EXPORTED, encode(&exported).unwrap())
+                    }
+                    Op::Reopen => unreachable!(),
+                };
+                let name = format!("team-{team}");
+                let seq = log.append_blocking(vec![NewEvent::new(team::team_stream(&name), kind, payload)]).unwrap()[0].seq;
+                if kind == team::KIND_CREATED {
+                    let Op::Create { agents, .. } = op else { unreachable!() };
+                    model.insert(name, ModelTeam {
+                        created_seq: seq,
+                        phase: TeamPhase::Created,
+                        agents: spec(*agents).agents.into_iter().map(|agent| (agent, (None, None, None, None))).collect(),
+                        tmux: None,
+                        tmux_socket: None,
+                        health: None,
+                        exports: 0,
+                        events: 1,
+                        last_seq: seq,
+                    });
+                    continue;
+                }
+                // Events of a team never created are not folded.
+                let Some(known) = model.get_mut(&name) else { continue };
+                known.events += 1;
+                known.last_seq = seq;
+                match op {
+                    Op::Container { agent, event, id, .. } => {
+                        let entry = known.agents.entry(AGENTS[usize::from(*agent)].to_string()).or_default();
+                        let event = CONTAINER_EVENTS[usize::from(*event)];
+                        entry.1 = Some(event);
+                        if matches!(event, ContainerEvent::Missing | ContainerEvent::Removed) {
+                            entry.0 = None;
+                        } else if let Some(id) = id {
+                            entry.0 = Some(format!("id-{id}"));
+                        }
+                    }
+                    Op::Tmux { event, private, .. } => {
+                        known.tmux = Some(TMUX_EVENTS[usize::from(*event)]);
+                        known.tmux_socket = private.then(|| "s".to_string());
+                    }
+                    Op::Session { agent, session, .. } => {
+                        let entry = known.agents.entry(AGENTS[usize::from(*agent)].to_string()).or_default();
+                        entry.2 = session.map(|s| format!("s-{s}"));
+                        entry.3 = Some(seq);
+                    }
+                    Op::Phase { kind, .. } => known.phase = [TeamPhase::Resumed, TeamPhase::Stopped, TeamPhase::Removed][usize::from(*kind)],
+                    Op::Health { problems, .. } => known.health = Some((seq, u64::from(*problems))),
+                    Op::Exported { .. } => known.exports += 1,
+                    Op::Create { .. } | Op::Reopen => unreachable!(),
+                }
+            }
+            let registry = TeamRegistry::all(&log).unwrap();
+            prop_assert_eq!(registry.len(), model.len());
+            for record in &registry {
+                let expected = &model[&record.name];
+                prop_assert_eq!(record.created_seq, expected.created_seq);
+                prop_assert_eq!(record.phase, expected.phase);
+                prop_assert_eq!(record.tmux, expected.tmux);
+                prop_assert_eq!(&record.tmux_socket, &expected.tmux_socket);
+                prop_assert_eq!(record.health_seq.map(|seq| (seq, record.health_problems)), expected.health);
+                prop_assert_eq!(record.exports, expected.exports);
+                prop_assert_eq!(record.events, expected.events);
+                prop_assert_eq!(record.last_seq, expected.last_seq);
+                let agents: BTreeMap<String, _> = record
+                    .agents
+                    .iter()
+                    .map(|(name, agent)| (name.clone(), (agent.container_id.clone(), agent.container, agent.session.clone(), agent.session_seq)))
+                    .collect();
+                prop_assert_eq!(&agents, &expected.agents);
+                prop_assert_eq!(TeamRegistry::spec(&log, record).unwrap().image, "img");
+            }
+            let incremental = dump(&log, "teams");
+            let reports = log.rebuild_blocking().unwrap();
+            prop_assert!(reports.iter().all(|report| report.equal_to_previous), "{:?}", reports);
+            prop_assert_eq!(incremental, dump(&log, "teams"));
+        }
+    }
+}
