@@ -135,6 +135,7 @@ impl Server {
             allowed_origins: Vec::new(),
             limits: cclog_http::connections::ConnectionLimits::default(),
             prices: Arc::new(cclog_projections::pricing::PriceTable::built_in().clone()),
+            cclog_bin: std::path::PathBuf::from("cclog"),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -82,6 +82,11 @@ impl Error {
             | Error::Projections(Projections::Usage(_) | Projections::Pricing(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
+            Error::Ingest(Ingest::InvalidTeam(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Ingest(Ingest::UnknownTeam(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Ingest(Ingest::TeamExists(_)) => (StatusCode::CONFLICT, "team_exists"),
+            Error::Ingest(Ingest::ContainerEngine { .. }) => (StatusCode::BAD_GATEWAY, "container_engine"),
+            Error::Ingest(Ingest::Tmux { .. }) => (StatusCode::BAD_GATEWAY, "tmux"),
             Error::Ingest(Ingest::Busy { .. }) => (StatusCode::TOO_MANY_REQUESTS, "too_many_runs"),
             Error::Ingest(Ingest::RunEnded { .. }) => (StatusCode::CONFLICT, "run_ended"),
             Error::Ingest(Ingest::SessionBusy(_)) => (StatusCode::CONFLICT, "session_busy"),
@@ -117,7 +122,8 @@ pub struct ErrorBody {
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `ambiguous_id`, `run_ended`, `session_busy`, `payload_too_large`, `too_many_runs`,
+    /// `ambiguous_id`, `run_ended`, `session_busy`, `team_exists`, `container_engine` (502: the
+    /// engine DOCKER_HOST names cannot be reached or refused), `tmux` (502), `payload_too_large`, `too_many_runs`,
     /// `disk_full` (507: nothing was written; retry once space is freed), `log_failed` (503:
     /// a write failed; the log takes appends again after `cclog serve` restarts), `internal`.
     pub code: String,
@@ -137,8 +143,9 @@ const SERVER_ERROR_MESSAGE: &str = "the server ran into an internal error; its l
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        // A full disk or a failed log is the operator's to fix, and the message says how.
-        let actionable = matches!(code, "disk_full" | "log_failed");
+        // A full disk, a failed log, an unreachable container engine or tmux is the
+        // operator's to fix, and the message says how.
+        let actionable = matches!(code, "disk_full" | "log_failed" | "container_engine" | "tmux");
         let message = if status.is_server_error() && !actionable {
             tracing::error!(error = %self, detail = ?self, "request failed");
             SERVER_ERROR_MESSAGE.to_string()

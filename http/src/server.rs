@@ -130,6 +130,8 @@ pub struct ServeOptions {
     pub limits: ConnectionLimits,
     /// The price table of the API's costs.
     pub prices: Arc<PriceTable>,
+    /// The `cclog` binary a team's tmux windows run (`cclog team attach`).
+    pub cclog_bin: PathBuf,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -179,6 +181,7 @@ pub async fn serve(
         coordinator: Arc::new(options.coordinator.clone()),
         body_idle_timeout: options.limits.header_timeout,
         prices: Arc::clone(&options.prices),
+        cclog_bin: Arc::new(options.cclog_bin.clone()),
     };
     let shutdown = async move {
         shutdown.await;

@@ -36,4 +36,6 @@ pub struct AppState {
     pub body_idle_timeout: std::time::Duration,
     /// The price table costs are computed from (`--pricing`).
     pub prices: Arc<PriceTable>,
+    /// The `cclog` binary a team's tmux windows run (`cclog team attach`).
+    pub cclog_bin: Arc<std::path::PathBuf>,
 }

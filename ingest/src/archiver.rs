@@ -1,7 +1,10 @@
 //! Keeping the archive of Claude Code's transcripts current while a server runs: an
 //! incremental import of the transcript roots every few seconds and whenever a run ends,
 //! one import at a time, on a blocking thread. Problems are logged, never fatal — a root
-//! that does not exist yet (no Claude Code session so far) is skipped until it does.
+//! that does not exist yet (no Claude Code session so far) is skipped until it does. The
+//! transcripts of every team agent (their homes under the data directory) are archived
+//! with the roots, whatever the roots are, so a team's conversations are kept as they are
+//! written.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,13 +27,14 @@ impl Archiver {
 
     /// An incremental import of every root, now; problems are logged, never fatal.
     pub async fn import_now(&self) {
-        if self.roots.is_empty() {
-            return;
-        }
         let _busy = self.busy.lock().await;
         let (log, roots) = (Arc::clone(&self.log), self.roots.clone());
         let imported = tokio::task::spawn_blocking(move || {
-            let roots: Vec<PathBuf> = roots.into_iter().filter(|root| root.exists()).collect();
+            let mut roots: Vec<PathBuf> = roots.into_iter().filter(|root| root.exists()).collect();
+            roots.extend(crate::team::transcript_roots(log.dir()));
+            if roots.is_empty() {
+                return Ok(crate::import::ImportReport::default());
+            }
             Importer::new(&log).import(&roots, &|_| {})
         })
         .await;

@@ -394,10 +394,10 @@ mod registry {
     use std::collections::BTreeMap;
 
     use cclog_engine::NewEvent;
+    use cclog_projections::events::encode;
     use cclog_projections::events::team::{
         self, AgentSession, ContainerChange, ContainerEvent, HealthFindings, Note, TeamSpec, TmuxChange, TmuxEvent,
     };
-    use cclog_projections::events::encode;
     use cclog_projections::teams::{TeamPhase, TeamRegistry};
     use proptest::prelude::*;
 
@@ -449,7 +449,12 @@ mod registry {
 
     fn spec(agents: u8) -> TeamSpec {
         TeamSpec {
-            agents: AGENTS.iter().enumerate().filter(|(i, _)| agents & (1 << i) != 0).map(|(_, a)| a.to_string()).collect(),
+            agents: AGENTS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| agents & (1 << i) != 0)
+                .map(|(_, a)| a.to_string())
+                .collect(),
             image: "img".into(),
             memory_bytes: Some(1 << 30),
             nano_cpus: None,
@@ -593,4 +598,79 @@ mod registry {
             prop_assert_eq!(incremental, dump(&log, "teams"));
         }
     }
+}
+
+#[test]
+fn the_http_api_creates_checks_streams_stops_resumes_and_removes_a_team_and_the_cli_goes_through_it() {
+    use crate::serve::Server;
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let env = [("DOCKER_HOST", engine.docker_host())];
+    let server = Server::start(data, &env, &["--no-archive"]);
+
+    let body = serde_json::json!({
+        "name": "web",
+        "agents": ["one", "two"],
+        "image": IMAGE,
+        "cwd": project.path(),
+        "keepalive": "sleep 100000",
+        "agentCommand": "sh",
+        "tmuxSocket": tmux.socket,
+    });
+    let (status, created) = server.json("POST", "/api/teams", Some(body.clone()));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["agents"].as_array().unwrap().len(), 2);
+    assert!(created["attach"].as_str().unwrap().contains(&tmux.socket), "{created}");
+    let (status, again) = server.json("POST", "/api/teams", Some(body));
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("team_exists")), "{again}");
+    let (status, bad) =
+        server.json("POST", "/api/teams", Some(serde_json::json!({"name": "no/slash", "image": IMAGE, "cwd": "/"})));
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
+
+    let listed = server.ok("GET", "/api/teams", None);
+    assert_eq!(listed[0]["name"], "web");
+    assert_eq!(listed[0]["running"], 2);
+    let team = server.ok("GET", "/api/teams/web", None);
+    assert_eq!(team["healthy"], true, "{team}");
+    let (status, missing) = server.json("GET", "/api/teams/nope", None);
+    assert_eq!(status, 404, "{missing}");
+
+    // The CLI, while the server owns the directory, goes through it with its own DOCKER_HOST.
+    let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
+    assert_eq!(listed[0]["name"], "web");
+
+    let stopped = server.ok("POST", "/api/teams/web/stop", Some(serde_json::json!({})));
+    assert_eq!(stopped["running"], 0, "{stopped}");
+    assert_eq!(engine.state("web-one").as_deref(), Some("exited"));
+    let resumed = server.ok("POST", "/api/teams/web/resume", Some(serde_json::json!({})));
+    assert_eq!(resumed["tmuxCreated"], true, "{resumed}");
+    assert_eq!(engine.state("web-two").as_deref(), Some("running"));
+
+    // The team's history as server-sent events, from its creation on.
+    let streamed = std::process::Command::new("curl")
+        .args(["-sN", "--max-time", "3"])
+        .arg(format!("{}/api/teams/web/stream", server.url))
+        .output()
+        .unwrap();
+    let streamed = String::from_utf8_lossy(&streamed.stdout);
+    let events: Vec<Value> = streamed
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect();
+    assert_eq!(events.first().map(|event| event["kind"].clone()), Some(Value::from("team.created")), "{streamed}");
+    assert!(events.iter().all(|event| event["stream"] == "team/web"), "{streamed}");
+    assert!(events.iter().any(|event| event["kind"] == "team.stopped"), "{streamed}");
+
+    let (status, _) = server.call("DELETE", "/api/teams/web", None);
+    assert_eq!(status, 204);
+    assert_eq!(engine.state("web-one"), None);
+    let (status, removed) = server.json("GET", "/api/teams/web", None);
+    assert_eq!(status, 400, "{removed}");
+    assert!(removed["error"]["message"].as_str().unwrap().contains("removed"), "{removed}");
+    server.stop();
+    verify_intact(data);
 }

@@ -54,6 +54,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<u8> {
             max_connections: args.max_connections.map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
         },
         prices: Arc::new(super::price_table(&args.pricing)?.into_owned()),
+        cclog_bin: std::env::current_exe()?,
     };
     let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -41,14 +41,14 @@ pub struct EventsQuery {
 /// Which streams a request asks for: `stream=NAME` one, `stream=PREFIX*` every stream that
 /// starts with PREFIX, no `stream` (or `*`) all of them.
 #[derive(Clone)]
-enum StreamFilter {
+pub(crate) enum StreamFilter {
     All,
     Exact(String),
     Prefix(String),
 }
 
 impl StreamFilter {
-    fn new(stream: Option<&str>) -> StreamFilter {
+    pub(crate) fn new(stream: Option<&str>) -> StreamFilter {
         match stream {
             None | Some("" | "*") => StreamFilter::All,
             Some(stream) => match stream.strip_suffix('*') {
@@ -120,12 +120,22 @@ pub async fn event_stream(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
+    follow(&state, query.from, StreamFilter::new(query.stream.as_deref()))
+}
+
+/// Server-sent events of the streams `filter` takes, from `from` (default: the end of the
+/// log) on: what is already there, a chunk at a time, then each new event as it becomes
+/// durable.
+pub(crate) fn follow(
+    state: &AppState,
+    from: Option<u64>,
+    filter: StreamFilter,
+) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
     let log = Arc::clone(&state.log);
     let closing = state.closing.clone();
-    let filter = StreamFilter::new(query.stream.as_deref());
     let stream = sse::producer_stream(move |sender| async move {
         // Catch up on blocking threads, a chunk at a time, until the head is reached...
-        let mut next = query.from.unwrap_or_else(|| log.len());
+        let mut next = from.unwrap_or_else(|| log.len());
         loop {
             let (reader, chunk_filter) = (Arc::clone(&log), filter.clone());
             let Some(read) =

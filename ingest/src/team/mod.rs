@@ -172,6 +172,22 @@ pub struct AgentStart {
     pub session: Option<String>,
 }
 
+/// The transcript directories of every team agent under data directory `data`
+/// (`teams/<team>/agents/<agent>/.claude/projects`) that exist.
+pub fn transcript_roots(data: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    for team in std::fs::read_dir(data.join("teams")).into_iter().flatten().flatten() {
+        for agent in std::fs::read_dir(team.path().join("agents")).into_iter().flatten().flatten() {
+            let projects = agent.path().join(".claude").join("projects");
+            if projects.is_dir() {
+                roots.push(projects);
+            }
+        }
+    }
+    roots.sort();
+    roots
+}
+
 /// Checks a team or agent name: letters, digits, `-`, `_`, `.`, not starting with `-` or
 /// `.`, at most 64 characters.
 pub fn check_name(what: &str, name: &str) -> Result<()> {
@@ -738,9 +754,21 @@ impl<'a> Teams<'a> {
                 }
             }
         }
-        if !problems.is_empty() {
-            let findings =
-                HealthFindings { problems: problems.iter().map(|problem| problem.problem.clone()).collect() };
+        // Findings are recorded when they change (a team that turns healthy again records
+        // an empty finding), so checking a team often does not fill its history.
+        let findings = HealthFindings { problems: problems.iter().map(|problem| problem.problem.clone()).collect() };
+        let last = match record.health_seq {
+            Some(seq) => match self.log.get(seq)? {
+                Some(event) => Some(vocabulary::decode::<HealthFindings>(team::KIND_HEALTH, &event.payload)?),
+                None => None,
+            },
+            None => None,
+        };
+        let changed = match &last {
+            Some(last) => last != &findings,
+            None => !findings.problems.is_empty(),
+        };
+        if changed {
             self.append(name, team::KIND_HEALTH, vocabulary::encode(&findings)?)?;
         }
         let team = self.status(name, Some(&engine))?;
