@@ -190,6 +190,23 @@ pub enum TeamCommand {
     /// The log keeps every event of a removed team and every transcript of its agents. Without
     /// --yes (or --interactive) nothing is changed: it prints what would be done.
     Cleanup(TeamCleanupArgs),
+    /// Write a team's metadata, event history and every transcript its agents wrote (byte for
+    /// byte) into a new directory, with a manifest of hashes; removed teams too
+    Export {
+        name: String,
+        /// The directory to create (it must be empty or not exist)
+        #[arg(long, short, value_name = "DIR")]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an export against its manifest, and against the log's record of it when this
+    /// data directory has the log; exit 0 intact, 3 damaged
+    CheckExport {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run an agent's command in its container on this terminal (what each tmux window runs)
     Attach {
         /// The agent's container, `TEAM-AGENT`
@@ -390,9 +407,15 @@ impl Command {
                 None
             }
             Command::Team(args) => {
-                if let TeamCommand::Create(create) = &mut args.command {
-                    let cwd = create.cwd.take().map_or_else(std::env::current_dir, Ok)?;
-                    create.cwd = Some(std::path::absolute(cwd)?);
+                match &mut args.command {
+                    TeamCommand::Create(create) => {
+                        let cwd = create.cwd.take().map_or_else(std::env::current_dir, Ok)?;
+                        create.cwd = Some(std::path::absolute(cwd)?);
+                    }
+                    TeamCommand::Export { output: path, .. } | TeamCommand::CheckExport { dir: path, .. } => {
+                        *path = std::path::absolute(&*path)?;
+                    }
+                    _ => {}
                 }
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
                 None
@@ -568,6 +591,9 @@ pub struct SessionsArgs {
     /// Only sessions of projects whose folder name or cwd contains this text
     #[arg(long, short)]
     pub project: Option<String>,
+    /// Only the sessions of this team's agents (`cclog team list`), removed teams too
+    #[arg(long, value_name = "NAME")]
+    pub team: Option<String>,
     /// One JSON array of session objects
     #[arg(long)]
     pub json: bool,

@@ -190,6 +190,45 @@ impl TeamRegistry {
     }
 }
 
+/// One archived transcript file of a team's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFile {
+    pub agent: String,
+    /// The file's path under the agent's `~/.claude/projects`.
+    pub inside: std::path::PathBuf,
+    pub file: crate::archive::FileState,
+}
+
+impl TeamRegistry {
+    /// Every archived transcript file the team's agents wrote (their homes' transcripts),
+    /// whether or not the files are still on disk.
+    pub fn agent_files(log: &Log, record: &TeamRecord) -> Result<Vec<AgentFile>> {
+        let spec = Self::spec(log, record)?;
+        let agents_dir = std::path::PathBuf::from(&spec.agents_dir);
+        let mut found = Vec::new();
+        for file in crate::archive::Archive::files(log)? {
+            let path = std::path::Path::new(&file.path);
+            let Ok(relative) = path.strip_prefix(&agents_dir) else { continue };
+            let mut parts = relative.components();
+            let Some(agent) = parts.next().map(|agent| agent.as_os_str().to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let Ok(inside) = parts.as_path().strip_prefix(".claude/projects") else { continue };
+            found.push(AgentFile { agent, inside: inside.to_path_buf(), file });
+        }
+        Ok(found)
+    }
+
+    /// The Claude Code sessions of the team's agents: session id → agent.
+    pub fn agent_sessions(log: &Log, record: &TeamRecord) -> Result<BTreeMap<String, String>> {
+        Ok(Self::agent_files(log, record)?
+            .into_iter()
+            .filter(|found| found.file.file.agent.is_none())
+            .map(|found| (found.file.file.session, found.agent))
+            .collect())
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|error| Error::Damaged { projection: NAME, detail: error.to_string() })
 }

@@ -366,11 +366,50 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
             "{agent}'s session {session} is a transcript in its home"
         );
     }
-    // Every agent's conversation is in the archive.
-    let listed = crate::support::cclog_json(data, &["sessions", "--json"]);
-    for session in &sessions {
-        assert!(listed.to_string().contains(session.as_str()), "{session} not archived: {listed}");
+    // Every agent's conversation is in the archive, linked to the team and agent.
+    crate::support::cclog(data, &["import", data.join("teams/crew/agents").to_str().unwrap()]);
+    let listed = crate::support::cclog_json(data, &["sessions", "--team", "crew", "--json"]);
+    for (agent, session) in agents.iter().zip(&sessions) {
+        let found = listed.as_array().unwrap().iter().find(|listed| listed["id"] == session.as_str());
+        let found = found.unwrap_or_else(|| panic!("{session} not archived for the team: {listed}"));
+        assert_eq!(found["agent"], *agent, "{found}");
     }
+    let transcripts: Vec<(String, std::path::PathBuf, Vec<u8>)> = agents
+        .iter()
+        .zip(&sessions)
+        .map(|(agent, session)| {
+            let home = data.join("teams/crew/agents").join(agent);
+            let file = walk(&home).into_iter().find(|path| path.ends_with(format!("{session}.jsonl"))).unwrap();
+            let inside = file.strip_prefix(home.join(".claude/projects")).unwrap().to_path_buf();
+            (agent.to_string(), inside, std::fs::read(&file).unwrap())
+        })
+        .collect();
+
+    // Removed: containers and homes go; every word stays in the log and comes back in an
+    // export, byte for byte, under a manifest the log vouches for.
+    with_api(&["cleanup", "--remove", "crew", "--yes"]);
+    assert!(!data.join("teams/crew/agents").exists());
+    let export = tempfile::tempdir().unwrap();
+    let out = export.path().join("crew");
+    with_api(&["export", "crew", "--output", out.to_str().unwrap()]);
+    for (agent, inside, bytes) in &transcripts {
+        let exported = std::fs::read(out.join("transcripts").join(agent).join(inside)).unwrap();
+        assert!(exported == *bytes, "{agent}'s exported transcript differs from what it wrote");
+    }
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(events.lines().next().unwrap().contains("team.created"), "{events}");
+    let checked = cclog_command(data, &["team", "check-export", out.to_str().unwrap(), "--json"]).output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stdout));
+    let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(report["report"]["recordedInLog"], true, "{report}");
+    let (agent, inside, _) = &transcripts[1];
+    let tampered = out.join("transcripts").join(agent).join(inside);
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    let checked = cclog_command(data, &["team", "check-export", out.to_str().unwrap()]).output().unwrap();
+    assert_eq!(checked.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains(&inside.display().to_string()));
     verify_intact(data);
 }
 
@@ -520,7 +559,7 @@ mod registry {
                         (*team, team::KIND_HEALTH, encode(&findings).unwrap())
                     }
                     Op::Exported { team } => {
-                        let exported = team::Exported { output: "/out".into(), sessions: 2 };
+                        let exported = team::Exported { output: "/out".into(), sessions: 2, manifest_blake3: "00".into() };
                         (*team, team::KIND_EXPORTED, encode(&exported).unwrap())
                     }
                     Op::Reopen => unreachable!(),

@@ -65,9 +65,24 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     if let Some(project) = &args.project {
         sessions.retain(|session| matches_project(session, project));
     }
+    let mut agents = std::collections::BTreeMap::new();
+    if let Some(team) = &args.team {
+        let record = cclog_projections::teams::TeamRegistry::get(&log, team)?
+            .ok_or_else(|| anyhow::anyhow!("no team {team}; `cclog team list --all` shows the teams"))?;
+        agents = cclog_projections::teams::TeamRegistry::agent_sessions(&log, &record)?;
+        sessions.retain(|session| agents.contains_key(&session.id));
+    }
     sessions.sort_by(|a, b| a.last_at.cmp(&b.last_at).then(a.id.cmp(&b.id)));
     if args.json {
-        crate::outln!("{}", Value::Array(sessions.iter().map(|session| session_json(session, &prices)).collect()));
+        let listed = sessions.iter().map(|session| {
+            let mut json = session_json(session, &prices);
+            if let Some(agent) = agents.get(&session.id) {
+                json["team"] = Value::from(args.team.clone());
+                json["agent"] = Value::from(agent.as_str());
+            }
+            json
+        });
+        crate::outln!("{}", Value::Array(listed.collect()));
         return Ok(EXIT_OK);
     }
     if sessions.is_empty() {

@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use cclog_ingest::team::engine::{ContainerEngine, LiveState};
-use cclog_ingest::team::{attach, CreateRequest, HostEnv, Started, TeamStatus, Teams};
+use cclog_ingest::team::{attach, export, CreateRequest, HostEnv, Started, TeamStatus, Teams};
 use serde_json::json;
 
 use crate::args::{TeamArgs, TeamCleanupArgs, TeamCommand, TeamCreateArgs};
@@ -17,6 +17,9 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
     let host = args.client_env.unwrap_or_else(HostEnv::from_process);
     if let TeamCommand::Attach { container, cwd, command } = args.command {
         return attach_here(&host, &container, cwd.as_deref(), command);
+    }
+    if let TeamCommand::CheckExport { dir, json } = &args.command {
+        return check_export(data, dir, *json);
     }
     if super::require_store(data).is_err() {
         // No log yet: no teams to list, check, resume or stop; only a create makes one.
@@ -79,9 +82,57 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
             }
         }
         TeamCommand::Cleanup(cleanup) => return clean_up(&teams, cleanup),
-        TeamCommand::Attach { .. } => unreachable!("handled above"),
+        TeamCommand::Export { name, output, json } => {
+            let report = export::export(&log, &name, &output)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&report)?);
+            } else {
+                crate::outln!(
+                    "team {name} exported to {}: {} files, {} sessions; manifest {} (recorded in the log)",
+                    report.output.display(),
+                    report.files,
+                    report.sessions,
+                    report.manifest_blake3
+                );
+            }
+        }
+        TeamCommand::Attach { .. } | TeamCommand::CheckExport { .. } => unreachable!("handled above"),
     }
     Ok(EXIT_OK)
+}
+
+/// `team check-export`: the files against the manifest, and the manifest against the log
+/// when this data directory holds one.
+fn check_export(data: &Path, dir: &Path, json: bool) -> anyhow::Result<u8> {
+    let log = match super::require_store(data) {
+        Ok(()) => Some(super::open_log_to_read(data)?),
+        Err(_) => None,
+    };
+    let report = export::check(dir, log.as_ref().map(|log| &***log))?;
+    if json {
+        crate::outln!("{}", serde_json::to_string(&json!({"intact": report.intact(), "report": report}))?);
+    } else if report.intact() {
+        crate::outln!(
+            "export of team {} is intact: {} files match the manifest{}",
+            report.team,
+            report.files,
+            match report.recorded_in_log {
+                Some(true) => ", and the log records this manifest",
+                _ => " (no log here to confirm the manifest against)",
+            }
+        );
+    } else {
+        for path in &report.damaged {
+            crate::outln!("damaged or missing: {path}");
+        }
+        for path in &report.unlisted {
+            crate::outln!("not in the manifest: {path}");
+        }
+        if report.recorded_in_log == Some(false) {
+            crate::outln!("the log records no export of team {} with this manifest", report.team);
+        }
+    }
+    Ok(if report.intact() { EXIT_OK } else { EXIT_DAMAGED })
 }
 
 fn create_request(args: TeamCreateArgs) -> anyhow::Result<CreateRequest> {

@@ -9,10 +9,12 @@
 //! - [`engine`]: containers through the Docker Engine API (`DOCKER_HOST`).
 //! - [`tmux`]: tmux through its command line, exact targets, optional private socket.
 //! - [`attach`]: an agent's Claude Code on a terminal (what each tmux window runs).
+//! - [`export`]: a team's history and transcripts in a directory, with a manifest.
 //! - this module: create, resume, stop, list, health and clean-up, each recorded.
 
 pub mod attach;
 pub mod engine;
+pub mod export;
 pub mod tmux;
 
 use std::collections::HashMap;

@@ -155,4 +155,6 @@ pub struct HealthFindings {
 pub struct Exported {
     pub output: String,
     pub sessions: u64,
+    /// BLAKE3 (hex) of the export's `manifest.json`, so the chain vouches for it.
+    pub manifest_blake3: String,
 }
