@@ -264,6 +264,15 @@ pub struct TeamCreateArgs {
     /// A private tmux server socket name (`tmux -L NAME`) [default: tmux's own]
     #[arg(long, value_name = "NAME", env = "CCLOG_TMUX_SOCKET")]
     pub tmux_socket: Option<String>,
+    /// Do not register cclog's session coordinator (the running `cclog serve`'s MCP
+    /// endpoint) in the agents' Claude Code
+    #[arg(long)]
+    pub no_coordinator: bool,
+    /// The coordinator's URL as the containers reach it, e.g.
+    /// http://host.containers.internal:3000 for a server bound off loopback with a token
+    /// [default: the URL `cclog serve` advertises, reachable with --network host]
+    #[arg(long, value_name = "URL")]
+    pub mcp_url: Option<String>,
     /// Replace a tmux session or containers of the same names
     #[arg(long)]
     pub force: bool,

@@ -241,6 +241,38 @@ fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing
     assert_eq!(listed, Value::Array(vec![]), "nothing recorded as created");
 }
 
+/// `team create NAME` of real Claude Code agents in busybox containers on the host network
+/// (so the fake API on loopback answers them): the host's libraries and the pinned native
+/// binary mounted read-only.
+fn claude_team_args(name: &str, project: &str, agents: &[&str]) -> Vec<String> {
+    let native = claude_native_binary();
+    let mut args: Vec<String> = ["create", name, "--agents"].map(str::to_string).to_vec();
+    args.push(agents.join(","));
+    for arg in [
+        "--image",
+        IMAGE,
+        "--network",
+        "host",
+        "--keepalive",
+        "sleep 100000",
+        "--agent-command",
+        "/usr/local/bin/claude --allowedTools Write",
+        "--cwd",
+        project,
+        "--mount",
+        "/lib:/lib:ro",
+        "--mount",
+        "/lib64:/lib64:ro",
+        "--mount",
+        "/usr/lib:/usr/lib:ro",
+        "--mount",
+    ] {
+        args.push(arg.to_string());
+    }
+    args.push(format!("{}:/usr/local/bin/claude:ro", native.display()));
+    args
+}
+
 /// The native Claude Code binary inside the pinned npm package (`claude` on the host is a
 /// launcher script that execs it).
 fn claude_native_binary() -> std::path::PathBuf {
@@ -280,30 +312,9 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     let tmux = TmuxServer::new();
     let data = tempfile::tempdir().unwrap();
     let data = data.path();
-    let native = claude_native_binary();
-    let claude_mount = format!("{}:/usr/local/bin/claude:ro", native.display());
-    let create_args = [
-        "create",
-        "crew",
-        "--image",
-        IMAGE,
-        "--network",
-        "host",
-        "--keepalive",
-        "sleep 100000",
-        "--agent-command",
-        "/usr/local/bin/claude --allowedTools Write",
-        "--cwd",
-        project.path().to_str().unwrap(),
-        "--mount",
-        "/lib:/lib:ro",
-        "--mount",
-        "/lib64:/lib64:ro",
-        "--mount",
-        "/usr/lib:/usr/lib:ro",
-        "--mount",
-        &claude_mount,
-    ];
+    let project_dir = project.path().to_str().unwrap().to_string();
+    let create_args = claude_team_args("crew", &project_dir, &agents);
+    let create_args: Vec<&str> = create_args.iter().map(String::as_str).collect();
     let with_api = |args: &[&str]| {
         let mut command = cclog_command(data, &[&["team"], args].concat());
         command
@@ -506,6 +517,8 @@ mod registry {
             mounts: vec![],
             container_home: "/root".into(),
             agents_dir: "/d".into(),
+            coordinator: true,
+            coordinator_url: None,
         }
     }
 
@@ -710,6 +723,78 @@ fn the_http_api_creates_checks_streams_stops_resumes_and_removes_a_team_and_the_
     let (status, removed) = server.json("GET", "/api/teams/web", None);
     assert_eq!(status, 400, "{removed}");
     assert!(removed["error"]["message"].as_str().unwrap().contains("removed"), "{removed}");
+    server.stop();
+    verify_intact(data);
+}
+
+#[test]
+fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
+    use crate::fake_api::{FakeApi, Reply};
+    use crate::serve::Server;
+    let tool = |name: &str, input: Value| Reply::ToolUse { name: format!("mcp__cclog__{name}"), input };
+    let sign_on_and_store = |agent: &str| {
+        vec![
+            tool("sign_on", serde_json::json!({"session_id": agent})),
+            tool(
+                "store_data",
+                serde_json::json!({"session_id": agent, "scope": "team:duo", "key": format!("from-{agent}"), "value": format!("hello from {agent}")}),
+            ),
+            Reply::Text(format!("{agent} stored its value.")),
+        ]
+    };
+    let api = FakeApi::by_prompt(vec![
+        ("share-a", sign_on_and_store("a")),
+        ("share-b", sign_on_and_store("b")),
+        (
+            "read-b",
+            vec![
+                tool("retrieve_data", serde_json::json!({"session_id": "a", "scope": "team:duo", "key": "from-b"})),
+                Reply::Text("a read what b stored.".into()),
+            ],
+        ),
+    ]);
+    let engine = Engine::start();
+    let tmux = TmuxServer::new();
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let server = Server::start(data, &[("DOCKER_HOST", engine.docker_host())], &["--no-archive"]);
+    let create_args = claude_team_args("duo", project.path().to_str().unwrap(), &["a", "b"]);
+    let mut command = cclog_command(data, &[vec!["team".to_string()], create_args].concat().iter().map(String::as_str).collect::<Vec<_>>());
+    command
+        .env("DOCKER_HOST", engine.docker_host())
+        .env("CCLOG_TMUX_SOCKET", &tmux.socket)
+        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    let created = command.output().unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    for (agent, prompt, answer) in [("a", "share-a", "a stored its value."), ("b", "share-b", "b stored its value."), ("a", "read-b", "a read what b stored.")] {
+        tmux.wait_for("duo", agent, "❯", Duration::from_secs(90)).unwrap_or_else(|screen| panic!("{agent} not ready:\n{screen}"));
+        tmux.type_line("duo", agent, &format!("please {prompt}"));
+        tmux.wait_for("duo", agent, answer, Duration::from_secs(90)).unwrap_or_else(|screen| panic!("{agent} did not answer {prompt}:\n{screen}"));
+    }
+    // What a read: the tool result the model got holds b's value.
+    let requests = api.requests();
+    let read = requests
+        .iter()
+        .find(|request| {
+            request["messages"].as_array().unwrap().iter().any(|message| {
+                message.to_string().contains("tool_result") && message.to_string().contains("hello from b")
+                    && message.to_string().contains("from-b")
+            }) && request.to_string().contains("read-b")
+        });
+    assert!(read.is_some(), "no request carried b's value back to a");
+    // Both writes are in the log, each by its agent's instance, in the shared scope.
+    let scopes = crate::support::cclog_json(data, &["kv", "scopes", "--json"]);
+    let scope = scopes.as_array().unwrap().iter().filter_map(Value::as_str).find(|scope| scope.ends_with(":team:duo"));
+    let scope = scope.unwrap_or_else(|| panic!("no team scope among {scopes}"));
+    for agent in ["a", "b"] {
+        let written = crate::support::cclog_json(data, &["kv", "get", scope, &format!("from-{agent}"), "--json"]);
+        assert_eq!(written["value"], format!("hello from {agent}"), "{written}");
+        assert_eq!(written["writer"]["instance"], agent, "{written}");
+    }
     server.stop();
     verify_intact(data);
 }

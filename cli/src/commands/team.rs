@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use cclog_ingest::team::engine::{ContainerEngine, LiveState};
-use cclog_ingest::team::{attach, export, CreateRequest, HostEnv, Started, TeamStatus, Teams};
+use cclog_ingest::team::{attach, export, CreateRequest, Endpoint, HostEnv, Started, TeamStatus, Teams};
 use serde_json::json;
 
 use crate::args::{TeamArgs, TeamCleanupArgs, TeamCommand, TeamCreateArgs};
@@ -34,7 +34,9 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
     }
     let log = super::open_log_waiting(data)?;
     let cclog = std::env::current_exe()?;
-    let teams = Teams::new(&log, data, cclog, host);
+    let server = cclog_http::server::Advertisement::read(data)
+        .map(|advertised| Endpoint { url: advertised.url, token: advertised.token });
+    let teams = Teams::new(&log, data, cclog, host).with_coordinator(server);
     match args.command {
         TeamCommand::Create(create) => {
             let json = create.json;
@@ -155,6 +157,8 @@ fn create_request(args: TeamCreateArgs) -> anyhow::Result<CreateRequest> {
         mounts: args.mounts,
         container_home: args.container_home,
         tmux_socket: args.tmux_socket,
+        coordinator: !args.no_coordinator,
+        coordinator_url: args.mcp_url,
         force: args.force,
     })
 }

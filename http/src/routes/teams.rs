@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Json;
 use cclog_engine::Log;
-use cclog_ingest::team::{CreateRequest, HostEnv, Teams, DEFAULT_AGENTS};
+use cclog_ingest::team::{CreateRequest, Endpoint, HostEnv, Teams, DEFAULT_AGENTS};
 use cclog_projections::events::team::team_stream;
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,9 @@ fn view<T: Serialize>(value: &T) -> Result<Value> {
 
 /// The team service on the server's log; tmux windows run `cclog_bin`.
 fn service(log: &Log, cclog_bin: std::path::PathBuf) -> Teams<'_> {
-    Teams::new(log, log.dir(), cclog_bin, HostEnv::from_process())
+    let server = crate::server::Advertisement::read(log.dir())
+        .map(|advertised| Endpoint { url: advertised.url, token: advertised.token });
+    Teams::new(log, log.dir(), cclog_bin, HostEnv::from_process()).with_coordinator(server)
 }
 
 /// `?all=true`: removed teams too.
@@ -115,6 +117,10 @@ pub struct CreateBody {
     container_home: Option<String>,
     /// A private tmux server socket name.
     tmux_socket: Option<String>,
+    /// Register this server's session coordinator in the agents' Claude Code (default true).
+    coordinator: Option<bool>,
+    /// The coordinator's URL as the containers reach it (default: this server's).
+    mcp_url: Option<String>,
     /// Replace a tmux session or containers of the same names.
     force: Option<bool>,
 }
@@ -136,6 +142,8 @@ impl CreateBody {
             mounts: self.mounts.unwrap_or_default(),
             container_home: self.container_home.unwrap_or_else(|| "/root".into()),
             tmux_socket: self.tmux_socket,
+            coordinator: self.coordinator.unwrap_or(true),
+            coordinator_url: self.mcp_url,
             force: self.force.unwrap_or(false),
         }
     }

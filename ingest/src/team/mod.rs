@@ -10,9 +10,11 @@
 //! - [`tmux`]: tmux through its command line, exact targets, optional private socket.
 //! - [`attach`]: an agent's Claude Code on a terminal (what each tmux window runs).
 //! - [`export`]: a team's history and transcripts in a directory, with a manifest.
+//! - `coordinator`: cclog's MCP coordinator registered in each agent's Claude Code.
 //! - this module: create, resume, stop, list, health and clean-up, each recorded.
 
 pub mod attach;
+mod coordinator;
 pub mod engine;
 pub mod export;
 pub mod tmux;
@@ -63,6 +65,10 @@ pub struct CreateRequest {
     pub mounts: Vec<String>,
     pub container_home: String,
     pub tmux_socket: Option<String>,
+    /// Register cclog's session coordinator in every agent's Claude Code.
+    pub coordinator: bool,
+    /// The coordinator's URL as the containers reach it, when not the advertised one.
+    pub coordinator_url: Option<String>,
     pub force: bool,
 }
 
@@ -97,6 +103,16 @@ pub struct Teams<'a> {
     /// The `cclog` binary each tmux window runs `team attach` with.
     cclog: PathBuf,
     host: HostEnv,
+    /// The running `cclog serve` whose MCP coordinator the agents use, if one runs.
+    coordinator: Option<Endpoint>,
+}
+
+/// Where a running `cclog serve` answers, and its bearer token.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `http://host:port`.
+    pub url: String,
+    pub token: Option<String>,
 }
 
 /// One agent of a listed team.
@@ -299,6 +315,8 @@ impl CreateRequest {
             mounts: self.mounts.iter().map(|mount| parse_mount(mount)).collect::<Result<_>>()?,
             container_home: self.container_home.clone(),
             agents_dir: agents_dir.to_string_lossy().into_owned(),
+            coordinator: self.coordinator,
+            coordinator_url: self.coordinator_url.clone(),
         })
     }
 }
@@ -376,7 +394,33 @@ impl<'a> Teams<'a> {
     /// The service on `log`, keeping agents' homes under `<data>/teams`; tmux windows run
     /// `cclog` as `cclog` (the binary of this process, normally).
     pub fn new(log: &'a Log, data: &Path, cclog: PathBuf, host: HostEnv) -> Self {
-        Teams { log, root: data.join("teams"), cclog, host }
+        Teams { log, root: data.join("teams"), cclog, host, coordinator: None }
+    }
+
+    /// The running server whose coordinator (`/mcp`) the agents' Claude Code is given.
+    pub fn with_coordinator(mut self, server: Option<Endpoint>) -> Self {
+        self.coordinator = server;
+        self
+    }
+
+    /// Registers (or points anew) cclog's coordinator in every agent's Claude Code: the
+    /// server's URL may have changed since the team was made. A note when it cannot be.
+    fn register_coordinator(&self, team: &str, spec: &TeamSpec, notes: &mut Vec<String>) -> Result<()> {
+        if !spec.coordinator {
+            return Ok(());
+        }
+        let Some(server) = &self.coordinator else {
+            notes.push(format!(
+                "no `cclog serve` is running, so the agents have no session coordinator; start one and \
+                 `cclog team resume {team}` registers it"
+            ));
+            return Ok(());
+        };
+        let url = format!("{}/mcp", spec.coordinator_url.as_deref().unwrap_or(&server.url).trim_end_matches('/'));
+        for agent in &spec.agents {
+            coordinator::register(&spec.agent_home(agent), team, agent, &url, server.token.as_deref())?;
+        }
+        Ok(())
     }
 
     fn engine(&self) -> Result<ContainerEngine> {
@@ -475,6 +519,7 @@ impl<'a> Teams<'a> {
         }
         self.append(&request.name, team::KIND_CREATED, vocabulary::encode(&spec)?)?;
         let mut notes = Vec::new();
+        self.register_coordinator(&request.name, &spec, &mut notes)?;
         if request.force && !taken.is_empty() {
             tmux.kill_session(&request.name)?;
             for agent in &spec.agents {
@@ -582,6 +627,7 @@ impl<'a> Teams<'a> {
         let tmux = Tmux::new(record.tmux_socket.clone());
         let mut agents = Vec::new();
         let mut notes = Vec::new();
+        self.register_coordinator(name, &spec, &mut notes)?;
         for agent in &spec.agents {
             let container = TeamSpec::container_name(name, agent);
             let action = match engine.state(&container)? {

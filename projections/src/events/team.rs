@@ -77,6 +77,11 @@ pub struct TeamSpec {
     pub container_home: String,
     /// The host directory holding one home per agent (`<agents_dir>/<agent>`).
     pub agents_dir: String,
+    /// Whether every agent's Claude Code has cclog's session coordinator registered.
+    pub coordinator: bool,
+    /// The coordinator's URL as the containers reach it (`--mcp-url`); `None`: the URL the
+    /// running `cclog serve` advertises, which containers on the host network reach.
+    pub coordinator_url: Option<String>,
 }
 
 impl TeamSpec {
