@@ -760,7 +760,10 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
     let data = data.path();
     let server = Server::start(data, &[("DOCKER_HOST", engine.docker_host())], &["--no-archive"]);
     let create_args = claude_team_args("duo", project.path().to_str().unwrap(), &["a", "b"]);
-    let mut command = cclog_command(data, &[vec!["team".to_string()], create_args].concat().iter().map(String::as_str).collect::<Vec<_>>());
+    let mut command = cclog_command(
+        data,
+        &[vec!["team".to_string()], create_args].concat().iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     command
         .env("DOCKER_HOST", engine.docker_host())
         .env("CCLOG_TMUX_SOCKET", &tmux.socket)
@@ -770,21 +773,26 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
     let created = command.output().unwrap();
     assert!(created.status.success(), "{}", stderr(&created));
 
-    for (agent, prompt, answer) in [("a", "share-a", "a stored its value."), ("b", "share-b", "b stored its value."), ("a", "read-b", "a read what b stored.")] {
-        tmux.wait_for("duo", agent, "❯", Duration::from_secs(90)).unwrap_or_else(|screen| panic!("{agent} not ready:\n{screen}"));
+    for (agent, prompt, answer) in [
+        ("a", "share-a", "a stored its value."),
+        ("b", "share-b", "b stored its value."),
+        ("a", "read-b", "a read what b stored."),
+    ] {
+        tmux.wait_for("duo", agent, "❯", Duration::from_secs(90))
+            .unwrap_or_else(|screen| panic!("{agent} not ready:\n{screen}"));
         tmux.type_line("duo", agent, &format!("please {prompt}"));
-        tmux.wait_for("duo", agent, answer, Duration::from_secs(90)).unwrap_or_else(|screen| panic!("{agent} did not answer {prompt}:\n{screen}"));
+        tmux.wait_for("duo", agent, answer, Duration::from_secs(90))
+            .unwrap_or_else(|screen| panic!("{agent} did not answer {prompt}:\n{screen}"));
     }
     // What a read: the tool result the model got holds b's value.
     let requests = api.requests();
-    let read = requests
-        .iter()
-        .find(|request| {
-            request["messages"].as_array().unwrap().iter().any(|message| {
-                message.to_string().contains("tool_result") && message.to_string().contains("hello from b")
-                    && message.to_string().contains("from-b")
-            }) && request.to_string().contains("read-b")
-        });
+    let read = requests.iter().find(|request| {
+        request["messages"].as_array().unwrap().iter().any(|message| {
+            message.to_string().contains("tool_result")
+                && message.to_string().contains("hello from b")
+                && message.to_string().contains("from-b")
+        }) && request.to_string().contains("read-b")
+    });
     assert!(read.is_some(), "no request carried b's value back to a");
     // Both writes are in the log, each by its agent's instance, in the shared scope.
     let scopes = crate::support::cclog_json(data, &["kv", "scopes", "--json"]);
@@ -794,6 +802,54 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
         let written = crate::support::cclog_json(data, &["kv", "get", scope, &format!("from-{agent}"), "--json"]);
         assert_eq!(written["value"], format!("hello from {agent}"), "{written}");
         assert_eq!(written["writer"]["instance"], agent, "{written}");
+    }
+
+    // A reboot: containers stopped, tmux gone, the server restarted on another port. The
+    // resume points each agent's coordinator at the new server and brings it back in its
+    // own session, which can still read what the other agent stored.
+    let team_command = |args: &[&str]| {
+        let mut command = cclog_command(data, &[&["team"], args].concat());
+        command
+            .env("DOCKER_HOST", engine.docker_host())
+            .env("ANTHROPIC_BASE_URL", api.base_url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "team {args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    team_command(&["stop", "duo"]);
+    tmux.kill_server();
+    let old_url = server.url.clone();
+    server.stop();
+    let server = Server::start(data, &[("DOCKER_HOST", engine.docker_host())], &["--no-archive"]);
+    assert_ne!(server.url, old_url, "the restarted server listens on another port");
+    let resumed: Value = serde_json::from_str(&team_command(&["resume", "duo", "--json"])).unwrap();
+    assert!(resumed["agents"][0]["session"].is_string(), "{resumed}");
+    let registered = std::fs::read_to_string(data.join("teams/duo/agents/a/.claude.json")).unwrap();
+    assert!(registered.contains(&format!("{}/mcp", server.url)), "{registered}");
+    let before = api.requests().len();
+    tmux.wait_for("duo", "a", "❯", Duration::from_secs(90)).unwrap_or_else(|screen| panic!("a not back:\n{screen}"));
+    tmux.type_line("duo", "a", "please read-b again");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let requests = api.requests();
+        let carried = requests[before..].iter().any(|request| {
+            let text = request.to_string();
+            text.contains("read-b again") && text.contains("please share-a") && {
+                let last = request["messages"].as_array().unwrap().last().unwrap().to_string();
+                last.contains("tool_result") && last.contains("hello from b")
+            }
+        });
+        if carried {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the resume, a could not read b's value:\n{}",
+            tmux.screen("duo", "a")
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     server.stop();
     verify_intact(data);
