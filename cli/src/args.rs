@@ -299,6 +299,10 @@ pub struct TeamCleanupArgs {
     /// is given) instead of removing anything
     #[arg(long, group = "which")]
     pub fix_broken: bool,
+    /// With --fix-broken: drop the agents whose containers are missing from their teams
+    /// instead of recreating them (their transcripts stay in the log)
+    #[arg(long, requires = "fix_broken")]
+    pub drop_missing: bool,
     /// Do it; without this, print what would be done
     #[arg(long, short)]
     pub yes: bool,

@@ -145,6 +145,10 @@ fn fold(record: &mut TeamRecord, event: &Event) -> std::result::Result<(), Apply
             agent.session = session.session;
             agent.session_seq = Some(event.seq());
         }
+        team::KIND_AGENT_DROPPED => {
+            let dropped: team::AgentDropped = events::decode(team::KIND_AGENT_DROPPED, &event.payload)?;
+            record.agents.remove(&dropped.agent);
+        }
         team::KIND_RESUMED => record.phase = TeamPhase::Resumed,
         team::KIND_STOPPED => record.phase = TeamPhase::Stopped,
         team::KIND_REMOVED => record.phase = TeamPhase::Removed,
@@ -174,7 +178,8 @@ impl TeamRegistry {
         Self::view(log)?.scan_prefix(b"T").map(|item| decode(&item?.1)).collect()
     }
 
-    /// The spec the team was created from, read from its `team.created` event.
+    /// The spec the team was created from, read from its `team.created` event, with the
+    /// agents it has now (those dropped since are left out).
     pub fn spec(log: &Log, record: &TeamRecord) -> Result<TeamSpec> {
         let event = log.get(record.created_seq)?.ok_or_else(|| Error::Inconsistent {
             seq: record.created_seq,
@@ -186,7 +191,9 @@ impl TeamRegistry {
                 detail: format!("team {}'s creation event is a {}", record.name, event.kind()),
             });
         }
-        events::decode(team::KIND_CREATED, &event.payload)
+        let mut spec: TeamSpec = events::decode(team::KIND_CREATED, &event.payload)?;
+        spec.agents.retain(|agent| record.agents.contains_key(agent));
+        Ok(spec)
     }
 }
 

@@ -151,6 +151,17 @@ fn a_team_is_created_checked_broken_repaired_stopped_resumed_and_removed() {
     let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
     assert!(agent_states(&listed, "alpha").iter().all(|(_, state)| state == "running"), "{listed}");
 
+    // An agent whose container is gone can be dropped instead: the team goes on without it.
+    assert!(engine.podman_run(&["rm", "--force", "--time", "0", "alpha-researcher"]).status.success());
+    let dropped =
+        team_ok(data, &engine, &tmux, &["cleanup", "--fix-broken", "--drop-missing", "--remove", "alpha", "--yes"]);
+    assert!(dropped.contains("dropped agents researcher"), "{dropped}");
+    let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
+    let expected = [("leader".to_string(), "running".to_string()), ("writer".to_string(), "running".to_string())];
+    assert_eq!(agent_states(&listed, "alpha"), expected);
+    let healthy = team(data, &engine, &tmux, &["health", "alpha"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stdout));
+
     // Removal: containers, tmux and homes go; the history stays, and the chain is intact.
     team_ok(data, &engine, &tmux, &["cleanup", "--remove", "alpha", "--yes"]);
     assert_eq!(engine.state("alpha-leader"), None);
@@ -204,10 +215,24 @@ fn clean_ups_take_only_the_teams_they_match() {
     let names: Vec<&str> = listed.as_array().unwrap().iter().map(|team| team["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["main"]);
 
-    // --interactive needs a terminal.
+    // --interactive needs a terminal; on one, it asks about each team.
     let refused = team(data, &engine, &tmux, &["cleanup", "--interactive"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("terminal"), "{}", stderr(&refused));
+    let asking = format!(
+        "env DOCKER_HOST={} CCLOG_TMUX_SOCKET={} {} --data {} team cleanup --interactive; echo cleanup-exited-$?; sleep 60",
+        engine.docker_host(),
+        tmux.socket,
+        crate::support::cclog_bin().display(),
+        data.display()
+    );
+    let started = tmux.tmux(&["new-session", "-d", "-s", "asker", "-n", "ask", "-x", "200", "-y", "50", &asking]);
+    assert!(started.status.success());
+    tmux.wait_for("asker", "ask", "? [y/N]", Duration::from_secs(20)).expect("cleanup asks about team main");
+    tmux.type_line("asker", "ask", "y");
+    tmux.wait_for("asker", "ask", "cleanup-exited-0", Duration::from_secs(30)).expect("cleanup ends");
+    assert!(tmux.screen("asker", "ask").contains("team main removed"), "{}", tmux.screen("asker", "ask"));
+    assert_eq!(engine.state("main-leader"), None);
 }
 
 #[test]
@@ -229,6 +254,9 @@ fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing
     let output =
         team(data, &engine, &tmux, &["create", "ok", "--container-memory", "lots", "--image", IMAGE, "--cwd", cwd]);
     assert!(stderr(&output).contains("--container-memory"), "{}", stderr(&output));
+    let output = team(data, &engine, &tmux, &["create", "ok", "--image", "localhost/no-such-image:1", "--cwd", cwd]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no image localhost/no-such-image:1"), "{}", stderr(&output));
 
     let mut command = cclog_command(data, &["team", "create", "ok", "--image", IMAGE, "--cwd", cwd]);
     let missing = data.join("no-engine-here.sock");
@@ -464,6 +492,7 @@ mod registry {
         Phase { team: u8, kind: u8 },
         Health { team: u8, problems: u8 },
         Exported { team: u8 },
+        Dropped { team: u8, agent: u8 },
         Reopen,
     }
 
@@ -478,9 +507,13 @@ mod registry {
             2 => (0..3u8, 0..3u8).prop_map(|(team, kind)| Op::Phase { team, kind }),
             1 => (0..3u8, 0..4u8).prop_map(|(team, problems)| Op::Health { team, problems }),
             1 => (0..3u8).prop_map(|team| Op::Exported { team }),
+            1 => (0..3u8, 0..3u8).prop_map(|(team, agent)| Op::Dropped { team, agent }),
             1 => Just(Op::Reopen),
         ]
     }
+
+    /// An agent as the model knows it: container id, last container event, session, its seq.
+    type ModelAgent = (Option<String>, Option<ContainerEvent>, Option<String>, Option<u64>);
 
     /// What the registry should say of one team.
     #[derive(Debug, Clone, PartialEq)]
@@ -488,7 +521,7 @@ mod registry {
         created_seq: u64,
         phase: TeamPhase,
         /// agent → (container id, last container event, session, session seq)
-        agents: BTreeMap<String, (Option<String>, Option<ContainerEvent>, Option<String>, Option<u64>)>,
+        agents: BTreeMap<String, ModelAgent>,
         tmux: Option<TmuxEvent>,
         tmux_socket: Option<String>,
         health: Option<(u64, u64)>,
@@ -575,6 +608,10 @@ mod registry {
                         let exported = team::Exported { output: "/out".into(), sessions: 2, manifest_blake3: "00".into() };
                         (*team, team::KIND_EXPORTED, encode(&exported).unwrap())
                     }
+                    Op::Dropped { team, agent } => {
+                        let dropped = team::AgentDropped { agent: AGENTS[usize::from(*agent)].into() };
+                        (*team, team::KIND_AGENT_DROPPED, encode(&dropped).unwrap())
+                    }
                     Op::Reopen => unreachable!(),
                 };
                 let name = format!("team-{team}");
@@ -621,6 +658,9 @@ mod registry {
                     Op::Phase { kind, .. } => known.phase = [TeamPhase::Resumed, TeamPhase::Stopped, TeamPhase::Removed][usize::from(*kind)],
                     Op::Health { problems, .. } => known.health = Some((seq, u64::from(*problems))),
                     Op::Exported { .. } => known.exports += 1,
+                    Op::Dropped { agent, .. } => {
+                        known.agents.remove(AGENTS[usize::from(*agent)]);
+                    }
                     Op::Create { .. } | Op::Reopen => unreachable!(),
                 }
             }
@@ -642,7 +682,10 @@ mod registry {
                     .map(|(name, agent)| (name.clone(), (agent.container_id.clone(), agent.container, agent.session.clone(), agent.session_seq)))
                     .collect();
                 prop_assert_eq!(&agents, &expected.agents);
-                prop_assert_eq!(TeamRegistry::spec(&log, record).unwrap().image, "img");
+                let spec = TeamRegistry::spec(&log, record).unwrap();
+                prop_assert_eq!(&spec.image, "img");
+                // The spec's agents are those the team still has.
+                prop_assert!(spec.agents.iter().all(|agent| expected.agents.contains_key(agent)));
             }
             let incremental = dump(&log, "teams");
             let reports = log.rebuild_blocking().unwrap();

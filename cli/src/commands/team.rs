@@ -203,7 +203,7 @@ fn state_word(state: Option<LiveState>) -> &'static str {
 
 fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) {
     if json {
-        crate::outln!("{}", serde_json::Value::from(serde_json::to_value(teams).unwrap_or_default()));
+        crate::outln!("{}", serde_json::to_value(teams).unwrap_or_default());
         return;
     }
     if teams.is_empty() {
@@ -300,7 +300,8 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
             if broken.is_empty() {
                 continue;
             }
-            format!("recreate {} of team {}", broken.join(", "), team.name)
+            let verb = if args.drop_missing { "drop the agents of" } else { "recreate" };
+            format!("{verb} {} of team {}", broken.join(", "), team.name)
         } else {
             format!(
                 "remove team {}: containers {}, tmux session {}, and its agents' directories (its events and transcripts stay in the log)",
@@ -318,8 +319,9 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
             continue;
         }
         if args.fix_broken {
-            let fixed = teams.fix_broken(&team.name)?;
-            say(format!("team {}: recreated {}", team.name, fixed.join(", ")));
+            let fixed = teams.fix_broken(&team.name, args.drop_missing)?;
+            let verb = if args.drop_missing { "dropped agents" } else { "recreated" };
+            say(format!("team {}: {verb} {}", team.name, fixed.join(", ")));
         } else {
             teams.remove(&team.name)?;
             say(format!("team {} removed; its history stays in the log", team.name));

@@ -135,6 +135,15 @@ impl ContainerEngine {
         }
     }
 
+    /// Whether the engine has image `image` (by name or id).
+    pub fn has_image(&self, image: &str) -> Result<bool> {
+        match self.runtime.block_on(self.docker.inspect_image(image)) {
+            Ok(_) => Ok(true),
+            Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(error) => Err(self.failed(&format!("looking up image {image}"), error)),
+        }
+    }
+
     /// Creates the container (not started); its id.
     pub fn create(&self, config: &ContainerConfig) -> Result<String> {
         let body = ContainerCreateBody {

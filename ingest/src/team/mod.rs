@@ -495,6 +495,12 @@ impl<'a> Teams<'a> {
         let agents_dir = self.root.join(&request.name).join("agents");
         let spec = request.spec(&agents_dir, &self.host)?;
         let engine = self.engine()?;
+        if !engine.has_image(&spec.image)? {
+            return Err(Error::InvalidTeam(format!(
+                "the engine at {} has no image {}; pull or build it first (e.g. `docker pull {}`), or pass --image",
+                engine.host, spec.image, spec.image
+            )));
+        }
         let tmux = Tmux::new(request.tmux_socket.clone());
         let mut taken = Vec::new();
         if tmux.has_session(&request.name)? {
@@ -855,9 +861,10 @@ impl<'a> Teams<'a> {
         Ok(())
     }
 
-    /// Recreates the team's missing containers from its spec, recording each; the names of
-    /// those it recreated.
-    pub fn fix_broken(&self, name: &str) -> Result<Vec<String>> {
+    /// Recreates the team's missing containers from its spec, recording each — or, with
+    /// `drop_missing`, drops their agents from the team (their windows closed, their
+    /// transcripts kept); the containers recreated or the agents dropped.
+    pub fn fix_broken(&self, name: &str, drop_missing: bool) -> Result<Vec<String>> {
         let (record, spec) = self.existing(name)?;
         let engine = self.engine()?;
         let mut fixed = Vec::new();
@@ -865,6 +872,13 @@ impl<'a> Teams<'a> {
             let container = TeamSpec::container_name(name, agent);
             if engine.state(&container)? == LiveState::Missing {
                 self.note_missing(&record, agent)?;
+                if drop_missing {
+                    Tmux::new(record.tmux_socket.clone()).kill_window(name, agent)?;
+                    let dropped = team::AgentDropped { agent: agent.clone() };
+                    self.append(name, team::KIND_AGENT_DROPPED, vocabulary::encode(&dropped)?)?;
+                    fixed.push(agent.clone());
+                    continue;
+                }
                 let id = engine.create(&container_config(name, &spec, agent, &self.host))?;
                 self.record_container(name, agent, ContainerEvent::Created, Some(id.clone()))?;
                 engine.start(&container)?;

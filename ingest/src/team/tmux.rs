@@ -136,6 +136,14 @@ impl Tmux {
         Ok(())
     }
 
+    /// Closes a window of session `name`; one that is not there is not an error.
+    pub fn kill_window(&self, name: &str, window: &str) -> Result<()> {
+        if self.windows(name)?.iter().any(|open| open.name == window) {
+            self.checked(&["kill-window", "-t", &format!("={name}:={window}")])?;
+        }
+        Ok(())
+    }
+
     /// Types `keys` into a window of session `name`, then Enter when `enter`.
     pub fn send_keys(&self, name: &str, window: &str, keys: &str, enter: bool) -> Result<()> {
         let target = format!("={name}:={window}");

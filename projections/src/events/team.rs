@@ -24,6 +24,9 @@ pub const KIND_CONTAINER: &str = "team.container";
 pub const KIND_TMUX: &str = "team.tmux";
 /// An agent's Claude Code session was started or resumed: an [`AgentSession`].
 pub const KIND_AGENT_SESSION: &str = "team.agent.session";
+/// An agent was dropped from the team (`cleanup --fix-broken --drop-missing`): an
+/// [`AgentDropped`]. Its transcripts stay in the log.
+pub const KIND_AGENT_DROPPED: &str = "team.agent.dropped";
 /// The team was resumed (containers started, tmux recreated): a [`Note`].
 pub const KIND_RESUMED: &str = "team.resumed";
 /// The team was stopped (containers stopped, tmux closed): a [`Note`].
@@ -141,6 +144,12 @@ pub struct AgentSession {
     pub session: Option<String>,
     /// Why a resume started fresh instead, when it did.
     pub note: Option<String>,
+}
+
+/// The payload of `team.agent.dropped`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentDropped {
+    pub agent: String,
 }
 
 /// The payload of `team.resumed`, `team.stopped` and `team.removed`.
