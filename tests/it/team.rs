@@ -269,6 +269,28 @@ fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing
     assert_eq!(listed, Value::Array(vec![]), "nothing recorded as created");
 }
 
+/// `cclog team ARGS…` as a user whose Claude Code talks to `api` would run it (the
+/// `ANTHROPIC_*` variables are passed to the agents' containers), on `engine` and `tmux`;
+/// it must succeed, and its stdout is returned.
+fn team_with_api(
+    data: &Path,
+    engine: &Engine,
+    tmux: &TmuxServer,
+    api: &crate::fake_api::FakeApi,
+    args: &[&str],
+) -> String {
+    let mut command = cclog_command(data, &[&["team"], args].concat());
+    command
+        .env("DOCKER_HOST", engine.docker_host())
+        .env("CCLOG_TMUX_SOCKET", &tmux.socket)
+        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "cclog team {args:?}: {}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// `team create NAME` of real Claude Code agents in busybox containers on the host network
 /// (so the fake API on loopback answers them): the host's libraries and the pinned native
 /// binary mounted read-only.
@@ -343,18 +365,7 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     let project_dir = project.path().to_str().unwrap().to_string();
     let create_args = claude_team_args("crew", &project_dir, &agents);
     let create_args: Vec<&str> = create_args.iter().map(String::as_str).collect();
-    let with_api = |args: &[&str]| {
-        let mut command = cclog_command(data, &[&["team"], args].concat());
-        command
-            .env("DOCKER_HOST", engine.docker_host())
-            .env("CCLOG_TMUX_SOCKET", &tmux.socket)
-            .env("ANTHROPIC_BASE_URL", api.base_url())
-            .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-        let output = command.output().unwrap();
-        assert!(output.status.success(), "cclog team {args:?}: {}", stderr(&output));
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let with_api = |args: &[&str]| team_with_api(data, &engine, &tmux, &api, args);
     with_api(&create_args);
 
     let ready = |agent: &str| {
@@ -803,18 +814,8 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
     let data = data.path();
     let server = Server::start(data, &[("DOCKER_HOST", engine.docker_host())], &["--no-archive"]);
     let create_args = claude_team_args("duo", project.path().to_str().unwrap(), &["a", "b"]);
-    let mut command = cclog_command(
-        data,
-        &[vec!["team".to_string()], create_args].concat().iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    command
-        .env("DOCKER_HOST", engine.docker_host())
-        .env("CCLOG_TMUX_SOCKET", &tmux.socket)
-        .env("ANTHROPIC_BASE_URL", api.base_url())
-        .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-    let created = command.output().unwrap();
-    assert!(created.status.success(), "{}", stderr(&created));
+    let create_args: Vec<&str> = create_args.iter().map(String::as_str).collect();
+    team_with_api(data, &engine, &tmux, &api, &create_args);
 
     for (agent, prompt, answer) in [
         ("a", "share-a", "a stored its value."),
@@ -850,17 +851,7 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
     // A reboot: containers stopped, tmux gone, the server restarted on another port. The
     // resume points each agent's coordinator at the new server and brings it back in its
     // own session, which can still read what the other agent stored.
-    let team_command = |args: &[&str]| {
-        let mut command = cclog_command(data, &[&["team"], args].concat());
-        command
-            .env("DOCKER_HOST", engine.docker_host())
-            .env("ANTHROPIC_BASE_URL", api.base_url())
-            .env("ANTHROPIC_API_KEY", "sk-ant-fake-key-for-team-tests")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-        let output = command.output().unwrap();
-        assert!(output.status.success(), "team {args:?}: {}", stderr(&output));
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let team_command = |args: &[&str]| team_with_api(data, &engine, &tmux, &api, args);
     team_command(&["stop", "duo"]);
     tmux.kill_server();
     let old_url = server.url.clone();
