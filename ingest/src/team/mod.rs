@@ -74,12 +74,22 @@ pub struct CreateRequest {
 
 /// What the team service takes from the environment of whoever asked: the engine's
 /// address and the host variables passed to containers (their values never reach the log).
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[derive(Clone, Default, Serialize, serde::Deserialize)]
 pub struct HostEnv {
     /// `DOCKER_HOST`.
     pub docker_host: Option<String>,
     /// `ANTHROPIC_*` and `CLAUDE_CODE_*` variables, by name.
     pub passed: Vec<(String, String)>,
+}
+
+/// Names only: the values are secrets (API keys) and must not reach a log line.
+impl std::fmt::Debug for HostEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostEnv")
+            .field("docker_host", &self.docker_host)
+            .field("passed", &self.passed.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl HostEnv {
@@ -353,6 +363,14 @@ fn container_config(team: &str, spec: &TeamSpec, agent: &str, host: &HostEnv) ->
         network: spec.network.clone(),
         memory_bytes: spec.memory_bytes,
         nano_cpus: spec.nano_cpus,
+    }
+}
+
+/// The team containers the engine lists, or why they are unknown.
+fn live(engine: std::result::Result<&ContainerEngine, String>) -> (Option<Vec<engine::Listed>>, Option<String>) {
+    match engine.and_then(|engine| engine.team_containers().map_err(|error| error.to_string())) {
+        Ok(listed) => (Some(listed), None),
+        Err(error) => (None, Some(error)),
     }
 }
 
@@ -692,21 +710,14 @@ impl<'a> Teams<'a> {
             }
         }
         self.record_note(name, team::KIND_STOPPED, None)?;
-        self.status(name, Some(&engine))
+        self.status(name, &engine)
     }
 
-    /// One team's status; live states come from `engine` (unknown without one).
-    pub fn status(&self, name: &str, engine: Option<&ContainerEngine>) -> Result<TeamStatus> {
+    /// One team's status, its live states from `engine`.
+    pub fn status(&self, name: &str, engine: &ContainerEngine) -> Result<TeamStatus> {
         check_name("team", name)?;
         let record = TeamRegistry::get(self.log, name)?.ok_or_else(|| Error::UnknownTeam(name.to_string()))?;
-        let live = match engine {
-            Some(engine) => engine.team_containers().map(|listed| (listed, None)),
-            None => Err(Error::ContainerEngine { detail: "not asked".into() }),
-        };
-        let (listed, engine_error) = match live {
-            Ok((listed, error)) => (Some(listed), error),
-            Err(error) => (None, Some(error.to_string())),
-        };
+        let (listed, engine_error) = live(Ok(engine));
         self.describe(&record, listed.as_deref(), engine_error)
     }
 
@@ -748,10 +759,8 @@ impl<'a> Teams<'a> {
     /// Every team not removed (`all`: removed ones too), with live states when the engine
     /// answers.
     pub fn list(&self, all: bool) -> Result<Vec<TeamStatus>> {
-        let (listed, engine_error) = match self.engine().and_then(|engine| engine.team_containers()) {
-            Ok(listed) => (Some(listed), None),
-            Err(error) => (None, Some(error.to_string())),
-        };
+        let engine = self.engine();
+        let (listed, engine_error) = live(engine.as_ref().map_err(Error::to_string));
         TeamRegistry::all(self.log)?
             .iter()
             .filter(|record| all || record.phase != TeamPhase::Removed)
@@ -764,7 +773,7 @@ impl<'a> Teams<'a> {
     pub fn health(&self, name: &str) -> Result<Health> {
         let (record, spec) = self.existing(name)?;
         let engine = self.engine()?;
-        let status = self.status(name, Some(&engine))?;
+        let status = self.status(name, &engine)?;
         let stopped = record.phase == TeamPhase::Stopped;
         let mut problems = Vec::new();
         for agent in &status.agents {
@@ -825,7 +834,7 @@ impl<'a> Teams<'a> {
         if changed {
             self.append(name, team::KIND_HEALTH, vocabulary::encode(&findings)?)?;
         }
-        let team = self.status(name, Some(&engine))?;
+        let team = self.status(name, &engine)?;
         Ok(Health { team, problems })
     }
 
