@@ -226,6 +226,21 @@ impl TeamRegistry {
         Ok(found)
     }
 
+    /// The team and agent whose home holds one of `files` (a session's transcript files),
+    /// if any team's does.
+    pub fn member_of(log: &Log, files: &[String]) -> Result<Option<(String, String)>> {
+        for record in Self::all(log)? {
+            let spec = Self::spec(log, &record)?;
+            for file in files {
+                let Ok(relative) = std::path::Path::new(file).strip_prefix(&spec.agents_dir) else { continue };
+                if let Some(agent) = relative.components().next() {
+                    return Ok(Some((record.name, agent.as_os_str().to_string_lossy().into_owned())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The Claude Code sessions of the team's agents: session id → agent.
     pub fn agent_sessions(log: &Log, record: &TeamRecord) -> Result<BTreeMap<String, String>> {
         Ok(Self::agent_files(log, record)?

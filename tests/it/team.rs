@@ -424,6 +424,8 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
         let found = found.unwrap_or_else(|| panic!("{session} not archived for the team: {listed}"));
         assert_eq!(found["agent"], *agent, "{found}");
     }
+    let shown = crate::support::cclog_json(data, &["show", &sessions[2], "--json"]);
+    assert_eq!((shown["team"].as_str(), shown["agent"].as_str()), (Some("crew"), Some("writer")), "{shown}");
     let transcripts: Vec<(String, std::path::PathBuf, Vec<u8>)> = agents
         .iter()
         .zip(&sessions)
@@ -847,6 +849,14 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
         assert_eq!(written["value"], format!("hello from {agent}"), "{written}");
         assert_eq!(written["writer"]["instance"], agent, "{written}");
     }
+
+    // The server archives the agents' transcripts as they are written, with no import asked.
+    crate::serve::wait_for("both agents' sessions to be archived", || {
+        let listed = crate::support::cclog_json(data, &["sessions", "--team", "duo", "--json"]);
+        let agents: Vec<&str> =
+            listed.as_array().unwrap().iter().filter_map(|session| session["agent"].as_str()).collect();
+        agents.contains(&"a") && agents.contains(&"b")
+    });
 
     // A reboot: containers stopped, tmux gone, the server restarted on another port. The
     // resume points each agent's coordinator at the new server and brings it back in its

@@ -135,9 +135,14 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
             })
         })
         .collect();
+    let member = cclog_projections::teams::TeamRegistry::member_of(&log, &session.files)?;
     if args.json {
         let mut json = session_json(&session, &prices);
         json["runs"] = Value::Array(runs);
+        if let Some((team, agent)) = &member {
+            json["team"] = Value::from(team.as_str());
+            json["agent"] = Value::from(agent.as_str());
+        }
         crate::outln!("{json}");
         return Ok(EXIT_OK);
     }
@@ -147,6 +152,9 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     crate::outln!("title      {}", session.title.as_deref().unwrap_or("-"));
     crate::outln!("project    {}", session.project);
     crate::outln!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
+    if let Some((team, agent)) = &member {
+        crate::outln!("team       {team}, agent {agent}");
+    }
     crate::outln!(
         "time       {} … {}",
         session.first_at.as_deref().unwrap_or("-"),
