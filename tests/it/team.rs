@@ -37,14 +37,32 @@ fn team_json(data: &Path, engine: &Engine, tmux: &TmuxServer, args: &[&str]) -> 
     serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}: {stdout}"))
 }
 
-/// A team of busybox shells: `sleep` keeps each container up, and each window runs `sh`.
+/// A team of busybox shells: `sleep` keeps each container up, and each window runs `sh`;
+/// 256 MiB and half a CPU each, and one variable.
 fn create_shell_team(data: &Path, engine: &Engine, tmux: &TmuxServer, name: &str, cwd: &Path) -> Output {
     let cwd = cwd.to_str().unwrap();
     team(
         data,
         engine,
         tmux,
-        &["create", name, "--image", IMAGE, "--keepalive", "sleep 100000", "--agent-command", "sh", "--cwd", cwd],
+        &[
+            "create",
+            name,
+            "--image",
+            IMAGE,
+            "--keepalive",
+            "sleep 100000",
+            "--agent-command",
+            "sh",
+            "--cwd",
+            cwd,
+            "--container-memory",
+            "256m",
+            "--container-cpus",
+            "0.5",
+            "--env",
+            "GREETING=hello",
+        ],
     )
 }
 
@@ -128,6 +146,15 @@ fn a_team_is_created_checked_broken_repaired_stopped_resumed_and_removed() {
         "alpha-writer",
     ]);
     assert_eq!(String::from_utf8_lossy(&inspected.stdout).trim(), format!("writer {}", project.path().display()));
+    let limits = engine.podman_run(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Config.Env}}",
+        "alpha-writer",
+    ]);
+    let limits = String::from_utf8_lossy(&limits.stdout).into_owned();
+    assert!(limits.starts_with("268435456 500000000 "), "{limits}");
+    assert!(limits.contains("GREETING=hello") && limits.contains("HOME=/root"), "{limits}");
     // Its window's program exited with the old container; resume gives it a live one.
     team_ok(data, &engine, &tmux, &["resume", "alpha"]);
     let healthy = team(data, &engine, &tmux, &["health", "alpha"]);
@@ -462,6 +489,10 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     let checked = cclog_command(data, &["team", "check-export", out.to_str().unwrap()]).output().unwrap();
     assert_eq!(checked.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&checked.stdout).contains(&inside.display().to_string()));
+    // The API key passed from the host reached the agents, never the log.
+    let everything = crate::support::cclog(data, &["log", "--json"]);
+    assert!(!String::from_utf8_lossy(&everything.stdout).contains("sk-ant-fake-key-for-team-tests"));
+    assert!(String::from_utf8_lossy(&everything.stdout).contains("ANTHROPIC_API_KEY"), "the spec names it");
     verify_intact(data);
 }
 
