@@ -294,6 +294,35 @@ fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing
     assert!(message.contains("DOCKER_HOST") && message.contains("no-engine-here.sock"), "{message}");
     let listed = team_json(data, &engine, &tmux, &["list", "--all", "--json"]);
     assert_eq!(listed, Value::Array(vec![]), "nothing recorded as created");
+
+    // A tmux session of the user's with the team's name: an error naming it; --force replaces it.
+    assert!(tmux.tmux(&["new-session", "-d", "-s", "solo", "sleep 600"]).status.success());
+    let taken = create_shell_team(data, &engine, &tmux, "solo", project.path());
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(stderr(&taken).contains("tmux session solo already exists"), "{}", stderr(&taken));
+    let output = team(
+        data,
+        &engine,
+        &tmux,
+        &[
+            "create",
+            "solo",
+            "--force",
+            "--agents",
+            "one",
+            "--image",
+            IMAGE,
+            "--keepalive",
+            "sleep 100000",
+            "--agent-command",
+            "sh",
+            "--cwd",
+            cwd,
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let windows = tmux.tmux(&["list-windows", "-t", "=solo:", "-F", "#{window_name}"]);
+    assert_eq!(String::from_utf8_lossy(&windows.stdout), "one\n");
 }
 
 /// `cclog team ARGS…` as a user whose Claude Code talks to `api` would run it (the
@@ -409,6 +438,12 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
         let note = std::fs::read_to_string(project.path().join(format!("{agent}.txt"))).unwrap();
         assert_eq!(note, format!("written by the {agent}\n"));
     }
+
+    let verbose = with_api(&["list", "--verbose"]);
+    for agent in agents {
+        assert!(verbose.contains(&format!("crew-{agent}")), "{verbose}");
+    }
+    with_api(&["health", "crew"]);
 
     // A reboot: the containers stop, the tmux server dies.
     with_api(&["stop", "crew"]);
