@@ -40,30 +40,28 @@ fn team_json(data: &Path, engine: &Engine, tmux: &TmuxServer, args: &[&str]) -> 
 /// A team of busybox shells: `sleep` keeps each container up, and each window runs `sh`;
 /// 256 MiB and half a CPU each, and one variable.
 fn create_shell_team(data: &Path, engine: &Engine, tmux: &TmuxServer, name: &str, cwd: &Path) -> Output {
-    let cwd = cwd.to_str().unwrap();
-    team(
+    create_shell_team_with(
         data,
         engine,
         tmux,
-        &[
-            "create",
-            name,
-            "--image",
-            IMAGE,
-            "--keepalive",
-            "sleep 100000",
-            "--agent-command",
-            "sh",
-            "--cwd",
-            cwd,
-            "--container-memory",
-            "256m",
-            "--container-cpus",
-            "0.5",
-            "--env",
-            "GREETING=hello",
-        ],
+        name,
+        cwd,
+        &["--container-memory", "256m", "--container-cpus", "0.5", "--env", "GREETING=hello"],
     )
+}
+
+/// [`create_shell_team`] with other options.
+fn create_shell_team_with(
+    data: &Path,
+    engine: &Engine,
+    tmux: &TmuxServer,
+    name: &str,
+    cwd: &Path,
+    extra: &[&str],
+) -> Output {
+    let cwd = cwd.to_str().unwrap();
+    let args = ["create", name, "--image", IMAGE, "--keepalive", "sleep 100000", "--agent-command", "sh", "--cwd", cwd];
+    team(data, engine, tmux, &[&args[..], extra].concat())
 }
 
 fn stderr(output: &Output) -> String {
@@ -300,26 +298,7 @@ fn bad_names_a_missing_engine_and_bad_limits_are_clear_errors_and_record_nothing
     let taken = create_shell_team(data, &engine, &tmux, "solo", project.path());
     assert_eq!(taken.status.code(), Some(1));
     assert!(stderr(&taken).contains("tmux session solo already exists"), "{}", stderr(&taken));
-    let output = team(
-        data,
-        &engine,
-        &tmux,
-        &[
-            "create",
-            "solo",
-            "--force",
-            "--agents",
-            "one",
-            "--image",
-            IMAGE,
-            "--keepalive",
-            "sleep 100000",
-            "--agent-command",
-            "sh",
-            "--cwd",
-            cwd,
-        ],
-    );
+    let output = create_shell_team_with(data, &engine, &tmux, "solo", project.path(), &["--force", "--agents", "one"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let windows = tmux.tmux(&["list-windows", "-t", "=solo:", "-F", "#{window_name}"]);
     assert_eq!(String::from_utf8_lossy(&windows.stdout), "one\n");

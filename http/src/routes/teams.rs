@@ -59,6 +59,15 @@ fn service(log: &Log, cclog_bin: std::path::PathBuf) -> Teams<'_> {
     Teams::new(log, log.dir(), cclog_bin, HostEnv::from_process()).with_coordinator(server)
 }
 
+/// Runs `work` on the team service on a blocking thread; what it returned.
+async fn on_teams<T: Serialize + Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Teams<'_>) -> cclog_ingest::Result<T> + Send + 'static,
+) -> Result<T> {
+    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
+    blocking(move || work(&service(&log, bin))).await
+}
+
 /// `?all=true`: removed teams too.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -79,8 +88,7 @@ pub async fn list_teams(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Vec<TeamView>>> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    let teams = blocking(move || service(&log, bin).list(query.all.unwrap_or(false))).await?;
+    let teams = on_teams(&state, move |teams| teams.list(query.all.unwrap_or(false))).await?;
     Ok(Json(teams.iter().map(|team| view(team).map(TeamView)).collect::<Result<_>>()?))
 }
 
@@ -165,8 +173,7 @@ pub async fn create_team(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<StartedView>)> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    let started = blocking(move || service(&log, bin).create(&body.request())).await?;
+    let started = on_teams(&state, move |teams| teams.create(&body.request())).await?;
     Ok((StatusCode::CREATED, Json(StartedView(view(&started)?))))
 }
 
@@ -184,8 +191,7 @@ pub async fn create_team(
     )
 )]
 pub async fn get_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<HealthView>> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    let health = blocking(move || service(&log, bin).health(&name)).await?;
+    let health = on_teams(&state, move |teams| teams.health(&name)).await?;
     let mut body = view(&health)?;
     body["healthy"] = Value::Bool(health.healthy());
     Ok(Json(HealthView(body)))
@@ -205,8 +211,7 @@ pub async fn get_team(State(state): State<AppState>, Path(name): Path<String>) -
     )
 )]
 pub async fn resume_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<StartedView>> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    let started = blocking(move || service(&log, bin).resume(&name)).await?;
+    let started = on_teams(&state, move |teams| teams.resume(&name)).await?;
     Ok(Json(StartedView(view(&started)?)))
 }
 
@@ -223,8 +228,7 @@ pub async fn resume_team(State(state): State<AppState>, Path(name): Path<String>
     )
 )]
 pub async fn stop_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TeamView>> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    let stopped = blocking(move || service(&log, bin).stop(&name)).await?;
+    let stopped = on_teams(&state, move |teams| teams.stop(&name)).await?;
     Ok(Json(TeamView(view(&stopped)?)))
 }
 
@@ -242,8 +246,7 @@ pub async fn stop_team(State(state): State<AppState>, Path(name): Path<String>) 
     )
 )]
 pub async fn remove_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
-    let (log, bin) = (Arc::clone(&state.log), (*state.cclog_bin).clone());
-    blocking(move || service(&log, bin).remove(&name)).await?;
+    on_teams(&state, move |teams| teams.remove(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
