@@ -46,6 +46,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidKv(String),
 
+    /// A plan that cannot run as given (the message names the field or task).
+    #[error("{0}")]
+    InvalidPlan(String),
+
     /// A team request that cannot be carried out as given (the message says what to do).
     #[error("{0}")]
     InvalidTeam(String),

@@ -17,6 +17,7 @@
 //!   run's id in their environment).
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
 //! - [`team`]: teams of Claude Code agents in containers and one tmux session.
+//! - [`plan`]: plan files, for plan sessions (their executor comes next).
 //!
 //! # Example
 //!
@@ -46,6 +47,7 @@ pub mod discover;
 mod error;
 pub mod import;
 pub mod patient;
+pub mod plan;
 pub mod process;
 pub mod runner;
 pub mod team;

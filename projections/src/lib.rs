@@ -16,6 +16,8 @@
 //!   lists as the surfaces order them.
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
 //!   LiteLLM-format price table.
+//! - [`plans`]: the `plans` projection — plans, their tasks, runs and sessions, and their
+//!   metrics.
 //! - [`teams`]: the `teams` projection — the team registry, each agent's container and
 //!   session, the tmux session.
 //! - [`usage`]: usage reports by day, month, session and 5-hour block, from the archive's
@@ -46,6 +48,7 @@ mod error;
 pub mod events;
 pub mod lineage;
 pub mod messages;
+pub mod plans;
 pub mod pricing;
 pub mod render;
 pub mod replay;
@@ -65,5 +68,6 @@ pub fn standard() -> Vec<std::sync::Arc<dyn cclog_engine::Projection>> {
         std::sync::Arc::new(Archive),
         std::sync::Arc::new(coordinator::Coordinator),
         std::sync::Arc::new(teams::TeamRegistry),
+        std::sync::Arc::new(plans::PlanRegistry),
     ]
 }

@@ -181,17 +181,8 @@ impl TeamRegistry {
     /// The spec the team was created from, read from its `team.created` event, with the
     /// agents it has now (those dropped since are left out).
     pub fn spec(log: &Log, record: &TeamRecord) -> Result<TeamSpec> {
-        let event = log.get(record.created_seq)?.ok_or_else(|| Error::Inconsistent {
-            seq: record.created_seq,
-            detail: format!("team {} names a creation event that is not in the log", record.name),
-        })?;
-        if event.kind() != team::KIND_CREATED {
-            return Err(Error::Inconsistent {
-                seq: record.created_seq,
-                detail: format!("team {}'s creation event is a {}", record.name, event.kind()),
-            });
-        }
-        let mut spec: TeamSpec = events::decode(team::KIND_CREATED, &event.payload)?;
+        let mut spec: TeamSpec =
+            events::decode_at(log, record.created_seq, team::KIND_CREATED, &format!("team {}", record.name))?;
         spec.agents.retain(|agent| record.agents.contains_key(agent));
         Ok(spec)
     }

@@ -23,6 +23,7 @@ mod model;
 mod mutation;
 mod openapi;
 mod orphans;
+mod plan;
 mod projection;
 mod serve;
 mod support;

@@ -1,7 +1,7 @@
 //! The domain's event vocabulary: for each domain, its stream names, its kinds and the
 //! typed payloads that say what happened. Raw external bytes (a transcript line, a
 //! stream-json line) are payloads as they came; everything cclog says about them is a typed
-//! payload here. Plans add a module next.
+//! payload here.
 //!
 //! # Layout
 //! - [`transcript`]: `transcript/<absolute path>` — a transcript file's revisions, lines,
@@ -9,6 +9,8 @@
 //! - [`run`]: `run/<id>` — a Claude Code run's start, messages, session and end.
 //! - [`coordinator`]: `scope/<scope>` (key-value writes) and `instances/<machine>:<project>`
 //!   (instance claims) — the session coordinator.
+//! - [`plan`]: `plan/<id>` — a plan's creation, its session's changes, each task's steps,
+//!   its end and resumes.
 //! - [`team`]: `team/<name>` — a team's creation, containers, tmux session, agent sessions,
 //!   resumes, stops, health findings, exports and removal.
 //!
@@ -17,6 +19,7 @@
 //! and a decoder for the old one (`run.started` is at format 2; everything else at 1).
 
 pub mod coordinator;
+pub mod plan;
 pub mod run;
 pub mod team;
 pub mod transcript;
@@ -59,4 +62,22 @@ fn decode_as<T: DeserializeOwned>(expected: u8, kind: &'static str, bytes: &[u8]
         Some((format, _)) => Err(Error::Payload { kind, detail: format!("unknown payload format {format}") }),
         None => Err(Error::Payload { kind, detail: "empty payload".into() }),
     }
+}
+
+/// The typed payload of the event at `seq`, which must be a `kind` event (the creation of
+/// `owner`, whose record names it).
+pub(crate) fn decode_at<T: DeserializeOwned>(
+    log: &cclog_engine::Log,
+    seq: u64,
+    kind: &'static str,
+    owner: &str,
+) -> Result<T> {
+    let event = log.get(seq)?.ok_or_else(|| Error::Inconsistent {
+        seq,
+        detail: format!("{owner} names a {kind} event that is not in the log"),
+    })?;
+    if event.kind() != kind {
+        return Err(Error::Inconsistent { seq, detail: format!("{owner}'s {kind} event is a {}", event.kind()) });
+    }
+    decode(kind, &event.payload)
 }

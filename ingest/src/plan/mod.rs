@@ -1,0 +1,12 @@
+//! Plan sessions: the tasks of a plan run in one Claude Code session, each task resuming
+//! the session the one before it ran in, with a TTL, fallback and retry, every step an event
+//! on `plan/<id>` ([`cclog_projections::events::plan`]) and the registry the `plans`
+//! projection.
+//!
+//! # Layout
+//! - [`file`]: plan files (JSON or TOML), checked and resolved into a `PlanSpec`.
+//!
+//! The executor (running tasks through the runner, TTL expiry, fallback context, retries,
+//! resume and cancel) comes next.
+
+pub mod file;

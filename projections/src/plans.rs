@@ -1,0 +1,290 @@
+//! The plan registry: the `plans` projection folds every plan's events on `plan/<id>` into
+//! one record per plan — its status, each task's status, runs and session, the session the
+//! plan is in and when it was last used (its TTL counts from there), every session it has
+//! used, and the metrics plans are judged by: resumes tried and failed, sessions expired
+//! and replaced, retries. The plan as given stays in its `plan.created` event
+//! ([`PlanRegistry::spec`] reads it); a task's tokens and cost are its runs'.
+//!
+//! Keys: `P` ‖ plan id → postcard([`PlanRecord`]); `R` ‖ run id → postcard(`(plan, task)`),
+//! so a run names the plan task it ran.
+
+use cclog_engine::{ApplyError, Event, Log, Projection, ProjectionState};
+use serde::{Deserialize, Serialize};
+
+use crate::events;
+use crate::events::plan::{self, PlanEnd, PlanOutcome, PlanSpec, SessionChange, SessionEvent, TaskChange, TaskEvent};
+use crate::{Error, Result};
+
+const NAME: &str = "plans";
+
+/// Where a plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlanStatus {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+/// One task of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub status: TaskStatus,
+    /// Its runs, oldest first (a retry adds one).
+    pub runs: Vec<String>,
+    /// The session it last ran in (known once a run of it names one).
+    pub session: Option<String>,
+    /// Whether its last run's prompt carried the fallback context.
+    pub fallback: bool,
+    pub retries: u32,
+    pub reason: Option<String>,
+}
+
+/// One plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub id: String,
+    pub created_seq: u64,
+    pub created_us: u64,
+    pub status: PlanStatus,
+    pub reason: Option<String>,
+    /// In the plan's order.
+    pub tasks: Vec<TaskRecord>,
+    /// The session the next task resumes, if any.
+    pub session: Option<String>,
+    /// When a task last used the session (µs): its TTL counts from here.
+    pub session_used_us: Option<u64>,
+    /// Every session the plan has been in, in order.
+    pub sessions: Vec<String>,
+    /// Task starts that resumed a session, and how many of those the session failed.
+    pub resumes: u64,
+    pub failed_resumes: u64,
+    pub expired: u64,
+    pub changed: u64,
+    pub retries: u64,
+    pub resumed: u64,
+    pub events: u64,
+    pub last_seq: u64,
+}
+
+impl PlanRecord {
+    /// The first task not yet completed or skipped, where a resume continues.
+    pub fn next_task(&self) -> Option<&TaskRecord> {
+        self.tasks.iter().find(|task| !matches!(task.status, TaskStatus::Completed | TaskStatus::Skipped))
+    }
+}
+
+/// The `plans` projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanRegistry;
+
+fn plan_key(plan: &str) -> Vec<u8> {
+    [b"P", plan.as_bytes()].concat()
+}
+
+fn run_key(run: &str) -> Vec<u8> {
+    [b"R", run.as_bytes()].concat()
+}
+
+impl Projection for PlanRegistry {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
+        let Some(id) = plan::plan_id(event.stream()) else { return Ok(()) };
+        let key = plan_key(id);
+        if event.kind() == plan::KIND_CREATED {
+            let spec: PlanSpec = events::decode(plan::KIND_CREATED, &event.payload)?;
+            let record = PlanRecord {
+                id: id.to_string(),
+                created_seq: event.seq(),
+                created_us: event.header.ts_us,
+                status: PlanStatus::Running,
+                reason: None,
+                tasks: spec
+                    .tasks
+                    .iter()
+                    .map(|task| TaskRecord {
+                        id: task.id.clone(),
+                        status: TaskStatus::Pending,
+                        runs: Vec::new(),
+                        session: None,
+                        fallback: false,
+                        retries: 0,
+                        reason: None,
+                    })
+                    .collect(),
+                session: None,
+                session_used_us: None,
+                sessions: Vec::new(),
+                resumes: 0,
+                failed_resumes: 0,
+                expired: 0,
+                changed: 0,
+                retries: 0,
+                resumed: 0,
+                events: 1,
+                last_seq: event.seq(),
+            };
+            state.insert(key, postcard::to_stdvec(&record)?);
+            return Ok(());
+        }
+        // Anything before a plan's creation cannot come from cclog; nothing to fold.
+        let Some(bytes) = state.get(&key)? else { return Ok(()) };
+        let mut record: PlanRecord = postcard::from_bytes(&bytes)?;
+        fold(&mut record, event, state)?;
+        record.events += 1;
+        record.last_seq = event.seq();
+        state.insert(key, postcard::to_stdvec(&record)?);
+        Ok(())
+    }
+}
+
+/// Folds one of a created plan's later events into its record.
+fn fold(
+    record: &mut PlanRecord,
+    event: &Event,
+    state: &mut ProjectionState<'_>,
+) -> std::result::Result<(), ApplyError> {
+    let at = event.header.ts_us;
+    match event.kind() {
+        plan::KIND_SESSION => {
+            let change: SessionChange = events::decode(plan::KIND_SESSION, &event.payload)?;
+            match change.event {
+                SessionEvent::Assigned | SessionEvent::Changed => {
+                    if change.event == SessionEvent::Changed {
+                        record.changed += 1;
+                    }
+                    if let Some(session) = &change.session {
+                        if !record.sessions.contains(session) {
+                            record.sessions.push(session.clone());
+                        }
+                    }
+                    record.session = change.session;
+                    record.session_used_us = Some(at);
+                }
+                SessionEvent::Expired => {
+                    record.expired += 1;
+                    record.session = None;
+                }
+                SessionEvent::Replaced => {
+                    record.failed_resumes += 1;
+                    record.session = None;
+                }
+            }
+        }
+        plan::KIND_TASK => {
+            let change: TaskChange = events::decode(plan::KIND_TASK, &event.payload)?;
+            let session = record.session.clone();
+            let Some(index) = record.tasks.iter().position(|task| task.id == change.task) else { return Ok(()) };
+            match change.event {
+                TaskEvent::Started { run, fallback } => {
+                    state.insert(run_key(&run), postcard::to_stdvec(&(record.id.clone(), change.task.clone()))?);
+                    if session.is_some() {
+                        record.resumes += 1;
+                    }
+                    record.session_used_us = Some(at);
+                    let task = &mut record.tasks[index];
+                    task.status = TaskStatus::Running;
+                    task.fallback = fallback;
+                    task.reason = None;
+                    task.runs.push(run);
+                }
+                TaskEvent::Completed { .. } => {
+                    record.session_used_us = Some(at);
+                    let task = &mut record.tasks[index];
+                    task.status = TaskStatus::Completed;
+                    task.session = session;
+                }
+                TaskEvent::Failed { reason, .. } => {
+                    let task = &mut record.tasks[index];
+                    task.status = TaskStatus::Failed;
+                    task.session = session;
+                    task.reason = Some(reason);
+                }
+                TaskEvent::Retried { reason, .. } => {
+                    record.retries += 1;
+                    let task = &mut record.tasks[index];
+                    task.retries += 1;
+                    task.status = TaskStatus::Pending;
+                    task.reason = Some(reason);
+                }
+                TaskEvent::Skipped { reason } => {
+                    let task = &mut record.tasks[index];
+                    task.status = TaskStatus::Skipped;
+                    task.reason = Some(reason);
+                }
+            }
+        }
+        plan::KIND_ENDED => {
+            let end: PlanEnd = events::decode(plan::KIND_ENDED, &event.payload)?;
+            record.status = match end.outcome {
+                PlanOutcome::Completed => PlanStatus::Completed,
+                PlanOutcome::Failed => PlanStatus::Failed,
+                PlanOutcome::Cancelled => PlanStatus::Cancelled,
+            };
+            record.reason = end.reason;
+            // A task left running by a cancel did not finish.
+            for task in &mut record.tasks {
+                if task.status == TaskStatus::Running {
+                    task.status = TaskStatus::Failed;
+                    task.reason.get_or_insert_with(|| "the plan ended while it ran".to_string());
+                }
+            }
+        }
+        plan::KIND_RESUMED => {
+            let _: plan::Resumed = events::decode(plan::KIND_RESUMED, &event.payload)?;
+            record.status = PlanStatus::Running;
+            record.reason = None;
+            record.resumed += 1;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl PlanRegistry {
+    fn view(log: &Log) -> Result<cclog_engine::ProjectionView> {
+        log.projection(NAME).ok_or(Error::NotOpen(NAME))
+    }
+
+    /// One plan's record.
+    pub fn get(log: &Log, plan: &str) -> Result<Option<PlanRecord>> {
+        Self::view(log)?.get(&plan_key(plan))?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// Every plan, by id.
+    pub fn all(log: &Log) -> Result<Vec<PlanRecord>> {
+        Self::view(log)?.scan_prefix(b"P").map(|item| decode(&item?.1)).collect()
+    }
+
+    /// The plan and task a run ran, if it was a plan's.
+    pub fn task_of_run(log: &Log, run: &str) -> Result<Option<(String, String)>> {
+        Self::view(log)?.get(&run_key(run))?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    /// The plan as given, read from its `plan.created` event.
+    pub fn spec(log: &Log, record: &PlanRecord) -> Result<PlanSpec> {
+        events::decode_at(log, record.created_seq, plan::KIND_CREATED, &format!("plan {}", record.id))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|error| Error::Damaged { projection: NAME, detail: error.to_string() })
+}

@@ -1,0 +1,208 @@
+//! Plan sessions. So far the `plans` projection: any sequence of plan events, with reopens,
+//! folds into what a plain model says, and a rebuild folds the same state. (The executor
+//! and its end-to-end tests against the real Claude Code CLI come with it.)
+
+use std::collections::BTreeMap;
+
+use cclog_engine::NewEvent;
+use cclog_projections::events::encode;
+use cclog_projections::events::plan::{
+    self, PlanEnd, PlanOutcome, PlanSpec, Resumed, SessionChange, SessionEvent, TaskChange, TaskEvent, TaskOptions,
+    TaskSpec,
+};
+use cclog_projections::plans::{PlanRegistry, PlanStatus, TaskStatus};
+use proptest::prelude::*;
+
+use crate::support::{dump, open};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create { plan: u8, tasks: u8 },
+    Session { plan: u8, event: u8, session: Option<u8> },
+    Task { plan: u8, task: u8, event: u8, run: u8, flag: bool },
+    End { plan: u8, outcome: u8 },
+    Resume { plan: u8 },
+    Reopen,
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0..2u8, 1..4u8).prop_map(|(plan, tasks)| Op::Create { plan, tasks }),
+        4 => (0..2u8, 0..4u8, proptest::option::weighted(0.8, 0..3u8)).prop_map(|(plan, event, session)| Op::Session { plan, event, session }),
+        6 => (0..2u8, 0..4u8, 0..5u8, 0..6u8, any::<bool>()).prop_map(|(plan, task, event, run, flag)| Op::Task { plan, task, event, run, flag }),
+        1 => (0..2u8, 0..3u8).prop_map(|(plan, outcome)| Op::End { plan, outcome }),
+        1 => (0..2u8).prop_map(|plan| Op::Resume { plan }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn spec(plan: &str, tasks: u8) -> PlanSpec {
+    PlanSpec {
+        id: plan.to_string(),
+        cwd: "/p".into(),
+        defaults: TaskOptions::default(),
+        tasks: (0..tasks)
+            .map(|n| TaskSpec {
+                id: format!("t{n}"),
+                prompt: format!("do {n}"),
+                kind: None,
+                options: TaskOptions::default(),
+            })
+            .collect(),
+        ttl_ms: 3_600_000,
+        max_session_retries: 2,
+        max_task_retries: 0,
+        continue_on_error: false,
+    }
+}
+
+/// What the registry should say of a task: status, runs, session, fallback, retries.
+#[derive(Debug, Clone, PartialEq)]
+struct ModelTask {
+    status: TaskStatus,
+    runs: Vec<String>,
+    session: Option<String>,
+    fallback: bool,
+    retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ModelPlan {
+    status: PlanStatus,
+    tasks: Vec<(String, ModelTask)>,
+    session: Option<String>,
+    sessions: Vec<String>,
+    counts: [u64; 6], // resumes, failed resumes, expired, changed, retries, resumed
+    events: u64,
+}
+
+const SESSION_EVENTS: [SessionEvent; 4] =
+    [SessionEvent::Assigned, SessionEvent::Changed, SessionEvent::Expired, SessionEvent::Replaced];
+const OUTCOMES: [PlanOutcome; 3] = [PlanOutcome::Completed, PlanOutcome::Failed, PlanOutcome::Cancelled];
+
+fn task_event(event: u8, run: &str, flag: bool) -> TaskEvent {
+    match event {
+        0 => TaskEvent::Started { run: run.to_string(), fallback: flag },
+        1 => TaskEvent::Completed { run: run.to_string() },
+        2 => TaskEvent::Failed { run: flag.then(|| run.to_string()), reason: "broke".into() },
+        3 => TaskEvent::Retried { new_session: flag, reason: "again".into() },
+        _ => TaskEvent::Skipped { reason: "not needed".into() },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_plan_registry_is_what_a_model_of_the_events_says(ops in proptest::collection::vec(arb_op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let mut model: BTreeMap<String, ModelPlan> = BTreeMap::new();
+        let mut runs: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for op in &ops {
+            let (plan, kind, payload) = match op {
+                Op::Reopen => {
+                    drop(log);
+                    log = open(dir.path());
+                    continue;
+                }
+                Op::Create { plan, tasks } => {
+                    let id = format!("plan-{plan}");
+                    (id.clone(), plan::KIND_CREATED, encode(&spec(&id, *tasks)).unwrap())
+                }
+                Op::Session { plan, event, session } => {
+                    let change = SessionChange { event: SESSION_EVENTS[usize::from(*event)], session: session.map(|s| format!("s{s}")), reason: None };
+                    (format!("plan-{plan}"), plan::KIND_SESSION, encode(&change).unwrap())
+                }
+                Op::Task { plan, task, event, run, flag } => {
+                    let change = TaskChange { task: format!("t{task}"), event: task_event(*event, &format!("run-{plan}-{run}"), *flag) };
+                    (format!("plan-{plan}"), plan::KIND_TASK, encode(&change).unwrap())
+                }
+                Op::End { plan, outcome } => {
+                    let end = PlanEnd { outcome: OUTCOMES[usize::from(*outcome)], reason: None };
+                    (format!("plan-{plan}"), plan::KIND_ENDED, encode(&end).unwrap())
+                }
+                Op::Resume { plan } => (format!("plan-{plan}"), plan::KIND_RESUMED, encode(&Resumed::default()).unwrap()),
+            };
+            log.append_blocking(vec![NewEvent::new(plan::plan_stream(&plan), kind, payload)]).unwrap();
+            if let Op::Create { tasks, .. } = op {
+                let fresh = ModelTask { status: TaskStatus::Pending, runs: vec![], session: None, fallback: false, retries: 0 };
+                model.insert(plan.clone(), ModelPlan {
+                    status: PlanStatus::Running,
+                    tasks: (0..*tasks).map(|n| (format!("t{n}"), fresh.clone())).collect(),
+                    session: None,
+                    sessions: vec![],
+                    counts: [0; 6],
+                    events: 1,
+                });
+                continue;
+            }
+            let Some(known) = model.get_mut(&plan) else { continue };
+            known.events += 1;
+            match op {
+                Op::Session { event, session, .. } => match SESSION_EVENTS[usize::from(*event)] {
+                    SessionEvent::Assigned | SessionEvent::Changed => {
+                        if *event == 1 { known.counts[3] += 1; }
+                        let session = session.map(|s| format!("s{s}"));
+                        if let Some(session) = &session {
+                            if !known.sessions.contains(session) { known.sessions.push(session.clone()); }
+                        }
+                        known.session = session;
+                    }
+                    SessionEvent::Expired => { known.counts[2] += 1; known.session = None; }
+                    SessionEvent::Replaced => { known.counts[1] += 1; known.session = None; }
+                },
+                Op::Task { plan: p, task, event, run, flag } => {
+                    let session = known.session.clone();
+                    let Some((_, entry)) = known.tasks.iter_mut().find(|(id, _)| *id == format!("t{task}")) else { continue };
+                    let run = format!("run-{p}-{run}");
+                    match event {
+                        0 => {
+                            entry.status = TaskStatus::Running;
+                            entry.fallback = *flag;
+                            entry.runs.push(run.clone());
+                            runs.insert(run, (plan.clone(), format!("t{task}")));
+                            if session.is_some() { known.counts[0] += 1; }
+                        }
+                        1 => { entry.status = TaskStatus::Completed; entry.session = session; }
+                        2 => { entry.status = TaskStatus::Failed; entry.session = session; }
+                        3 => { entry.status = TaskStatus::Pending; entry.retries += 1; known.counts[4] += 1; }
+                        _ => entry.status = TaskStatus::Skipped,
+                    }
+                }
+                Op::End { outcome, .. } => {
+                    known.status = [PlanStatus::Completed, PlanStatus::Failed, PlanStatus::Cancelled][usize::from(*outcome)];
+                    for (_, task) in &mut known.tasks {
+                        if task.status == TaskStatus::Running { task.status = TaskStatus::Failed; }
+                    }
+                }
+                Op::Resume { .. } => { known.status = PlanStatus::Running; known.counts[5] += 1; }
+                Op::Create { .. } | Op::Reopen => unreachable!(),
+            }
+        }
+        let registry = PlanRegistry::all(&log).unwrap();
+        prop_assert_eq!(registry.len(), model.len());
+        for record in &registry {
+            let expected = &model[&record.id];
+            prop_assert_eq!(record.status, expected.status);
+            prop_assert_eq!(&record.session, &expected.session);
+            prop_assert_eq!(&record.sessions, &expected.sessions);
+            let counts = [record.resumes, record.failed_resumes, record.expired, record.changed, record.retries, record.resumed];
+            prop_assert_eq!(counts, expected.counts);
+            prop_assert_eq!(record.events, expected.events);
+            let tasks: Vec<(String, ModelTask)> = record.tasks.iter().map(|task| (task.id.clone(), ModelTask {
+                status: task.status, runs: task.runs.clone(), session: task.session.clone(), fallback: task.fallback, retries: task.retries,
+            })).collect();
+            prop_assert_eq!(&tasks, &expected.tasks);
+            prop_assert_eq!(PlanRegistry::spec(&log, record).unwrap().id, record.id.clone());
+        }
+        for (run, owner) in &runs {
+            let found = PlanRegistry::task_of_run(&log, run).unwrap();
+            prop_assert_eq!(found.as_ref(), Some(owner));
+        }
+        let incremental = dump(&log, "plans");
+        let reports = log.rebuild_blocking().unwrap();
+        prop_assert!(reports.iter().all(|report| report.equal_to_previous), "{:?}", reports);
+        prop_assert_eq!(incremental, dump(&log, "plans"));
+    }
+}
