@@ -134,6 +134,45 @@ pub enum Command {
     /// (Docker, or podman's `system service`). Every change is an event on `team/NAME`, and
     /// every agent's transcripts are archived, so a team's history outlives its containers.
     Team(TeamArgs),
+    /// Plans: ordered tasks run in one Claude Code session, with a TTL, fallback and retries
+    ///
+    /// The first task starts a session and each next task resumes it (`--resume`), so every
+    /// task knows what the earlier ones did. Every step is an event on `plan/ID`.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Serialize, Deserialize, Subcommand)]
+pub enum PlanCommand {
+    /// Run a plan file (JSON, or TOML by its .toml extension) to its end; progress per task on stderr
+    Run {
+        file: PathBuf,
+        /// The directory the tasks run in, when the plan names none
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// The session's TTL after its last use, when the plan names none
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a plan at its first unfinished task (after a crash, a cancel or a failure)
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plans, newest last
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One plan: its tasks, their runs and sessions, retries and session changes
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
@@ -396,7 +435,9 @@ impl Command {
             | Command::Diff(_)
             | Command::Usage(_)
             | Command::Rebuild(_)
-            | Command::Kv(_) => true,
+            | Command::Kv(_)
+            // A plan runs its tasks through a runner of the process that owns the log.
+            | Command::Plan(_) => true,
             // An attach is this terminal's; it needs no log.
             Command::Team(args) => !matches!(args.command, TeamCommand::Attach { .. }),
             Command::Serve(_)
@@ -431,6 +472,12 @@ impl Command {
                     _ => {}
                 }
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
+                None
+            }
+            Command::Plan(PlanCommand::Run { file, cwd, .. }) => {
+                *file = std::path::absolute(&*file)?;
+                let dir = cwd.take().map_or_else(std::env::current_dir, Ok)?;
+                *cwd = Some(std::path::absolute(dir)?);
                 None
             }
             Command::Sessions(args) => Some(&mut args.pricing),

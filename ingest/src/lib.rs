@@ -17,7 +17,7 @@
 //!   run's id in their environment).
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
 //! - [`team`]: teams of Claude Code agents in containers and one tmux session.
-//! - [`plan`]: plan files, for plan sessions (their executor comes next).
+//! - [`plan`]: plan sessions — plan files and their executor.
 //!
 //! # Example
 //!

@@ -206,3 +206,188 @@ proptest! {
         prop_assert_eq!(incremental, dump(&log, "plans"));
     }
 }
+
+mod running {
+    //! Plans run by `cclog plan run` with the real Claude Code CLI against the fake API.
+
+    use std::path::Path;
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+
+    use crate::claude_cli::claude_bin;
+    use crate::fake_api::{FakeApi, Reply};
+    use crate::serve::claude_env;
+    use crate::support::{cclog_command, verify_intact};
+
+    /// Replies by task, the later tasks first (a fallback prompt quotes the earlier ones).
+    fn three_steps(project: &Path, second: Vec<Reply>) -> FakeApi {
+        let file = project.join("a.txt");
+        FakeApi::by_prompt(vec![
+            (
+                "third-step",
+                vec![
+                    Reply::ToolUse { name: "Read".into(), input: json!({"file_path": file}) },
+                    Reply::Text("Task three read the file.".into()),
+                ],
+            ),
+            ("second-step", second),
+            (
+                "first-step",
+                vec![
+                    Reply::ToolUse {
+                        name: "Write".into(),
+                        input: json!({"file_path": file, "content": "alpha beta\n"}),
+                    },
+                    Reply::Text("Task one wrote a.txt.".into()),
+                ],
+            ),
+        ])
+    }
+
+    fn plan_file(dir: &Path, project: &Path, ttl: &str) -> std::path::PathBuf {
+        let path = dir.join("plan.toml");
+        let text = format!(
+            "id = \"p1\"\ncwd = {:?}\nttl = \"{ttl}\"\nallowedTools = [\"Write\", \"Read\"]\n\
+             [[tasks]]\nid = \"one\"\nprompt = \"first-step: write a.txt\"\ntype = \"create_file\"\n\
+             [[tasks]]\nid = \"two\"\nprompt = \"second-step: think\"\n\
+             [[tasks]]\nid = \"three\"\nprompt = \"third-step: read a.txt\"\n",
+            project.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn plan_command(data: &Path, env: &[(&str, String)], args: &[&str]) -> std::process::Command {
+        let mut command = cclog_command(data, &[&["plan"], args].concat());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    fn show(data: &Path) -> Value {
+        crate::support::cclog_json(data, &["plan", "show", "p1", "--json"])["plan"].clone()
+    }
+
+    /// The text of every user prompt of a request.
+    fn prompts(request: &Value) -> String {
+        request["messages"].to_string()
+    }
+
+    #[test]
+    fn a_three_task_plan_runs_in_one_session_that_remembers_the_earlier_tasks() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let api = three_steps(project.path(), vec![Reply::Text("Task two thought.".into())]);
+        let env = claude_env(&api, home.path(), &claude_bin());
+        let file = plan_file(data.path(), project.path(), "1h");
+        let output = plan_command(data.path(), &env, &["run", file.to_str().unwrap(), "--json"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let progress = String::from_utf8_lossy(&output.stderr);
+        assert!(progress.contains("task one: completed") && progress.contains("task three: completed"), "{progress}");
+
+        let plan = show(data.path());
+        assert_eq!(plan["status"], "Completed", "{plan}");
+        assert_eq!(plan["sessions"].as_array().unwrap().len(), 1, "one session for every task: {plan}");
+        let session = plan["sessions"][0].clone();
+        assert!(plan["tasks"].as_array().unwrap().iter().all(|task| task["session"] == session), "{plan}");
+        assert_eq!((plan["resumes"].as_u64(), plan["failed_resumes"].as_u64()), (Some(2), Some(0)), "{plan}");
+        // Context is kept on Claude's side: the later tasks' requests carry the earlier turns.
+        let requests = api.requests();
+        let third = requests.iter().rev().find(|request| prompts(request).contains("third-step")).unwrap();
+        let text = prompts(third);
+        assert!(
+            text.contains("first-step") && text.contains("second-step") && text.contains("Task two thought."),
+            "{text}"
+        );
+        let read = requests.iter().find(|request| {
+            let last = request["messages"].as_array().unwrap().last().unwrap().to_string();
+            last.contains("tool_result") && last.contains("alpha beta")
+        });
+        assert!(read.is_some(), "task three read what task one wrote");
+        verify_intact(data.path());
+    }
+
+    #[test]
+    fn an_expired_session_is_replaced_by_a_new_one_told_what_was_done() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let api = three_steps(project.path(), vec![Reply::Text("Task two thought.".into())]);
+        let env = claude_env(&api, home.path(), &claude_bin());
+        let file = plan_file(data.path(), project.path(), "1ms");
+        let output = plan_command(data.path(), &env, &["run", file.to_str().unwrap()]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let plan = show(data.path());
+        assert_eq!(plan["status"], "Completed", "{plan}");
+        assert_eq!(plan["expired"], 2, "{plan}");
+        assert_eq!(plan["sessions"].as_array().unwrap().len(), 3, "{plan}");
+        assert_eq!(plan["tasks"][1]["fallback"], true, "{plan}");
+        let requests = api.requests();
+        let second = requests.iter().find(|request| prompts(request).contains("second-step")).unwrap();
+        let text = prompts(second);
+        assert!(text.contains("What was done so far") && text.contains("first-step: write a.txt"), "{text}");
+        assert!(text.contains("Task one wrote a.txt.") && text.contains("a.txt"), "{text}");
+        let history = crate::support::cclog(data.path(), &["log", "--stream", "plan/p1", "--json"]);
+        let history = String::from_utf8_lossy(&history.stdout);
+        assert_eq!(history.matches("\"kind\":\"plan.session\"").count(), 5, "{history}");
+    }
+
+    #[test]
+    fn a_plan_killed_mid_task_resumes_there_and_survives_its_lost_session() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let api = three_steps(project.path(), vec![Reply::Wait(Duration::from_secs(4))]);
+        let env = claude_env(&api, home.path(), &claude_bin());
+        let file = plan_file(data.path(), project.path(), "1h");
+        let mut child = plan_command(data.path(), &env, &["run", file.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Killed while task two runs (its progress line says it started).
+        let stderr = child.stderr.take().unwrap();
+        let (started, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.starts_with("task two: started") {
+                    let _ = started.send(());
+                }
+            }
+        });
+        seen.recv_timeout(Duration::from_secs(90)).expect("task two started");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Its session's transcript is lost meanwhile.
+        for entry in walk(&home.path().join(".claude/projects")) {
+            if entry.extension().is_some_and(|extension| extension == "jsonl") {
+                std::fs::remove_file(entry).unwrap();
+            }
+        }
+        let output = plan_command(data.path(), &env, &["resume", "p1"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let plan = show(data.path());
+        assert_eq!(plan["status"], "Completed", "{plan}");
+        assert_eq!(plan["tasks"][0]["runs"].as_array().unwrap().len(), 1, "task one ran once: {plan}");
+        assert_eq!(plan["failed_resumes"], 1, "{plan}");
+        assert_eq!(plan["tasks"][1]["fallback"], true, "{plan}");
+        assert_eq!(plan["sessions"].as_array().unwrap().len(), 2, "{plan}");
+        verify_intact(data.path());
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+}

@@ -9,6 +9,7 @@ mod import;
 mod kv;
 mod log;
 mod mcp;
+mod plan;
 mod rebuild;
 mod replay;
 mod runs;
@@ -106,6 +107,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Kv(command) => kv::run(data, command),
         Command::Mcp(args) => mcp::run(data, args),
         Command::Team(args) => team::run(data, args),
+        Command::Plan(command) => plan::run(data, command),
     }
 }
 

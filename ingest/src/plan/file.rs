@@ -84,10 +84,18 @@ impl Format {
 }
 
 impl PlanFile {
-    /// Reads a plan file (`.toml` as TOML, anything else as JSON).
+    /// Reads a plan file (`.toml` as TOML, anything else as JSON); a relative `cwd` in it is
+    /// taken from the file's directory.
     pub fn load(path: &Path) -> Result<PlanFile> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text, Format::of(path)).map_err(|error| Error::InvalidPlan(format!("{}: {error}", path.display())))
+        let mut plan = Self::parse(&text, Format::of(path))
+            .map_err(|error| Error::InvalidPlan(format!("{}: {error}", path.display())))?;
+        if let (Some(cwd), Some(dir)) = (&plan.cwd, path.parent()) {
+            if cwd.is_relative() {
+                plan.cwd = Some(dir.join(cwd));
+            }
+        }
+        Ok(plan)
     }
 
     /// Reads a plan written in `format`.

@@ -5,8 +5,8 @@
 //!
 //! # Layout
 //! - [`file`]: plan files (JSON or TOML), checked and resolved into a `PlanSpec`.
-//!
-//! The executor (running tasks through the runner, TTL expiry, fallback context, retries,
-//! resume and cancel) comes next.
+//! - [`executor`]: running a plan's tasks through the runner in one session, with TTL
+//!   expiry, fallback context, session and task retries, and resume.
 
+pub mod executor;
 pub mod file;

@@ -1,0 +1,171 @@
+//! `cclog plan`: run a plan file's tasks in one Claude Code session, resume a plan, list
+//! plans and show one. The tasks run through a runner in the process that owns the log
+//! (this one, or the `cclog serve` the command is forwarded to); each step is printed on
+//! stderr as the log records it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cclog_ingest::plan::executor::Executor;
+use cclog_ingest::plan::file::PlanFile;
+use cclog_ingest::runner::{Runner, RunnerConfig};
+use cclog_projections::events::plan::{self as vocabulary, SessionChange, TaskChange, TaskEvent};
+use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus};
+use serde_json::json;
+
+use crate::args::PlanCommand;
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+
+pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
+    match command {
+        PlanCommand::Run { file, cwd, ttl, json } => {
+            let ttl = humantime::parse_duration(&ttl)
+                .map_err(|error| Failure { code: EXIT_BAD_INPUT, message: format!("--ttl {ttl:?}: {error}") })?;
+            let spec = PlanFile::load(&file)
+                .and_then(|plan| plan.resolve(cwd.as_deref(), ttl))
+                .map_err(|error| Failure { code: EXIT_BAD_INPUT, message: error.to_string() })?;
+            let id = spec.id.clone();
+            let record = execute(data, &id, move |executor| Box::pin(async move { executor.run(spec).await }))?;
+            finish(&record, json)
+        }
+        PlanCommand::Resume { id, json } => {
+            super::require_store(data)?;
+            let plan = id.clone();
+            let record = execute(data, &id, move |executor| Box::pin(async move { executor.resume(&plan).await }))?;
+            finish(&record, json)
+        }
+        PlanCommand::List { json } => {
+            if super::require_store(data).is_err() {
+                crate::outln!("{}", if json { "[]" } else { "no plans yet; `cclog plan run FILE` runs one" });
+                return Ok(EXIT_OK);
+            }
+            let log = super::open_log_to_read(data)?;
+            let plans = PlanRegistry::all(&log)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&plans)?);
+            } else if plans.is_empty() {
+                crate::outln!("no plans yet; `cclog plan run FILE` runs one");
+            }
+            if !json {
+                for plan in &plans {
+                    crate::outln!("{}", summary(plan));
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        PlanCommand::Show { id, json } => {
+            super::require_store(data)?;
+            let log = super::open_log_to_read(data)?;
+            let record = PlanRegistry::get(&log, &id)?.ok_or_else(|| Failure {
+                code: EXIT_FAILURE,
+                message: format!("no plan {id}; `cclog plan list` shows the plans"),
+            })?;
+            if json {
+                crate::outln!("{}", json!({"plan": record, "spec": PlanRegistry::spec(&log, &record)?}));
+                return Ok(EXIT_OK);
+            }
+            crate::outln!("{}", summary(&record));
+            for task in &record.tasks {
+                crate::outln!(
+                    "  {:<16} {:<9} session {}  runs {}{}",
+                    task.id,
+                    format!("{:?}", task.status).to_lowercase(),
+                    task.session.as_deref().unwrap_or("-"),
+                    if task.runs.is_empty() { "-".to_string() } else { task.runs.join(", ") },
+                    task.reason.as_deref().map(|reason| format!("  ({reason})")).unwrap_or_default()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// What a command asks of the executor.
+type Running<'e> = std::pin::Pin<Box<dyn std::future::Future<Output = cclog_ingest::Result<PlanRecord>> + 'e>>;
+
+/// Runs `work` on an executor over this process's log and a runner of its own, printing
+/// plan `id`'s steps on stderr as they are recorded.
+fn execute(
+    data: &Path,
+    id: &str,
+    work: impl for<'e> FnOnce(&'e Executor) -> Running<'e>,
+) -> anyhow::Result<PlanRecord> {
+    let log = super::open_log(data)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let runner = Runner::new(Arc::clone(&log), RunnerConfig::from_env()?);
+        runner.recover().await?;
+        let executor = Executor::new(Arc::clone(&log), runner);
+        let stream = vocabulary::plan_stream(id);
+        let mut subscription = log.subscribe(log.len());
+        let progress = async {
+            while let Ok(event) = subscription.next().await {
+                if event.stream() == stream {
+                    report(&event);
+                }
+            }
+        };
+        tokio::select! {
+            done = work(&executor) => Ok(done?),
+            () = progress => anyhow::bail!("the log closed while the plan ran"),
+        }
+    })
+}
+
+/// One plan step on stderr.
+fn report(event: &cclog_engine::Event) {
+    match event.kind() {
+        vocabulary::KIND_TASK => {
+            if let Ok(change) = cclog_projections::events::decode::<TaskChange>("plan task", &event.payload) {
+                let what = match change.event {
+                    TaskEvent::Started { run, fallback } => {
+                        format!("started (run {run}{})", if fallback { ", with the plan so far" } else { "" })
+                    }
+                    TaskEvent::Completed { .. } => "completed".to_string(),
+                    TaskEvent::Failed { reason, .. } => format!("failed: {reason}"),
+                    TaskEvent::Retried { new_session, reason } => {
+                        format!("retried{}: {reason}", if new_session { " in a new session" } else { "" })
+                    }
+                    TaskEvent::Skipped { reason } => format!("skipped: {reason}"),
+                };
+                crate::errln!("task {}: {what}", change.task);
+            }
+        }
+        vocabulary::KIND_SESSION => {
+            if let Ok(change) = cclog_projections::events::decode::<SessionChange>("plan session", &event.payload) {
+                crate::errln!(
+                    "session {:?}: {}{}",
+                    change.event,
+                    change.session.as_deref().unwrap_or("-"),
+                    change.reason.map(|reason| format!(" ({reason})")).unwrap_or_default()
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn summary(plan: &PlanRecord) -> String {
+    let done = plan.tasks.iter().filter(|task| task.status == cclog_projections::plans::TaskStatus::Completed).count();
+    format!(
+        "plan {} {}: {done}/{} tasks, {} sessions, {} resumes ({} failed), {} expired, {} retries",
+        plan.id,
+        format!("{:?}", plan.status).to_lowercase(),
+        plan.tasks.len(),
+        plan.sessions.len(),
+        plan.resumes,
+        plan.failed_resumes,
+        plan.expired,
+        plan.retries
+    )
+}
+
+fn finish(record: &PlanRecord, json: bool) -> anyhow::Result<u8> {
+    if json {
+        crate::outln!("{}", serde_json::to_string(record)?);
+    } else {
+        crate::outln!("{}", summary(record));
+    }
+    Ok(if record.status == PlanStatus::Completed { EXIT_OK } else { EXIT_FAILURE })
+}
