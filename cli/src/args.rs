@@ -162,7 +162,13 @@ pub enum PlanCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Plans, newest last
+    /// Cancel a running plan: its running task's run is cancelled, the plan marked cancelled
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plans, by id
     List {
         #[arg(long)]
         json: bool,
@@ -436,8 +442,10 @@ impl Command {
             | Command::Usage(_)
             | Command::Rebuild(_)
             | Command::Kv(_)
-            // A plan runs its tasks through a runner of the process that owns the log.
-            | Command::Plan(_) => true,
+            | Command::Plan(PlanCommand::List { .. } | PlanCommand::Show { .. }) => true,
+            // Run, resume and cancel are clients of the server's API when one runs: the
+            // tasks go through its runner.
+            Command::Plan(_) => false,
             // An attach is this terminal's; it needs no log.
             Command::Team(args) => !matches!(args.command, TeamCommand::Attach { .. }),
             Command::Serve(_)
@@ -472,12 +480,6 @@ impl Command {
                     _ => {}
                 }
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
-                None
-            }
-            Command::Plan(PlanCommand::Run { file, cwd, .. }) => {
-                *file = std::path::absolute(&*file)?;
-                let dir = cwd.take().map_or_else(std::env::current_dir, Ok)?;
-                *cwd = Some(std::path::absolute(dir)?);
                 None
             }
             Command::Sessions(args) => Some(&mut args.pricing),

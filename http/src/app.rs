@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth;
 use crate::extract::BODY_LIMIT;
-use crate::routes::{events, runs, service, sessions, teams, usage};
+use crate::routes::{events, plans, runs, service, sessions, teams, usage};
 use crate::state::AppState;
 use crate::Error;
 
@@ -38,6 +38,7 @@ use crate::Error;
     tags(
         (name = "runs", description = "Start, resume, fork and cancel Claude Code runs; their messages"),
         (name = "sessions", description = "Sessions from runs and archived transcripts; forks, trees, diffs, replay"),
+        (name = "plans", description = "Plans: tasks run in one Claude Code session, with TTL, fallback and retry"),
         (name = "teams", description = "Teams of Claude Code agents in containers and a tmux session"),
         (name = "log", description = "The log itself: events, live tail, verification"),
         (name = "service", description = "The service: health, index, this document"),
@@ -116,6 +117,10 @@ fn documented_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(teams::resume_team))
         .routes(routes!(teams::stop_team))
         .routes(routes!(teams::team_events))
+        .routes(routes!(plans::run_plan, plans::list_plans))
+        .routes(routes!(plans::get_plan, plans::cancel_plan))
+        .routes(routes!(plans::resume_plan))
+        .routes(routes!(plans::plan_events))
         .routes(routes!(events::list_events))
         .routes(routes!(events::event_stream))
         .routes(routes!(events::verify))

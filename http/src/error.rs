@@ -82,7 +82,7 @@ impl Error {
             | Error::Projections(Projections::Usage(_) | Projections::Pricing(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
-            Error::Ingest(Ingest::InvalidTeam(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Ingest(Ingest::InvalidTeam(_) | Ingest::InvalidPlan(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Ingest(Ingest::UnknownTeam(_)) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Ingest(Ingest::TeamExists(_)) => (StatusCode::CONFLICT, "team_exists"),
             Error::Ingest(Ingest::ContainerEngine { .. }) => (StatusCode::BAD_GATEWAY, "container_engine"),

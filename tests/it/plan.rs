@@ -378,6 +378,96 @@ mod running {
         verify_intact(data.path());
     }
 
+    #[test]
+    fn through_the_server_a_failed_task_a_cancel_and_a_server_killed_mid_plan() {
+        use crate::serve::Server;
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let file = project.path().join("a.txt");
+        let api = FakeApi::by_prompt(vec![
+            ("slow-step", vec![Reply::Wait(Duration::from_secs(4))]),
+            ("endless-step", vec![Reply::Wait(Duration::from_secs(60))]),
+            // One turn allowed, and the reply is a tool call: the run ends in error_max_turns.
+            (
+                "failing-step",
+                vec![Reply::ToolUse { name: "Write".into(), input: json!({"file_path": file, "content": "x"}) }],
+            ),
+        ]);
+        let env = claude_env(&api, home.path(), &claude_bin());
+        let env_refs: Vec<(&str, String)> = env.iter().map(|(key, value)| (*key, value.clone())).collect();
+        let server = Server::start(data.path(), &env_refs, &["--no-archive"]);
+        let cwd = project.path().display().to_string();
+
+        // A task failing on its own merits, with continueOnError: the plan goes on, then fails.
+        let plan = json!({"id": "goes-on", "cwd": cwd, "continueOnError": true, "allowedTools": ["Write"], "tasks": [
+            {"id": "one", "prompt": "say hello"},
+            {"id": "two", "prompt": "failing-step", "maxTurns": 1},
+            {"id": "three", "prompt": "say bye"},
+        ]});
+        let path = data.path().join("goes-on.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let output = plan_command(data.path(), &[], &["run", path.to_str().unwrap(), "--json"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+        let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let statuses: Vec<&str> =
+            record["tasks"].as_array().unwrap().iter().map(|task| task["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["Completed", "Failed", "Completed"], "{record}");
+        assert_eq!(record["status"], "Failed");
+        // Without it, the plan stops at the failed task.
+        let mut stops = plan.clone();
+        stops["id"] = json!("stops");
+        stops["continueOnError"] = json!(false);
+        let (status, stopped) = server.json("POST", "/api/plans", Some(stops));
+        assert_eq!(status, 200, "{stopped}");
+        let statuses: Vec<&str> =
+            stopped["tasks"].as_array().unwrap().iter().map(|task| task["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["Completed", "Failed", "Pending"], "{stopped}");
+
+        // A bad plan: nothing recorded.
+        let (status, bad) = server.json(
+            "POST",
+            "/api/plans",
+            Some(json!({"id": "bad", "cwd": cwd, "tasks": [{"id": "a", "prompt": "x", "promt": "y"}]})),
+        );
+        assert_eq!(status, 400, "{bad}");
+        assert!(bad["error"]["message"].as_str().unwrap().contains("promt"), "{bad}");
+        assert_eq!(server.json("GET", "/api/plans/bad", None).0, 404);
+
+        // Cancelled while its task runs.
+        let endless =
+            json!({"id": "endless", "cwd": cwd, "wait": false, "tasks": [{"id": "one", "prompt": "endless-step"}]});
+        let (status, started) = server.json("POST", "/api/plans", Some(endless));
+        assert_eq!(status, 202, "{started}");
+        crate::serve::wait_for("the endless task to run", || {
+            server.ok("GET", "/api/plans/endless", None)["tasks"][0]["status"] == "Running"
+        });
+        let output = plan_command(data.path(), &[], &["cancel", "endless", "--json"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(server.ok("GET", "/api/plans/endless", None)["status"], "Cancelled");
+
+        // The server killed mid-plan and restarted: the resume finishes it, task one once.
+        let slow = json!({"id": "slow", "cwd": cwd, "wait": false, "tasks": [
+            {"id": "one", "prompt": "say hello"}, {"id": "two", "prompt": "slow-step"}, {"id": "three", "prompt": "say bye"},
+        ]});
+        assert_eq!(server.json("POST", "/api/plans", Some(slow)).0, 202);
+        crate::serve::wait_for("task two to run", || {
+            server.ok("GET", "/api/plans/slow", None)["tasks"][1]["status"] == "Running"
+        });
+        server.kill();
+        let server = Server::start(data.path(), &env_refs, &["--no-archive"]);
+        let output = plan_command(data.path(), &[], &["resume", "slow", "--json"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let record = server.ok("GET", "/api/plans/slow", None);
+        assert_eq!(record["status"], "Completed", "{record}");
+        assert_eq!(record["tasks"][0]["runs"].as_array().unwrap().len(), 1, "{record}");
+        assert_eq!(record["resumed"], 1, "{record}");
+        let listed = crate::support::cclog_json(data.path(), &["plan", "list", "--json"]);
+        assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+        server.stop();
+        verify_intact(data.path());
+    }
+
     fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

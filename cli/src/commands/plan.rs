@@ -14,26 +14,60 @@ use cclog_projections::events::plan::{self as vocabulary, SessionChange, TaskCha
 use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus};
 use serde_json::json;
 
+use super::client::{api_error, Server};
 use crate::args::PlanCommand;
 use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 
 pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
     match command {
         PlanCommand::Run { file, cwd, ttl, json } => {
-            let ttl = humantime::parse_duration(&ttl)
-                .map_err(|error| Failure { code: EXIT_BAD_INPUT, message: format!("--ttl {ttl:?}: {error}") })?;
-            let spec = PlanFile::load(&file)
-                .and_then(|plan| plan.resolve(cwd.as_deref(), ttl))
-                .map_err(|error| Failure { code: EXIT_BAD_INPUT, message: error.to_string() })?;
+            let bad = |message: String| Failure { code: EXIT_BAD_INPUT, message };
+            let ttl_value = humantime::parse_duration(&ttl).map_err(|error| bad(format!("--ttl {ttl:?}: {error}")))?;
+            let mut plan = PlanFile::load(&file).map_err(|error| bad(error.to_string()))?;
+            // The plan's directory, the client's: made absolute here.
+            let cwd = match plan.cwd.take().or(cwd) {
+                Some(cwd) => cwd,
+                None => std::env::current_dir()?,
+            };
+            plan.cwd = Some(std::path::absolute(cwd)?);
+            plan.ttl = plan.ttl.or(Some(ttl));
+            let spec = plan.clone().resolve(None, ttl_value).map_err(|error| bad(error.to_string()))?;
+            plan.id = Some(spec.id.clone());
+            if let Some(server) = Server::find(data)? {
+                let mut body = serde_json::to_value(&plan)?;
+                body["wait"] = serde_json::Value::Bool(true);
+                crate::errln!("plan {}: running through {}", spec.id, server.url);
+                return finish(&through(&server, "POST", "/api/plans", Some(&body))?, json);
+            }
             let id = spec.id.clone();
             let record = execute(data, &id, move |executor| Box::pin(async move { executor.run(spec).await }))?;
             finish(&record, json)
         }
         PlanCommand::Resume { id, json } => {
+            if let Some(server) = Server::find(data)? {
+                let body = json!({});
+                return finish(&through(&server, "POST", &format!("/api/plans/{id}/resume"), Some(&body))?, json);
+            }
             super::require_store(data)?;
             let plan = id.clone();
             let record = execute(data, &id, move |executor| Box::pin(async move { executor.resume(&plan).await }))?;
             finish(&record, json)
+        }
+        PlanCommand::Cancel { id, json } => {
+            let record = match Server::find(data)? {
+                Some(server) => through(&server, "DELETE", &format!("/api/plans/{id}"), None)?,
+                None => {
+                    super::require_store(data)?;
+                    let plan = id.clone();
+                    execute(data, &id, move |executor| Box::pin(async move { executor.cancel(&plan).await }))?
+                }
+            };
+            if json {
+                crate::outln!("{}", serde_json::to_string(&record)?);
+            } else {
+                crate::outln!("{}", summary(&record));
+            }
+            Ok(EXIT_OK)
         }
         PlanCommand::List { json } => {
             if super::require_store(data).is_err() {
@@ -144,6 +178,16 @@ fn report(event: &cclog_engine::Event) {
         }
         _ => {}
     }
+}
+
+/// One call to the server's plan API; the plan it answers with.
+fn through(server: &Server, method: &str, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<PlanRecord> {
+    let (status, answer) = server.call(method, path, body)?;
+    if !(200..300).contains(&status) {
+        let code = if status == 400 { EXIT_BAD_INPUT } else { EXIT_FAILURE };
+        return Err(Failure { code, message: api_error(&answer) }.into());
+    }
+    Ok(serde_json::from_value(answer).context("the server's answer")?)
 }
 
 fn summary(plan: &PlanRecord) -> String {

@@ -122,6 +122,32 @@ impl Executor {
         self.drive(plan).await
     }
 
+    /// Cancels a running plan: its running task's run is cancelled (the plan then ends as
+    /// cancelled when the run does); a plan whose runner is gone (its process died) is
+    /// marked cancelled at once.
+    pub async fn cancel(&self, plan: &str) -> Result<PlanRecord> {
+        let record = self.record(plan)?;
+        if record.status != PlanStatus::Running {
+            return Err(Error::InvalidPlan(format!("plan {plan} has ended ({:?}); nothing to cancel", record.status)));
+        }
+        let running =
+            record.tasks.iter().filter(|task| task.status == TaskStatus::Running).filter_map(|task| task.runs.last());
+        for run in running {
+            if self.runner.is_active(run) {
+                self.runner.cancel(run)?.finished().await;
+                // The plan's own loop records the end; wait for it.
+                for _ in 0..100 {
+                    let now = self.record(plan)?;
+                    if now.status != PlanStatus::Running {
+                        return Ok(now);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        self.end(plan, PlanOutcome::Cancelled, Some("cancelled".into())).await
+    }
+
     /// Runs the plan's unfinished tasks in order until it completes, fails or is cancelled.
     async fn drive(&self, plan: &str) -> Result<PlanRecord> {
         let spec = PlanRegistry::spec(&self.log, &self.record(plan)?)?;
