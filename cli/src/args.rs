@@ -173,6 +173,14 @@ pub enum PlanCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Across every plan: session resume success rate, tasks per session, retries, expired
+    /// sessions, cost per task
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pricing: PricingArgs,
+    },
     /// One plan: its tasks, their runs and sessions, retries and session changes
     Show {
         id: String,
@@ -442,7 +450,7 @@ impl Command {
             | Command::Usage(_)
             | Command::Rebuild(_)
             | Command::Kv(_)
-            | Command::Plan(PlanCommand::List { .. } | PlanCommand::Show { .. }) => true,
+            | Command::Plan(PlanCommand::List { .. } | PlanCommand::Show { .. } | PlanCommand::Stats { .. }) => true,
             // Run, resume and cancel are clients of the server's API when one runs: the
             // tasks go through its runner.
             Command::Plan(_) => false,
@@ -485,6 +493,7 @@ impl Command {
             Command::Sessions(args) => Some(&mut args.pricing),
             Command::Show(args) => Some(&mut args.pricing),
             Command::Diff(args) => Some(&mut args.pricing),
+            Command::Plan(PlanCommand::Stats { pricing, .. }) => Some(pricing),
             Command::Usage(args) => Some(&mut args.pricing),
             _ => None,
         };

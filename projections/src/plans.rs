@@ -259,7 +259,59 @@ fn fold(
     Ok(())
 }
 
+/// What plans are judged by, across every plan (`cclog plan stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PlanStats {
+    pub plans: u64,
+    pub completed_plans: u64,
+    pub tasks: u64,
+    pub completed_tasks: u64,
+    pub sessions: u64,
+    /// Completed tasks per session a plan used.
+    pub tasks_per_session: Option<f64>,
+    /// Task starts that resumed a session, those whose session failed, and the share that
+    /// did not.
+    pub resumes: u64,
+    pub failed_resumes: u64,
+    pub resume_success_rate: Option<f64>,
+    pub expired_sessions: u64,
+    pub retries: u64,
+    /// What the plans' sessions cost, and per completed task.
+    pub cost_usd: Option<f64>,
+    pub cost_per_task_usd: Option<f64>,
+}
+
 impl PlanRegistry {
+    /// [`PlanStats`] over every plan, costs at `prices`.
+    pub fn stats(log: &Log, prices: &crate::pricing::PriceTable) -> Result<PlanStats> {
+        let mut stats = PlanStats::default();
+        let mut cost = crate::pricing::Cost::default();
+        for plan in Self::all(log)? {
+            stats.plans += 1;
+            stats.completed_plans += u64::from(plan.status == PlanStatus::Completed);
+            stats.tasks += u64::try_from(plan.tasks.len()).unwrap_or(u64::MAX);
+            let completed = plan.tasks.iter().filter(|task| task.status == TaskStatus::Completed).count();
+            stats.completed_tasks += u64::try_from(completed).unwrap_or(u64::MAX);
+            stats.sessions += u64::try_from(plan.sessions.len()).unwrap_or(u64::MAX);
+            stats.resumes += plan.resumes;
+            stats.failed_resumes += plan.failed_resumes;
+            stats.expired_sessions += plan.expired;
+            stats.retries += plan.retries;
+            for session in &plan.sessions {
+                if let Ok(record) = crate::archive::Archive::session(log, session) {
+                    cost.add(&record.cost(prices));
+                }
+            }
+        }
+        // Counts, as floats for ratios; exact well past any real number of plans.
+        let ratio = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
+        stats.tasks_per_session = ratio(stats.completed_tasks, stats.sessions);
+        stats.resume_success_rate = ratio(stats.resumes.saturating_sub(stats.failed_resumes), stats.resumes);
+        stats.cost_usd = cost.usd;
+        stats.cost_per_task_usd = cost.usd.zip(ratio(1, stats.completed_tasks)).map(|(usd, share)| usd * share);
+        Ok(stats)
+    }
+
     fn view(log: &Log) -> Result<cclog_engine::ProjectionView> {
         log.projection(NAME).ok_or(Error::NotOpen(NAME))
     }

@@ -375,6 +375,14 @@ mod running {
         assert_eq!(plan["failed_resumes"], 1, "{plan}");
         assert_eq!(plan["tasks"][1]["fallback"], true, "{plan}");
         assert_eq!(plan["sessions"].as_array().unwrap().len(), 2, "{plan}");
+        let stats = crate::support::cclog_json(data.path(), &["plan", "stats", "--json"]);
+        assert_eq!(
+            (stats["failed_resumes"].as_u64(), stats["completed_tasks"].as_u64()),
+            (Some(1), Some(3)),
+            "{stats}"
+        );
+        assert_eq!(stats["sessions"], 2, "{stats}");
+        assert!(stats["cost_per_task_usd"].as_f64().is_some_and(|usd| usd > 0.0), "{stats}");
         verify_intact(data.path());
     }
 

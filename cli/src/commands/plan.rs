@@ -88,6 +88,38 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
+        PlanCommand::Stats { json, pricing } => {
+            if super::require_store(data).is_err() {
+                crate::outln!("{}", if json { "{}" } else { "no plans yet" });
+                return Ok(EXIT_OK);
+            }
+            let prices = super::price_table(&pricing)?;
+            let log = super::open_log_to_read(data)?;
+            let stats = PlanRegistry::stats(&log, &prices)?;
+            if json {
+                crate::outln!("{}", serde_json::to_string(&stats)?);
+                return Ok(EXIT_OK);
+            }
+            let share = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{:.0}%", value * 100.0));
+            let number = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{value:.2}"));
+            crate::outln!("plans              {} ({} completed)", stats.plans, stats.completed_plans);
+            crate::outln!("tasks              {} ({} completed)", stats.tasks, stats.completed_tasks);
+            crate::outln!("tasks per session  {}", number(stats.tasks_per_session));
+            crate::outln!(
+                "session resumes    {} ({} failed; {} succeeded)",
+                stats.resumes,
+                stats.failed_resumes,
+                share(stats.resume_success_rate)
+            );
+            crate::outln!("expired sessions   {}", stats.expired_sessions);
+            crate::outln!("retries            {}", stats.retries);
+            crate::outln!(
+                "cost               {} ({} per completed task)",
+                crate::output::dollars(stats.cost_usd, 4),
+                crate::output::dollars(stats.cost_per_task_usd, 4)
+            );
+            Ok(EXIT_OK)
+        }
         PlanCommand::Show { id, json } => {
             super::require_store(data)?;
             let log = super::open_log_to_read(data)?;
@@ -187,7 +219,7 @@ fn through(server: &Server, method: &str, path: &str, body: Option<&serde_json::
         let code = if status == 400 { EXIT_BAD_INPUT } else { EXIT_FAILURE };
         return Err(Failure { code, message: api_error(&answer) }.into());
     }
-    Ok(serde_json::from_value(answer).context("the server's answer")?)
+    serde_json::from_value(answer).context("the server's answer")
 }
 
 fn summary(plan: &PlanRecord) -> String {
