@@ -362,7 +362,7 @@ mod running {
         child.kill().unwrap();
         child.wait().unwrap();
         // Its session's transcript is lost meanwhile.
-        for entry in walk(&home.path().join(".claude/projects")) {
+        for entry in crate::support::files_under(&home.path().join(".claude/projects")) {
             if entry.extension().is_some_and(|extension| extension == "jsonl") {
                 std::fs::remove_file(entry).unwrap();
             }
@@ -474,18 +474,5 @@ mod running {
         assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
         server.stop();
         verify_intact(data.path());
-    }
-
-    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(walk(&path));
-            } else {
-                found.push(path);
-            }
-        }
-        found
     }
 }

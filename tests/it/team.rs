@@ -453,7 +453,7 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
         );
         let home = data.join("teams/crew/agents").join(agent);
         assert!(
-            walk(&home).iter().any(|path| path.ends_with(format!("{session}.jsonl"))),
+            crate::support::files_under(&home).iter().any(|path| path.ends_with(format!("{session}.jsonl"))),
             "{agent}'s session {session} is a transcript in its home"
         );
     }
@@ -472,7 +472,10 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
         .zip(&sessions)
         .map(|(agent, session)| {
             let home = data.join("teams/crew/agents").join(agent);
-            let file = walk(&home).into_iter().find(|path| path.ends_with(format!("{session}.jsonl"))).unwrap();
+            let file = crate::support::files_under(&home)
+                .into_iter()
+                .find(|path| path.ends_with(format!("{session}.jsonl")))
+                .unwrap();
             let inside = file.strip_prefix(home.join(".claude/projects")).unwrap().to_path_buf();
             (agent.to_string(), inside, std::fs::read(&file).unwrap())
         })
@@ -508,19 +511,6 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     assert!(!String::from_utf8_lossy(&everything.stdout).contains("sk-ant-fake-key-for-team-tests"));
     assert!(String::from_utf8_lossy(&everything.stdout).contains("ANTHROPIC_API_KEY"), "the spec names it");
     verify_intact(data);
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }
 
 mod registry {
