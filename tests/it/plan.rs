@@ -422,6 +422,8 @@ mod running {
             record["tasks"].as_array().unwrap().iter().map(|task| task["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["Completed", "Failed", "Completed"], "{record}");
         assert_eq!(record["status"], "Failed");
+        let progress = String::from_utf8_lossy(&output.stderr);
+        assert!(progress.contains("task two: failed") && progress.contains("task three: completed"), "{progress}");
         // Without it, the plan stops at the failed task.
         let mut stops = plan.clone();
         stops["id"] = json!("stops");

@@ -11,7 +11,7 @@ use cclog_ingest::plan::executor::Executor;
 use cclog_ingest::plan::file::PlanFile;
 use cclog_ingest::runner::{Runner, RunnerConfig};
 use cclog_projections::events::plan::{self as vocabulary, SessionChange, TaskChange, TaskEvent};
-use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus};
+use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus, TaskStatus};
 use serde_json::json;
 
 use super::client::{api_error, Server};
@@ -35,9 +35,10 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             plan.id = Some(spec.id.clone());
             if let Some(server) = Server::find(data)? {
                 let mut body = serde_json::to_value(&plan)?;
-                body["wait"] = serde_json::Value::Bool(true);
+                body["wait"] = serde_json::Value::Bool(false);
                 crate::errln!("plan {}: running through {}", spec.id, server.url);
-                return finish(&through(&server, "POST", "/api/plans", Some(&body))?, json);
+                through(&server, "POST", "/api/plans", Some(&body))?;
+                return finish(&watch(&server, &spec.id)?, json);
             }
             let id = spec.id.clone();
             let record = execute(data, &id, move |executor| Box::pin(async move { executor.run(spec).await }))?;
@@ -212,6 +213,28 @@ fn report(event: &cclog_engine::Event) {
     }
 }
 
+/// Follows a plan the server runs until it ends, printing each task's status as it
+/// changes; the plan as it ended.
+fn watch(server: &Server, id: &str) -> anyhow::Result<PlanRecord> {
+    let mut shown: std::collections::BTreeMap<String, (TaskStatus, usize)> = std::collections::BTreeMap::new();
+    loop {
+        let record = through(server, "GET", &format!("/api/plans/{id}"), None)?;
+        for task in &record.tasks {
+            let now = (task.status, task.runs.len());
+            let before = shown.insert(task.id.clone(), now);
+            let fresh = before.is_none() && task.status == TaskStatus::Pending;
+            if before != Some(now) && !fresh {
+                let reason = task.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default();
+                crate::errln!("task {}: {}{reason}", task.id, format!("{:?}", task.status).to_lowercase());
+            }
+        }
+        if record.status != PlanStatus::Running {
+            return Ok(record);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// One call to the server's plan API; the plan it answers with.
 fn through(server: &Server, method: &str, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<PlanRecord> {
     let (status, answer) = server.call(method, path, body)?;
@@ -223,7 +246,7 @@ fn through(server: &Server, method: &str, path: &str, body: Option<&serde_json::
 }
 
 fn summary(plan: &PlanRecord) -> String {
-    let done = plan.tasks.iter().filter(|task| task.status == cclog_projections::plans::TaskStatus::Completed).count();
+    let done = plan.tasks.iter().filter(|task| task.status == TaskStatus::Completed).count();
     format!(
         "plan {} {}: {done}/{} tasks, {} sessions, {} resumes ({} failed), {} expired, {} retries",
         plan.id,
