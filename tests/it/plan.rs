@@ -315,24 +315,58 @@ mod running {
         let home = tempfile::tempdir().unwrap();
         let project = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let api = three_steps(project.path(), vec![Reply::Text("Task two thought.".into())]);
+        let file = project.path().join("a.txt");
+        // Task two fails the first time (one turn allowed, and the reply is a tool call), and
+        // succeeds once its prompt carries the fallback context.
+        let api = FakeApi::by_prompt(vec![
+            ("What was done so far", vec![Reply::Text("Task two thought.".into())]),
+            ("third-step", vec![Reply::Text("Task three done.".into())]),
+            (
+                "second-step",
+                vec![Reply::ToolUse { name: "Write".into(), input: json!({"file_path": file, "content": "x"}) }],
+            ),
+            (
+                "first-step",
+                vec![
+                    Reply::ToolUse {
+                        name: "Write".into(),
+                        input: json!({"file_path": file, "content": "alpha beta\n"}),
+                    },
+                    Reply::Text("Task one wrote a.txt.".into()),
+                ],
+            ),
+        ]);
         let env = claude_env(&api, home.path(), &claude_bin());
-        let file = plan_file(data.path(), project.path(), "1ms");
-        let output = plan_command(data.path(), &env, &["run", file.to_str().unwrap()]).output().unwrap();
+        let plan = json!({"id": "p1", "cwd": project.path(), "ttl": "1s", "allowedTools": ["Write", "Read"], "tasks": [
+            {"id": "one", "prompt": "first-step: write a.txt"},
+            {"id": "two", "prompt": "second-step: think", "maxTurns": 1},
+            {"id": "three", "prompt": "third-step: finish"},
+        ]});
+        let path = data.path().join("plan.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let output = plan_command(data.path(), &env, &["run", path.to_str().unwrap()]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "task two fails: {}", String::from_utf8_lossy(&output.stderr));
+        // The session outlives its TTL; the resume starts a new one, told what was done.
+        std::thread::sleep(Duration::from_millis(1500));
+        let output = plan_command(data.path(), &env, &["resume", "p1"]).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let plan = show(data.path());
         assert_eq!(plan["status"], "Completed", "{plan}");
-        assert_eq!(plan["expired"], 2, "{plan}");
-        assert_eq!(plan["sessions"].as_array().unwrap().len(), 3, "{plan}");
+        assert_eq!(plan["expired"], 1, "{plan}");
+        assert_eq!(plan["sessions"].as_array().unwrap().len(), 2, "{plan}");
         assert_eq!(plan["tasks"][1]["fallback"], true, "{plan}");
+        // Task three resumed the new session (well within its TTL).
+        assert_eq!(plan["tasks"][2]["session"], plan["sessions"][1], "{plan}");
+        assert_eq!(plan["tasks"][2]["fallback"], false, "{plan}");
         let requests = api.requests();
-        let second = requests.iter().find(|request| prompts(request).contains("second-step")).unwrap();
+        let second = requests.iter().find(|request| prompts(request).contains("What was done so far")).unwrap();
         let text = prompts(second);
-        assert!(text.contains("What was done so far") && text.contains("first-step: write a.txt"), "{text}");
+        assert!(text.contains("first-step: write a.txt") && text.contains("second-step: think"), "{text}");
         assert!(text.contains("Task one wrote a.txt.") && text.contains("a.txt"), "{text}");
         let history = crate::support::cclog(data.path(), &["log", "--stream", "plan/p1", "--json"]);
         let history = String::from_utf8_lossy(&history.stdout);
-        assert_eq!(history.matches("\"kind\":\"plan.session\"").count(), 5, "{history}");
+        // Assigned, expired, assigned.
+        assert_eq!(history.matches("\"kind\":\"plan.session\"").count(), 3, "{history}");
     }
 
     #[test]
