@@ -143,7 +143,13 @@ pub async fn get_plan(State(state): State<AppState>, Path(id): Path<String>) -> 
         (status = 400, body = ErrorBody, description = "No such plan, or it has completed"),
         (status = 401, body = ErrorBody, description = "A token is required"))
 )]
-pub async fn resume_plan(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PlanView>> {
+pub async fn resume_plan(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    // A body, if the client sends one, is read and ignored: an unread body would make
+    // the server close the connection under the client's next request.
+    _ignored: axum::body::Bytes,
+) -> Result<Json<PlanView>> {
     let executor = executor(&state);
     let record = tokio::spawn(async move { executor.resume(&id).await }).await??;
     Ok(Json(view(&record)?))

@@ -210,7 +210,13 @@ pub async fn get_team(State(state): State<AppState>, Path(name): Path<String>) -
         (status = 502, body = ErrorBody, description = "The container engine or tmux cannot be reached or refused"),
     )
 )]
-pub async fn resume_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<StartedView>> {
+pub async fn resume_team(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    // A body, if the client sends one, is read and ignored: an unread body would make
+    // the server close the connection under the client's next request.
+    _ignored: axum::body::Bytes,
+) -> Result<Json<StartedView>> {
     let started = on_teams(&state, move |teams| teams.resume(&name)).await?;
     Ok(Json(StartedView(view(&started)?)))
 }
@@ -227,7 +233,13 @@ pub async fn resume_team(State(state): State<AppState>, Path(name): Path<String>
         (status = 502, body = ErrorBody, description = "The container engine or tmux cannot be reached or refused"),
     )
 )]
-pub async fn stop_team(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TeamView>> {
+pub async fn stop_team(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    // A body, if the client sends one, is read and ignored: an unread body would make
+    // the server close the connection under the client's next request.
+    _ignored: axum::body::Bytes,
+) -> Result<Json<TeamView>> {
     let stopped = on_teams(&state, move |teams| teams.stop(&name)).await?;
     Ok(Json(TeamView(view(&stopped)?)))
 }
