@@ -136,6 +136,7 @@ impl Server {
             limits: cclog_http::connections::ConnectionLimits::default(),
             prices: Arc::new(cclog_projections::pricing::PriceTable::built_in().clone()),
             cclog_bin: std::path::PathBuf::from("cclog"),
+            plan_ttl: cclog_ingest::plan::file::DEFAULT_TTL,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -144,19 +144,23 @@ pub enum Command {
 
 #[derive(Debug, Serialize, Deserialize, Subcommand)]
 pub enum PlanCommand {
-    /// Run a plan file (JSON, or TOML by its .toml extension) to its end; progress per task on stderr
+    /// Run a plan file (JSON, or TOML by its .toml extension) to its end: each task's
+    /// messages as JSON lines on stdout (as `cclog run` prints them), each step of the plan on
+    /// stderr, then a summary (`--json`: the plan, as the last line on stdout)
     Run {
         file: PathBuf,
         /// The directory the tasks run in, when the plan names none
         #[arg(long, value_name = "DIR")]
         cwd: Option<PathBuf>,
-        /// The session's TTL after its last use, when the plan names none
-        #[arg(long, value_name = "DURATION", default_value = "1h")]
-        ttl: String,
+        /// The session's TTL after its last use, when the plan names none [default: the
+        /// server's --plan-ttl, else 1h]
+        #[arg(long, value_name = "DURATION", env = "CCLOG_PLAN_TTL")]
+        ttl: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Continue a plan at its first unfinished task (after a crash, a cancel or a failure)
+    /// Continue a plan at its first unfinished task (after a crash, a cancel or a failure),
+    /// printing as `plan run` does
     Resume {
         id: String,
         #[arg(long)]
@@ -181,11 +185,14 @@ pub enum PlanCommand {
         #[command(flatten)]
         pricing: PricingArgs,
     },
-    /// One plan: its tasks, their runs and sessions, retries and session changes
+    /// One plan: its tasks, their runs and sessions, retries and session changes, and each
+    /// task's tokens, cost and duration
     Show {
         id: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        pricing: PricingArgs,
     },
 }
 
@@ -493,7 +500,7 @@ impl Command {
             Command::Sessions(args) => Some(&mut args.pricing),
             Command::Show(args) => Some(&mut args.pricing),
             Command::Diff(args) => Some(&mut args.pricing),
-            Command::Plan(PlanCommand::Stats { pricing, .. }) => Some(pricing),
+            Command::Plan(PlanCommand::Stats { pricing, .. } | PlanCommand::Show { pricing, .. }) => Some(pricing),
             Command::Usage(args) => Some(&mut args.pricing),
             _ => None,
         };
@@ -542,6 +549,9 @@ pub struct ServeArgs {
     /// On shutdown, let active runs finish instead of cancelling them
     #[arg(long)]
     pub finish_runs: bool,
+    /// A plan's session TTL after its last use, when the plan names none
+    #[arg(long, value_name = "DURATION", env = "CCLOG_PLAN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub plan_ttl: std::time::Duration,
     /// Print the API's OpenAPI 3.1 document (also served at /api/openapi.json) and exit
     #[arg(long)]
     pub openapi: bool,

@@ -132,6 +132,8 @@ pub struct ServeOptions {
     pub prices: Arc<PriceTable>,
     /// The `cclog` binary a team's tmux windows run (`cclog team attach`).
     pub cclog_bin: PathBuf,
+    /// A plan's session TTL when the plan names none (`--plan-ttl`).
+    pub plan_ttl: Duration,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -182,6 +184,7 @@ pub async fn serve(
         body_idle_timeout: options.limits.header_timeout,
         prices: Arc::clone(&options.prices),
         cclog_bin: Arc::new(options.cclog_bin.clone()),
+        plan_ttl: options.plan_ttl,
     };
     let shutdown = async move {
         shutdown.await;

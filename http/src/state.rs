@@ -38,4 +38,6 @@ pub struct AppState {
     pub prices: Arc<PriceTable>,
     /// The `cclog` binary a team's tmux windows run (`cclog team attach`).
     pub cclog_bin: Arc<std::path::PathBuf>,
+    /// A plan's session TTL when the plan names none.
+    pub plan_ttl: std::time::Duration,
 }

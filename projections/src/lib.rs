@@ -17,7 +17,7 @@
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
 //!   LiteLLM-format price table.
 //! - [`plans`]: the `plans` projection — plans, their tasks, runs and sessions, and their
-//!   metrics.
+//!   metrics. [`plan_feed`]: a plan's steps and its tasks' messages in log order, live.
 //! - [`teams`]: the `teams` projection — the team registry, each agent's container and
 //!   session, the tmux session.
 //! - [`usage`]: usage reports by day, month, session and 5-hour block, from the archive's
@@ -48,6 +48,7 @@ mod error;
 pub mod events;
 pub mod lineage;
 pub mod messages;
+pub mod plan_feed;
 pub mod plans;
 pub mod pricing;
 pub mod render;

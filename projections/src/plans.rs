@@ -3,7 +3,8 @@
 //! plan is in and when it was last used (its TTL counts from there), every session it has
 //! used, and the metrics plans are judged by: resumes tried and failed, sessions expired
 //! and replaced, retries. The plan as given stays in its `plan.created` event
-//! ([`PlanRegistry::spec`] reads it); a task's tokens and cost are its runs'.
+//! ([`PlanRegistry::spec`] reads it); a task's tokens, cost and duration are its runs'
+//! ([`PlanRegistry::metrics`] reads them from each run's record and `result` message).
 //!
 //! Keys: `P` ‖ plan id → postcard([`PlanRecord`]); `R` ‖ run id → postcard(`(plan, task)`),
 //! so a run names the plan task it ran.
@@ -11,8 +12,11 @@
 use cclog_engine::{ApplyError, Event, Log, Projection, ProjectionState};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::Archive;
+use crate::entry::Usage;
 use crate::events;
 use crate::events::plan::{self, PlanEnd, PlanOutcome, PlanSpec, SessionChange, SessionEvent, TaskChange, TaskEvent};
+use crate::pricing::{Cost, PriceTable};
 use crate::{Error, Result};
 
 const NAME: &str = "plans";
@@ -259,6 +263,63 @@ fn fold(
     Ok(())
 }
 
+/// What a task's runs used and took (or, summed, a plan's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskMetrics {
+    /// The task's id (`None` in a plan's total).
+    pub task: Option<String>,
+    pub runs: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    /// All four kinds together.
+    pub total_tokens: u64,
+    /// What the tokens cost at the price table (`None`: none of them is priced).
+    pub cost_usd: Option<f64>,
+    /// Models it used that the table has no price for.
+    pub unpriced_models: Vec<String>,
+    /// Its runs' wall time, from start to end (a run still going counts to now).
+    pub duration_ms: u64,
+}
+
+impl TaskMetrics {
+    fn add_usage(&mut self, by_model: &std::collections::BTreeMap<String, Usage>, prices: &PriceTable) {
+        for usage in by_model.values() {
+            self.input_tokens += usage.input_tokens;
+            self.output_tokens += usage.output_tokens;
+            self.cache_creation_input_tokens += usage.cache_creation_input_tokens;
+            self.cache_read_input_tokens += usage.cache_read_input_tokens;
+            self.total_tokens += usage.total();
+        }
+        let mut cost = Cost { usd: self.cost_usd, unpriced: self.unpriced_models.iter().cloned().collect() };
+        cost.add(&prices.cost(by_model));
+        self.cost_usd = cost.usd;
+        self.unpriced_models = cost.unpriced.into_iter().collect();
+    }
+
+    fn add(&mut self, other: &TaskMetrics) {
+        self.runs += other.runs;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+        self.total_tokens += other.total_tokens;
+        let mut cost = Cost { usd: self.cost_usd, unpriced: self.unpriced_models.iter().cloned().collect() };
+        cost.add(&Cost { usd: other.cost_usd, unpriced: other.unpriced_models.iter().cloned().collect() });
+        self.cost_usd = cost.usd;
+        self.unpriced_models = cost.unpriced.into_iter().collect();
+        self.duration_ms += other.duration_ms;
+    }
+}
+
+/// A plan's metrics: each task's, in the plan's order, and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PlanMetrics {
+    pub tasks: Vec<TaskMetrics>,
+    pub total: TaskMetrics,
+}
+
 /// What plans are judged by, across every plan (`cclog plan stats`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PlanStats {
@@ -276,16 +337,37 @@ pub struct PlanStats {
     pub resume_success_rate: Option<f64>,
     pub expired_sessions: u64,
     pub retries: u64,
-    /// What the plans' sessions cost, and per completed task.
+    /// What the plans' task runs cost, and per completed task.
     pub cost_usd: Option<f64>,
     pub cost_per_task_usd: Option<f64>,
+    pub total_tokens: u64,
+    pub unpriced_models: Vec<String>,
 }
 
 impl PlanRegistry {
+    /// A plan's metrics: its tasks' runs' usage (from each run's `result` message), cost at
+    /// `prices`, and wall time.
+    pub fn metrics(log: &Log, record: &PlanRecord, prices: &PriceTable) -> Result<PlanMetrics> {
+        let now = u64::try_from(jiff::Timestamp::now().as_microsecond()).unwrap_or(0);
+        let mut metrics = PlanMetrics::default();
+        for task in &record.tasks {
+            let mut task_metrics = TaskMetrics { task: Some(task.id.clone()), ..TaskMetrics::default() };
+            for run_id in &task.runs {
+                let Some(run) = Archive::run(log, run_id)? else { continue };
+                task_metrics.runs += 1;
+                task_metrics.add_usage(&Archive::run_usage(log, &run)?, prices);
+                task_metrics.duration_ms += run.ended_us.unwrap_or(now).saturating_sub(run.started_us) / 1000;
+            }
+            metrics.total.add(&task_metrics);
+            metrics.tasks.push(task_metrics);
+        }
+        Ok(metrics)
+    }
+
     /// [`PlanStats`] over every plan, costs at `prices`.
-    pub fn stats(log: &Log, prices: &crate::pricing::PriceTable) -> Result<PlanStats> {
+    pub fn stats(log: &Log, prices: &PriceTable) -> Result<PlanStats> {
         let mut stats = PlanStats::default();
-        let mut cost = crate::pricing::Cost::default();
+        let mut total = TaskMetrics::default();
         for plan in Self::all(log)? {
             stats.plans += 1;
             stats.completed_plans += u64::from(plan.status == PlanStatus::Completed);
@@ -297,18 +379,16 @@ impl PlanRegistry {
             stats.failed_resumes += plan.failed_resumes;
             stats.expired_sessions += plan.expired;
             stats.retries += plan.retries;
-            for session in &plan.sessions {
-                if let Ok(record) = crate::archive::Archive::session(log, session) {
-                    cost.add(&record.cost(prices));
-                }
-            }
+            total.add(&Self::metrics(log, &plan, prices)?.total);
         }
         // Counts, as floats for ratios; exact well past any real number of plans.
         let ratio = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
         stats.tasks_per_session = ratio(stats.completed_tasks, stats.sessions);
         stats.resume_success_rate = ratio(stats.resumes.saturating_sub(stats.failed_resumes), stats.resumes);
-        stats.cost_usd = cost.usd;
-        stats.cost_per_task_usd = cost.usd.zip(ratio(1, stats.completed_tasks)).map(|(usd, share)| usd * share);
+        stats.cost_usd = total.cost_usd;
+        stats.cost_per_task_usd = total.cost_usd.zip(ratio(1, stats.completed_tasks)).map(|(usd, share)| usd * share);
+        stats.total_tokens = total.total_tokens;
+        stats.unpriced_models = total.unpriced_models;
         Ok(stats)
     }
 

@@ -77,7 +77,7 @@ pub struct History {
 /// `<session>/subagents/`.
 #[allow(dead_code)]
 pub fn generate_history(projects: &Path, files: u64, seed: u32) -> std::io::Result<History> {
-    let mut state = u64::from(seed) ^ 0x5eed_0f_4157_0a7e;
+    let mut state = u64::from(seed) ^ 0x005e_ed0f_4157_0a7e;
     let mut next = move || {
         // splitmix64
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

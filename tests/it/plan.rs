@@ -1,6 +1,7 @@
-//! Plan sessions. So far the `plans` projection: any sequence of plan events, with reopens,
-//! folds into what a plain model says, and a rebuild folds the same state. (The executor
-//! and its end-to-end tests against the real Claude Code CLI come with it.)
+//! Plan sessions. The `plans` projection: any sequence of plan events, with reopens, folds
+//! into what a plain model says, and a rebuild folds the same state. A plan's feed, paged
+//! and then live, is exactly its steps and its tasks' runs' messages. And plans run by the
+//! real Claude Code CLI against the fake API, in-process and through `cclog serve`.
 
 use std::collections::BTreeMap;
 
@@ -207,6 +208,127 @@ proptest! {
     }
 }
 
+/// One event of the feed property: a task of plan `p` starts run `r`, a message of run `r`,
+/// another step of `p`, or something of another plan or stream.
+#[derive(Debug, Clone)]
+enum FeedOp {
+    Start(u8),
+    Message(u8),
+    Session,
+    Elsewhere(u8),
+}
+
+fn arb_feed_op() -> impl Strategy<Value = FeedOp> {
+    prop_oneof![
+        2 => (0..4u8).prop_map(FeedOp::Start),
+        6 => (0..4u8).prop_map(FeedOp::Message),
+        1 => Just(FeedOp::Session),
+        2 => (0..3u8).prop_map(FeedOp::Elsewhere),
+    ]
+}
+
+fn feed_event(op: &FeedOp, started: &mut std::collections::BTreeSet<u8>) -> Option<NewEvent> {
+    use cclog_projections::events::{run_stream, KIND_RUN_MESSAGE};
+    Some(match op {
+        FeedOp::Start(run) => {
+            if !started.insert(*run) {
+                return None;
+            }
+            let change = TaskChange {
+                task: format!("t{run}"),
+                event: TaskEvent::Started { run: format!("r{run}"), fallback: false },
+            };
+            NewEvent::new(plan::plan_stream("p"), plan::KIND_TASK, encode(&change).unwrap())
+        }
+        FeedOp::Message(run) => {
+            NewEvent::new(run_stream(&format!("r{run}")), KIND_RUN_MESSAGE, format!("{{\"run\":{run}}}").into_bytes())
+        }
+        FeedOp::Session => {
+            let change = SessionChange { event: SessionEvent::Assigned, session: Some("s".into()), reason: None };
+            NewEvent::new(plan::plan_stream("p"), plan::KIND_SESSION, encode(&change).unwrap())
+        }
+        FeedOp::Elsewhere(0) => {
+            NewEvent::new(plan::plan_stream("q"), plan::KIND_RESUMED, encode(&Resumed::default()).unwrap())
+        }
+        FeedOp::Elsewhere(1) => NewEvent::new("run/r9", cclog_projections::events::KIND_RUN_MESSAGE, b"{}".to_vec()),
+        FeedOp::Elsewhere(_) => NewEvent::new("run/r0", "run.other", b"{}".to_vec()),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_plans_feed_is_its_steps_and_its_runs_messages_from_where_it_starts(
+        ops in proptest::collection::vec(arb_feed_op(), 1..80),
+        split in 0..80usize,
+        from in 0..40u64,
+        limit in 1..6usize,
+    ) {
+        use cclog_projections::events::KIND_RUN_MESSAGE;
+        use cclog_projections::plan_feed::{FeedItem, PlanFeed};
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let mut started = std::collections::BTreeSet::new();
+        let events: Vec<NewEvent> = ops.iter().filter_map(|op| feed_event(op, &mut started)).collect();
+        let split = split.min(events.len());
+        for event in &events[..split] {
+            log.append_blocking(vec![event.clone()]).unwrap();
+        }
+        // History a page at a time, then the rest as a subscriber sees it.
+        let mut feed = PlanFeed::new("p", from);
+        let mut items = Vec::new();
+        loop {
+            let (page, more) = feed.page(&log, limit).unwrap();
+            items.extend(page);
+            if !more {
+                break;
+            }
+        }
+        for event in &events[split..] {
+            log.append_blocking(vec![event.clone()]).unwrap();
+        }
+        for event in log.range(feed.next()) {
+            let event = event.unwrap();
+            if feed.wants(&event) {
+                items.extend(feed.take(&log, &event).unwrap());
+            }
+        }
+        // The model: the plan's events from `from` on, and the messages from `from` on of
+        // every run a task started from `from` on.
+        let all: Vec<cclog_engine::Event> = log.range(0).map(Result::unwrap).collect();
+        let runs: std::collections::BTreeSet<String> = all.iter()
+            .filter(|event| event.seq() >= from && event.stream() == "plan/p")
+            .filter_map(|event| plan::PlanStep::of(event).unwrap()?.started_run().map(|(_, run)| run.to_string()))
+            .collect();
+        let expected: Vec<u64> = all.iter()
+            .filter(|event| event.seq() >= from)
+            .filter(|event| event.stream() == "plan/p"
+                || (event.kind() == KIND_RUN_MESSAGE && runs.iter().any(|run| event.stream() == format!("run/{run}"))))
+            .map(cclog_engine::Event::seq)
+            .collect();
+        let mut seqs: Vec<u64> = items.iter().map(FeedItem::seq).collect();
+        let mut by_run: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut steps = Vec::new();
+        for item in &items {
+            match item {
+                FeedItem::Step { seq, .. } => steps.push(*seq),
+                FeedItem::Message { seq, run, task, message } => {
+                    prop_assert_eq!(task, &format!("t{}", &run[1..]));
+                    prop_assert_eq!(message, &log.get(*seq).unwrap().unwrap().payload);
+                    by_run.entry(run.clone()).or_default().push(*seq);
+                }
+            }
+        }
+        prop_assert!(steps.windows(2).all(|pair| pair[0] < pair[1]), "steps in order: {:?}", steps);
+        for (run, seqs) in &by_run {
+            prop_assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{} in order: {:?}", run, seqs);
+        }
+        seqs.sort_unstable();
+        prop_assert_eq!(seqs, expected);
+    }
+}
+
 mod running {
     //! Plans run by `cclog plan run` with the real Claude Code CLI against the fake API.
 
@@ -270,6 +392,16 @@ mod running {
         crate::support::cclog_json(data, &["plan", "show", "p1", "--json"])["plan"].clone()
     }
 
+    /// What `plan run --json` printed on stdout: the tasks' messages, then the plan.
+    fn messages_and_plan(stdout: &[u8]) -> (Vec<Value>, Value) {
+        let mut lines: Vec<Value> = String::from_utf8_lossy(stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+            .collect();
+        let plan = lines.pop().expect("the plan, last");
+        (lines, plan)
+    }
+
     /// The text of every user prompt of a request.
     fn prompts(request: &Value) -> String {
         request["messages"].to_string()
@@ -287,6 +419,13 @@ mod running {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let progress = String::from_utf8_lossy(&output.stderr);
         assert!(progress.contains("task one: completed") && progress.contains("task three: completed"), "{progress}");
+        // Each task's messages stream on stdout as `cclog run` prints them; the plan last.
+        let (messages, record) = messages_and_plan(&output.stdout);
+        assert_eq!(record["status"], "Completed", "{record}");
+        let results: Vec<&Value> = messages.iter().filter(|message| message["type"] == "result").collect();
+        assert_eq!(results.len(), 3, "one result per task: {messages:?}");
+        assert!(results[0]["result"].as_str().unwrap().contains("Task one wrote a.txt."), "{:?}", results[0]);
+        assert!(messages.iter().any(|message| message.to_string().contains("alpha beta")), "task three's read");
 
         let plan = show(data.path());
         assert_eq!(plan["status"], "Completed", "{plan}");
@@ -307,6 +446,23 @@ mod running {
             last.contains("tool_result") && last.contains("alpha beta")
         });
         assert!(read.is_some(), "task three read what task one wrote");
+        // Per task and in all: tokens, cost and wall time, from its runs.
+        let metrics = crate::support::cclog_json(data.path(), &["plan", "show", "p1", "--json"])["metrics"].clone();
+        let tasks = metrics["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 3, "{metrics}");
+        for task in tasks {
+            assert!(task["total_tokens"].as_u64().unwrap() > 0, "{task}");
+            assert!(task["cost_usd"].as_f64().unwrap() > 0.0, "{task}");
+            assert!(task["duration_ms"].as_u64().unwrap() > 0, "{task}");
+        }
+        let tokens: u64 = tasks.iter().map(|task| task["total_tokens"].as_u64().unwrap()).sum();
+        assert_eq!(metrics["total"]["total_tokens"], tokens, "{metrics}");
+        let text = crate::support::cclog(data.path(), &["plan", "show", "p1"]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.lines().any(|line| line.trim_start().starts_with("total") && line.contains(" tokens  $")),
+            "{text}"
+        );
         verify_intact(data.path());
     }
 
@@ -337,7 +493,9 @@ mod running {
             ),
         ]);
         let env = claude_env(&api, home.path(), &claude_bin());
-        let plan = json!({"id": "p1", "cwd": project.path(), "ttl": "1s", "allowedTools": ["Write", "Read"], "tasks": [
+        // The TTL is the global one: CCLOG_PLAN_TTL.
+        let env: Vec<(&str, String)> = env.into_iter().chain([("CCLOG_PLAN_TTL", "1s".to_string())]).collect();
+        let plan = json!({"id": "p1", "cwd": project.path(), "allowedTools": ["Write", "Read"], "tasks": [
             {"id": "one", "prompt": "first-step: write a.txt"},
             {"id": "two", "prompt": "second-step: think", "maxTurns": 1},
             {"id": "three", "prompt": "third-step: finish"},
@@ -378,6 +536,7 @@ mod running {
         let env = claude_env(&api, home.path(), &claude_bin());
         let file = plan_file(data.path(), project.path(), "1h");
         let mut child = plan_command(data.path(), &env, &["run", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -438,7 +597,7 @@ mod running {
         ]);
         let env = claude_env(&api, home.path(), &claude_bin());
         let env_refs: Vec<(&str, String)> = env.iter().map(|(key, value)| (*key, value.clone())).collect();
-        let server = Server::start(data.path(), &env_refs, &["--no-archive"]);
+        let server = Server::start(data.path(), &env_refs, &["--no-archive", "--plan-ttl", "5m"]);
         let cwd = project.path().display().to_string();
 
         // A task failing on its own merits, with continueOnError: the plan goes on, then fails.
@@ -451,13 +610,38 @@ mod running {
         std::fs::write(&path, plan.to_string()).unwrap();
         let output = plan_command(data.path(), &[], &["run", path.to_str().unwrap(), "--json"]).output().unwrap();
         assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
-        let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let (messages, record) = messages_and_plan(&output.stdout);
+        let results = messages.iter().filter(|message| message["type"] == "result").count();
+        assert_eq!(results, 3, "each task's messages came through the server: {messages:?}");
         let statuses: Vec<&str> =
             record["tasks"].as_array().unwrap().iter().map(|task| task["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["Completed", "Failed", "Completed"], "{record}");
         assert_eq!(record["status"], "Failed");
         let progress = String::from_utf8_lossy(&output.stderr);
         assert!(progress.contains("task two: failed") && progress.contains("task three: completed"), "{progress}");
+        // The plan's stream: its steps and its tasks' messages in log order, then `end`.
+        let (status, stream) = server.call("GET", "/api/plans/goes-on/stream", None);
+        assert_eq!(status, 200, "{stream}");
+        let events = sse_events(&stream);
+        let streamed: Vec<&Value> = events.iter().filter(|(name, _)| name == "message").map(|(_, data)| data).collect();
+        assert_eq!(streamed.len(), messages.len(), "the stream and the CLI carry the same messages");
+        let mut running = None;
+        for (name, data) in &events {
+            if let Some(run) = data.pointer("/step/change/event/Started/run") {
+                running = Some((data["step"]["change"]["task"].clone(), run.clone()));
+            }
+            if name == "message" {
+                let (task, run) = running.clone().expect("a message after its task's start");
+                assert_eq!((&data["task"], &data["run"]), (&task, &run), "{data}");
+            }
+        }
+        let seqs: Vec<u64> = events.iter().filter_map(|(_, data)| data["seq"].as_u64()).collect();
+        assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in log order: {seqs:?}");
+        let (last, ended) = events.last().unwrap();
+        assert_eq!((last.as_str(), &ended["status"]), ("end", &json!("Failed")), "{ended}");
+        // The server's global TTL applies to a plan that names none.
+        let shown = crate::support::cclog_json(data.path(), &["plan", "show", "goes-on", "--json"]);
+        assert_eq!(shown["spec"]["ttl_ms"], 300_000, "{}", shown["spec"]);
         // Without it, the plan stops at the failed task.
         let mut stops = plan.clone();
         stops["id"] = json!("stops");
@@ -502,6 +686,9 @@ mod running {
         let server = Server::start(data.path(), &env_refs, &["--no-archive"]);
         let output = plan_command(data.path(), &[], &["resume", "slow", "--json"]).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        // The resume printed what it ran, and no more: tasks two and three.
+        let (messages, _) = messages_and_plan(&output.stdout);
+        assert_eq!(messages.iter().filter(|message| message["type"] == "result").count(), 2, "{messages:?}");
         let record = server.ok("GET", "/api/plans/slow", None);
         assert_eq!(record["status"], "Completed", "{record}");
         assert_eq!(record["tasks"][0]["runs"].as_array().unwrap().len(), 1, "{record}");
@@ -510,5 +697,17 @@ mod running {
         assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
         server.stop();
         verify_intact(data.path());
+    }
+
+    /// The events of an SSE body: each `(name, data as JSON)`.
+    fn sse_events(body: &str) -> Vec<(String, Value)> {
+        body.split("\n\n")
+            .filter_map(|event| {
+                let name = event.lines().find_map(|line| line.strip_prefix("event:"))?.trim().to_string();
+                let data: Vec<&str> =
+                    event.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim_start).collect();
+                Some((name, serde_json::from_str(&data.join("\n")).unwrap_or_else(|error| panic!("{error}: {event}"))))
+            })
+            .collect()
     }
 }

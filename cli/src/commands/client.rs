@@ -47,6 +47,45 @@ impl Server {
         self.authorized(if method == "DELETE" { self.agent.delete(&url) } else { self.agent.get(&url) })
     }
 
+    /// Follows the event stream at `path`, calling `each` with every event's name and data
+    /// until it answers `Break` (its value is returned) or the stream ends (`None`).
+    pub fn follow_events<T>(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&str, &str) -> anyhow::Result<std::ops::ControlFlow<T>>,
+    ) -> anyhow::Result<Option<T>> {
+        use std::io::BufRead;
+        let mut response = self.request("GET", path).call().with_context(|| format!("calling {}{path}", self.url))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            anyhow::bail!("{}", api_error(&body));
+        }
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        let (mut event, mut data) = (String::new(), String::new());
+        for line in reader.lines() {
+            let line = line.with_context(|| format!("reading {}{path}", self.url))?;
+            if line.is_empty() {
+                if !data.is_empty() {
+                    if let std::ops::ControlFlow::Break(value) = each(&event, &data)? {
+                        return Ok(Some(value));
+                    }
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(more) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(more.strip_prefix(' ').unwrap_or(more));
+            }
+        }
+        Ok(None)
+    }
+
     /// One JSON call; the status and the parsed body.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
         let response = match (method, body) {

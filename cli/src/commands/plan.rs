@@ -1,17 +1,23 @@
-//! `cclog plan`: run a plan file's tasks in one Claude Code session, resume a plan, list
-//! plans and show one. The tasks run through a runner in the process that owns the log
-//! (this one, or the `cclog serve` the command is forwarded to); each step is printed on
-//! stderr as the log records it.
+//! `cclog plan`: run a plan file's tasks in one Claude Code session, resume a plan, cancel
+//! one, list plans, show one with each task's tokens, cost and duration, and the stats
+//! across plans. The tasks run through a runner in the process that owns the log (this
+//! one, or the `cclog serve` whose API the command calls); as the log records them, each
+//! step prints on stderr and each task's messages as JSON lines on stdout, as `cclog run`
+//! prints a run's.
 
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
 use cclog_ingest::plan::executor::Executor;
-use cclog_ingest::plan::file::PlanFile;
+use cclog_ingest::plan::file::{PlanFile, DEFAULT_TTL};
 use cclog_ingest::runner::{Runner, RunnerConfig};
-use cclog_projections::events::plan::{self as vocabulary, SessionChange, TaskChange, TaskEvent};
-use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus, TaskStatus};
+use cclog_projections::events::plan::{PlanStep, TaskEvent};
+use cclog_projections::plan_feed::{FeedItem, PlanFeed};
+use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus, TaskMetrics, TaskStatus};
 use serde_json::json;
 
 use super::client::{api_error, Server};
@@ -22,7 +28,10 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
     match command {
         PlanCommand::Run { file, cwd, ttl, json } => {
             let bad = |message: String| Failure { code: EXIT_BAD_INPUT, message };
-            let ttl_value = humantime::parse_duration(&ttl).map_err(|error| bad(format!("--ttl {ttl:?}: {error}")))?;
+            let ttl_value = ttl
+                .as_deref()
+                .map(|ttl| humantime::parse_duration(ttl).map_err(|error| bad(format!("--ttl {ttl:?}: {error}"))))
+                .transpose()?;
             let mut plan = PlanFile::load(&file).map_err(|error| bad(error.to_string()))?;
             // The plan's directory, the client's: made absolute here.
             let cwd = match plan.cwd.take().or(cwd) {
@@ -30,15 +39,17 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
                 None => std::env::current_dir()?,
             };
             plan.cwd = Some(std::path::absolute(cwd)?);
-            plan.ttl = plan.ttl.or(Some(ttl));
-            let spec = plan.clone().resolve(None, ttl_value).map_err(|error| bad(error.to_string()))?;
+            // Without --ttl (or CCLOG_PLAN_TTL), a server applies its own default.
+            plan.ttl = plan.ttl.or(ttl);
+            let spec =
+                plan.clone().resolve(None, ttl_value.unwrap_or(DEFAULT_TTL)).map_err(|error| bad(error.to_string()))?;
             plan.id = Some(spec.id.clone());
             if let Some(server) = Server::find(data)? {
                 let mut body = serde_json::to_value(&plan)?;
                 body["wait"] = serde_json::Value::Bool(false);
                 crate::errln!("plan {}: running through {}", spec.id, server.url);
                 through(&server, "POST", "/api/plans", Some(&body))?;
-                return finish(&watch(&server, &spec.id)?, json);
+                return finish(&follow(&server, &spec.id, 0)?, json);
             }
             let id = spec.id.clone();
             let record = execute(data, &id, move |executor| Box::pin(async move { executor.run(spec).await }))?;
@@ -46,8 +57,9 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
         }
         PlanCommand::Resume { id, json } => {
             if let Some(server) = Server::find(data)? {
-                let body = json!({});
-                return finish(&through(&server, "POST", &format!("/api/plans/{id}/resume"), Some(&body))?, json);
+                let before = through(&server, "GET", &format!("/api/plans/{id}"), None)?;
+                through(&server, "POST", &format!("/api/plans/{id}/resume"), Some(&json!({"wait": false})))?;
+                return finish(&follow(&server, &id, before.last_seq + 1)?, json);
             }
             super::require_store(data)?;
             let plan = id.clone();
@@ -121,38 +133,59 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             );
             Ok(EXIT_OK)
         }
-        PlanCommand::Show { id, json } => {
+        PlanCommand::Show { id, json, pricing } => {
             super::require_store(data)?;
+            let prices = super::price_table(&pricing)?;
             let log = super::open_log_to_read(data)?;
             let record = PlanRegistry::get(&log, &id)?.ok_or_else(|| Failure {
                 code: EXIT_FAILURE,
                 message: format!("no plan {id}; `cclog plan list` shows the plans"),
             })?;
+            let metrics = PlanRegistry::metrics(&log, &record, &prices)?;
             if json {
-                crate::outln!("{}", json!({"plan": record, "spec": PlanRegistry::spec(&log, &record)?}));
+                let spec = PlanRegistry::spec(&log, &record)?;
+                crate::outln!("{}", json!({"plan": record, "spec": spec, "metrics": metrics}));
                 return Ok(EXIT_OK);
             }
             crate::outln!("{}", summary(&record));
-            for task in &record.tasks {
+            for (task, used) in record.tasks.iter().zip(&metrics.tasks) {
                 crate::outln!(
-                    "  {:<16} {:<9} session {}  runs {}{}",
+                    "  {:<16} {:<9} session {}  runs {}  {}{}",
                     task.id,
                     format!("{:?}", task.status).to_lowercase(),
                     task.session.as_deref().unwrap_or("-"),
                     if task.runs.is_empty() { "-".to_string() } else { task.runs.join(", ") },
+                    usage_line(used),
                     task.reason.as_deref().map(|reason| format!("  ({reason})")).unwrap_or_default()
                 );
             }
+            crate::outln!("  {:<16} {}", "total", usage_line(&metrics.total));
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Tokens, cost and wall time of a task or a plan.
+fn usage_line(metrics: &TaskMetrics) -> String {
+    let unpriced = if metrics.unpriced_models.is_empty() {
+        String::new()
+    } else {
+        format!(" (not priced: {})", metrics.unpriced_models.join(", "))
+    };
+    format!(
+        "{} tokens  {}{unpriced}  {}",
+        crate::output::grouped(metrics.total_tokens),
+        crate::output::dollars(metrics.cost_usd, 2),
+        humantime::format_duration(std::time::Duration::from_millis(metrics.duration_ms / 100 * 100))
+    )
 }
 
 /// What a command asks of the executor.
 type Running<'e> = std::pin::Pin<Box<dyn std::future::Future<Output = cclog_ingest::Result<PlanRecord>> + 'e>>;
 
 /// Runs `work` on an executor over this process's log and a runner of its own, printing
-/// plan `id`'s steps on stderr as they are recorded.
+/// plan `id` as it goes (its steps on stderr, its tasks' messages on stdout); Ctrl-C
+/// cancels the plan.
 fn execute(
     data: &Path,
     id: &str,
@@ -160,78 +193,131 @@ fn execute(
 ) -> anyhow::Result<PlanRecord> {
     let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let stop = crate::output::stop_flag()?;
     runtime.block_on(async {
         let runner = Runner::new(Arc::clone(&log), RunnerConfig::from_env()?);
         runner.recover().await?;
         let executor = Executor::new(Arc::clone(&log), runner);
-        let stream = vocabulary::plan_stream(id);
+        let mut feed = PlanFeed::new(id, log.len());
         let mut subscription = log.subscribe(log.len());
         let progress = async {
             while let Ok(event) = subscription.next().await {
-                if event.stream() == stream {
-                    report(&event);
+                if feed.wants(&event) {
+                    for item in feed.take(&log, &event)? {
+                        print_item(item)?;
+                    }
                 }
             }
+            anyhow::Ok(())
+        };
+        let canceller = async {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            crate::errln!("plan {id}: cancelling");
+            if let Err(error) = executor.cancel(id).await {
+                crate::errln!("plan {id}: {error}");
+            }
+            std::future::pending::<()>().await;
         };
         tokio::select! {
             done = work(&executor) => Ok(done?),
-            () = progress => anyhow::bail!("the log closed while the plan ran"),
+            printed = progress => {
+                printed?;
+                anyhow::bail!("the log closed while the plan ran")
+            }
+            () = canceller => unreachable!("the canceller never ends"),
         }
     })
 }
 
+/// One item of a plan's feed: a step on stderr, a task's message as a JSON line on stdout.
+fn print_item(item: FeedItem) -> anyhow::Result<()> {
+    match item {
+        FeedItem::Step { step, .. } => report(&step),
+        FeedItem::Message { message, .. } => {
+            let mut out = crate::output::Stdout;
+            out.write_all(&message)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// One plan step on stderr.
-fn report(event: &cclog_engine::Event) {
-    match event.kind() {
-        vocabulary::KIND_TASK => {
-            if let Ok(change) = cclog_projections::events::decode::<TaskChange>("plan task", &event.payload) {
-                let what = match change.event {
-                    TaskEvent::Started { run, fallback } => {
-                        format!("started (run {run}{})", if fallback { ", with the plan so far" } else { "" })
-                    }
-                    TaskEvent::Completed { .. } => "completed".to_string(),
-                    TaskEvent::Failed { reason, .. } => format!("failed: {reason}"),
-                    TaskEvent::Retried { new_session, reason } => {
-                        format!("retried{}: {reason}", if new_session { " in a new session" } else { "" })
-                    }
-                    TaskEvent::Skipped { reason } => format!("skipped: {reason}"),
-                };
-                crate::errln!("task {}: {what}", change.task);
-            }
+fn report(step: &PlanStep) {
+    match step {
+        PlanStep::Created(spec) => crate::errln!("plan {}: {} tasks in {}", spec.id, spec.tasks.len(), spec.cwd),
+        PlanStep::Task(change) => {
+            let what = match &change.event {
+                TaskEvent::Started { run, fallback } => {
+                    format!("started (run {run}{})", if *fallback { ", with the plan so far" } else { "" })
+                }
+                TaskEvent::Completed { .. } => "completed".to_string(),
+                TaskEvent::Failed { reason, .. } => format!("failed: {reason}"),
+                TaskEvent::Retried { new_session, reason } => {
+                    format!("retried{}: {reason}", if *new_session { " in a new session" } else { "" })
+                }
+                TaskEvent::Skipped { reason } => format!("skipped: {reason}"),
+            };
+            crate::errln!("task {}: {what}", change.task);
         }
-        vocabulary::KIND_SESSION => {
-            if let Ok(change) = cclog_projections::events::decode::<SessionChange>("plan session", &event.payload) {
-                crate::errln!(
-                    "session {:?}: {}{}",
-                    change.event,
-                    change.session.as_deref().unwrap_or("-"),
-                    change.reason.map(|reason| format!(" ({reason})")).unwrap_or_default()
-                );
-            }
-        }
-        _ => {}
+        PlanStep::Session(change) => crate::errln!(
+            "session {}: {}{}",
+            format!("{:?}", change.event).to_lowercase(),
+            change.session.as_deref().unwrap_or("-"),
+            change.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+        ),
+        PlanStep::Resumed(_) => crate::errln!("plan resumed"),
+        PlanStep::Ended(_) => {}
     }
 }
 
-/// Follows a plan the server runs until it ends, printing each task's status as it
-/// changes; the plan as it ended.
-fn watch(server: &Server, id: &str) -> anyhow::Result<PlanRecord> {
-    let mut shown: std::collections::BTreeMap<String, (TaskStatus, usize)> = std::collections::BTreeMap::new();
-    loop {
-        let record = through(server, "GET", &format!("/api/plans/{id}"), None)?;
-        for task in &record.tasks {
-            let now = (task.status, task.runs.len());
-            let before = shown.insert(task.id.clone(), now);
-            let fresh = before.is_none() && task.status == TaskStatus::Pending;
-            if before != Some(now) && !fresh {
-                let reason = task.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default();
-                crate::errln!("task {}: {}{reason}", task.id, format!("{:?}", task.status).to_lowercase());
+/// Follows a plan the server runs from seq `from` until it ends — its steps on stderr, its
+/// tasks' messages on stdout — and Ctrl-C cancels it there; the plan as it ended.
+fn follow(server: &Server, id: &str, from: u64) -> anyhow::Result<PlanRecord> {
+    #[derive(serde::Deserialize)]
+    struct StepData {
+        step: PlanStep,
+    }
+    #[derive(serde::Deserialize)]
+    struct MessageData {
+        message: Box<serde_json::value::RawValue>,
+    }
+    let stop = crate::output::stop_flag()?;
+    {
+        let (server, id) = (server.clone(), id.to_string());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
+            crate::errln!("plan {id}: cancelling");
+            let _ = server.call("DELETE", &format!("/api/plans/{id}"), None);
+        });
+    }
+    let mut out = crate::output::Stdout;
+    let ended = server.follow_events(&format!("/api/plans/{id}/stream?from={from}"), |event, data| {
+        match event {
+            "step" => report(&serde_json::from_str::<StepData>(data)?.step),
+            "message" => {
+                writeln!(out, "{}", serde_json::from_str::<MessageData>(data)?.message.get())?;
+                out.flush()?;
+            }
+            "end" => return Ok(ControlFlow::Break(serde_json::from_str::<PlanRecord>(data)?)),
+            _ => {}
         }
-        if record.status != PlanStatus::Running {
-            return Ok(record);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    match ended {
+        Some(record) => Ok(record),
+        None => {
+            let record = through(server, "GET", &format!("/api/plans/{id}"), None)?;
+            if record.status == PlanStatus::Running {
+                anyhow::bail!("the server's stream of plan {id} ended while the plan runs; `cclog plan show {id}` shows where it is");
+            }
+            Ok(record)
         }
-        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
@@ -260,11 +346,13 @@ fn summary(plan: &PlanRecord) -> String {
     )
 }
 
+/// The end of `plan run` and `plan resume`: the summary on stderr, or with `--json` the plan
+/// as the last line on stdout.
 fn finish(record: &PlanRecord, json: bool) -> anyhow::Result<u8> {
     if json {
         crate::outln!("{}", serde_json::to_string(record)?);
     } else {
-        crate::outln!("{}", summary(record));
+        crate::errln!("{}", summary(record));
     }
     Ok(if record.status == PlanStatus::Completed { EXIT_OK } else { EXIT_FAILURE })
 }

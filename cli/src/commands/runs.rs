@@ -4,7 +4,8 @@
 //! message prints the moment it is recorded: the SDK message as one JSON line on stdout,
 //! a summary on stderr at the end (`--json`: the run as JSON on stdout instead).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -198,26 +199,21 @@ impl Server {
             })
         };
         drop(canceller);
-        let mut response = self.request("GET", &format!("/api/runs/{id}/stream")).call()?;
-        let reader = BufReader::new(response.body_mut().as_reader());
         let mut out = crate::output::Stdout;
-        let mut event = String::new();
-        for line in reader.lines() {
-            let line = line.context("reading the run's stream")?;
-            if let Some(name) = line.strip_prefix("event:") {
-                event = name.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data:") {
-                let data = data.strip_prefix(' ').unwrap_or(data);
-                match event.as_str() {
-                    "message" => {
-                        let message: MessageData = serde_json::from_str(data)?;
-                        writeln!(out, "{}", message.message.get())?;
-                        out.flush()?;
-                    }
-                    "end" => return Ok(serde_json::from_str(data)?),
-                    _ => {}
+        let ended = self.follow_events(&format!("/api/runs/{id}/stream"), |event, data| {
+            match event {
+                "message" => {
+                    let message: MessageData = serde_json::from_str(data)?;
+                    writeln!(out, "{}", message.message.get())?;
+                    out.flush()?;
                 }
+                "end" => return Ok(ControlFlow::Break(serde_json::from_str(data)?)),
+                _ => {}
             }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if let Some(run) = ended {
+            return Ok(run);
         }
         let (_, run) = self.call("GET", &format!("/api/runs/{id}"), None)?;
         Ok(serde_json::from_value(run)?)

@@ -55,6 +55,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<u8> {
         },
         prices: Arc::new(super::price_table(&args.pricing)?.into_owned()),
         cclog_bin: std::env::current_exe()?,
+        plan_ttl: args.plan_ttl,
     };
     let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

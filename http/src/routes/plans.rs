@@ -1,27 +1,31 @@
 //! `/api/plans/...`: plans — run one (its tasks in one Claude Code session, through this
-//! server's runner, so `CCLOG_MAX_RUNS` applies), list, get, resume, cancel, and a plan's
-//! events live (SSE).
+//! server's runner, so `CCLOG_MAX_RUNS` applies), list, get (with each task's tokens, cost
+//! and duration), resume, cancel, and a plan's steps and its tasks' messages live (SSE).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
+use cclog_engine::Log;
 use cclog_ingest::plan::executor::Executor;
-use cclog_ingest::plan::file::{PlanFile, DEFAULT_TTL};
-use cclog_projections::events::plan::plan_stream;
+use cclog_ingest::plan::file::PlanFile;
+use cclog_projections::events::plan::PlanStep;
+use cclog_projections::plan_feed::{FeedItem, PlanFeed};
 use cclog_projections::plans::PlanRegistry;
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{follow, StreamFilter};
 use crate::blocking::blocking;
 use crate::extract::{JsonBody, QueryParams};
+use crate::sse::{self, SseSender};
 use crate::state::AppState;
+use crate::views;
 use crate::{Error, ErrorBody, Result};
 
 const PLAN_ID: &str = "The plan's id";
@@ -50,7 +54,36 @@ fn executor(state: &AppState) -> Executor {
     Executor::new(Arc::clone(&state.log), Arc::clone(&state.runner))
 }
 
-/// Runs a plan: answers when it ends (200), or at once with `"wait": false` (202).
+/// `wait` of a request body (default `true`), taken out of it.
+fn take_wait(fields: &mut serde_json::Map<String, Value>) -> Result<bool> {
+    match fields.remove("wait") {
+        None => Ok(true),
+        Some(Value::Bool(wait)) => Ok(wait),
+        Some(_) => Err(Error::BadRequest("wait must be true or false".into())),
+    }
+}
+
+/// Drives a recorded plan: to its end before answering (200), or on after answering at
+/// once (202).
+async fn drive(state: &AppState, id: String, wait: bool) -> Result<(StatusCode, Json<PlanView>)> {
+    let executor = executor(state);
+    if wait {
+        let record = tokio::spawn(async move { executor.drive(&id).await }).await??;
+        return Ok((StatusCode::OK, Json(view(&record)?)));
+    }
+    let (log, plan) = (Arc::clone(&state.log), id.clone());
+    tokio::spawn(async move {
+        if let Err(error) = executor.drive(&id).await {
+            tracing::error!(plan = %id, %error, "a plan stopped on an error");
+        }
+    });
+    let record = blocking(move || PlanRegistry::get(&log, &plan)).await?;
+    let record = record.ok_or_else(|| Error::Internal("a recorded plan is gone".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(view(&record)?)))
+}
+
+/// Runs a plan: answers when it ends (200), or once it is recorded with `"wait": false`
+/// (202).
 #[utoipa::path(
     post, path = "/plans", tag = "plans", security(("bearer" = [])), request_body = PlanBody,
     responses(
@@ -67,36 +100,14 @@ pub async fn run_plan(
     let PlanBody(Value::Object(mut fields)) = body else {
         return Err(Error::BadRequest("a plan is a JSON object".into()));
     };
-    let wait = match fields.remove("wait") {
-        None => true,
-        Some(Value::Bool(wait)) => wait,
-        Some(_) => return Err(Error::BadRequest("wait must be true or false".into())),
-    };
+    let wait = take_wait(&mut fields)?;
     let plan: PlanFile =
         serde_json::from_value(Value::Object(fields)).map_err(|error| Error::BadRequest(error.to_string()))?;
-    let spec = blocking(move || plan.resolve(None, DEFAULT_TTL)).await?;
+    let ttl = state.plan_ttl;
+    let spec = blocking(move || plan.resolve(None, ttl)).await?;
     let id = spec.id.clone();
-    let running = {
-        let executor = executor(&state);
-        tokio::spawn(async move { executor.run(spec).await })
-    };
-    if wait {
-        let record = running.await??;
-        return Ok((StatusCode::OK, Json(view(&record)?)));
-    }
-    // Answer once the plan is recorded (or refused), while its tasks go on.
-    for _ in 0..200 {
-        let (log, plan) = (Arc::clone(&state.log), id.clone());
-        if let Some(record) = blocking(move || PlanRegistry::get(&log, &plan)).await? {
-            return Ok((StatusCode::ACCEPTED, Json(view(&record)?)));
-        }
-        if running.is_finished() {
-            running.await??;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Err(Error::Internal(format!("plan {id} was not recorded")))
+    executor(&state).create(spec).await?;
+    drive(&state, id, wait).await
 }
 
 /// `?from=SEQ`.
@@ -119,7 +130,8 @@ pub async fn list_plans(State(state): State<AppState>) -> Result<Json<Vec<PlanVi
     Ok(Json(plans.iter().map(view).collect::<Result<_>>()?))
 }
 
-/// One plan: its tasks, their runs and sessions, and its counts.
+/// One plan: its tasks, their runs and sessions, its counts, and `metrics` (each task's
+/// tokens, cost and duration, and their total).
 #[utoipa::path(
     get, path = "/plans/{id}", tag = "plans", security(("bearer" = [])),
     params(("id" = String, Path, description = PLAN_ID)),
@@ -128,31 +140,51 @@ pub async fn list_plans(State(state): State<AppState>) -> Result<Json<Vec<PlanVi
         (status = 404, body = ErrorBody, description = "No such plan"))
 )]
 pub async fn get_plan(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PlanView>> {
-    let log = Arc::clone(&state.log);
-    let plan = id.clone();
-    let record = blocking(move || PlanRegistry::get(&log, &plan)).await?;
-    let record = record.ok_or(cclog_projections::Error::NotFound { what: "plan", id })?;
-    Ok(Json(view(&record)?))
+    let (log, prices) = (Arc::clone(&state.log), Arc::clone(&state.prices));
+    let (record, metrics) = blocking(move || {
+        let record = PlanRegistry::get(&log, &id)?.ok_or(cclog_projections::Error::NotFound { what: "plan", id })?;
+        let metrics = PlanRegistry::metrics(&log, &record, &prices)?;
+        Ok::<_, Error>((record, metrics))
+    })
+    .await?;
+    let PlanView(mut plan) = view(&record)?;
+    plan["metrics"] = serde_json::to_value(&metrics).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Json(PlanView(plan)))
 }
 
-/// Continues a plan at its first unfinished task; answers when it ends.
+/// Continues a plan at its first unfinished task: answers when it ends (200), or once the
+/// resume is recorded with `{"wait": false}` (202).
 #[utoipa::path(
     post, path = "/plans/{id}/resume", tag = "plans", security(("bearer" = [])),
-    params(("id" = String, Path, description = PLAN_ID)),
+    params(("id" = String, Path, description = PLAN_ID)), request_body(content = Option<ResumeBody>),
     responses((status = 200, body = PlanView, description = "The plan, ended again"),
-        (status = 400, body = ErrorBody, description = "No such plan, or it has completed"),
+        (status = 202, body = PlanView, description = "The plan, resumed"),
+        (status = 400, body = ErrorBody, description = "No such plan, it has completed, or it is running"),
         (status = 401, body = ErrorBody, description = "A token is required"))
 )]
 pub async fn resume_plan(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    // A body, if the client sends one, is read and ignored: an unread body would make
-    // the server close the connection under the client's next request.
-    _ignored: axum::body::Bytes,
-) -> Result<Json<PlanView>> {
-    let executor = executor(&state);
-    let record = tokio::spawn(async move { executor.resume(&id).await }).await??;
-    Ok(Json(view(&record)?))
+    // Read whole, so that a client's body never leaves the connection half read.
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<PlanView>)> {
+    let wait = if body.iter().all(u8::is_ascii_whitespace) {
+        true
+    } else {
+        let body: ResumeBody =
+            serde_json::from_slice(&body).map_err(|error| Error::BadRequest(format!("a resume's body: {error}")))?;
+        body.wait.unwrap_or(true)
+    };
+    executor(&state).reopen(&id).await?;
+    drive(&state, id, wait).await
+}
+
+/// The body of `POST /api/plans/:id/resume`, if any.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    /// `false`: answer 202 once the resume is recorded (default `true`: when the plan ends).
+    wait: Option<bool>,
 }
 
 /// Cancels a running plan (its running task's run) and marks it cancelled.
@@ -168,17 +200,132 @@ pub async fn cancel_plan(State(state): State<AppState>, Path(id): Path<String>) 
     Ok(Json(view(&record)?))
 }
 
-/// Server-sent events of a plan's history, then each new event as it is written.
+/// Events a plan's stream reads from each of its streams per blocking call while it
+/// catches up.
+const CATCH_UP_CHUNK: usize = 512;
+
+/// Server-sent events of a plan — history first, then live: `step` for each of its events
+/// (`{seq, at, step}`, `step` being `{kind, change}`), `message` for each message of its
+/// tasks' runs (`{seq, task, run, message}`, the SDK message as the CLI wrote it), and, once
+/// the plan has ended with nothing after, `end` with the plan.
 #[utoipa::path(
     get, path = "/plans/{id}/stream", tag = "plans", security(("bearer" = [])),
     params(("id" = String, Path, description = PLAN_ID), PlanStreamQuery),
-    responses((status = 200, content_type = "text/event-stream", description = "`event` events"),
-        (status = 401, body = ErrorBody, description = "A token is required"))
+    responses((status = 200, content_type = "text/event-stream", description = "`step` and `message` events, then `end`"),
+        (status = 401, body = ErrorBody, description = "A token is required"),
+        (status = 404, body = ErrorBody, description = "No such plan"))
 )]
 pub async fn plan_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<PlanStreamQuery>,
-) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
-    follow(&state, Some(query.from.unwrap_or(0)), StreamFilter::new(Some(&plan_stream(&id))))
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let (log, closing) = (Arc::clone(&state.log), state.closing.clone());
+    let plan = id.clone();
+    let known = blocking(move || PlanRegistry::get(&log, &plan)).await?.is_some();
+    if !known {
+        return Err(cclog_projections::Error::NotFound { what: "plan", id }.into());
+    }
+    let log = Arc::clone(&state.log);
+    let mut feed = PlanFeed::new(&id, query.from.unwrap_or(0));
+    let stream = sse::producer_stream(move |sender| async move {
+        // Each page, and each event that may be the plan's, is read on a blocking thread;
+        // the feed goes there and back.
+        let mut more = true;
+        let mut subscription = None;
+        loop {
+            let reader = Arc::clone(&log);
+            let read = if more {
+                closing
+                    .until_closed(blocking(move || {
+                        let page = feed.page(&reader, CATCH_UP_CHUNK)?;
+                        Ok::<_, Error>((feed, page))
+                    }))
+                    .await
+            } else {
+                let subscription = subscription.get_or_insert_with(|| log.subscribe(feed.next()));
+                let event = loop {
+                    match closing.until_closed(subscription.next()).await {
+                        Some(Ok(event)) if feed.wants(&event) => break event,
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    }
+                };
+                closing
+                    .until_closed(blocking(move || {
+                        let items = feed.take(&reader, &event)?;
+                        Ok::<_, Error>((feed, (items, false)))
+                    }))
+                    .await
+            };
+            let (items, more_history) = match read {
+                Some(Ok((returned, page))) => {
+                    feed = returned;
+                    page
+                }
+                Some(Err(error)) => {
+                    tracing::error!(%error, "reading a plan's feed failed");
+                    return;
+                }
+                None => return,
+            };
+            more = more && more_history;
+            for item in items {
+                match send_item(&log, &feed, &sender, item).await {
+                    Sent::Delivered => {}
+                    Sent::Gone | Sent::Ended => return,
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The data of a `message` event.
+#[derive(Serialize)]
+struct TaskMessage<'a> {
+    seq: u64,
+    task: &'a str,
+    run: &'a str,
+    message: &'a RawValue,
+}
+
+enum Sent {
+    Delivered,
+    /// The client has gone.
+    Gone,
+    /// The plan has ended; `end` was sent.
+    Ended,
+}
+
+/// Sends one item of a plan's feed, and `end` after a step that ended the plan.
+async fn send_item(log: &Arc<Log>, feed: &PlanFeed, sender: &SseSender, item: FeedItem) -> Sent {
+    let sent = match &item {
+        FeedItem::Step { seq, at_us, step } => {
+            sse::send_json(sender, "step", &json!({"seq": seq, "at": views::timestamp(*at_us), "step": step})).await
+        }
+        FeedItem::Message { seq, task, run, message } => {
+            // A line the CLI wrote that is not JSON goes as a string.
+            let message = serde_json::from_slice::<Box<RawValue>>(message)
+                .or_else(|_| serde_json::value::to_raw_value(&String::from_utf8_lossy(message)));
+            let Ok(message) = message else { return Sent::Delivered };
+            sse::send_json(sender, "message", &TaskMessage { seq: *seq, task, run, message: &message }).await
+        }
+    };
+    if !sent {
+        return Sent::Gone;
+    }
+    let FeedItem::Step { seq, step: PlanStep::Ended(_), .. } = item else { return Sent::Delivered };
+    let (reader, feed) = (Arc::clone(log), feed.clone());
+    match blocking(move || Ok::<_, Error>(feed.ended(&reader, seq)?)).await {
+        Ok(Some(record)) => {
+            let _ = sse::send_json(sender, "end", &record).await;
+            Sent::Ended
+        }
+        Ok(None) => Sent::Delivered,
+        Err(error) => {
+            tracing::error!(%error, "reading a plan for its stream failed");
+            Sent::Gone
+        }
+    }
 }

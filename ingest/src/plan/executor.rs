@@ -25,7 +25,7 @@ use cclog_projections::events::plan::{
     self, PlanEnd, PlanOutcome, PlanSpec, Resumed, SessionChange, SessionEvent, TaskChange, TaskEvent,
 };
 use cclog_projections::events::{self as vocabulary, RunStatus};
-use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus, TaskStatus};
+use cclog_projections::plans::{PlanRecord, PlanRegistry, PlanStatus, TaskRecord, TaskStatus};
 
 use crate::runner::{Mode, RunOptions, RunRequest, Runner};
 use crate::{Error, Result};
@@ -90,25 +90,46 @@ impl Executor {
 
     /// Records `spec` and runs it to its end.
     pub async fn run(&self, spec: PlanSpec) -> Result<PlanRecord> {
+        let id = spec.id.clone();
+        self.create(spec).await?;
+        self.drive(&id).await
+    }
+
+    /// Records `spec` as a new plan, to be run by [`Executor::drive`].
+    pub async fn create(&self, spec: PlanSpec) -> Result<()> {
         if PlanRegistry::get(&self.log, &spec.id)?.is_some() {
             return Err(Error::InvalidPlan(format!(
                 "plan {} exists already; `cclog plan resume {}` continues it",
                 spec.id, spec.id
             )));
         }
-        let id = spec.id.clone();
         let log = Arc::clone(&self.log);
         tokio::task::spawn_blocking(move || append(&log, &spec.id, plan::KIND_CREATED, &spec))
             .await
-            .map_err(|error| Error::InvalidPlan(format!("recording the plan panicked: {error}")))??;
-        self.drive(&id).await
+            .map_err(|error| Error::InvalidPlan(format!("recording the plan panicked: {error}")))?
     }
 
     /// Continues a plan at its first unfinished task (failed tasks run again).
     pub async fn resume(&self, plan: &str) -> Result<PlanRecord> {
+        self.reopen(plan).await?;
+        self.drive(plan).await
+    }
+
+    /// Records that a plan that has not completed is resumed, and that its failed tasks
+    /// will run again; [`Executor::drive`] then continues it.
+    pub async fn reopen(&self, plan: &str) -> Result<()> {
         let record = self.record(plan)?;
         if record.status == PlanStatus::Completed {
             return Err(Error::InvalidPlan(format!("plan {plan} has completed; nothing is left to run")));
+        }
+        let driven = |task: &&TaskRecord| {
+            task.status == TaskStatus::Running && task.runs.last().is_some_and(|run| self.runner.is_active(run))
+        };
+        if let Some(task) = record.tasks.iter().find(driven) {
+            return Err(Error::InvalidPlan(format!(
+                "plan {plan} is running (task {}); `cclog plan cancel {plan}` stops it",
+                task.id
+            )));
         }
         let log = Arc::clone(&self.log);
         let id = plan.to_string();
@@ -119,7 +140,7 @@ impl Executor {
             let reason = "the plan was resumed".to_string();
             self.task_event(plan, &task.id, TaskEvent::Retried { new_session: false, reason }).await?;
         }
-        self.drive(plan).await
+        Ok(())
     }
 
     /// Cancels a running plan: its running task's run is cancelled (the plan then ends as
@@ -148,8 +169,9 @@ impl Executor {
         self.end(plan, PlanOutcome::Cancelled, Some("cancelled".into())).await
     }
 
-    /// Runs the plan's unfinished tasks in order until it completes, fails or is cancelled.
-    async fn drive(&self, plan: &str) -> Result<PlanRecord> {
+    /// Runs a recorded plan's unfinished tasks in order until it completes, fails or is
+    /// cancelled.
+    pub async fn drive(&self, plan: &str) -> Result<PlanRecord> {
         let spec = PlanRegistry::spec(&self.log, &self.record(plan)?)?;
         let mut session_retries: BTreeMap<String, u32> = BTreeMap::new();
         let mut task_retries: BTreeMap<String, u32> = BTreeMap::new();

@@ -9,8 +9,9 @@ use super::keys::{
     RUN_KEY,
 };
 use super::records::{DayUsage, EntryRecord, FileState, RunRecord, Segment, SessionRecord};
-use super::run::message_uuid;
+use super::run::{message_uuid, result_usage};
 use super::{Archive, NAME};
+use crate::entry::Usage;
 use crate::{events, Error, Result};
 
 /// Queries over the archive.
@@ -104,6 +105,19 @@ impl Archive {
     /// One run.
     pub fn run(log: &Log, run: &str) -> Result<Option<RunRecord>> {
         Self::get(log, &run_key(run))
+    }
+
+    /// What a run used, per model, as its `result` message reports it (none before its
+    /// result, or for a run that ended without one).
+    pub fn run_usage(log: &Log, run: &RunRecord) -> Result<std::collections::BTreeMap<String, Usage>> {
+        let mut by_model = std::collections::BTreeMap::new();
+        let Some(event) = run.result_seq.map(|seq| log.get(seq)).transpose()?.flatten() else { return Ok(by_model) };
+        for (model, usage) in result_usage(&event.payload) {
+            // Older results total the run's usage: it was the run's model's.
+            let model = model.or_else(|| run.model.clone()).unwrap_or_else(|| "unknown".into());
+            by_model.entry(model).or_insert_with(Usage::default).add(&usage);
+        }
+        Ok(by_model)
     }
 
     /// The run whose id is `id` or starts with it, if exactly one does.

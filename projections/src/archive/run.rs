@@ -81,6 +81,11 @@ fn result_message(payload: &[u8]) -> Option<ResultFacts> {
     Some(ResultFacts { text: message.result.and_then(|result| result.as_str().map(str::to_string)), usage_by_model })
 }
 
+/// The usage a `result` message reports, per model where it names them.
+pub(super) fn result_usage(payload: &[u8]) -> Vec<(Option<String>, Usage)> {
+    result_message(payload).map(|result| result.usage_by_model).unwrap_or_default()
+}
+
 /// The name Claude Code gives the project directory of `cwd`: every character that is not
 /// an ASCII letter or digit becomes `-`.
 fn project_dir_name(cwd: &str) -> String {

@@ -154,3 +154,38 @@ pub struct PlanEnd {
 pub struct Resumed {
     pub note: Option<String>,
 }
+
+/// Any event of a plan's stream, decoded: what a plan's feed carries and `cclog plan`
+/// prints. In JSON, `{"kind": "task", "change": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "change", rename_all = "snake_case")]
+pub enum PlanStep {
+    Created(PlanSpec),
+    Session(SessionChange),
+    Task(TaskChange),
+    Ended(PlanEnd),
+    Resumed(Resumed),
+}
+
+impl PlanStep {
+    /// The step `event` records; `None` for a kind this version does not know.
+    pub fn of(event: &cclog_engine::Event) -> crate::Result<Option<PlanStep>> {
+        let payload = &event.payload;
+        Ok(Some(match event.kind() {
+            KIND_CREATED => PlanStep::Created(super::decode(KIND_CREATED, payload)?),
+            KIND_SESSION => PlanStep::Session(super::decode(KIND_SESSION, payload)?),
+            KIND_TASK => PlanStep::Task(super::decode(KIND_TASK, payload)?),
+            KIND_ENDED => PlanStep::Ended(super::decode(KIND_ENDED, payload)?),
+            KIND_RESUMED => PlanStep::Resumed(super::decode(KIND_RESUMED, payload)?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The run a task started, if this step says so.
+    pub fn started_run(&self) -> Option<(&str, &str)> {
+        match self {
+            PlanStep::Task(TaskChange { task, event: TaskEvent::Started { run, .. } }) => Some((task, run)),
+            _ => None,
+        }
+    }
+}
