@@ -30,6 +30,14 @@ pub fn older_claude_bin() -> PathBuf {
     bin
 }
 
+/// A Claude Code 1.0 release, which `scripts/test` installs too: it answers `--resume` in a
+/// new session (2.x keeps the session id), the case plans must follow.
+pub fn claude_1_0_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/claude-code-1.0.51/node_modules/.bin/claude");
+    assert!(bin.exists(), "{} is missing: scripts/test installs Claude Code 1.0.51 from npm", bin.display());
+    bin
+}
+
 /// `claude ARGS…` with a private `HOME`, against `api`, as the tests run it.
 pub fn claude_command(bin: &Path, api: &FakeApi, home: &Path) -> Command {
     let mut command = Command::new(bin);

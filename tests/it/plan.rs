@@ -467,6 +467,50 @@ mod running {
     }
 
     #[test]
+    fn with_claude_code_1_0_which_resumes_into_a_new_session_the_plan_follows_it() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let api = FakeApi::by_prompt(vec![
+            ("third-step", vec![Reply::Text("Task three done.".into())]),
+            ("second-step", vec![Reply::Text("Task two remembers.".into())]),
+            ("first-step", vec![Reply::Text("Task one done.".into())]),
+        ]);
+        let env = claude_env(&api, home.path(), &crate::claude_cli::claude_1_0_bin());
+        let plan = json!({"id": "p1", "cwd": project.path(), "tasks": [
+            {"id": "one", "prompt": "first-step"},
+            {"id": "two", "prompt": "second-step"},
+            {"id": "three", "prompt": "third-step"},
+        ]});
+        let path = data.path().join("plan.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let output = plan_command(data.path(), &env, &["run", path.to_str().unwrap()]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let plan = show(data.path());
+        assert_eq!(plan["status"], "Completed", "{plan}");
+        // Each resume continued in a new session id; the plan followed each change.
+        assert_eq!(plan["changed"], 2, "{plan}");
+        let sessions = plan["sessions"].as_array().unwrap().clone();
+        assert_eq!(sessions.len(), 3, "{plan}");
+        let task_sessions: Vec<&Value> = plan["tasks"].as_array().unwrap().iter().map(|task| &task["session"]).collect();
+        assert_eq!(task_sessions, sessions.iter().collect::<Vec<_>>(), "{plan}");
+        // Task three resumed the session task two ended in, not the first one.
+        let runs = crate::support::cclog_json(data.path(), &["runs", "--json"]);
+        let third_run = &plan["tasks"][2]["runs"][0];
+        let third = runs.as_array().unwrap().iter().find(|run| &run["id"] == third_run).unwrap();
+        assert_eq!(third["resumedSessionId"], sessions[1], "{third}");
+        assert_eq!(plan["tasks"][2]["fallback"], false, "{plan}");
+        // And the conversation went on: task three's request carries both earlier turns.
+        let requests = api.requests();
+        let request = requests.iter().rev().find(|request| prompts(request).contains("third-step")).unwrap();
+        let text = prompts(request);
+        assert!(text.contains("first-step") && text.contains("Task two remembers."), "{text}");
+        let history = crate::support::cclog(data.path(), &["log", "--stream", "plan/p1", "--json"]);
+        let history = String::from_utf8_lossy(&history.stdout);
+        assert_eq!(history.matches("\"kind\":\"plan.session\"").count(), 3, "assigned, changed, changed: {history}");
+    }
+
+    #[test]
     fn an_expired_session_is_replaced_by_a_new_one_told_what_was_done() {
         let home = tempfile::tempdir().unwrap();
         let project = tempfile::tempdir().unwrap();
