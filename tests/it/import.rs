@@ -451,6 +451,29 @@ fn links_fifos_and_unreadable_paths_are_followed_or_reported_never_fatal() {
 }
 
 #[test]
+fn files_under_a_directory_are_its_own_not_a_sibling_that_shares_its_name_as_a_prefix() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (app, sibling) = (root.path().join("-home-dev-app"), root.path().join("-home-dev-app2"));
+    for (dir, session) in
+        [(&app, "a1111111-1111-4111-8111-111111111111"), (&sibling, "b2222222-2222-4222-8222-222222222222")]
+    {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{session}.jsonl")), line_of(session, &format!("u-{session}")) + "\n").unwrap();
+    }
+    let log = crate::support::open(data.path());
+    cclog_ingest::import::Importer::new(&log).import(&[root.path().to_path_buf()], &|_| {}).unwrap();
+    let under = |dir: &Path| -> Vec<String> {
+        cclog_projections::Archive::files_under(&log, dir).unwrap().into_iter().map(|file| file.path).collect()
+    };
+    let app_file = app.join("a1111111-1111-4111-8111-111111111111.jsonl").display().to_string();
+    assert_eq!(under(&app), [app_file.clone()]);
+    assert_eq!(under(&app.join("")), [app_file], "a trailing slash names the same directory");
+    assert_eq!(under(root.path()).len(), 2);
+    assert!(under(&root.path().join("-home-dev")).is_empty());
+}
+
+#[test]
 fn a_rewritten_file_counts_its_current_lines_once() {
     let data = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();

@@ -492,7 +492,8 @@ mod running {
         assert_eq!(plan["changed"], 2, "{plan}");
         let sessions = plan["sessions"].as_array().unwrap().clone();
         assert_eq!(sessions.len(), 3, "{plan}");
-        let task_sessions: Vec<&Value> = plan["tasks"].as_array().unwrap().iter().map(|task| &task["session"]).collect();
+        let task_sessions: Vec<&Value> =
+            plan["tasks"].as_array().unwrap().iter().map(|task| &task["session"]).collect();
         assert_eq!(task_sessions, sessions.iter().collect::<Vec<_>>(), "{plan}");
         // Task three resumed the session task two ended in, not the first one.
         let runs = crate::support::cclog_json(data.path(), &["runs", "--json"]);

@@ -628,9 +628,9 @@ impl<'a> Teams<'a> {
         }
         Importer::new(self.log).import(std::slice::from_ref(&projects), &|_| {})?;
         let mut latest: Option<(String, String)> = None;
-        for file in Archive::files(self.log)? {
+        for file in Archive::files_under(self.log, &projects)? {
             let path = Path::new(&file.path);
-            if file.deleted || file.file.agent.is_some() || !path.starts_with(&projects) || !path.is_file() {
+            if file.deleted || file.file.agent.is_some() || !path.is_file() {
                 continue;
             }
             let session = Archive::session(self.log, &file.file.session)?;

@@ -53,6 +53,14 @@ impl Archive {
         Ok(Self::scan(log, b"F")?.into_iter().map(|(_, file)| file).collect())
     }
 
+    /// The archived files whose path lies under the directory `dir`, read from the file
+    /// index's range for that directory only.
+    pub fn files_under(log: &Log, dir: &std::path::Path) -> Result<Vec<FileState>> {
+        let mut prefix = dir.to_string_lossy().trim_end_matches('/').to_string();
+        prefix.push('/');
+        Ok(Self::scan(log, &file_key(&prefix))?.into_iter().map(|(_, file)| file).collect())
+    }
+
     /// The usage day rows from UTC day `first_day` on, in day order (models in name order
     /// within a day), of one project or of all: `each(day, model, row)` until it says stop.
     pub fn day_rows(
