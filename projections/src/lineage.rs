@@ -83,7 +83,40 @@ pub struct TreeNode {
     pub project: String,
     pub fork_point: Option<String>,
     pub entries: u64,
+    /// What ran the session, when cclog did: `team NAME/AGENT` or `plan ID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub children: Vec<TreeNode>,
+}
+
+impl TreeNode {
+    /// Names each node's owner from `owners` (session id → owner, as
+    /// [`session_owners`] gives them).
+    pub fn name_owners(&mut self, owners: &BTreeMap<String, String>) {
+        self.owner = owners.get(&self.id).cloned();
+        for child in &mut self.children {
+            child.name_owners(owners);
+        }
+    }
+}
+
+/// What ran each session cclog ran as part of something: a team's agent (`team NAME/AGENT`)
+/// or a plan (`plan ID`), by session id.
+pub fn session_owners(log: &Log) -> crate::Result<BTreeMap<String, String>> {
+    use crate::plans::PlanRegistry;
+    use crate::teams::TeamRegistry;
+    let mut owners = BTreeMap::new();
+    for team in TeamRegistry::all(log)? {
+        for (session, agent) in TeamRegistry::agent_sessions(log, &team)? {
+            owners.insert(session, format!("team {}/{agent}", team.name));
+        }
+    }
+    for plan in PlanRegistry::all(log)? {
+        for session in &plan.sessions {
+            owners.insert(session.clone(), format!("plan {}", plan.id));
+        }
+    }
+    Ok(owners)
 }
 
 /// The fork trees of all sessions, or only the one containing `within`.
@@ -119,6 +152,7 @@ pub fn fork_tree(sessions: &[SessionRecord], within: Option<&str>) -> Vec<TreeNo
             project: session.project.clone(),
             fork_point: session.fork_point.clone(),
             entries: session.entry_counts().entries,
+            owner: None,
             children: if depth > 10_000 {
                 Vec::new()
             } else {

@@ -509,6 +509,17 @@ mod running {
         let history = crate::support::cclog(data.path(), &["log", "--stream", "plan/p1", "--json"]);
         let history = String::from_utf8_lossy(&history.stdout);
         assert_eq!(history.matches("\"kind\":\"plan.session\"").count(), 3, "assigned, changed, changed: {history}");
+        // The fork tree names the plan that ran each of its sessions.
+        let tree = crate::support::cclog_json(data.path(), &["tree", sessions[2].as_str().unwrap(), "--json"]);
+        fn owners(node: &Value, found: &mut Vec<Value>) {
+            found.push(node["owner"].clone());
+            for child in node["children"].as_array().unwrap() {
+                owners(child, found);
+            }
+        }
+        let mut found = Vec::new();
+        owners(&tree[0], &mut found);
+        assert!(!found.is_empty() && found.iter().all(|owner| owner == "plan p1"), "{tree}");
     }
 
     #[test]

@@ -467,6 +467,11 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     }
     let shown = crate::support::cclog_json(data, &["show", &sessions[2], "--json"]);
     assert_eq!((shown["team"].as_str(), shown["agent"].as_str()), (Some("crew"), Some("writer")), "{shown}");
+    // The fork tree names what ran the session.
+    let tree = crate::support::cclog_json(data, &["tree", &sessions[2], "--json"]);
+    assert_eq!(tree[0]["owner"], "team crew/writer", "{tree}");
+    let text = crate::support::cclog(data, &["tree", &sessions[2]]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("[team crew/writer]"), "{text:?}");
     let transcripts: Vec<(String, std::path::PathBuf, Vec<u8>)> = agents
         .iter()
         .zip(&sessions)

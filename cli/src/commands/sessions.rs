@@ -228,6 +228,10 @@ pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<u8> {
         // Without an id, show only sessions that take part in a fork; the rest are in `sessions`.
         trees.retain(|node| !node.children.is_empty());
     }
+    let owners = lineage::session_owners(&log)?;
+    for node in &mut trees {
+        node.name_owners(&owners);
+    }
     if args.json {
         crate::outln!("{}", serde_json::to_string(&trees)?);
         return Ok(EXIT_OK);
@@ -250,8 +254,9 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
         "├─ "
     };
     let at = node.fork_point.as_deref().map(|uuid| format!(" (at {})", short(uuid))).unwrap_or_default();
+    let owner = node.owner.as_deref().map(|owner| format!(" [{owner}]")).unwrap_or_default();
     crate::outln!(
-        "{prefix}{branch}{} {}{at} · {} entries",
+        "{prefix}{branch}{}{owner} {}{at} · {} entries",
         short(&node.id),
         node.title.as_deref().map(|title| lineage::shorten(title, 50)).unwrap_or_default(),
         node.entries
