@@ -292,8 +292,13 @@ impl TaskMetrics {
             self.cache_read_input_tokens += usage.cache_read_input_tokens;
             self.total_tokens += usage.total();
         }
+        self.add_cost(&prices.cost(by_model));
+    }
+
+    /// Adds a cost: dollars sum, and a model unpriced in either stays unpriced.
+    fn add_cost(&mut self, other: &Cost) {
         let mut cost = Cost { usd: self.cost_usd, unpriced: self.unpriced_models.iter().cloned().collect() };
-        cost.add(&prices.cost(by_model));
+        cost.add(other);
         self.cost_usd = cost.usd;
         self.unpriced_models = cost.unpriced.into_iter().collect();
     }
@@ -305,10 +310,7 @@ impl TaskMetrics {
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
         self.cache_read_input_tokens += other.cache_read_input_tokens;
         self.total_tokens += other.total_tokens;
-        let mut cost = Cost { usd: self.cost_usd, unpriced: self.unpriced_models.iter().cloned().collect() };
-        cost.add(&Cost { usd: other.cost_usd, unpriced: other.unpriced_models.iter().cloned().collect() });
-        self.cost_usd = cost.usd;
-        self.unpriced_models = cost.unpriced.into_iter().collect();
+        self.add_cost(&Cost { usd: other.cost_usd, unpriced: other.unpriced_models.iter().cloned().collect() });
         self.duration_ms += other.duration_ms;
     }
 }
