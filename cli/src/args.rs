@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cclog_projections::session_list::SessionSort;
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
@@ -497,11 +498,22 @@ impl Command {
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
                 None
             }
-            Command::Sessions(args) => Some(&mut args.pricing),
+            // Times are shown in the client's zone, not the server's.
+            Command::Sessions(args) => {
+                if args.timezone.is_none() && !args.utc {
+                    args.timezone = client_time_zone();
+                }
+                Some(&mut args.pricing)
+            }
             Command::Show(args) => Some(&mut args.pricing),
             Command::Diff(args) => Some(&mut args.pricing),
             Command::Plan(PlanCommand::Stats { pricing, .. } | PlanCommand::Show { pricing, .. }) => Some(pricing),
-            Command::Usage(args) => Some(&mut args.pricing),
+            Command::Usage(args) => {
+                if args.timezone.is_none() {
+                    args.timezone = client_time_zone();
+                }
+                Some(&mut args.pricing)
+            }
             _ => None,
         };
         if let Some(PricingArgs { pricing: Some(path) }) = pricing {
@@ -509,6 +521,12 @@ impl Command {
         }
         Ok(self)
     }
+}
+
+/// This process's time zone by its IANA name (`TZ` honoured), for a command the server
+/// runs on its behalf; `None` for a zone without one (a POSIX `TZ` rule).
+fn client_time_zone() -> Option<String> {
+    jiff::tz::TimeZone::system().iana_name().map(str::to_string)
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]
@@ -675,7 +693,31 @@ pub struct SessionsArgs {
     /// Only the sessions of this team's agents (`cclog team list`), removed teams too
     #[arg(long, value_name = "NAME")]
     pub team: Option<String>,
-    /// One JSON array of session objects
+    /// Only sessions active since then: a date (YYYY-MM-DD or YYYYMMDD, local) or a time ago (7d, 12h, 2w)
+    #[arg(long, short, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only sessions active until then (a date includes that whole day)
+    #[arg(long, short, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Order: time (last activity), cost, messages (user and assistant), tokens; largest or newest first
+    #[arg(long, value_name = "KEY", default_value = "time", value_parser = clap::builder::PossibleValuesParser::new(SessionSort::NAMES))]
+    pub sort: String,
+    /// Oldest, cheapest or shortest first
+    #[arg(long, short)]
+    pub reverse: bool,
+    /// At most this many sessions (the totals row still adds up every match)
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<usize>,
+    /// Every column at full width (the table otherwise fits the terminal, or 80 columns)
+    #[arg(long, short)]
+    pub wide: bool,
+    /// Times in UTC [default: the local zone, TZ honoured]
+    #[arg(long, conflicts_with = "timezone")]
+    pub utc: bool,
+    /// Time zone for times and dates (IANA name, e.g. Europe/Paris) [default: the system's, TZ honoured]
+    #[arg(long, short = 'z', value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// One JSON array of session objects (filtered, sorted and limited as the table)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -271,3 +271,203 @@ pub fn compact_count(n: u64) -> String {
     };
     format!("{scaled:.places$}{unit}")
 }
+
+/// A column of a [`Table`].
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub heading: String,
+    /// Numbers are right-aligned.
+    pub numeric: bool,
+    /// Columns are dropped highest first while a table is too wide; 0: never dropped.
+    pub drop_rank: u8,
+    /// The one column that is cut (with `…`) to what the others leave of the width, and
+    /// the characters it keeps at least: columns are dropped until it has them.
+    pub flexible: Option<usize>,
+}
+
+impl Column {
+    pub fn text(heading: &str) -> Column {
+        Column { heading: heading.to_string(), numeric: false, drop_rank: 0, flexible: None }
+    }
+
+    pub fn number(heading: &str) -> Column {
+        Column { numeric: true, ..Column::text(heading) }
+    }
+
+    /// Dropped (after any of a higher rank) when the table does not fit.
+    pub fn droppable(mut self, rank: u8) -> Column {
+        self.drop_rank = rank;
+        self
+    }
+
+    pub fn flexible(mut self, at_least: usize) -> Column {
+        self.flexible = Some(at_least);
+        self
+    }
+}
+
+/// A table for people: a header row, rows, an optional totals row; columns two spaces
+/// apart. Within `width` (`None`: as wide as its cells), it drops columns by rank until the
+/// flexible one keeps what it asks for, and then cuts that one.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<String>>,
+    pub totals: Option<Vec<String>>,
+}
+
+impl Table {
+    /// The table's lines: the header, the rows, the totals.
+    pub fn lines(&self, width: Option<usize>) -> Vec<String> {
+        let cell_width = |row: &[String], index: usize| row.get(index).map_or(0, |cell| cell.chars().count());
+        let natural: Vec<usize> = (0..self.columns.len())
+            .map(|index| {
+                self.rows
+                    .iter()
+                    .chain(self.totals.iter())
+                    .map(|row| cell_width(row, index))
+                    .chain([self.columns[index].heading.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut shown: Vec<usize> = (0..self.columns.len()).collect();
+        let mut widths = natural.clone();
+        if let Some(width) = width {
+            let needed = |shown: &[usize]| -> usize {
+                let cells: usize = shown
+                    .iter()
+                    .map(|&index| match self.columns[index].flexible {
+                        Some(at_least) => natural[index].min(at_least),
+                        None => natural[index],
+                    })
+                    .sum();
+                cells + 2 * shown.len().saturating_sub(1)
+            };
+            while needed(&shown) > width {
+                let Some(position) = (0..shown.len())
+                    .filter(|&position| self.columns[shown[position]].drop_rank > 0)
+                    .max_by_key(|&position| self.columns[shown[position]].drop_rank)
+                else {
+                    break;
+                };
+                shown.remove(position);
+            }
+            if let Some((flexible, at_least)) =
+                shown.iter().find_map(|&index| self.columns[index].flexible.map(|at_least| (index, at_least)))
+            {
+                let others: usize = shown.iter().filter(|&&index| index != flexible).map(|&index| natural[index]).sum();
+                let room = width.saturating_sub(others + 2 * shown.len().saturating_sub(1));
+                widths[flexible] = natural[flexible].min(room.max(at_least.min(natural[flexible])));
+            }
+        }
+        let render = |row: &[String]| {
+            let mut line = String::new();
+            for (position, &index) in shown.iter().enumerate() {
+                let column = &self.columns[index];
+                let cell = row.get(index).map(String::as_str).unwrap_or("");
+                let cell = if cell.chars().count() > widths[index] {
+                    let cut: String = cell.chars().take(widths[index].saturating_sub(1)).collect();
+                    format!("{cut}…")
+                } else {
+                    cell.to_string()
+                };
+                if position > 0 {
+                    line.push_str("  ");
+                }
+                let pad = " ".repeat(widths[index].saturating_sub(cell.chars().count()));
+                if column.numeric {
+                    line.push_str(&pad);
+                    line.push_str(&cell);
+                } else {
+                    line.push_str(&cell);
+                    line.push_str(&pad);
+                }
+            }
+            line.trim_end().to_string()
+        };
+        let headings: Vec<String> = self.columns.iter().map(|column| column.heading.clone()).collect();
+        let mut lines = vec![render(&headings)];
+        lines.extend(self.rows.iter().map(|row| render(row)));
+        lines.extend(self.totals.iter().map(|row| render(row)));
+        lines
+    }
+
+    /// Prints the table on stdout, the header and totals in bold.
+    pub fn print(&self, width: Option<usize>) {
+        let colour = colour_stdout();
+        let lines = self.lines(width);
+        let last = lines.len() - 1;
+        for (index, line) in lines.iter().enumerate() {
+            let strong = index == 0 || (self.totals.is_some() && index == last);
+            crate::outln!("{}", if strong { paint(colour, BOLD, line) } else { line.clone() });
+        }
+    }
+}
+
+/// The last components of a path that fit in `width`, cut from the left: `src/handy-cli`
+/// for `/home/someone/src/handy-cli` in 16, `…y-long-name` when even the last one is wider.
+pub fn path_tail(path: &str, width: usize) -> String {
+    let path = path.trim_end_matches('/');
+    if path.chars().count() <= width {
+        return path.to_string();
+    }
+    let mut tail = String::new();
+    for component in path.rsplit('/').filter(|component| !component.is_empty()) {
+        let candidate = if tail.is_empty() { component.to_string() } else { format!("{component}/{tail}") };
+        if candidate.chars().count() + 2 > width {
+            break;
+        }
+        tail = candidate;
+    }
+    if tail.is_empty() {
+        let last = path.rsplit('/').next().unwrap_or(path);
+        let keep: String =
+            last.chars().rev().take(width.saturating_sub(1)).collect::<Vec<_>>().into_iter().rev().collect();
+        return format!("…{keep}");
+    }
+    format!("…/{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            columns: vec![
+                Column::text("ID"),
+                Column::number("TOKENS").droppable(1),
+                Column::number("COST"),
+                Column::text("TITLE").flexible(8),
+            ],
+            rows: vec![
+                vec!["a1".into(), "12,345".into(), "$1.00".into(), "a title much longer than the room left".into()],
+                vec!["b2".into(), "7".into(), "$10.25".into(), "short".into()],
+            ],
+            totals: Some(vec!["TOTAL".into(), "12,352".into(), "$11.25".into(), String::new()]),
+        }
+    }
+
+    #[test]
+    fn a_table_fits_its_width_by_cutting_the_flexible_column_then_dropping_by_rank() {
+        let wide = table().lines(None);
+        assert_eq!(wide[1], "a1     12,345   $1.00  a title much longer than the room left");
+        let cut = table().lines(Some(40));
+        assert!(cut.iter().all(|line| line.chars().count() <= 40), "{cut:#?}");
+        assert_eq!(cut[0], "ID     TOKENS    COST  TITLE");
+        assert!(cut[1].ends_with('…') && cut[1].contains("12,345"), "{cut:#?}");
+        // Too narrow for TOKENS and an 8-character title: TOKENS goes first.
+        let narrow = table().lines(Some(26));
+        assert_eq!(narrow[0], "ID       COST  TITLE");
+        assert!(narrow.iter().all(|line| line.chars().count() <= 26), "{narrow:#?}");
+        assert_eq!(narrow[3], "TOTAL  $11.25");
+    }
+
+    #[test]
+    fn a_path_keeps_its_last_components() {
+        assert_eq!(path_tail("/home/someone/src/handy-cli", 16), "…/src/handy-cli");
+        assert_eq!(path_tail("/srv/app", 16), "/srv/app");
+        assert_eq!(path_tail("/a/an-extremely-long-folder-name", 10), "…lder-name");
+    }
+}

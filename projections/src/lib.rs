@@ -14,6 +14,7 @@
 //! - [`lineage`]: conversations, the fork tree and branch diffs.
 //! - [`messages`]: the pages of a run's and a session's messages, and the run and session
 //!   lists as the surfaces order them.
+//! - [`session_list`]: the session list — filtered, sorted, limited, with totals.
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
 //!   LiteLLM-format price table.
 //! - [`plans`]: the `plans` projection — plans, their tasks, runs and sessions, and their
@@ -53,6 +54,7 @@ pub mod plans;
 pub mod pricing;
 pub mod render;
 pub mod replay;
+pub mod session_list;
 pub mod stream_stats;
 pub mod teams;
 pub mod usage;

@@ -26,6 +26,7 @@ mod orphans;
 mod plan;
 mod projection;
 mod serve;
+mod sessions_table;
 mod support;
 mod team;
 #[path = "../common/transcript.rs"]

@@ -261,6 +261,10 @@ pub fn require_store(data: &std::path::Path) -> anyhow::Result<()> {
     if data.join("sled").join("db").exists() || data.join(cclog_engine::ANCHOR_FILE).exists() {
         Ok(())
     } else {
-        anyhow::bail!("{} holds no cclog log yet (append something first, or pass --data DIR)", data.display())
+        anyhow::bail!(
+            "{} holds no cclog log yet: `cclog import` archives your Claude Code history into it \
+             (or pass --data DIR for another one)",
+            data.display()
+        )
     }
 }

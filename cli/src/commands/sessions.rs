@@ -8,9 +8,12 @@ use cclog_projections::lineage::{self, TreeNode};
 use cclog_projections::pricing::PriceTable;
 use serde_json::{json, Value};
 
+use cclog_projections::session_list::{self, SessionListing, SessionQuery, SessionSort};
+use jiff::tz::TimeZone;
+
 use crate::args::{SessionsArgs, ShowArgs, TreeArgs};
-use crate::output::{self, paint};
-use crate::EXIT_OK;
+use crate::output::{self, paint, Column, Table};
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_OK};
 
 /// A session as scripts see it (`sessions --json`, `show --json`).
 pub fn session_json(session: &SessionRecord, prices: &PriceTable) -> Value {
@@ -53,28 +56,37 @@ pub fn session_json(session: &SessionRecord, prices: &PriceTable) -> Value {
     })
 }
 
-fn matches_project(session: &SessionRecord, wanted: &str) -> bool {
-    session.project.contains(wanted) || session.cwd.as_deref().is_some_and(|cwd| cwd.contains(wanted))
-}
-
 pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let prices = super::price_table(&args.pricing)?;
     let log = super::open_log_to_read(data)?;
-    let mut sessions = Archive::sessions(&log)?;
-    if let Some(project) = &args.project {
-        sessions.retain(|session| matches_project(session, project));
-    }
+    let zone = match (&args.timezone, args.utc) {
+        (_, true) => TimeZone::UTC,
+        (Some(name), false) => TimeZone::get(name).map_err(|_| Failure {
+            code: EXIT_BAD_INPUT,
+            message: format!("{name:?} is not a time zone (try UTC or Europe/Paris)"),
+        })?,
+        (None, false) => TimeZone::system(),
+    };
+    let mut query = SessionQuery {
+        project: args.project.clone(),
+        since_ms: args.since.as_deref().map(|when| time_bound(when, &zone, Bound::Start)).transpose()?,
+        until_ms: args.until.as_deref().map(|when| time_bound(when, &zone, Bound::End)).transpose()?,
+        sort: SessionSort::parse(&args.sort).unwrap_or_default(),
+        reverse: args.reverse,
+        limit: args.limit,
+        only: None,
+    };
     let mut agents = std::collections::BTreeMap::new();
     if let Some(team) = &args.team {
         let record = cclog_projections::teams::TeamRegistry::get(&log, team)?
             .ok_or_else(|| anyhow::anyhow!("no team {team}; `cclog team list --all` shows the teams"))?;
         agents = cclog_projections::teams::TeamRegistry::agent_sessions(&log, &record)?;
-        sessions.retain(|session| agents.contains_key(&session.id));
+        query.only = Some(agents.keys().cloned().collect());
     }
-    sessions.sort_by(|a, b| a.last_at.cmp(&b.last_at).then(a.id.cmp(&b.id)));
+    let listing = session_list::list(&log, &query, &prices)?;
     if args.json {
-        let listed = sessions.iter().map(|session| {
+        let listed = listing.sessions.iter().map(|session| {
             let mut json = session_json(session, &prices);
             if let Some(agent) = agents.get(&session.id) {
                 json["team"] = Value::from(args.team.clone());
@@ -85,32 +97,129 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
         crate::outln!("{}", Value::Array(listed.collect()));
         return Ok(EXIT_OK);
     }
-    if sessions.is_empty() {
+    if listing.archived == 0 {
         crate::outln!("no sessions archived yet (run `cclog import`)");
         return Ok(EXIT_OK);
     }
-    let colour = output::colour_stdout();
-    crate::outln!(
-        "{}",
-        paint(
-            colour,
-            output::BOLD,
-            &format!("{:<10} {:<20} {:>7} {:>9}  {:<28} TITLE", "ID", "LAST", "ENTRIES", "COST", "PROJECT")
-        )
-    );
-    for session in &sessions {
-        let fork = if session.parent.is_some() { "⑂" } else { " " };
+    if listing.matched == 0 {
         crate::outln!(
-            "{:<9}{fork} {:<20} {:>7} {:>9}  {:<28} {}",
-            short(&session.id),
-            session.last_at.as_deref().map(|at| at.get(..19).unwrap_or(at)).unwrap_or("-"),
-            session.entry_counts().entries,
-            output::dollars(session.cost(&prices).usd, 4),
-            lineage::shorten(&session.project, 28),
-            session.title.as_deref().map(|title| lineage::shorten(title, 60)).unwrap_or_default(),
+            "no session matches; {} archived (`cclog sessions` without filters lists them)",
+            output::count(listing.archived as u64, "session")
+        );
+        return Ok(EXIT_OK);
+    }
+    let table = sessions_table(&listing, &prices, &zone, args.wide);
+    table.print(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
+    if listing.matched > listing.sessions.len() {
+        crate::outln!(
+            "{}",
+            paint(
+                output::colour_stdout(),
+                output::DIM,
+                &format!(
+                    "{} of {} shown (--limit); the totals add up all of them",
+                    listing.sessions.len(),
+                    listing.matched
+                )
+            )
         );
     }
     Ok(EXIT_OK)
+}
+
+/// `cclog sessions` as a table: what matters most keeps its place at 80 columns (id, time,
+/// messages, cost, title); lines, tokens and the project go first when room runs out.
+fn sessions_table(listing: &SessionListing, prices: &PriceTable, zone: &TimeZone, wide: bool) -> Table {
+    let abbreviation = jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z").to_string();
+    let columns = vec![
+        Column::text("ID"),
+        Column::text(&format!("LAST ({abbreviation})")),
+        Column::number("MSGS"),
+        Column::number("LINES").droppable(3),
+        Column::number("TOKENS").droppable(2),
+        Column::number("COST"),
+        Column::text("PROJECT").droppable(1),
+        Column::text("TITLE").flexible(TITLE_WIDTH),
+    ];
+    let project_width = if wide { usize::MAX } else { PROJECT_WIDTH };
+    let rows = listing
+        .sessions
+        .iter()
+        .map(|session| {
+            let fork = if session.parent.is_some() { "⑂" } else { " " };
+            let id = if wide { session.id.clone() } else { format!("{}{fork}", short(&session.id)) };
+            vec![
+                id,
+                session.last_at.as_deref().map(|at| local_minute(at, zone)).unwrap_or_else(|| "-".to_string()),
+                output::grouped(session_list::messages_of(session)),
+                output::grouped(session.entry_counts().entries),
+                output::compact_count(session.usage().total()),
+                output::dollars(session.cost(prices).usd, 2),
+                output::path_tail(&project_label(session), project_width),
+                session.title.as_deref().map(|title| lineage::shorten(title, usize::MAX)).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let totals = &listing.totals;
+    let totals = vec![
+        "TOTAL".to_string(),
+        output::count(listing.matched as u64, "session"),
+        output::grouped(totals.messages),
+        output::grouped(totals.lines),
+        output::compact_count(totals.usage.total()),
+        output::dollars(totals.cost_usd, 2),
+        String::new(),
+        String::new(),
+    ];
+    Table { columns, rows, totals: Some(totals) }
+}
+
+/// The PROJECT column is cut to this many characters (its last path components)...
+const PROJECT_WIDTH: usize = 16;
+/// ...and columns are dropped until a title keeps this many.
+const TITLE_WIDTH: usize = 20;
+
+/// Where a session ran: its cwd, or else its project folder's name under
+/// `~/.claude/projects` (the cwd with `/` written as `-`).
+fn project_label(session: &SessionRecord) -> String {
+    session.cwd.clone().unwrap_or_else(|| session.project.clone())
+}
+
+/// An RFC 3339 instant as `2026-12-03 14:05` in `zone`.
+fn local_minute(at: &str, zone: &TimeZone) -> String {
+    match at.parse::<jiff::Timestamp>() {
+        Ok(at) => at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M").to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
+enum Bound {
+    Start,
+    End,
+}
+
+/// `--since`/`--until` as ms since the epoch: a time ago (`7d`, `12h`, `2w`), or a local
+/// date, whose start (or, for `End`, whose last millisecond) it is.
+fn time_bound(when: &str, zone: &TimeZone, bound: Bound) -> anyhow::Result<i64> {
+    let now = jiff::Timestamp::now();
+    if let Ok(ago) = humantime::parse_duration(when.trim()) {
+        let ago_ms = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+        return Ok(now.as_millisecond().saturating_sub(ago_ms));
+    }
+    let bad = || Failure {
+        code: EXIT_BAD_INPUT,
+        message: format!("{when:?} is neither a date (YYYY-MM-DD or YYYYMMDD) nor a time ago (7d, 12h, 2w)"),
+    };
+    let date = cclog_projections::usage::parse_date(when).map_err(|_| bad())?;
+    let day = match bound {
+        Bound::Start => date,
+        Bound::End => date.tomorrow().map_err(|_| bad())?,
+    };
+    let start = day.to_zoned(zone.clone()).map_err(|_| bad())?.timestamp().as_millisecond();
+    Ok(match bound {
+        Bound::Start => start,
+        Bound::End => start - 1,
+    })
 }
 
 fn short(id: &str) -> &str {

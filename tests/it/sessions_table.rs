@@ -1,0 +1,215 @@
+//! `cclog sessions` as people read it, on a fixed archive: the table at 80 columns against
+//! its snapshot (`tests/it/snapshots/`; `CCLOG_BLESS=1` rewrites it after a change that is
+//! meant), newest first, `TZ` honoured, sorting, limits, time windows, and what bad input
+//! and an empty match say.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::support::{cclog, cclog_command, cclog_json};
+
+/// One fixed session: `title` is a custom-title line's; `messages` alternate user and
+/// assistant, seven minutes apart from `start`.
+struct Fixture {
+    id: &'static str,
+    cwd: &'static str,
+    title: Option<&'static str>,
+    prompt: &'static str,
+    model: &'static str,
+    start: &'static str,
+    messages: u64,
+}
+
+const fn fixture(
+    id: &'static str,
+    cwd: &'static str,
+    title: Option<&'static str>,
+    prompt: &'static str,
+    model: &'static str,
+    start: &'static str,
+    messages: u64,
+) -> Fixture {
+    Fixture { id, cwd, title, prompt, model, start, messages }
+}
+
+const SESSIONS: [Fixture; 4] = [
+    fixture(
+        "0b7c6a1e-5d4f-4e3a-9b2c-1d0e9f8a7b61",
+        "/home/dev/src/handy-cli",
+        Some("Refactor the argument parser so that subcommands share their global flags"),
+        "refactor the parser",
+        "claude-sonnet-4-5-20250929",
+        "2026-12-01T10:00:00.000Z",
+        6,
+    ),
+    fixture(
+        "1c8d7b2f-6e5a-4f4b-8c3d-2e1f0a9b8c72",
+        "/home/dev/work/a-very-long-project-directory-name",
+        None,
+        "why does the build fail on CI but not on my machine?\nmore detail on the second line",
+        "claude-sonnet-4-5-20250929",
+        "2026-11-20T08:15:00.000Z",
+        4,
+    ),
+    fixture(
+        "2d9e8c3a-7f6b-4a5c-9d4e-3f2a1b0c9d83",
+        "/srv/app",
+        None,
+        "ship it",
+        "claude-opus-4-1-20250805",
+        "2026-11-30T23:30:00.000Z",
+        4,
+    ),
+    fixture(
+        "3e0f9d4b-8a7c-4b6d-8e5f-4a3b2c1d0e94",
+        "/tmp",
+        None,
+        "hello",
+        "<synthetic>",
+        "2026-10-01T12:00:00.000Z",
+        2,
+    ),
+];
+
+fn timestamp(start: &str, minutes: u64) -> String {
+    let start: jiff::Timestamp = start.parse().expect("time");
+    (start + jiff::SignedDuration::from_mins(minutes as i64)).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Writes the fixed `~/.claude/projects` and imports it into a new data directory.
+fn archive(root: &Path) -> std::path::PathBuf {
+    let projects = root.join("projects");
+    for Fixture { id: session, cwd, title, prompt, model, start, messages } in SESSIONS {
+        let folder: String = cwd.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let path = projects.join(folder).join(format!("{session}.jsonl"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let mut lines: Vec<Value> = Vec::new();
+        let mut parent = Value::Null;
+        for index in 0..messages {
+            let uuid = format!("{}{index:02}", &session[..34]);
+            let at = timestamp(start, index * 7);
+            let mut line = json!({
+                "parentUuid": parent, "isSidechain": false, "userType": "external", "cwd": cwd,
+                "sessionId": session, "version": "2.1.329", "uuid": uuid, "timestamp": at,
+            });
+            if index % 2 == 0 {
+                line["type"] = json!("user");
+                line["message"] = json!({"role": "user", "content": if index == 0 { prompt } else { "go on" }});
+            } else {
+                line["type"] = json!("assistant");
+                line["message"] = json!({
+                    "id": format!("msg_{}_{index}", &session[..8]), "type": "message", "role": "assistant",
+                    "model": model, "content": [{"type": "text", "text": "done"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 1_200 * (index + 1), "output_tokens": 850 * (index + 1),
+                        "cache_creation_input_tokens": 14_000, "cache_read_input_tokens": 120_000 * index},
+                });
+            }
+            parent = json!(uuid);
+            lines.push(line);
+        }
+        if let Some(title) = title {
+            lines.push(json!({"type": "custom-title", "customTitle": title, "sessionId": session}));
+        }
+        let mut file = std::fs::File::create(&path).expect("create");
+        for line in &lines {
+            writeln!(file, "{}", serde_json::to_string(line).expect("json")).expect("write");
+        }
+    }
+    let data = root.join("data");
+    cclog(&data, &["import", projects.to_str().expect("utf-8")]);
+    data
+}
+
+/// `cclog sessions ARGS` in an 80-column terminal's environment, in `zone`.
+fn sessions(data: &Path, zone: &str, args: &[&str]) -> (i32, String) {
+    let mut command = cclog_command(data, &[&["sessions"], args].concat());
+    command.env("COLUMNS", "80").env("TZ", zone).env("NO_COLOR", "1");
+    let output = command.output().expect("run cclog");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn ids(data: &Path, args: &[&str]) -> Vec<String> {
+    let listed = cclog_json(data, &[&["sessions", "--json"], args].concat());
+    listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|session| session["id"].as_str().expect("id")[..2].to_string())
+        .collect()
+}
+
+#[test]
+fn the_session_table_fits_80_columns_newest_first_with_totals() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let (code, table) = sessions(&data, "UTC", &[]);
+    assert_eq!(code, 0, "{table}");
+    for line in table.lines() {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots/sessions_80.txt");
+    if std::env::var_os("CCLOG_BLESS").is_some() {
+        std::fs::write(&snapshot, &table).expect("write the snapshot");
+    }
+    let expected = std::fs::read_to_string(&snapshot).expect("the snapshot (CCLOG_BLESS=1 writes it)");
+    assert_eq!(table, expected, "the table changed; if that is meant, run with CCLOG_BLESS=1\n{table}");
+    // Full width keeps what 80 columns dropped.
+    let (_, wide) = sessions(&data, "UTC", &["--wide"]);
+    assert!(wide.contains("0b7c6a1e-5d4f-4e3a-9b2c-1d0e9f8a7b61"), "{wide}");
+    assert!(wide.contains("/home/dev/work/a-very-long-project-directory-name"), "{wide}");
+    assert!(wide.contains("Refactor the argument parser so that subcommands share their global flags"), "{wide}");
+    assert!(wide.lines().next().expect("header").contains("TOKENS"), "{wide}");
+}
+
+#[test]
+fn sessions_sort_limit_and_keep_to_a_window_in_the_local_zone() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    assert_eq!(ids(&data, &[]), ["0b", "2d", "1c", "3e"], "newest first");
+    assert_eq!(ids(&data, &["--reverse"]), ["3e", "1c", "2d", "0b"]);
+    assert_eq!(ids(&data, &["--sort", "messages"]), ["0b", "1c", "2d", "3e"]);
+    // Opus costs more per token: its one message outweighs the others' several.
+    let by_cost = ids(&data, &["--sort", "cost"]);
+    assert_eq!(by_cost[0], "2d", "{by_cost:?}");
+    assert_eq!(ids(&data, &["--sort", "tokens", "-n", "1"]), ["0b"]);
+    assert_eq!(ids(&data, &["--project", "handy"]), ["0b"]);
+    // `/srv/app` started at 23:30 UTC on 2026-11-30: that is 2026-12-01 in Tokyo.
+    assert_eq!(ids(&data, &["--since", "2026-12-01", "--utc"]), ["0b"]);
+    let (code, tokyo) = sessions(&data, "Asia/Tokyo", &["--since", "20261201"]);
+    assert_eq!(code, 0, "{tokyo}");
+    assert!(tokyo.starts_with("ID         LAST (JST)"), "{tokyo}");
+    assert!(tokyo.contains("2d9e8c3a   2026-12-01 08:51"), "{tokyo}");
+    assert!(!tokyo.contains("1c8d7b2f"), "{tokyo}");
+    let (_, named) = sessions(&data, "UTC", &["--since", "20261201", "--timezone", "Asia/Tokyo"]);
+    assert_eq!(named, tokyo, "--timezone is TZ's equal");
+    assert_eq!(ids(&data, &["--until", "2026-11-20"]), ["1c", "3e"]);
+    assert_eq!(ids(&data, &["--since", "100000d"]).len(), 4);
+    assert!(ids(&data, &["--since", "1m"]).is_empty());
+    // A limit cuts the rows, not the totals.
+    let (_, limited) = sessions(&data, "UTC", &["-n", "1"]);
+    assert!(limited.contains("TOTAL      4 sessions"), "{limited}");
+    assert!(limited.contains("1 of 4 shown"), "{limited}");
+}
+
+#[test]
+fn bad_windows_are_refused_and_an_empty_match_says_what_exists() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let (code, said) = sessions(&data, "UTC", &["--since", "last tuesday"]);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("neither a date"), "{said}");
+    let (code, said) = sessions(&data, "UTC", &["--sort", "size"]);
+    assert_eq!(code, 2, "{said}");
+    let (code, said) = sessions(&data, "UTC", &["--timezone", "Mars/Olympus"]);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("not a time zone"), "{said}");
+    let (code, said) = sessions(&data, "UTC", &["--project", "nothing-like-it"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("no session matches; 4 sessions archived"), "{said}");
+    let (code, said) = sessions(&root.path().join("empty"), "UTC", &[]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("`cclog import` archives your Claude Code history"), "{said}");
+}
