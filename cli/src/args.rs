@@ -865,9 +865,13 @@ pub struct LogArgs {
     /// Only this stream's events
     #[arg(long)]
     pub stream: Option<String>,
-    /// One JSON object per line, payload embedded as JSON when it is JSON
+    /// One JSON object per line, payload embedded as JSON when it is JSON (cclog's own
+    /// typed payloads decoded in `payload_decoded`)
     #[arg(long)]
     pub json: bool,
+    /// Full streams, times and hashes (rows otherwise fit the terminal, or 80 columns)
+    #[arg(long, short)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]

@@ -256,15 +256,24 @@ pub struct EventView<'a> {
     /// Set when the payload is not JSON but is UTF-8 text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_text: Option<&'a str>,
-    /// Set when the payload is neither JSON nor UTF-8.
+    /// Set when the payload is neither JSON nor UTF-8, and for cclog's own typed payloads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_hex: Option<String>,
+    /// cclog's own typed payload (a transcript revision, a key write, a team's container…)
+    /// decoded, beside its bytes in `payload_hex`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload_decoded: Option<serde_json::Value>,
 }
 
 impl<'a> EventView<'a> {
     pub fn new(event: &'a Event) -> EventView<'a> {
         let raw = serde_json::from_slice::<&RawValue>(&event.payload).ok();
-        let text = if raw.is_none() { std::str::from_utf8(&event.payload).ok() } else { None };
+        let decoded = match raw {
+            None => cclog_projections::events::payload_json(event.kind(), &event.payload),
+            Some(_) => None,
+        };
+        let text = if raw.is_none() && decoded.is_none() { std::str::from_utf8(&event.payload).ok() } else { None };
         let hex = if raw.is_none() && text.is_none() {
             Some(event.payload.iter().map(|byte| format!("{byte:02x}")).collect())
         } else {
@@ -283,6 +292,7 @@ impl<'a> EventView<'a> {
             payload: raw,
             payload_text: text,
             payload_hex: hex,
+            payload_decoded: decoded,
         }
     }
 }

@@ -226,9 +226,19 @@ fn stats_and_log_for_scripts() {
         text(&past_the_end.stderr)
     );
     let other = cclog(&data, &["log", "--stream", "nothing"]);
-    assert!(other.status.success() && other.stdout.is_empty());
+    assert_eq!(other.status.code(), Some(2), "an unknown stream is bad input");
+    assert!(text(&other.stderr).contains("no stream \"nothing\""), "{}", text(&other.stderr));
+    let near = cclog(&data, &["log", "--stream", "dem"]);
+    assert!(text(&near.stderr).contains("did you mean demo?"), "{}", text(&near.stderr));
+    let past_the_end = cclog(&data, &["log", "--from", "51"]);
+    assert_eq!(past_the_end.status.code(), Some(2), "as verify: {}", text(&past_the_end.stderr));
     let table = cclog(&data, &["log", "--limit", "1"]);
-    assert!(text(&table.stdout).contains("demo  line"), "{}", text(&table.stdout));
+    let table = text(&table.stdout);
+    let mut rows = table.lines();
+    assert!(rows.next().is_some_and(|header| header.contains("SEQ") && header.contains("PAYLOAD")), "{table}");
+    let row: Vec<&str> = rows.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(&row[..4], ["0", row[1], "demo", "line"], "{table}");
+    assert!(table.lines().all(|line| line.chars().count() <= 80), "{table}");
 }
 
 #[test]

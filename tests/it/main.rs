@@ -24,9 +24,9 @@ mod mutation;
 mod openapi;
 mod orphans;
 mod plan;
+mod presentation;
 mod projection;
 mod serve;
-mod sessions_table;
 mod support;
 mod team;
 #[path = "../common/transcript.rs"]

@@ -1,4 +1,7 @@
-//! `cclog log`: list events, as a table for people or JSON lines for scripts.
+//! `cclog log`: list events, as a table for people or JSON lines for scripts. Rows stream
+//! (a log may hold millions), so the table's layout comes from the width, not the rows:
+//! at 80 columns a stream is cut to its kind and its tail, and the payload — cclog's own
+//! typed payloads decoded to JSON — gets what is left.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,21 +10,33 @@ use cclog_engine::Event;
 
 use crate::args::LogArgs;
 use crate::output::{self, paint};
-use crate::EXIT_OK;
+use crate::{Failure, EXIT_BAD_INPUT, EXIT_OK};
+use cclog_projections::StreamStats;
 
 pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let log = super::open_log_to_read(data)?;
+    if args.from > 0 && args.from >= log.len() {
+        return Err(cclog_engine::Error::OutOfRange { from: args.from, len: log.len() }.into());
+    }
+    if let Some(stream) = &args.stream {
+        require_stream(&log, stream)?;
+    }
     let events: Box<dyn Iterator<Item = cclog_engine::Result<Event>>> = match &args.stream {
         Some(stream) => Box::new(log.stream(stream, args.from)),
         None => Box::new(log.range(args.from)),
     };
     let limit = args.limit.unwrap_or(u64::MAX);
     let colour = output::colour_stdout();
+    let layout = RowLayout::for_width(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
     let mut out = std::io::BufWriter::new(output::Stdout);
+    if !args.json {
+        writeln!(out, "{}", paint(colour, output::BOLD, &layout.header()))?;
+    }
     for event in events.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         let event = event?;
-        let written = if args.json { write_json(&mut out, &event) } else { write_row(&mut out, &event, colour) };
+        let written =
+            if args.json { write_json(&mut out, &event) } else { writeln!(out, "{}", layout.row(&event, colour)) };
         if let Err(error) = written {
             // A closed pipe (`cclog log | head`) is the reader saying it has enough.
             if error.kind() == std::io::ErrorKind::BrokenPipe {
@@ -36,17 +51,173 @@ pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn write_row(out: &mut impl Write, event: &Event, colour: bool) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:>8}  {}  {}  {}  {}  {}",
-        paint(colour, output::BOLD, &event.seq().to_string()),
-        paint(colour, output::DIM, &output::timestamp(event.header.ts_us)),
-        event.stream(),
-        event.kind(),
-        paint(colour, output::DIM, &event.hash.to_hex()[..12]),
-        output::preview(&event.payload, 80),
-    )
+/// Refuses a stream the log has never had (exit 2), naming the streams whose names
+/// contain what was given.
+fn require_stream(log: &cclog_engine::Log, stream: &str) -> anyhow::Result<()> {
+    if StreamStats::read(log, stream)?.is_some() {
+        return Ok(());
+    }
+    let similar: Vec<String> =
+        StreamStats::all(log)?.into_iter().map(|(name, _)| name).filter(|name| name.contains(stream)).collect();
+    let hint = match similar.as_slice() {
+        [] => "`cclog log` shows each event's stream".to_string(),
+        [only] => format!("did you mean {only}?"),
+        many => format!(
+            "{} streams contain it, e.g. {}",
+            many.len(),
+            many.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Err(Failure { code: EXIT_BAD_INPUT, message: format!("no stream {stream:?} in the log; {hint}") }.into())
+}
+
+/// The columns of a row, fixed for the whole listing.
+struct RowLayout {
+    /// How times are written: `13:16:59` at 80 columns, `12-03 13:16:59` from 120, RFC 3339
+    /// with microseconds at full width.
+    time: TimeStyle,
+    /// `None`: full width, nothing cut.
+    stream: Option<usize>,
+    kind: Option<usize>,
+    hash: bool,
+    payload: usize,
+}
+
+#[derive(Clone, Copy)]
+enum TimeStyle {
+    Clock,
+    DayAndClock,
+    Full,
+}
+
+impl TimeStyle {
+    fn width(self) -> usize {
+        match self {
+            TimeStyle::Clock => 10,
+            TimeStyle::DayAndClock => 15,
+            TimeStyle::Full => 27,
+        }
+    }
+}
+
+const SEQ_WIDTH: usize = 7;
+
+impl RowLayout {
+    fn for_width(width: Option<usize>) -> RowLayout {
+        match width {
+            None => RowLayout { time: TimeStyle::Full, stream: None, kind: None, hash: true, payload: 200 },
+            Some(width) => {
+                let roomy = width >= 120;
+                let time = if roomy { TimeStyle::DayAndClock } else { TimeStyle::Clock };
+                let (stream, kind) = if roomy { (36, 20) } else { (24, 10) };
+                let fixed = SEQ_WIDTH + time.width() + stream + kind + if roomy { 14 } else { 0 } + 8;
+                RowLayout {
+                    time,
+                    stream: Some(stream),
+                    kind: Some(kind),
+                    hash: roomy,
+                    payload: width.saturating_sub(fixed + 1).max(16),
+                }
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        let mut line = format!(
+            "{:>SEQ_WIDTH$}  {:<time$}  {:<stream$}  {:<kind$}  ",
+            "SEQ",
+            "TIME (UTC)",
+            "STREAM",
+            "KIND",
+            time = self.time.width(),
+            stream = self.stream.unwrap_or(0),
+            kind = self.kind.unwrap_or(0)
+        );
+        if self.hash {
+            line.push_str(&format!("{:<12}  ", "HASH"));
+        }
+        line.push_str("PAYLOAD");
+        line
+    }
+
+    fn row(&self, event: &Event, colour: bool) -> String {
+        let time = match self.time {
+            TimeStyle::Full => output::timestamp(event.header.ts_us),
+            style => jiff::Timestamp::from_microsecond(i64::try_from(event.header.ts_us).unwrap_or(i64::MAX))
+                .map(|at| {
+                    let format = if matches!(style, TimeStyle::Clock) { "%H:%M:%S" } else { "%m-%d %H:%M:%S" };
+                    at.strftime(format).to_string()
+                })
+                .unwrap_or_default(),
+        };
+        let (stream, kind) = match (self.stream, self.kind) {
+            (Some(stream_width), Some(kind_width)) => {
+                // `transcript.line` of a `transcript/…` stream is `line`: the stream says the rest.
+                let domain = event.stream().split('/').next().unwrap_or("");
+                let kind =
+                    event.kind().strip_prefix(domain).and_then(|kind| kind.strip_prefix('.')).unwrap_or(event.kind());
+                (short_stream(event.stream(), stream_width), cclog_projections::lineage::shorten(kind, kind_width))
+            }
+            _ => (event.stream().to_string(), event.kind().to_string()),
+        };
+        let mut line = format!(
+            "{:>SEQ_WIDTH$}  {}  {:<stream_width$}  {:<kind_width$}  ",
+            paint(colour, output::BOLD, &event.seq().to_string()),
+            paint(colour, output::DIM, &format!("{time:<time_width$}", time_width = self.time.width())),
+            stream,
+            kind,
+            stream_width = self.stream.unwrap_or(0),
+            kind_width = self.kind.unwrap_or(0),
+        );
+        if self.hash {
+            line.push_str(&paint(colour, output::DIM, &event.hash.to_hex()[..12]));
+            line.push_str("  ");
+        }
+        let payload = match cclog_projections::events::payload_json(event.kind(), &event.payload) {
+            Some(decoded) => output::preview(decoded.to_string().as_bytes(), self.payload),
+            None => output::preview(&event.payload, self.payload),
+        };
+        line.push_str(&payload);
+        line
+    }
+}
+
+/// A stream name in `width` characters: its domain and the end of its name —
+/// `transcript/…/handy-cli/0b7c6a1e.jsonl`, or the start of a file name too long for
+/// that (`transcript/dag_compact_aft…`).
+fn short_stream(stream: &str, width: usize) -> String {
+    if stream.chars().count() <= width {
+        return stream.to_string();
+    }
+    let Some((domain, name)) = stream.split_once('/') else {
+        return cclog_projections::lineage::shorten(stream, width);
+    };
+    let room = width.saturating_sub(domain.len() + 1);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.chars().count() + 2 <= room {
+        format!("{domain}/{}", output::path_tail(name, room))
+    } else {
+        format!("{domain}/{}", cclog_projections::lineage::shorten(last, room))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_stream;
+
+    #[test]
+    fn a_stream_keeps_its_domain_and_the_end_of_its_name() {
+        assert_eq!(short_stream("run/1", 24), "run/1");
+        assert_eq!(
+            short_stream("transcript//home/dev/.claude/projects/-home-dev-app/a1.jsonl", 24),
+            "transcript/…/a1.jsonl"
+        );
+        assert_eq!(
+            short_stream("transcript//corpus/dag_compact_after_rewind_preserved.jsonl", 24),
+            "transcript/dag_compact_…"
+        );
+        assert_eq!(short_stream("scope/a-very-long-scope-name-indeed", 16), "scope/a-very-lo…");
+    }
 }
 
 fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use cclog_engine::Log;
-use cclog_projections::events::team::{self, Exported, TeamSpec};
+use cclog_projections::events::team::{self, Exported};
 use cclog_projections::events::{self as vocabulary};
 use cclog_projections::replay;
 use cclog_projections::teams::TeamRegistry;
@@ -102,21 +102,8 @@ fn write(dir: &Path, relative: &str, bytes: &[u8], files: &mut Vec<ManifestFile>
 
 /// A team event's payload as JSON, for people and scripts reading an export.
 fn payload_json(kind: &str, payload: &[u8]) -> Value {
-    fn decoded<T: serde::de::DeserializeOwned + Serialize>(kind: &'static str, payload: &[u8]) -> Value {
-        match vocabulary::decode::<T>(kind, payload) {
-            Ok(value) => serde_json::to_value(value).unwrap_or(Value::Null),
-            Err(error) => json!({ "undecodable": error.to_string() }),
-        }
-    }
-    match kind {
-        team::KIND_CREATED => decoded::<TeamSpec>(team::KIND_CREATED, payload),
-        team::KIND_CONTAINER => decoded::<team::ContainerChange>(team::KIND_CONTAINER, payload),
-        team::KIND_TMUX => decoded::<team::TmuxChange>(team::KIND_TMUX, payload),
-        team::KIND_AGENT_SESSION => decoded::<team::AgentSession>(team::KIND_AGENT_SESSION, payload),
-        team::KIND_HEALTH => decoded::<team::HealthFindings>(team::KIND_HEALTH, payload),
-        team::KIND_EXPORTED => decoded::<Exported>(team::KIND_EXPORTED, payload),
-        _ => decoded::<team::Note>("team note", payload),
-    }
+    vocabulary::payload_json(kind, payload)
+        .unwrap_or_else(|| json!({ "undecodable": format!("{kind} is not a team event") }))
 }
 
 /// Exports team `name` of `log` into `output` (which must be empty or not exist) and

@@ -81,3 +81,72 @@ pub(crate) fn decode_at<T: DeserializeOwned>(
     }
     decode(kind, &event.payload)
 }
+
+/// A typed payload as JSON, for people and scripts reading the log (`cclog log`, `GET
+/// /api/events`, a team export): `None` for a kind whose payload is bytes as they came (a
+/// transcript line, a run message) or that this vocabulary does not know; for a payload
+/// that does not decode, `{"undecodable": why}`.
+pub fn payload_json(kind: &str, payload: &[u8]) -> Option<serde_json::Value> {
+    fn as_json<T: DeserializeOwned + Serialize>(decoded: Result<T>) -> serde_json::Value {
+        match decoded {
+            Ok(value) => serde_json::to_value(value)
+                .unwrap_or_else(|error| serde_json::json!({ "undecodable": error.to_string() })),
+            Err(error) => serde_json::json!({ "undecodable": error.to_string() }),
+        }
+    }
+    fn typed<T: DeserializeOwned + Serialize>(kind: &'static str, payload: &[u8]) -> serde_json::Value {
+        as_json(decode::<T>(kind, payload))
+    }
+    Some(match kind {
+        KIND_REVISION => typed::<Revision>(KIND_REVISION, payload),
+        KIND_COPY => typed::<CopyRun>(KIND_COPY, payload),
+        KIND_CHECKPOINT => typed::<Checkpoint>(KIND_CHECKPOINT, payload),
+        KIND_DELETED => typed::<Deleted>(KIND_DELETED, payload),
+        KIND_RUN_STARTED => as_json(RunStarted::decode(payload)),
+        KIND_RUN_SESSION => typed::<RunSession>(KIND_RUN_SESSION, payload),
+        KIND_RUN_ENDED => typed::<RunEnded>(KIND_RUN_ENDED, payload),
+        coordinator::KIND_KV_SET => typed::<coordinator::KeyWrite>(coordinator::KIND_KV_SET, payload),
+        coordinator::KIND_KV_DELETE => typed::<coordinator::KeyWrite>(coordinator::KIND_KV_DELETE, payload),
+        coordinator::KIND_SCOPE_DELETE => typed::<coordinator::ScopeDelete>(coordinator::KIND_SCOPE_DELETE, payload),
+        coordinator::KIND_INSTANCE_CLAIMED => {
+            typed::<coordinator::InstanceChange>(coordinator::KIND_INSTANCE_CLAIMED, payload)
+        }
+        coordinator::KIND_INSTANCE_RELEASED => {
+            typed::<coordinator::InstanceChange>(coordinator::KIND_INSTANCE_RELEASED, payload)
+        }
+        plan::KIND_CREATED => typed::<plan::PlanSpec>(plan::KIND_CREATED, payload),
+        plan::KIND_SESSION => typed::<plan::SessionChange>(plan::KIND_SESSION, payload),
+        plan::KIND_TASK => typed::<plan::TaskChange>(plan::KIND_TASK, payload),
+        plan::KIND_ENDED => typed::<plan::PlanEnd>(plan::KIND_ENDED, payload),
+        plan::KIND_RESUMED => typed::<plan::Resumed>(plan::KIND_RESUMED, payload),
+        team::KIND_CREATED => typed::<team::TeamSpec>(team::KIND_CREATED, payload),
+        team::KIND_CONTAINER => typed::<team::ContainerChange>(team::KIND_CONTAINER, payload),
+        team::KIND_TMUX => typed::<team::TmuxChange>(team::KIND_TMUX, payload),
+        team::KIND_AGENT_SESSION => typed::<team::AgentSession>(team::KIND_AGENT_SESSION, payload),
+        team::KIND_AGENT_DROPPED => typed::<team::AgentDropped>(team::KIND_AGENT_DROPPED, payload),
+        team::KIND_HEALTH => typed::<team::HealthFindings>(team::KIND_HEALTH, payload),
+        team::KIND_EXPORTED => typed::<team::Exported>(team::KIND_EXPORTED, payload),
+        team::KIND_RESUMED => typed::<team::Note>(team::KIND_RESUMED, payload),
+        team::KIND_STOPPED => typed::<team::Note>(team::KIND_STOPPED, payload),
+        team::KIND_REMOVED => typed::<team::Note>(team::KIND_REMOVED, payload),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_payloads_read_as_json_and_raw_ones_are_left_alone() {
+        let checkpoint = Checkpoint { offset: 10, lines: 2, digest: [7; 32], partial: 0, modified_ns: 5 };
+        let decoded = payload_json(KIND_CHECKPOINT, &encode(&checkpoint).unwrap()).unwrap();
+        assert_eq!((decoded["offset"].as_u64(), decoded["lines"].as_u64()), (Some(10), Some(2)));
+        let note = team::Note { note: Some("after a reboot".into()) };
+        assert_eq!(payload_json(team::KIND_RESUMED, &encode(&note).unwrap()).unwrap()["note"], "after a reboot");
+        assert_eq!(payload_json(KIND_LINE, br#"{"type":"user"}"#), None, "a transcript line is its own bytes");
+        assert_eq!(payload_json("someone.else", b"\x01"), None);
+        let damaged = payload_json(KIND_CHECKPOINT, b"\x09garbage").unwrap();
+        assert!(damaged["undecodable"].as_str().unwrap().contains("unknown payload format 9"), "{damaged}");
+    }
+}

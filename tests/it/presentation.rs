@@ -1,7 +1,8 @@
-//! `cclog sessions` as people read it, on a fixed archive: the table at 80 columns against
-//! its snapshot (`tests/it/snapshots/`; `CCLOG_BLESS=1` rewrites it after a change that is
-//! meant), newest first, `TZ` honoured, sorting, limits, time windows, and what bad input
-//! and an empty match say.
+//! The CLI's tables as people read them, on a fixed archive: `cclog sessions` at 80 columns
+//! against its snapshot (`tests/it/snapshots/`; `CCLOG_BLESS=1` rewrites it after a change
+//! that is meant), newest first, `TZ` honoured, sorting, limits, time windows, and what bad
+//! input and an empty match say; `cclog log` rows within 80 columns, cclog's own payloads
+//! decoded.
 
 use std::io::Write;
 use std::path::Path;
@@ -212,4 +213,26 @@ fn bad_windows_are_refused_and_an_empty_match_says_what_exists() {
     let (code, said) = sessions(&root.path().join("empty"), "UTC", &[]);
     assert_eq!(code, 1, "{said}");
     assert!(said.contains("`cclog import` archives your Claude Code history"), "{said}");
+}
+
+#[test]
+fn log_rows_fit_80_columns_and_show_typed_payloads_decoded() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let mut command = cclog_command(&data, &["log"]);
+    let output = command.env("COLUMNS", "80").output().expect("run cclog");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{table}");
+    assert!(table.starts_with("    SEQ  TIME (UTC)  STREAM"), "{table}");
+    for line in table.lines() {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+    // The first event is the first file's revision: postcard, shown as the JSON it means.
+    let first = table.lines().nth(1).expect("a row");
+    assert!(first.contains("transcript/") && first.contains("revision") && first.contains(r#"{"file":"#), "{first}");
+    assert!(!table.contains("\\u{"), "no escaped control bytes: {table}");
+    let listed = cclog(&data, &["log", "--limit", "1", "--json"]);
+    let event: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(event["payload_decoded"]["revision"], 0, "{event}");
+    assert!(event["payload_hex"].is_string() && event.get("payload_text").is_none(), "{event}");
 }
