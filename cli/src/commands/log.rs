@@ -201,6 +201,12 @@ fn short_stream(stream: &str, width: usize) -> String {
     }
 }
 
+fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
+    let json = cclog_http::views::EventView::new(event);
+    serde_json::to_writer(&mut *out, &json)?;
+    out.write_all(b"\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::short_stream;
@@ -218,10 +224,4 @@ mod tests {
         );
         assert_eq!(short_stream("scope/a-very-long-scope-name-indeed", 16), "scope/a-very-lo…");
     }
-}
-
-fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
-    let json = cclog_http::views::EventView::new(event);
-    serde_json::to_writer(&mut *out, &json)?;
-    out.write_all(b"\n")
 }
