@@ -654,6 +654,9 @@ pub struct RunsArgs {
     /// Only runs still going
     #[arg(long)]
     pub active: bool,
+    /// Full ids and prompts (the table otherwise fits the terminal, or 80 columns)
+    #[arg(long, short)]
+    pub wide: bool,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,

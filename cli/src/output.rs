@@ -272,6 +272,21 @@ pub fn compact_count(n: u64) -> String {
     format!("{scaled:.places$}{unit}")
 }
 
+/// An RFC 3339 instant as `2026-12-03 14:05` (or, `with_seconds`, `14:05:09`) in `zone`;
+/// text that is not one as it is.
+pub fn local_time(at: &str, zone: &jiff::tz::TimeZone, with_seconds: bool) -> String {
+    let format = if with_seconds { "%Y-%m-%d %H:%M:%S" } else { "%Y-%m-%d %H:%M" };
+    match at.parse::<jiff::Timestamp>() {
+        Ok(at) => at.to_zoned(zone.clone()).strftime(format).to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
+/// A time column's heading, naming the zone its times are in: `LAST (CET)`.
+pub fn time_heading(what: &str, zone: &jiff::tz::TimeZone) -> String {
+    format!("{what} ({})", jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z"))
+}
+
 /// A column of a [`Table`].
 #[derive(Debug, Clone)]
 pub struct Column {

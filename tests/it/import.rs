@@ -355,6 +355,14 @@ fn a_real_run_piped_through_capture_is_recorded_byte_for_byte_and_linked_to_its_
         .count() as u64;
     assert!(with_uuid > 0);
     assert_eq!(shown["runs"][0]["linked_entries"].as_u64().unwrap(), with_uuid, "{shown}");
+
+    // `cclog runs` for people: a header row, the run in 80 columns.
+    let table = String::from_utf8(cclog(&data, &["runs"]).stdout).unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().is_some_and(|header| header.starts_with("ID        STARTED (")), "{table}");
+    let row = lines.next().unwrap_or_default();
+    assert!(row.starts_with(&run[..8]) && row.contains("completed  capture"), "{table}");
+    assert!(table.lines().all(|line| line.chars().count() <= 80), "{table}");
 }
 
 /// An event of `cclog log --json` with its payload kept as the exact bytes stored.

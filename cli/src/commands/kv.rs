@@ -10,7 +10,7 @@ use cclog_projections::events::coordinator::Writer;
 use serde_json::{json, Value};
 
 use crate::args::KvCommand;
-use crate::output::{self, paint};
+use crate::output::{self, Column, Table};
 use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 
 /// Exit code when a compare-and-set finds another version.
@@ -86,10 +86,18 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
         },
         KvCommand::History { scope, key, json } => {
             let history = store.history(&scope, &key)?;
+            if history.is_empty() {
+                // As `kv get`: a key that was never written is a failure, for scripts too.
+                return Err(Failure {
+                    code: EXIT_FAILURE,
+                    message: format!(
+                        "{key:?} was never written in scope {scope:?} (`cclog kv ls {scope}` lists its keys)"
+                    ),
+                }
+                .into());
+            }
             if json {
                 crate::outln!("{}", serde_json::to_string(&history)?);
-            } else if history.is_empty() {
-                crate::outln!("{key:?} was never written in scope {scope:?}");
             } else {
                 print_history(&history);
             }
@@ -111,19 +119,36 @@ fn print_names(names: &[String], json: bool, none: &str) {
 }
 
 fn print_history(history: &[Version]) {
-    let colour = output::colour_stdout();
-    crate::outln!(
-        "{}",
-        paint(colour, output::BOLD, &format!("{:>7}  {:<27}  {:<34}  {:>8}  VALUE", "VERSION", "AT", "WRITER", "SEQ"))
-    );
-    for version in history {
-        let writer = format!("{}@{}:{}", version.writer.instance, version.writer.machine, version.writer.project);
-        let value = match &version.value {
-            Some(value) => output::preview(value.to_string().as_bytes(), 60),
-            None => paint(colour, output::DIM, "(deleted)"),
-        };
-        crate::outln!("{:>7}  {:<27}  {:<34}  {:>8}  {value}", version.version, version.at, writer, version.seq);
-    }
+    let zone = jiff::tz::TimeZone::system();
+    let rows = history
+        .iter()
+        .map(|version| {
+            let writer = &version.writer;
+            let project = if writer.project.is_empty() { String::new() } else { format!(":{}", writer.project) };
+            vec![
+                version.version.to_string(),
+                output::local_time(&version.at, &zone, true),
+                cclog_projections::lineage::shorten(&format!("{}@{}{project}", writer.instance, writer.machine), 24),
+                version.seq.to_string(),
+                match &version.value {
+                    Some(value) => output::preview(value.to_string().as_bytes(), 200),
+                    None => "(deleted)".to_string(),
+                },
+            ]
+        })
+        .collect();
+    let table = Table {
+        columns: vec![
+            Column::number("VERSION"),
+            Column::text(&output::time_heading("AT", &zone)),
+            Column::text("WRITER").droppable(1),
+            Column::number("SEQ"),
+            Column::text("VALUE").flexible(16),
+        ],
+        rows,
+        totals: None,
+    };
+    table.print(Some(output::terminal_width().unwrap_or(80)));
 }
 
 /// Writes from the command line: instance `cli` on this machine.

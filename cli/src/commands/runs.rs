@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::client::{api_error, Server};
 use crate::args::{RunCommand, RunFlags, RunsArgs};
+use crate::output::{self, Column, Table};
 use crate::{EXIT_FAILURE, EXIT_OK};
 
 pub fn run(data: &Path, command: RunCommand) -> anyhow::Result<u8> {
@@ -148,19 +149,39 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     if runs.is_empty() {
-        crate::outln!("no runs");
+        crate::outln!("no runs (`cclog run start PROMPT` starts one, `cclog capture` records one from a pipe)");
+        return Ok(EXIT_OK);
     }
-    for run in &runs {
-        crate::outln!(
-            "{}  {:<11} {:<7} {}  session {}  {}",
-            run.id,
-            run.status,
-            run.mode,
-            run.created_at,
-            run.session_id.as_deref().unwrap_or("-"),
-            cclog_projections::lineage::shorten(run.prompt.as_deref().unwrap_or(""), 50),
-        );
-    }
+    let zone = jiff::tz::TimeZone::system();
+    let short = |id: &str| if args.wide { id.to_string() } else { id.get(..8).unwrap_or(id).to_string() };
+    let rows = runs
+        .iter()
+        .map(|run| {
+            vec![
+                short(&run.id),
+                output::local_time(&run.created_at, &zone, false),
+                run.status.clone(),
+                run.mode.clone(),
+                output::grouped(run.message_count),
+                run.session_id.as_deref().map(short).unwrap_or_else(|| "-".to_string()),
+                cclog_projections::lineage::shorten(run.prompt.as_deref().unwrap_or(""), usize::MAX),
+            ]
+        })
+        .collect();
+    let table = Table {
+        columns: vec![
+            Column::text("ID"),
+            Column::text(&output::time_heading("STARTED", &zone)),
+            Column::text("STATUS"),
+            Column::text("MODE").droppable(2),
+            Column::number("MSGS"),
+            Column::text("SESSION").droppable(1),
+            Column::text("PROMPT").flexible(20),
+        ],
+        rows,
+        totals: None,
+    };
+    table.print(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
     Ok(EXIT_OK)
 }
 

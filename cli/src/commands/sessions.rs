@@ -130,10 +130,9 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
 /// `cclog sessions` as a table: what matters most keeps its place at 80 columns (id, time,
 /// messages, cost, title); lines, tokens and the project go first when room runs out.
 fn sessions_table(listing: &SessionListing, prices: &PriceTable, zone: &TimeZone, wide: bool) -> Table {
-    let abbreviation = jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z").to_string();
     let columns = vec![
         Column::text("ID"),
-        Column::text(&format!("LAST ({abbreviation})")),
+        Column::text(&output::time_heading("LAST", zone)),
         Column::number("MSGS"),
         Column::number("LINES").droppable(3),
         Column::number("TOKENS").droppable(2),
@@ -150,7 +149,11 @@ fn sessions_table(listing: &SessionListing, prices: &PriceTable, zone: &TimeZone
             let id = if wide { session.id.clone() } else { format!("{}{fork}", short(&session.id)) };
             vec![
                 id,
-                session.last_at.as_deref().map(|at| local_minute(at, zone)).unwrap_or_else(|| "-".to_string()),
+                session
+                    .last_at
+                    .as_deref()
+                    .map(|at| output::local_time(at, zone, false))
+                    .unwrap_or_else(|| "-".to_string()),
                 output::grouped(session_list::messages_of(session)),
                 output::grouped(session.entry_counts().entries),
                 output::compact_count(session.usage().total()),
@@ -183,14 +186,6 @@ const TITLE_WIDTH: usize = 20;
 /// `~/.claude/projects` (the cwd with `/` written as `-`).
 fn project_label(session: &SessionRecord) -> String {
     session.cwd.clone().unwrap_or_else(|| session.project.clone())
-}
-
-/// An RFC 3339 instant as `2026-12-03 14:05` in `zone`.
-fn local_minute(at: &str, zone: &TimeZone) -> String {
-    match at.parse::<jiff::Timestamp>() {
-        Ok(at) => at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M").to_string(),
-        Err(_) => at.to_string(),
-    }
 }
 
 enum Bound {
