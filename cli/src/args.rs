@@ -498,22 +498,11 @@ impl Command {
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
                 None
             }
-            // Times are shown in the client's zone, not the server's.
-            Command::Sessions(args) => {
-                if args.timezone.is_none() && !args.utc {
-                    args.timezone = client_time_zone();
-                }
-                Some(&mut args.pricing)
-            }
+            Command::Sessions(args) => Some(&mut args.pricing),
             Command::Show(args) => Some(&mut args.pricing),
             Command::Diff(args) => Some(&mut args.pricing),
             Command::Plan(PlanCommand::Stats { pricing, .. } | PlanCommand::Show { pricing, .. }) => Some(pricing),
-            Command::Usage(args) => {
-                if args.timezone.is_none() {
-                    args.timezone = client_time_zone();
-                }
-                Some(&mut args.pricing)
-            }
+            Command::Usage(args) => Some(&mut args.pricing),
             _ => None,
         };
         if let Some(PricingArgs { pricing: Some(path) }) = pricing {
@@ -521,12 +510,6 @@ impl Command {
         }
         Ok(self)
     }
-}
-
-/// This process's time zone by its IANA name (`TZ` honoured), for a command the server
-/// runs on its behalf; `None` for a zone without one (a POSIX `TZ` rule).
-fn client_time_zone() -> Option<String> {
-    jiff::tz::TimeZone::system().iana_name().map(str::to_string)
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]

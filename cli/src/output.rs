@@ -225,6 +225,21 @@ pub fn dollars(usd: Option<f64>, places: usize) -> String {
     }
 }
 
+/// A difference in dollars to the cent, signed: `+$1.23`, `-$0.04`, or `unpriced`.
+pub fn signed_dollars(usd: Option<f64>) -> String {
+    match usd {
+        Some(usd) if usd < 0.0 => format!("-${:.2}", -usd),
+        Some(usd) => format!("+${usd:.2}"),
+        None => "unpriced".to_string(),
+    }
+}
+
+/// A signed count with thousands separators: `+12,345`, `-7`.
+pub fn signed_grouped(n: i128) -> String {
+    let sign = if n < 0 { "-" } else { "+" };
+    format!("{sign}{}", grouped(u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX)))
+}
+
 /// The width of this process's terminal (`COLUMNS` first); `None` off a terminal and for a
 /// client's command, whose tables then fit 80 columns.
 pub fn terminal_width() -> Option<usize> {
@@ -272,19 +287,41 @@ pub fn compact_count(n: u64) -> String {
     format!("{scaled:.places$}{unit}")
 }
 
+/// The zone times are shown in: the client's for a command run for one, else the
+/// system's (`TZ` honoured).
+pub fn time_zone() -> jiff::tz::TimeZone {
+    with_forwarded(|io| io.time_zone.clone())
+        .flatten()
+        .and_then(|name| jiff::tz::TimeZone::get(&name).ok())
+        .unwrap_or_else(jiff::tz::TimeZone::system)
+}
+
 /// An RFC 3339 instant as `2026-12-03 14:05` (or, `with_seconds`, `14:05:09`) in `zone`;
 /// text that is not one as it is.
 pub fn local_time(at: &str, zone: &jiff::tz::TimeZone, with_seconds: bool) -> String {
-    let format = if with_seconds { "%Y-%m-%d %H:%M:%S" } else { "%Y-%m-%d %H:%M" };
+    local_time_as(at, zone, if with_seconds { "%Y-%m-%d %H:%M:%S" } else { "%Y-%m-%d %H:%M" })
+}
+
+/// [`local_time`] with the zone's abbreviation at that instant: `2025-08-11 02:56 CEST`.
+pub fn local_time_zoned(at: &str, zone: &jiff::tz::TimeZone) -> String {
+    local_time_as(at, zone, "%Y-%m-%d %H:%M %Z")
+}
+
+fn local_time_as(at: &str, zone: &jiff::tz::TimeZone, format: &str) -> String {
     match at.parse::<jiff::Timestamp>() {
         Ok(at) => at.to_zoned(zone.clone()).strftime(format).to_string(),
         Err(_) => at.to_string(),
     }
 }
 
-/// A time column's heading, naming the zone its times are in: `LAST (CET)`.
+/// A time column's heading, naming the zone its times are in: `LAST (Europe/Paris)`, `LAST
+/// (UTC)` — the zone's name, since its abbreviation changes with the season of each row.
 pub fn time_heading(what: &str, zone: &jiff::tz::TimeZone) -> String {
-    format!("{what} ({})", jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z"))
+    let name = match zone.iana_name() {
+        Some(name) => name.to_string(),
+        None => jiff::Timestamp::now().to_zoned(zone.clone()).strftime("%Z").to_string(),
+    };
+    format!("{what} ({name})")
 }
 
 /// A column of a [`Table`].

@@ -84,6 +84,10 @@ pub struct CommandRequest {
     /// The same for stderr.
     #[serde(default)]
     pub colour_stderr: bool,
+    /// The client's time zone (an IANA name), which times are shown in; the server's when
+    /// absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// What a forwarded command runs with: the server's log, where its output goes, and a flag
@@ -94,6 +98,7 @@ pub struct CommandIo {
     pub stderr: FrameWriter,
     pub colour: bool,
     pub colour_stderr: bool,
+    pub time_zone: Option<String>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -145,6 +150,7 @@ pub fn start(
         stderr: writer(Channel::Stderr),
         colour: request.colour,
         colour_stderr: request.colour_stderr,
+        time_zone: request.time_zone.clone(),
         stop: Arc::clone(&stop),
     };
     let exit = sender.clone();

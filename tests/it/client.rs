@@ -16,7 +16,14 @@ use crate::support::cclog_bin;
 use crate::watch::{append, entries, Running, SESSION};
 
 fn cclog_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
-    Command::new(cclog_bin()).current_dir(dir).arg("--data").arg(data).args(args).env("NO_COLOR", "1").output().unwrap()
+    cclog_in_zone(dir, data, "UTC", args)
+}
+
+/// [`cclog_in`] with `TZ` set to `zone`.
+fn cclog_in_zone(dir: &Path, data: &Path, zone: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(cclog_bin());
+    command.current_dir(dir).arg("--data").arg(data).args(args).env("NO_COLOR", "1").env("TZ", zone);
+    command.output().unwrap()
 }
 
 fn ok(output: Output, what: &str) -> Vec<u8> {
@@ -32,7 +39,11 @@ fn commands_run_through_the_server_and_print_what_they_print_alone() {
     std::fs::create_dir_all(&projects).unwrap();
     let transcript = projects.join(format!("{SESSION}.jsonl"));
     append(&transcript, &entries(SESSION, 0, 6));
-    let server = Server::start(data.path(), &[("HOME", home.path().display().to_string())], &["--no-archive"]);
+    let server = Server::start(
+        data.path(),
+        &[("HOME", home.path().display().to_string()), ("TZ", "UTC".to_string())],
+        &["--no-archive"],
+    );
     let d = data.path();
     let h = home.path();
 
@@ -79,14 +90,16 @@ fn commands_run_through_the_server_and_print_what_they_print_alone() {
         BufReader::new(events).read_line(&mut status).unwrap();
         assert!(status.contains("200"), "{status}");
     }
-    let forwarded_sessions = ok(cclog_in(h, d, &["sessions"]), "sessions table");
+    // Times are the client's: its zone travels with the command.
+    let forwarded_sessions = ok(cclog_in_zone(h, d, "Asia/Tokyo", &["sessions"]), "sessions table");
+    assert!(String::from_utf8_lossy(&forwarded_sessions).contains("LAST (Asia/Tokyo)"));
     let forwarded_tree = ok(cclog_in(h, d, &["tree", "--json"]), "tree");
     server.stop();
     let status = lingering.wait_for_exit(Duration::from_secs(30));
     assert!(status.is_some(), "the follow did not end when the server shut down");
 
     // The same commands on their own print the same bytes.
-    assert_eq!(ok(cclog_in(h, d, &["sessions"]), "sessions alone"), forwarded_sessions);
+    assert_eq!(ok(cclog_in_zone(h, d, "Asia/Tokyo", &["sessions"]), "sessions alone"), forwarded_sessions);
     assert_eq!(ok(cclog_in(h, d, &["tree", "--json"]), "tree alone"), forwarded_tree);
     let alone: Value = serde_json::from_slice(&ok(cclog_in(h, d, &["sessions", "--json"]), "sessions")).unwrap();
     assert_eq!(alone[0]["entries"], 7, "the followed entry was archived once");

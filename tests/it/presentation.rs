@@ -181,7 +181,7 @@ fn sessions_sort_limit_and_keep_to_a_window_in_the_local_zone() {
     assert_eq!(ids(&data, &["--since", "2026-12-01", "--utc"]), ["0b"]);
     let (code, tokyo) = sessions(&data, "Asia/Tokyo", &["--since", "20261201"]);
     assert_eq!(code, 0, "{tokyo}");
-    assert!(tokyo.starts_with("ID         LAST (JST)"), "{tokyo}");
+    assert!(tokyo.starts_with("ID         LAST (Asia/Tokyo)"), "{tokyo}");
     assert!(tokyo.contains("2d9e8c3a   2026-12-01 08:51"), "{tokyo}");
     assert!(!tokyo.contains("1c8d7b2f"), "{tokyo}");
     let (_, named) = sessions(&data, "UTC", &["--since", "20261201", "--timezone", "Asia/Tokyo"]);

@@ -160,6 +160,8 @@ impl Server {
             command: serde_json::to_value(command)?,
             colour: output::colour_stdout(),
             colour_stderr: output::colour_stderr(),
+            // The system's zone by its IANA name (`TZ` honoured); a POSIX `TZ` rule has none.
+            time_zone: jiff::tz::TimeZone::system().iana_name().map(str::to_string),
         };
         let url = format!("{}/api/cli", self.url);
         let mut response = self

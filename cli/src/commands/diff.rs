@@ -36,21 +36,24 @@ pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     for (label, branch, code) in [("left ", &diff.left, output::RED), ("right", &diff.right, output::GREEN)] {
         print_branch(label, branch, colour, code);
     }
-    let cost = diff.cost_difference_usd.map_or_else(|| "unpriced".to_string(), |usd| format!("{usd:+.4} USD"));
-    crate::outln!("difference  {:+} tokens, {cost} (right minus left)", diff.tokens_difference);
+    crate::outln!(
+        "difference  {} tokens, {} (right minus left)",
+        output::signed_grouped(diff.tokens_difference),
+        output::signed_dollars(diff.cost_difference_usd)
+    );
     Ok(EXIT_OK)
 }
 
 fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
     crate::outln!(
-        "{} {}: {} entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
+        "{} {}: {} conversation entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
         paint(colour, code, label),
         branch.session,
-        branch.entries.len(),
-        branch.user_messages,
-        branch.assistant_messages,
-        branch.usage.total(),
-        output::dollars(branch.cost_usd, 4)
+        output::grouped(branch.entries.len() as u64),
+        output::grouped(branch.user_messages as u64),
+        output::grouped(branch.assistant_messages as u64),
+        output::grouped(branch.usage.total()),
+        output::dollars(branch.cost_usd, 2)
     );
     for call in &branch.tool_calls {
         crate::outln!("    tool  {} {}", call.name, lineage::shorten(&call.input.to_string(), 100));

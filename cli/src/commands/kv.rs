@@ -119,7 +119,7 @@ fn print_names(names: &[String], json: bool, none: &str) {
 }
 
 fn print_history(history: &[Version]) {
-    let zone = jiff::tz::TimeZone::system();
+    let zone = output::time_zone();
     let rows = history
         .iter()
         .map(|version| {

@@ -66,7 +66,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
             code: EXIT_BAD_INPUT,
             message: format!("{name:?} is not a time zone (try UTC or Europe/Paris)"),
         })?,
-        (None, false) => TimeZone::system(),
+        (None, false) => output::time_zone(),
     };
     let mut query = SessionQuery {
         project: args.project.clone(),
@@ -259,31 +259,30 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     if let Some((team, agent)) = &member {
         crate::outln!("team       {team}, agent {agent}");
     }
-    crate::outln!(
-        "time       {} … {}",
-        session.first_at.as_deref().unwrap_or("-"),
-        session.last_at.as_deref().unwrap_or("-")
-    );
+    let zone = output::time_zone();
+    let at = |at: Option<&str>| at.map_or_else(|| "-".to_string(), |at| output::local_time_zoned(at, &zone));
+    crate::outln!("time       {} … {}", at(session.first_at.as_deref()), at(session.last_at.as_deref()));
     let counts = session.entry_counts();
     crate::outln!(
-        "entries    {} ({} stored, {} shared with its parent; {} user, {} assistant){}",
-        counts.entries,
-        counts.own,
-        counts.entries - counts.own.min(counts.entries),
-        counts.user,
-        counts.assistant,
+        "messages   {} ({} user, {} assistant) in {} lines ({} stored, {} shared with its parent){}",
+        output::grouped(counts.user + counts.assistant),
+        output::grouped(counts.user),
+        output::grouped(counts.assistant),
+        output::grouped(counts.entries),
+        output::grouped(counts.own),
+        output::grouped(counts.entries - counts.own.min(counts.entries)),
         if session.files.is_empty() { " — recorded by its runs; no transcript archived" } else { "" }
     );
     crate::outln!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
     let cost = session.cost(&prices);
     crate::outln!(
         "tokens     {} in, {} out, {} cache write ({} of it kept 1 hour), {} cache read — {}{}",
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_creation_input_tokens,
-        usage.cache_creation_1h_input_tokens,
-        usage.cache_read_input_tokens,
-        output::dollars(cost.usd, 4),
+        output::grouped(usage.input_tokens),
+        output::grouped(usage.output_tokens),
+        output::grouped(usage.cache_creation_input_tokens),
+        output::grouped(usage.cache_creation_1h_input_tokens),
+        output::grouped(usage.cache_read_input_tokens),
+        output::dollars(cost.usd, 2),
         unpriced_note(&cost.unpriced)
     );
     if let Some(parent) = &session.parent {
@@ -360,7 +359,7 @@ fn print_node(node: &TreeNode, prefix: &str, last: bool, root: bool) {
     let at = node.fork_point.as_deref().map(|uuid| format!(" (at {})", short(uuid))).unwrap_or_default();
     let owner = node.owner.as_deref().map(|owner| format!(" [{owner}]")).unwrap_or_default();
     crate::outln!(
-        "{prefix}{branch}{}{owner} {}{at} · {} entries",
+        "{prefix}{branch}{}{owner} {}{at} · {} lines",
         short(&node.id),
         node.title.as_deref().map(|title| lineage::shorten(title, 50)).unwrap_or_default(),
         node.entries

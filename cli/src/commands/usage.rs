@@ -21,6 +21,7 @@ pub fn run(data: &Path, args: UsageArgs) -> anyhow::Result<u8> {
         UsageReportKind::Blocks => Grouping::Blocks,
     };
     let mut query = UsageQuery::new(grouping);
+    query.time_zone = output::time_zone();
     if let Some(zone) = &args.timezone {
         query = query.in_time_zone(zone)?;
     }
