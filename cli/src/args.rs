@@ -756,8 +756,9 @@ pub enum UsageReportKind {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ShowArgs {
-    /// Session id or a unique prefix of it
+    /// Session: its id or a unique prefix of it (any case), or one of its transcripts (a path, or the end of one such as its file name)
     pub id: String,
+    /// The session as one JSON object (full precision; the fields of `sessions --json`, and its runs)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -766,8 +767,9 @@ pub struct ShowArgs {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct TreeArgs {
-    /// Only the tree containing this session (id or unique prefix)
+    /// Only the tree containing this session (id, unique prefix or transcript)
     pub id: Option<String>,
+    /// The trees as a JSON array of nodes (id, title, entries, fork point, owner, children)
     #[arg(long)]
     pub json: bool,
 }
@@ -776,7 +778,8 @@ pub struct TreeArgs {
 pub enum ReplayFormat {
     /// A readable conversation
     Text,
-    /// The conversation as Markdown
+    /// The conversation as Markdown (also `md`)
+    #[value(alias = "md")]
     Markdown,
     /// The session's transcript file, byte for byte
     Jsonl,
@@ -784,10 +787,14 @@ pub enum ReplayFormat {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct ReplayArgs {
-    /// Session id or a unique prefix of it
+    /// Session: its id or a unique prefix of it (any case), or one of its transcripts (a path, or the end of one such as its file name)
     pub id: String,
+    /// text, markdown (md) or jsonl
     #[arg(long, short, value_enum, default_value_t = ReplayFormat::Text)]
     pub format: ReplayFormat,
+    /// The transcript's JSON lines byte for byte: `--format jsonl`
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Keep printing as new entries are written to the session's transcript
     #[arg(long)]
     pub follow: bool,
@@ -804,10 +811,11 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct DiffArgs {
-    /// Left session (id or unique prefix)
+    /// Left session (id, unique prefix or transcript)
     pub a: String,
-    /// Right session (id or unique prefix)
+    /// Right session (id, unique prefix or transcript)
     pub b: String,
+    /// The diff as one JSON object (ancestor, fork point, each branch's entries, tool calls, files, usage and cost)
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -816,6 +824,7 @@ pub struct DiffArgs {
 
 #[derive(Debug, Serialize, Deserialize, Args)]
 pub struct RebuildArgs {
+    /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
 }

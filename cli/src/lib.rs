@@ -95,6 +95,16 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     if error.chain().any(|cause| matches!(engine_error(cause), Some(cclog_engine::Error::DamagedFiles { .. }))) {
         return EXIT_DAMAGED;
     }
+    // An id that names nothing, or more than one thing, is bad input.
+    let names_nothing = |cause: &(dyn std::error::Error + 'static)| {
+        matches!(
+            cause.downcast_ref::<cclog_projections::Error>(),
+            Some(cclog_projections::Error::NotFound { .. } | cclog_projections::Error::Ambiguous { .. })
+        )
+    };
+    if error.chain().any(names_nothing) {
+        return EXIT_BAD_INPUT;
+    }
     match error.downcast_ref::<cclog_engine::Error>() {
         Some(cclog_engine::Error::Locked { .. }) => EXIT_LOCKED,
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,

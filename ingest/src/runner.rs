@@ -409,7 +409,13 @@ impl Runner {
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
-                let detail = format!("could not start {}: {error}", self.config.claude_bin.display());
+                let hint = if error.kind() == std::io::ErrorKind::NotFound {
+                    " — install Claude Code (`npm install -g @anthropic-ai/claude-code`), or set CCLOG_CLAUDE_BIN \
+                     to its path"
+                } else {
+                    ""
+                };
+                let detail = format!("could not start {}: {error}{hint}", self.config.claude_bin.display());
                 self.log.append(vec![recorder.ended(RunStatus::Error, Some(detail), Some(elapsed_ms(began)))?]).await?;
                 return Ok(());
             }

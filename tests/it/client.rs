@@ -60,7 +60,7 @@ fn commands_run_through_the_server_and_print_what_they_print_alone() {
     assert_eq!(verified["intact"], true);
     // Errors keep their message and exit code.
     let missing = cclog_in(h, d, &["show", "nope"]);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(2), "an id that names nothing is bad input");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no session matches \"nope\""));
     // A command that reads this process's stdin is not sent; it says who owns the directory.
     let append_here = cclog_in(h, d, &["append", "--stream", "s", "--kind", "k"]);

@@ -236,3 +236,42 @@ fn log_rows_fit_80_columns_and_show_typed_payloads_decoded() {
     assert_eq!(event["payload_decoded"]["revision"], 0, "{event}");
     assert!(event["payload_hex"].is_string() && event.get("payload_text").is_none(), "{event}");
 }
+
+#[test]
+fn a_session_is_named_by_any_case_of_its_id_or_by_its_transcript() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let id = SESSIONS[0].id;
+    let file = format!("{id}.jsonl");
+    let tail = format!("-home-dev-src-handy-cli/{file}");
+    let path = root.path().join("projects").join(&tail);
+    for name in [&id[..8].to_uppercase(), &file, &tail, &path.display().to_string()] {
+        let shown = cclog_json(&data, &["show", "--json", "--", name]);
+        assert_eq!(shown["id"], id, "{name}");
+    }
+    for (name, said) in [("nothing-like-it", "no session matches"), ("", "matches 4 sessions")] {
+        let output = cclog_command(&data, &["show", name]).output().expect("run cclog");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name:?} is bad input: {stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+    }
+}
+
+#[test]
+fn replay_takes_md_and_json_and_says_which_agents_and_revisions_exist() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let id = &SESSIONS[0].id[..8];
+    let markdown = cclog(&data, &["replay", id, "-f", "md"]).stdout;
+    assert!(String::from_utf8_lossy(&markdown).starts_with("# Refactor the argument parser"), "md is markdown");
+    assert_eq!(cclog(&data, &["replay", id, "--json"]).stdout, cclog(&data, &["replay", id, "-f", "jsonl"]).stdout);
+    for (args, said) in [
+        (&["--agent", "zz"][..], "has no subagents"),
+        (&["--revision", "1"][..], "has no revision 1: it has only revision 0"),
+    ] {
+        let output = cclog_command(&data, &[&["replay", id][..], args].concat()).output().expect("run cclog");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+    }
+}

@@ -462,7 +462,8 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
     assert_eq!(status, 200, "{text}");
     let run: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(run["status"], "error");
-    assert!(run["error"].as_str().unwrap().contains("could not start /nonexistent/claude"), "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("could not start /nonexistent/claude") && error.contains("CCLOG_CLAUDE_BIN"), "{run}");
     let id = run["id"].as_str().unwrap();
     expect("DELETE", &format!("/api/runs/{id}"), None, 409, "run_ended");
     assert_eq!(server.call("GET", "/health", None).0, 200);

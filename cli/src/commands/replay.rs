@@ -17,9 +17,16 @@ use cclog_projections::render::{self, Format, Style};
 use cclog_projections::replay::{self, Line};
 
 use crate::args::{ReplayArgs, ReplayFormat};
-use crate::{output, EXIT_OK};
+use crate::{output, Failure, EXIT_BAD_INPUT, EXIT_OK};
 
-pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<u8> {
+fn bad(message: String) -> anyhow::Error {
+    Failure { code: EXIT_BAD_INPUT, message }.into()
+}
+
+pub fn run(data: &Path, mut args: ReplayArgs) -> anyhow::Result<u8> {
+    if args.json {
+        args.format = ReplayFormat::Jsonl;
+    }
     super::require_store(data)?;
     let log = super::open_log_to_read(data)?;
     let session = Archive::session(&log, &args.id)?;
@@ -27,15 +34,40 @@ pub fn run(data: &Path, args: ReplayArgs) -> anyhow::Result<u8> {
         None => session.main_file().map(str::to_string),
         Some(agent) => {
             let found: Vec<_> = session.subagents.iter().filter(|(id, _)| id.starts_with(agent.as_str())).collect();
+            let names = |agents: &mut dyn Iterator<Item = &String>| {
+                agents.take(5).map(String::as_str).collect::<Vec<_>>().join(", ")
+            };
             match found.as_slice() {
                 [(_, link)] => link.path.clone(),
-                [] => anyhow::bail!("session {} has no subagent {agent:?}", session.id),
-                _ => anyhow::bail!("{agent:?} matches {} subagents; give more of the id", found.len()),
+                [] if session.subagents.is_empty() => {
+                    return Err(bad(format!("session {} has no subagents (no --agent to give)", session.id)))
+                }
+                [] => {
+                    return Err(bad(format!(
+                        "session {} has no subagent {agent:?}; its subagents: {}",
+                        session.id,
+                        names(&mut session.subagents.keys())
+                    )))
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "{agent:?} matches {} subagents ({}); give more of the id",
+                        found.len(),
+                        names(&mut found.iter().map(|(id, _)| *id))
+                    )))
+                }
             }
         }
     };
     let path = path.with_context(|| format!("session {} has no archived transcript file", session.id))?;
     let file = Archive::file(&log, &path)?.with_context(|| format!("{path} is not archived"))?;
+    if let Some(revision) = args.revision.filter(|&revision| revision > file.revision) {
+        let have = match file.revision {
+            0 => "only revision 0 (it was never rewritten)".to_string(),
+            last => format!("revisions 0 to {last}"),
+        };
+        return Err(bad(format!("{path} has no revision {revision}: it has {have}")));
+    }
     let style = Style {
         format: if args.format == ReplayFormat::Markdown { Format::Markdown } else { Format::Text },
         colour: output::colour_stdout(),

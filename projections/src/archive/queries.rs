@@ -105,9 +105,47 @@ impl Archive {
         Ok(Self::scan(log, b"S")?.into_iter().map(|(_, session)| session).collect())
     }
 
-    /// The session whose id is `id` or starts with it, if exactly one does.
+    /// The session `id` names: its id or a unique prefix of it, in any case, or one of its
+    /// transcripts — an archived file's path, or the end of one (`a1b2….jsonl`,
+    /// `subagents/agent-x.jsonl`).
     pub fn session(log: &Log, id: &str) -> Result<SessionRecord> {
-        Self::unique(log, "session", &session_key(id), id, |session: &SessionRecord| &session.id)
+        if id.ends_with(".jsonl") || id.contains('/') {
+            if let Some(session) = Self::session_of_file(log, id)? {
+                return Self::session(log, &session);
+            }
+        }
+        let by_id =
+            |id: &str| Self::unique(log, "session", &session_key(id), id, |session: &SessionRecord| &session.id);
+        match by_id(id) {
+            Err(Error::NotFound { .. }) if id.to_ascii_lowercase() != id => {
+                by_id(&id.to_ascii_lowercase()).map_err(|_| Error::NotFound { what: "session", id: id.to_string() })
+            }
+            found => found,
+        }
+    }
+
+    /// The session of the archived file at `path`, or of the one file whose path ends with
+    /// `/path`.
+    fn session_of_file(log: &Log, path: &str) -> Result<Option<String>> {
+        if let Some(file) = Self::file(log, path)? {
+            return Ok(Some(file.file.session));
+        }
+        let tail = format!("/{}", path.trim_start_matches("./"));
+        let sessions: std::collections::BTreeSet<String> = Self::files(log)?
+            .into_iter()
+            .filter(|file| file.path.ends_with(&tail))
+            .map(|file| file.file.session)
+            .collect();
+        match sessions.len() {
+            0 => Ok(None),
+            1 => Ok(sessions.into_iter().next()),
+            count => Err(Error::Ambiguous {
+                what: "transcript",
+                id: path.to_string(),
+                count,
+                examples: sessions.into_iter().take(3).collect(),
+            }),
+        }
     }
 
     /// One run.
