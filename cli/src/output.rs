@@ -132,6 +132,52 @@ pub fn colour_stderr() -> bool {
     with_forwarded(|io| io.colour_stderr).unwrap_or_else(|| std::io::stderr().is_terminal() && !no_color())
 }
 
+/// A pager that this process's stdout goes through until it is dropped, as git's does:
+/// `CCLOG_PAGER`, else `PAGER`, else `less` (with `LESS=FRX` unless `LESS` is set, so that
+/// what fits one screen is printed and the pager exits at once).
+pub struct Pager {
+    child: std::process::Child,
+}
+
+impl Pager {
+    /// Starts the pager when stdout is this process's own terminal (not a pipe, not a
+    /// client's); `None` otherwise, or when the pager is `cat` or empty, or cannot start.
+    pub fn start() -> Option<Pager> {
+        use std::os::fd::AsRawFd;
+        if with_forwarded(|_| ()).is_some() || !std::io::stdout().is_terminal() {
+            return None;
+        }
+        let pager = std::env::var("CCLOG_PAGER").or_else(|_| std::env::var("PAGER")).unwrap_or_else(|_| "less".into());
+        if pager.trim().is_empty() || pager.trim() == "cat" {
+            return None;
+        }
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c").arg(&pager).stdin(std::process::Stdio::piped());
+        if std::env::var_os("LESS").is_none() {
+            command.env("LESS", "FRX");
+        }
+        let mut child = command.spawn().ok()?;
+        let input = child.stdin.take()?;
+        // SAFETY: dup2 onto stdout of a descriptor this process owns; `input` is closed after.
+        if unsafe { libc::dup2(input.as_raw_fd(), libc::STDOUT_FILENO) } < 0 {
+            let _ = child.kill();
+            return None;
+        }
+        drop(input);
+        Some(Pager { child })
+    }
+}
+
+impl Drop for Pager {
+    /// Ends the pager's input and waits for the person to quit it.
+    fn drop(&mut self) {
+        let _ = std::io::stdout().flush();
+        // SAFETY: closes this process's stdout, which only the pager reads now.
+        unsafe { libc::close(libc::STDOUT_FILENO) };
+        let _ = self.child.wait();
+    }
+}
+
 /// Whether progress bars may be drawn: on this process's own terminal only.
 fn draw_progress() -> bool {
     with_forwarded(|_| ()).is_none() && std::io::stderr().is_terminal()

@@ -35,12 +35,29 @@ fn paint(style: &Style, code: &str, text: &str) -> String {
     }
 }
 
+/// A long block folded to its first [`RESULT_LINES`] lines, each cut at [`LINE_CHARS`]
+/// characters (a tool's input is often one line of thousands) — unless `full`.
 fn shorten_block(text: &str, full: bool) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    if full || lines.len() <= RESULT_LINES {
+    if full {
         return text.trim_end().to_string();
     }
+    let lines: Vec<String> = text.trim_end().lines().map(shorten_line).collect();
+    if lines.len() <= RESULT_LINES {
+        return lines.join("\n");
+    }
     format!("{}\n… {} more lines (--full shows them)", lines[..RESULT_LINES].join("\n"), lines.len() - RESULT_LINES)
+}
+
+/// Lines longer than this many characters are cut when a block is folded.
+const LINE_CHARS: usize = 400;
+
+fn shorten_line(line: &str) -> String {
+    let length = line.chars().count();
+    if length <= LINE_CHARS {
+        return line.to_string();
+    }
+    let kept: String = line.chars().take(LINE_CHARS).collect();
+    format!("{kept}… ({} more characters; --full shows them)", length - LINE_CHARS)
 }
 
 fn result_text(content: &Value) -> String {
@@ -101,7 +118,10 @@ pub fn render_entry(entry: &Entry, style: &Style) -> String {
                     }
                     Some("tool_use") => {
                         let name = block["name"].as_str().unwrap_or("tool");
-                        let input = serde_json::to_string_pretty(&block["input"]).unwrap_or_default();
+                        let input = shorten_block(
+                            &serde_json::to_string_pretty(&block["input"]).unwrap_or_default(),
+                            style.full,
+                        );
                         body.push(if markdown {
                             format!("**Tool call `{name}`**\n\n```json\n{input}\n```")
                         } else {
@@ -181,4 +201,37 @@ pub fn session_replay(
         })?,
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::Line;
+
+    fn write_call(content: &str) -> Entry {
+        let value = serde_json::json!({
+            "type": "assistant", "uuid": "u1", "timestamp": "2026-12-01T10:00:00.000Z",
+            "message": {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "Write", "input": {"file_path": "/tmp/a.rs", "content": content}},
+            ]},
+        });
+        Entry::from_line(Line {
+            bytes: value.to_string().into_bytes(),
+            seq: 0,
+            copied: false,
+            origin: 0,
+            terminated: true,
+        })
+    }
+
+    #[test]
+    fn a_long_tool_input_is_folded_as_a_long_result_is_unless_full() {
+        let content = "x".repeat(22_025);
+        let folded = render_entry(&write_call(&content), &Style { format: Format::Text, colour: false, full: false });
+        assert!(folded.lines().all(|line| line.chars().count() < LINE_CHARS + 80), "{folded}");
+        let cut = folded.lines().find(|line| line.contains("more characters; --full shows them")).expect("a cut line");
+        assert!(cut.trim_start().starts_with(r#""content": "xxx"#), "{cut}");
+        let whole = render_entry(&write_call(&content), &Style { format: Format::Markdown, colour: false, full: true });
+        assert!(whole.contains(&content), "--full keeps every character");
+    }
 }

@@ -275,3 +275,27 @@ fn replay_takes_md_and_json_and_says_which_agents_and_revisions_exist() {
         assert!(stderr.contains(said), "{stderr}");
     }
 }
+
+#[test]
+fn replay_pages_on_a_terminal_and_never_into_a_pipe() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let paged = root.path().join("paged.txt");
+    let pager = format!("cat > {}", paged.display());
+    let replay =
+        format!("{} --data {} replay {}", crate::support::cclog_bin().display(), data.display(), &SESSIONS[0].id[..8]);
+    // `script` (util-linux) gives the command a terminal of its own.
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &replay, "/dev/null"])
+        .env("CCLOG_PAGER", &pager)
+        .output()
+        .expect("script(1) runs");
+    assert!(on_terminal.status.success(), "{on_terminal:?}");
+    let through_pager = std::fs::read_to_string(&paged).expect("the pager got the conversation");
+    assert!(through_pager.contains("refactor the parser"), "{through_pager}");
+    assert!(through_pager.contains("\u{1b}["), "colour, as on the terminal it pages to");
+    std::fs::remove_file(&paged).unwrap();
+    let piped = cclog_command(&data, &["replay", &SESSIONS[0].id[..8]]).env("CCLOG_PAGER", &pager).output().unwrap();
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("refactor the parser"));
+    assert!(!paged.exists(), "no pager into a pipe");
+}

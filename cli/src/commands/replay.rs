@@ -73,6 +73,8 @@ pub fn run(data: &Path, mut args: ReplayArgs) -> anyhow::Result<u8> {
         colour: output::colour_stdout(),
         full: args.full,
     };
+    // A conversation is paged on a terminal (decided after the colour, which the pager shows).
+    let _pager = (args.format != ReplayFormat::Jsonl && !args.follow).then(output::Pager::start).flatten();
     let mut out = output::Stdout;
     if args.format == ReplayFormat::Markdown {
         writeln!(
