@@ -807,6 +807,11 @@ pub struct ReplayArgs {
     /// Replay this subagent's transcript instead of the main one (agent id or prefix)
     #[arg(long)]
     pub agent: Option<String>,
+    /// Markdown: how much to show — user (the prompts), assistant (and the replies), all (and tool calls with their results)
+    #[arg(long, value_name = "DEPTH", default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(["user", "assistant", "all"]))]
+    pub depth: String,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]

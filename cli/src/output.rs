@@ -303,15 +303,7 @@ pub fn terminal_width() -> Option<usize> {
 
 /// `12,345,678`.
 pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
+    cclog_projections::render::grouped(n)
 }
 
 /// `950`, `12.3K`, `4.56M`, `1.20B`: three significant digits.

@@ -15,6 +15,8 @@
 //! - [`messages`]: the pages of a run's and a session's messages, and the run and session
 //!   lists as the surfaces order them.
 //! - [`session_list`]: the session list — filtered, sorted, limited, with totals.
+//! - [`markdown`]: a session as a Markdown document (header, contents, tool calls with
+//!   their results).
 //! - [`render`]: conversations as text or Markdown. [`pricing`]: usage in dollars, from a
 //!   LiteLLM-format price table.
 //! - [`plans`]: the `plans` projection — plans, their tasks, runs and sessions, and their
@@ -48,6 +50,7 @@ pub mod entry;
 mod error;
 pub mod events;
 pub mod lineage;
+pub mod markdown;
 pub mod messages;
 pub mod plan_feed;
 pub mod plans;

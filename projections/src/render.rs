@@ -27,6 +27,19 @@ pub struct Style {
 
 const RESULT_LINES: usize = 12;
 
+/// `12,345,678`: a count as people read it, on every surface.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 fn paint(style: &Style, code: &str, text: &str) -> String {
     if style.colour && style.format == Format::Text {
         format!("\x1b[{code}m{text}\x1b[0m")
@@ -179,12 +192,14 @@ pub fn render_entry(entry: &Entry, style: &Style) -> String {
     }
 }
 
-/// The session's main transcript, rendered in `style`, or — with no style — byte for byte
-/// as Claude Code wrote it (a fork's shared prefix rebuilt through its pointer).
+/// The session's main transcript, rendered in `style` (Markdown as the document of
+/// [`crate::markdown`]), or — with no style — byte for byte as Claude Code wrote it (a
+/// fork's shared prefix rebuilt through its pointer).
 pub fn session_replay(
     log: &cclog_engine::Log,
     session: &crate::archive::SessionRecord,
     style: Option<&Style>,
+    prices: &crate::pricing::PriceTable,
 ) -> crate::Result<Vec<u8>> {
     use crate::archive::Archive;
     use crate::Error;
@@ -195,6 +210,15 @@ pub fn session_replay(
     let mut out = Vec::new();
     match style {
         None => crate::replay::write_file(log, &file, None, &mut out)?,
+        Some(style) if style.format == Format::Markdown => {
+            let mut entries = Vec::new();
+            crate::replay::for_each_line(log, &file, None, |line| {
+                entries.push(Entry::from_line(line));
+                Ok(())
+            })?;
+            let options = crate::markdown::Options { full: style.full, ..Default::default() };
+            out = crate::markdown::document(session, &entries, prices, options).into_bytes();
+        }
         Some(style) => crate::replay::for_each_line(log, &file, None, |line| {
             out.extend_from_slice(render_entry(&Entry::from_line(line), style).as_bytes());
             Ok(())

@@ -218,7 +218,7 @@ fn real_sessions_resumes_and_forks_are_archived_as_pointers_and_replay_byte_for_
     );
     assert!(!text.contains("\x1b["), "no colour off a terminal");
     let markdown = String::from_utf8(cclog(&data, &["replay", &main, "--format", "markdown"]).stdout).unwrap();
-    assert!(markdown.contains("**Tool call `Write`**"));
+    assert!(markdown.contains("**Write** `") && markdown.contains("*Result:*"), "{markdown}");
 
     // A second import adds nothing.
     let head_before = cclog_json(&data, &["stats", "--json"])["events"].clone();

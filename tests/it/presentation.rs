@@ -299,3 +299,148 @@ fn replay_pages_on_a_terminal_and_never_into_a_pipe() {
     assert!(String::from_utf8_lossy(&piped.stdout).contains("refactor the parser"));
     assert!(!paged.exists(), "no pager into a pipe");
 }
+
+/// A tool-heavy session: a slash command, a prompt with a heading in it, Edit, MultiEdit,
+/// TodoWrite and Bash calls with their results (one holding a code fence).
+fn tool_heavy(root: &Path) -> (std::path::PathBuf, &'static str) {
+    const ID: &str = "4f1a0e5c-9b8d-4c7e-8f6a-5b4c3d2e1f05";
+    let at = |minute: u64| timestamp("2026-12-02T09:00:00.000Z", minute);
+    let base = |uuid: &str, kind: &str, minute: u64| {
+        json!({"type": kind, "uuid": uuid, "parentUuid": null, "sessionId": ID, "cwd": "/home/dev/src/handy-cli",
+            "timestamp": at(minute), "isSidechain": false, "userType": "external", "version": "2.1.329"})
+    };
+    let user = |uuid: &str, minute: u64, content: Value| {
+        let mut line = base(uuid, "user", minute);
+        line["message"] = json!({"role": "user", "content": content});
+        line
+    };
+    let call = |uuid: &str, minute: u64, id: &str, name: &str, input: Value| {
+        let mut line = base(uuid, "assistant", minute);
+        line["message"] = json!({"id": format!("msg_{uuid}"), "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "tool_use", "id": id, "name": name, "input": input}],
+            "usage": {"input_tokens": 1000, "output_tokens": 200}});
+        line
+    };
+    let result = |uuid: &str, minute: u64, id: &str, text: &str| {
+        user(uuid, minute, json!([{"type": "tool_result", "tool_use_id": id, "content": text}]))
+    };
+    let mut reply = base("a0", "assistant", 2);
+    reply["message"] = json!({"id": "msg_a0", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "## Plan\n\nFirst the parser, then the tests."}],
+        "usage": {"input_tokens": 10, "output_tokens": 20}});
+    let mut meta = user("m0", 0, json!("Expanded text of the command, written by Claude Code"));
+    meta["isMeta"] = json!(true);
+    let lines = vec![
+        user("c0", 0, json!("<command-message>review</command-message>\n<command-name>/review</command-name>\n<command-args>src/args.rs</command-args>")),
+        meta,
+        user("p0", 1, json!("## Goal\n\nMake `--json` work on every command.")),
+        reply,
+        call("a1", 3, "t1", "Edit", json!({"file_path": "/home/dev/src/handy-cli/src/args.rs", "old_string": "let json = false;", "new_string": "let json = args.json;"})),
+        result("r1", 3, "t1", "The file has been updated."),
+        call("a2", 4, "t2", "MultiEdit", json!({"file_path": "/home/dev/src/handy-cli/src/main.rs", "edits": [
+            {"old_string": "fn a() {}", "new_string": "fn a() -> u8 { 0 }"},
+            {"old_string": "fn b() {}", "new_string": "fn b() -> u8 { 1 }"}]})),
+        result("r2", 4, "t2", "Applied 2 edits."),
+        call("a3", 5, "t3", "TodoWrite", json!({"todos": [
+            {"content": "Parse --json", "status": "completed", "activeForm": "Parsing"},
+            {"content": "Test every command", "status": "in_progress", "activeForm": "Testing"},
+            {"content": "Document it", "status": "pending", "activeForm": "Documenting"}]})),
+        result("r3", 5, "t3", "Todos have been modified successfully."),
+        call("a4", 6, "t4", "Bash", json!({"command": "cargo test"})),
+        result("r4", 6, "t4", "running 3 tests\n```\nnot a fence of ours\n```\n# not a heading\ntest result: ok"),
+        user("p1", 7, json!("thanks")),
+    ];
+    let path = root.join("projects/-home-dev-src-handy-cli").join(format!("{ID}.jsonl"));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&path, text).expect("write");
+    (path, ID)
+}
+
+#[test]
+fn markdown_replay_reads_as_a_document_a_parser_agrees_with() {
+    use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let (_, id) = tool_heavy(root.path());
+    cclog(&data, &["import", root.path().join("projects").to_str().expect("utf-8")]);
+    let markdown = String::from_utf8(cclog(&data, &["replay", &id[..8], "-f", "md"]).stdout).expect("utf-8");
+    assert!(!markdown.contains("<command-"), "no raw tags: {markdown}");
+    assert!(!markdown.contains("Expanded text of the command"), "a command's expansion is not a prompt");
+    let mut headings: Vec<(HeadingLevel, String)> = Vec::new();
+    let mut code_blocks: Vec<(String, String)> = Vec::new();
+    let (mut links, mut checked, mut unchecked, mut html) = (0, 0, 0, 0);
+    let mut in_heading: Option<HeadingLevel> = None;
+    let mut in_code: Option<String> = None;
+    for event in Parser::new_ext(&markdown, Options::ENABLE_TASKLISTS) {
+        match event {
+            Event::Start(Tag::Heading { level, .. }) => {
+                in_heading = Some(level);
+                headings.push((level, String::new()));
+            }
+            Event::End(TagEnd::Heading(_)) => in_heading = None,
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let language = match kind {
+                    CodeBlockKind::Fenced(language) => language.to_string(),
+                    CodeBlockKind::Indented => "indented".to_string(),
+                };
+                in_code = Some(language.clone());
+                code_blocks.push((language, String::new()));
+            }
+            Event::End(TagEnd::CodeBlock) => in_code = None,
+            Event::Text(text) | Event::Code(text) => {
+                if in_heading.is_some() {
+                    headings.last_mut().expect("open heading").1.push_str(&text);
+                }
+                if in_code.is_some() {
+                    code_blocks.last_mut().expect("open block").1.push_str(&text);
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. }) if dest_url.starts_with('#') => links += 1,
+            Event::TaskListMarker(done) => {
+                if done {
+                    checked += 1
+                } else {
+                    unchecked += 1
+                }
+            }
+            Event::Html(_) | Event::InlineHtml(_) => html += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(in_code, None, "every code block is closed");
+    assert_eq!(html, 0, "no raw HTML: {markdown}");
+    let outline: Vec<String> = headings.iter().map(|(level, text)| format!("{level:?} {text}")).collect();
+    assert_eq!(
+        outline,
+        [
+            "H1 Goal",
+            "H2 Contents",
+            "H2 1. Command · 09:00:00",
+            "H2 2. Prompt · 09:01:00",
+            "H4 Goal",
+            "H3 Assistant · 09:02:00",
+            "H4 Plan",
+            "H2 3. Prompt · 09:07:00",
+        ],
+        "{markdown}"
+    );
+    assert_eq!(links, 3, "the contents link every prompt");
+    assert_eq!((checked, unchecked), (1, 2), "TodoWrite as a checklist");
+    let diffs: Vec<&String> =
+        code_blocks.iter().filter(|(language, _)| language == "diff").map(|(_, text)| text).collect();
+    assert_eq!(diffs.len(), 2, "Edit and MultiEdit as diffs: {code_blocks:?}");
+    assert!(diffs[0].contains("-let json = false;\n+let json = args.json;"), "{}", diffs[0]);
+    assert!(diffs[1].contains("+fn b() -> u8 { 1 }"), "{}", diffs[1]);
+    assert!(
+        code_blocks.iter().any(|(_, text)| text.contains("not a fence of ours\n```\n# not a heading")),
+        "{code_blocks:?}"
+    );
+    assert!(markdown.contains("- **Models** claude-sonnet-4-5-20250929"), "{markdown}");
+    // --depth user: only what a person typed.
+    let prompts = String::from_utf8(cclog(&data, &["replay", &id[..8], "-f", "md", "--depth", "user"]).stdout).unwrap();
+    assert!(!prompts.contains("### Assistant") && prompts.contains("## 3. Prompt"), "{prompts}");
+    let replies =
+        String::from_utf8(cclog(&data, &["replay", &id[..8], "-f", "md", "--depth", "assistant"]).stdout).unwrap();
+    assert!(replies.contains("First the parser") && !replies.contains("**Edit**"), "{replies}");
+}

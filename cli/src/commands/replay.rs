@@ -13,6 +13,7 @@ use cclog_ingest::watch::{self, WatchOptions};
 use cclog_projections::archive::{Archive, FileState};
 use cclog_projections::events;
 use cclog_projections::lineage::Entry;
+use cclog_projections::markdown;
 use cclog_projections::render::{self, Format, Style};
 use cclog_projections::replay::{self, Line};
 
@@ -76,17 +77,20 @@ pub fn run(data: &Path, mut args: ReplayArgs) -> anyhow::Result<u8> {
     // A conversation is paged on a terminal (decided after the colour, which the pager shows).
     let _pager = (args.format != ReplayFormat::Jsonl && !args.follow).then(output::Pager::start).flatten();
     let mut out = output::Stdout;
-    if args.format == ReplayFormat::Markdown {
-        writeln!(
-            out,
-            "# {}\n\n`{}` · {}\n",
-            session.title.as_deref().unwrap_or("Claude Code session"),
-            session.id,
-            session.project
-        )?;
-    }
     let mut printer = Printer { format: args.format, style, out: &mut out };
-    replay::for_each_line(&log, &file, args.revision, |line| printer.line(line))?;
+    if args.format == ReplayFormat::Markdown {
+        let mut entries = Vec::new();
+        replay::for_each_line(&log, &file, args.revision, |line| {
+            entries.push(Entry::from_line(line));
+            Ok(())
+        })?;
+        let options =
+            markdown::Options { depth: markdown::Depth::parse(&args.depth).unwrap_or_default(), full: args.full };
+        let prices = super::price_table(&args.pricing)?;
+        printer.out.write_all(markdown::document(&session, &entries, &prices, options).as_bytes())?;
+    } else {
+        replay::for_each_line(&log, &file, args.revision, |line| printer.line(line))?;
+    }
     printer.out.flush()?;
     if args.follow {
         follow(&log, &file, &mut printer)?;

@@ -173,7 +173,7 @@ pub async fn session_replay(
     .map(|format| Style { format, colour: false, full: query.full.unwrap_or(false) });
     let body = blocking(move || -> Result<_> {
         let session = Archive::session(&state.log, &id)?;
-        Ok(render::session_replay(&state.log, &session, style.as_ref())?)
+        Ok(render::session_replay(&state.log, &session, style.as_ref(), &state.prices)?)
     })
     .await?;
     let content_type = match format.as_str() {
