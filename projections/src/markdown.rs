@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::archive::SessionRecord;
 use crate::lineage::Entry;
 use crate::pricing::PriceTable;
-use crate::render::grouped;
+use crate::render::{grouped, result_text};
 
 /// How much of the conversation a document shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,10 +46,8 @@ pub struct Options {
     pub full: bool,
 }
 
-/// Lines of a tool result kept when folded.
+/// Lines of a tool call or result kept when folded (each line cut as text replay cuts it).
 const RESULT_LINES: usize = 20;
-/// Characters of one line kept when folded.
-const LINE_CHARS: usize = 400;
 
 /// What one user entry says.
 enum Said {
@@ -164,44 +162,7 @@ fn code_block(language: &str, text: &str) -> String {
 }
 
 fn fold(text: &str, full: bool) -> String {
-    if full {
-        return text.to_string();
-    }
-    let mut lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let length = line.chars().count();
-            if length <= LINE_CHARS {
-                line.to_string()
-            } else {
-                let kept: String = line.chars().take(LINE_CHARS).collect();
-                format!("{kept}… ({} more characters)", length - LINE_CHARS)
-            }
-        })
-        .collect();
-    if lines.len() > RESULT_LINES {
-        let more = lines.len() - RESULT_LINES;
-        lines.truncate(RESULT_LINES);
-        lines.push(format!("… {more} more lines (--full shows them)"));
-    }
-    lines.join("\n")
-}
-
-fn result_text(content: &Value) -> String {
-    match content {
-        Value::String(text) => text.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .map(|block| match block["type"].as_str() {
-                Some("text") => block["text"].as_str().unwrap_or_default().to_string(),
-                Some(other) => format!("[{other}]"),
-                None => block.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+    crate::render::fold(text, full, RESULT_LINES)
 }
 
 /// `- old` / `+ new` lines of one replacement.

@@ -48,17 +48,21 @@ fn paint(style: &Style, code: &str, text: &str) -> String {
     }
 }
 
-/// A long block folded to its first [`RESULT_LINES`] lines, each cut at [`LINE_CHARS`]
-/// characters (a tool's input is often one line of thousands) — unless `full`.
 fn shorten_block(text: &str, full: bool) -> String {
+    fold(text, full, RESULT_LINES)
+}
+
+/// A long block folded to its first `max_lines` lines, each cut at [`LINE_CHARS`]
+/// characters (a tool's input is often one line of thousands) — unless `full`.
+pub(crate) fn fold(text: &str, full: bool, max_lines: usize) -> String {
     if full {
         return text.trim_end().to_string();
     }
     let lines: Vec<String> = text.trim_end().lines().map(shorten_line).collect();
-    if lines.len() <= RESULT_LINES {
+    if lines.len() <= max_lines {
         return lines.join("\n");
     }
-    format!("{}\n… {} more lines (--full shows them)", lines[..RESULT_LINES].join("\n"), lines.len() - RESULT_LINES)
+    format!("{}\n… {} more lines (--full shows them)", lines[..max_lines].join("\n"), lines.len() - max_lines)
 }
 
 /// Lines longer than this many characters are cut when a block is folded.
@@ -73,7 +77,8 @@ fn shorten_line(line: &str) -> String {
     format!("{kept}… ({} more characters; --full shows them)", length - LINE_CHARS)
 }
 
-fn result_text(content: &Value) -> String {
+/// A tool result's content as text: its text blocks, other blocks named (`[image]`).
+pub(crate) fn result_text(content: &Value) -> String {
     match content {
         Value::String(text) => text.clone(),
         Value::Array(blocks) => blocks

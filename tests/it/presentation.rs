@@ -199,14 +199,9 @@ fn sessions_sort_limit_and_keep_to_a_window_in_the_local_zone() {
 fn bad_windows_are_refused_and_an_empty_match_says_what_exists() {
     let root = tempfile::tempdir().unwrap();
     let data = archive(root.path());
-    let (code, said) = sessions(&data, "UTC", &["--since", "last tuesday"]);
-    assert_eq!(code, 2, "{said}");
-    assert!(said.contains("neither a date"), "{said}");
-    let (code, said) = sessions(&data, "UTC", &["--sort", "size"]);
-    assert_eq!(code, 2, "{said}");
-    let (code, said) = sessions(&data, "UTC", &["--timezone", "Mars/Olympus"]);
-    assert_eq!(code, 2, "{said}");
-    assert!(said.contains("not a time zone"), "{said}");
+    refused(&data, &["sessions", "--since", "last tuesday"], "neither a date");
+    refused(&data, &["sessions", "--sort", "size"], "invalid value 'size'");
+    refused(&data, &["sessions", "--timezone", "Mars/Olympus"], "not a time zone");
     let (code, said) = sessions(&data, "UTC", &["--project", "nothing-like-it"]);
     assert_eq!(code, 0, "{said}");
     assert!(said.contains("no session matches; 4 sessions archived"), "{said}");
@@ -249,12 +244,16 @@ fn a_session_is_named_by_any_case_of_its_id_or_by_its_transcript() {
         let shown = cclog_json(&data, &["show", "--json", "--", name]);
         assert_eq!(shown["id"], id, "{name}");
     }
-    for (name, said) in [("nothing-like-it", "no session matches"), ("", "matches 4 sessions")] {
-        let output = cclog_command(&data, &["show", name]).output().expect("run cclog");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{name:?} is bad input: {stderr}");
-        assert!(stderr.contains(said), "{stderr}");
-    }
+    refused(&data, &["show", "nothing-like-it"], "no session matches");
+    refused(&data, &["show", ""], "matches 4 sessions");
+}
+
+/// Runs `cclog ARGS`, which must refuse them as bad input (exit 2) saying `said`.
+fn refused(data: &Path, args: &[&str], said: &str) {
+    let output = cclog_command(data, args).output().expect("run cclog");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?} is bad input: {stderr}");
+    assert!(stderr.contains(said), "{args:?}: {stderr}");
 }
 
 #[test]
@@ -265,15 +264,8 @@ fn replay_takes_md_and_json_and_says_which_agents_and_revisions_exist() {
     let markdown = cclog(&data, &["replay", id, "-f", "md"]).stdout;
     assert!(String::from_utf8_lossy(&markdown).starts_with("# Refactor the argument parser"), "md is markdown");
     assert_eq!(cclog(&data, &["replay", id, "--json"]).stdout, cclog(&data, &["replay", id, "-f", "jsonl"]).stdout);
-    for (args, said) in [
-        (&["--agent", "zz"][..], "has no subagents"),
-        (&["--revision", "1"][..], "has no revision 1: it has only revision 0"),
-    ] {
-        let output = cclog_command(&data, &[&["replay", id][..], args].concat()).output().expect("run cclog");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(said), "{stderr}");
-    }
+    refused(&data, &["replay", id, "--agent", "zz"], "has no subagents");
+    refused(&data, &["replay", id, "--revision", "1"], "has no revision 1: it has only revision 0");
 }
 
 #[test]

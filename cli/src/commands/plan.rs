@@ -200,16 +200,8 @@ fn execute(
         let executor = Executor::new(Arc::clone(&log), runner);
         let mut feed = PlanFeed::new(id, log.len());
         let mut subscription = log.subscribe(log.len());
-        let progress = async {
-            while let Ok(event) = subscription.next().await {
-                if feed.wants(&event) {
-                    for item in feed.take(&log, &event)? {
-                        print_item(item)?;
-                    }
-                }
-            }
-            anyhow::Ok(())
-        };
+        // Events printed so far: those before this seq.
+        let mut printed = log.len();
         let canceller = async {
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -220,14 +212,33 @@ fn execute(
             }
             std::future::pending::<()>().await;
         };
-        tokio::select! {
-            done = work(&executor) => Ok(done?),
-            printed = progress => {
-                printed?;
-                anyhow::bail!("the log closed while the plan ran")
+        tokio::pin!(canceller);
+        let work = work(&executor);
+        tokio::pin!(work);
+        // The plan as it ended, and the log's length then: what it wrote up to there is
+        // printed before the plan is returned, so its last steps are never cut off.
+        let mut finished: Option<(PlanRecord, u64)> = None;
+        loop {
+            if let Some((_, end)) = &finished {
+                if printed >= *end {
+                    break;
+                }
             }
-            () = canceller => unreachable!("the canceller never ends"),
+            tokio::select! {
+                done = &mut work, if finished.is_none() => finished = Some((done?, log.len())),
+                event = subscription.next() => {
+                    let Ok(event) = event else { anyhow::bail!("the log closed while the plan ran") };
+                    printed = event.seq() + 1;
+                    if feed.wants(&event) {
+                        for item in feed.take(&log, &event)? {
+                            print_item(item)?;
+                        }
+                    }
+                }
+                () = &mut canceller => unreachable!("the canceller never ends"),
+            }
         }
+        Ok(finished.map(|(plan, _)| plan).expect("the loop ends once the plan has"))
     })
 }
 
