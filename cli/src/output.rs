@@ -301,6 +301,12 @@ pub fn terminal_width() -> Option<usize> {
     (answered && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
+/// The width a table is fitted to: the terminal's, or 80 columns off one; `None` (as wide
+/// as its cells) with `--wide`.
+pub fn table_width(wide: bool) -> Option<usize> {
+    (!wide).then(|| terminal_width().unwrap_or(80))
+}
+
 /// `12,345,678`.
 pub fn grouped(n: u64) -> String {
     cclog_projections::render::grouped(n)

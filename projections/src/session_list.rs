@@ -107,25 +107,23 @@ pub fn messages_of(session: &SessionRecord) -> u64 {
 pub fn list(log: &Log, query: &SessionQuery, prices: &PriceTable) -> Result<SessionListing> {
     let all = Archive::sessions(log)?;
     let archived = all.len();
+    let mut totals = SessionTotals::default();
+    // Each session with its cost, priced once for the totals and the order.
     let mut sessions: Vec<(SessionRecord, f64)> = all
         .into_iter()
         .filter(|session| query.matches(session))
         .map(|session| {
-            let cost = session.cost(prices).usd.unwrap_or(0.0);
-            (session, cost)
+            totals.messages += messages_of(&session);
+            totals.lines += session.entry_counts().entries;
+            totals.usage.add(&session.usage());
+            let cost = session.cost(prices);
+            if let Some(usd) = cost.usd {
+                *totals.cost_usd.get_or_insert(0.0) += usd;
+            }
+            totals.unpriced.extend(cost.unpriced);
+            (session, cost.usd.unwrap_or(0.0))
         })
         .collect();
-    let mut totals = SessionTotals::default();
-    for (session, _) in &sessions {
-        totals.messages += messages_of(session);
-        totals.lines += session.entry_counts().entries;
-        totals.usage.add(&session.usage());
-        let cost = session.cost(prices);
-        if let Some(usd) = cost.usd {
-            *totals.cost_usd.get_or_insert(0.0) += usd;
-        }
-        totals.unpriced.extend(cost.unpriced);
-    }
     let order = |(a, a_cost): &(SessionRecord, f64), (b, b_cost): &(SessionRecord, f64)| -> Ordering {
         let key = match query.sort {
             SessionSort::Time => a.last_at.cmp(&b.last_at),

@@ -148,7 +148,7 @@ fn print_history(history: &[Version]) {
         rows,
         totals: None,
     };
-    table.print(Some(output::terminal_width().unwrap_or(80)));
+    table.print(output::table_width(false));
 }
 
 /// Writes from the command line: instance `cli` on this machine.

@@ -1,6 +1,6 @@
 //! `cclog log`: list events, as a table for people or JSON lines for scripts. Rows stream
 //! (a log may hold millions), so the table's layout comes from the width, not the rows:
-//! at 80 columns a stream is cut to its kind and its tail, and the payload — cclog's own
+//! at 80 columns a stream is cut to its domain and the end of its name, and the payload — cclog's own
 //! typed payloads decoded to JSON — gets what is left.
 
 use std::io::Write;
@@ -28,7 +28,7 @@ pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     };
     let limit = args.limit.unwrap_or(u64::MAX);
     let colour = output::colour_stdout();
-    let layout = RowLayout::for_width(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
+    let layout = RowLayout::for_width(output::table_width(args.wide));
     let mut out = std::io::BufWriter::new(output::Stdout);
     if !args.json {
         writeln!(out, "{}", paint(colour, output::BOLD, &layout.header()))?;

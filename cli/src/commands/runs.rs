@@ -181,7 +181,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         rows,
         totals: None,
     };
-    table.print(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
+    table.print(output::table_width(args.wide));
     Ok(EXIT_OK)
 }
 

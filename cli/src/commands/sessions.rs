@@ -109,7 +109,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     let table = sessions_table(&listing, &prices, &zone, args.wide);
-    table.print(if args.wide { None } else { Some(output::terminal_width().unwrap_or(80)) });
+    table.print(output::table_width(args.wide));
     if listing.matched > listing.sessions.len() {
         crate::outln!(
             "{}",

@@ -109,11 +109,9 @@ impl Archive {
     /// transcripts — an archived file's path, or the end of one (`a1b2….jsonl`,
     /// `subagents/agent-x.jsonl`).
     pub fn session(log: &Log, id: &str) -> Result<SessionRecord> {
-        if id.ends_with(".jsonl") || id.contains('/') {
-            if let Some(session) = Self::session_of_file(log, id)? {
-                return Self::session(log, &session);
-            }
-        }
+        let names_a_file = id.ends_with(".jsonl") || id.contains('/');
+        let from_file = if names_a_file { Self::session_of_file(log, id)? } else { None };
+        let id = from_file.as_deref().unwrap_or(id);
         let by_id =
             |id: &str| Self::unique(log, "session", &session_key(id), id, |session: &SessionRecord| &session.id);
         match by_id(id) {
