@@ -157,6 +157,7 @@ pub enum PlanCommand {
         /// server's --plan-ttl, else 1h]
         #[arg(long, value_name = "DURATION", env = "CCLOG_PLAN_TTL")]
         ttl: Option<String>,
+        /// The plan as one JSON object, the last line on stdout (the tasks' messages still print before it)
         #[arg(long)]
         json: bool,
     },
@@ -164,23 +165,27 @@ pub enum PlanCommand {
     /// printing as `plan run` does
     Resume {
         id: String,
+        /// The plan as one JSON object, the last line on stdout, as `plan run --json`
         #[arg(long)]
         json: bool,
     },
     /// Cancel a running plan: its running task's run is cancelled, the plan marked cancelled
     Cancel {
         id: String,
+        /// The cancelled plan as one JSON object
         #[arg(long)]
         json: bool,
     },
     /// Plans, by id
     List {
+        /// The plans as one JSON array (each as `plan show --json` has it under `plan`)
         #[arg(long)]
         json: bool,
     },
     /// Across every plan: session resume success rate, tasks per session, retries, expired
     /// sessions, cost per task
     Stats {
+        /// The statistics as one JSON object
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -190,6 +195,7 @@ pub enum PlanCommand {
     /// task's tokens, cost and duration
     Show {
         id: String,
+        /// One JSON object: `plan` (tasks, runs, sessions, status), `spec` (the plan as read) and `metrics` (each task's tokens, cost and duration)
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -217,12 +223,14 @@ pub enum TeamCommand {
     /// agent's last Claude Code session (a fresh one, with a note, when there is none)
     Resume {
         name: String,
+        /// What was done as one JSON object: each agent's container action and resumed session, the attach command, notes
         #[arg(long)]
         json: bool,
     },
     /// Stop a team's containers (kept, not removed) and close its tmux session
     Stop {
         name: String,
+        /// The stopped team as one JSON object (as `team list --json` shows a team)
         #[arg(long)]
         json: bool,
     },
@@ -234,6 +242,7 @@ pub enum TeamCommand {
         /// Removed teams too
         #[arg(long)]
         all: bool,
+        /// The teams as one JSON array: name, phase, image, cwd, each agent's container state and session, tmux
         #[arg(long)]
         json: bool,
     },
@@ -243,6 +252,7 @@ pub enum TeamCommand {
     /// history.
     Health {
         name: String,
+        /// `{healthy, team, problems}` as one JSON object, each problem with the command that fixes it
         #[arg(long)]
         json: bool,
     },
@@ -258,6 +268,7 @@ pub enum TeamCommand {
         /// The directory to create (it must be empty or not exist)
         #[arg(long, short, value_name = "DIR")]
         output: PathBuf,
+        /// The export's report as one JSON object: files, hashes, events
         #[arg(long)]
         json: bool,
     },
@@ -265,6 +276,7 @@ pub enum TeamCommand {
     /// data directory has the log; exit 0 intact, 3 damaged
     CheckExport {
         dir: PathBuf,
+        /// `{intact, report}` as one JSON object
         #[arg(long)]
         json: bool,
     },
@@ -337,6 +349,7 @@ pub struct TeamCreateArgs {
     /// Replace a tmux session or containers of the same names
     #[arg(long)]
     pub force: bool,
+    /// What was made as one JSON object, as `team resume --json`
     #[arg(long)]
     pub json: bool,
 }
@@ -367,6 +380,7 @@ pub struct TeamCleanupArgs {
     /// Do it; without this, print what would be done
     #[arg(long, short)]
     pub yes: bool,
+    /// `{done, dry_run, plans, chosen}` as one JSON object: what was (or would be) done
     #[arg(long)]
     pub json: bool,
 }
@@ -391,12 +405,14 @@ pub enum KvCommand {
     /// Scopes that hold keys, optionally only those matching a glob (`*`, `?`, `[...]`)
     Scopes {
         pattern: Option<String>,
+        /// The scopes as one JSON array of names
         #[arg(long)]
         json: bool,
     },
     /// The keys of SCOPE
     Ls {
         scope: String,
+        /// The keys as one JSON array of names
         #[arg(long)]
         json: bool,
     },
@@ -420,6 +436,7 @@ pub enum KvCommand {
         /// Only if the key's current version is N (0: only if it does not exist); else exit 4
         #[arg(long, value_name = "N")]
         expect_version: Option<u64>,
+        /// `{version, seq}` as JSON; `{conflict, current}` when --expect-version found another version
         #[arg(long)]
         json: bool,
     },
@@ -427,6 +444,7 @@ pub enum KvCommand {
     Rm {
         scope: String,
         key: String,
+        /// `{deleted, version}` as JSON
         #[arg(long)]
         json: bool,
     },
@@ -434,6 +452,7 @@ pub enum KvCommand {
     History {
         scope: String,
         key: String,
+        /// Every version as one JSON array: value (null when deleted), version, writer, time, seq
         #[arg(long)]
         json: bool,
     },

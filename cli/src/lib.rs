@@ -5,6 +5,7 @@
 //! - `args`: the clap definitions, i.e. the whole command-line surface and its help.
 //! - `commands`: one module per subcommand.
 //! - `output`: terminal concerns (colour, progress, time and byte formatting).
+//! - `json_style`: every `--json` in one style (struct fields in snake_case).
 //!
 //! Exit codes: 0 success; 1 error; 2 bad usage or bad input; 3 `verify` found damage;
 //! 4 a compare-and-set (`kv set --expect-version`) found another version; 74 the disk is
@@ -12,6 +13,7 @@
 
 mod args;
 mod commands;
+mod json_style;
 #[macro_use]
 mod output;
 

@@ -499,7 +499,7 @@ mod running {
         let runs = crate::support::cclog_json(data.path(), &["runs", "--json"]);
         let third_run = &plan["tasks"][2]["runs"][0];
         let third = runs.as_array().unwrap().iter().find(|run| &run["id"] == third_run).unwrap();
-        assert_eq!(third["resumedSessionId"], sessions[1], "{third}");
+        assert_eq!(third["resumed_session_id"], sessions[1], "{third}");
         assert_eq!(plan["tasks"][2]["fallback"], false, "{plan}");
         // And the conversation went on: task three's request carries both earlier turns.
         let requests = api.requests();

@@ -436,3 +436,107 @@ fn markdown_replay_reads_as_a_document_a_parser_agrees_with() {
         String::from_utf8(cclog(&data, &["replay", &id[..8], "-f", "md", "--depth", "assistant"]).stdout).unwrap();
     assert!(replies.contains("First the parser") && !replies.contains("**Edit**"), "{replies}");
 }
+
+/// Every key of `value` that is not in snake_case, as a path; what is data (a key-value's
+/// value, Claude Code's own result message) is not looked into.
+fn keys_not_in_snake_case(value: &Value, path: &str, found: &mut Vec<String>) {
+    const DATA: [&str; 4] = ["value", "result_json", "message", "payload"];
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let at = format!("{path}.{key}");
+                if key.chars().any(|c| c.is_ascii_uppercase()) {
+                    found.push(at.clone());
+                }
+                if !DATA.contains(&key.as_str()) {
+                    keys_not_in_snake_case(inner, &at, found);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| keys_not_in_snake_case(item, &format!("{path}[]"), found)),
+        _ => {}
+    }
+}
+
+/// One JSON style for every `--json` (snake_case, as `sessions --json` has it), runs and
+/// teams included though the API names them in camelCase; data keeps its own keys. `usage`
+/// alone speaks ccusage's JSON, for the tools that read ccusage's.
+#[test]
+fn every_json_output_names_its_fields_in_snake_case_and_keeps_data_as_it_is() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let session = "5a2b1c0d-0e9f-4a8b-9c7d-6e5f4a3b2c10";
+    let stream = [
+        json!({"type": "system", "subtype": "init", "session_id": session, "model": "claude-sonnet-4-5-20250929", "cwd": "/srv/app"}),
+        json!({"type": "assistant", "session_id": session, "message": {"id": "msg_1", "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929", "content": [{"type": "text", "text": "4"}]}}),
+        json!({"type": "result", "subtype": "success", "is_error": false, "result": "4", "session_id": session,
+            "duration_ms": 2360, "num_turns": 1, "total_cost_usd": 0.01,
+            "usage": {"input_tokens": 10, "output_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "modelUsage": {"claude-sonnet-4-5-20250929": {"inputTokens": 10, "outputTokens": 25}}}),
+    ];
+    let mut capture = cclog_command(&data, &["capture", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cclog capture");
+    let mut stdin = capture.stdin.take().expect("stdin");
+    for line in &stream {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    drop(stdin);
+    let captured = capture.wait_with_output().expect("capture ends");
+    assert!(captured.status.success());
+    let run: Value = serde_json::from_slice(&captured.stdout).expect("the capture's summary");
+    cclog(&data, &["kv", "set", "dev:app:team", "plan", r#"{"nextStep": "ship", "ownerId": 7}"#]);
+    cclog(&data, &["kv", "set", "dev:app:team", "plan", r#"{"nextStep": "done"}"#]);
+    let first = SESSIONS[0].id;
+    let projects = root.path().join("projects");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["sessions"],
+        vec!["show", first],
+        vec!["show", session],
+        vec!["tree"],
+        vec!["diff", first, SESSIONS[1].id],
+        vec!["log", "--limit", "40"],
+        vec!["stats"],
+        vec!["verify"],
+        vec!["rebuild"],
+        vec!["runs"],
+        vec!["kv", "scopes"],
+        vec!["kv", "ls", "dev:app:team"],
+        vec!["kv", "get", "dev:app:team", "plan"],
+        vec!["kv", "history", "dev:app:team", "plan"],
+        vec!["plan", "list"],
+        vec!["team", "list"],
+        vec!["mcp", "--check-config"],
+        vec!["import", projects.to_str().expect("utf-8")],
+    ];
+    let mut printed = vec![("capture".to_string(), run)];
+    for args in commands {
+        let output = cclog(&data, &[args.as_slice(), &["--json"]].concat());
+        let stdout = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(!stdout.trim().is_empty(), "{args:?} printed nothing");
+        for line in stdout.lines() {
+            let value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{args:?}: {error}: {line}"));
+            printed.push((args.join(" "), value));
+        }
+    }
+    let mut found = Vec::new();
+    for (command, value) in &printed {
+        keys_not_in_snake_case(value, command, &mut found);
+    }
+    assert!(found.is_empty(), "keys not in snake_case: {found:#?}");
+
+    // Data keeps its keys: Claude Code's result message, and a key-value's value.
+    let runs = cclog_json(&data, &["runs", "--json"]);
+    let result = &runs[0]["result_json"];
+    assert_eq!(result["modelUsage"]["claude-sonnet-4-5-20250929"]["inputTokens"], 10, "{runs}");
+    assert_eq!(runs[0]["session_id"], session, "{runs}");
+    let history = cclog_json(&data, &["kv", "history", "dev:app:team", "plan", "--json"]);
+    assert_eq!(history[0]["value"]["nextStep"], "ship", "{history}");
+    assert_eq!(history[0]["value"]["ownerId"], 7, "{history}");
+    // `usage` is ccusage's JSON, field for field.
+    let usage = cclog_json(&data, &["usage", "daily", "--json"]);
+    assert!(usage["totals"]["totalTokens"].is_u64(), "{usage}");
+}

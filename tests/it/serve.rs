@@ -741,7 +741,7 @@ fn run_streams_and_cclog_run_deliver_every_message_once_in_order() {
     assert_eq!(lines, raw_messages(&text), "what cclog run printed is what was recorded");
     let listed: Value = serde_json::from_slice(&cclog(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let session = ended["sessionId"].as_str().unwrap().to_string();
+    let session = ended["session_id"].as_str().unwrap().to_string();
     server.stop();
 
     // Without a server, `cclog run` runs the CLI itself and records the same way.
@@ -750,7 +750,7 @@ fn run_streams_and_cclog_run_deliver_every_message_once_in_order() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let resumed: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(resumed["status"], "completed", "{resumed}");
-    assert_eq!(resumed["sessionId"], session.as_str(), "--in-place continues the session");
+    assert_eq!(resumed["session_id"], session.as_str(), "--in-place continues the session");
     assert_eq!(resumed["mode"], "resume");
     assert_eq!(resumed["result"], "Once more.");
     let runs: Value = serde_json::from_slice(&cclog(&["runs", "--json"]).stdout).unwrap();

@@ -168,9 +168,9 @@ fn a_team_is_created_checked_broken_repaired_stopped_resumed_and_removed() {
     let stopped = team_json(data, &engine, &tmux, &["list", "--json"]);
     assert!(agent_states(&stopped, "alpha").iter().all(|(_, state)| state == "stopped"), "{stopped}");
     let resumed = team_json(data, &engine, &tmux, &["resume", "alpha", "--json"]);
-    assert_eq!(resumed["tmuxCreated"], true);
+    assert_eq!(resumed["tmux_created"], true);
     assert!(
-        resumed["agents"].as_array().unwrap().iter().all(|agent| agent["containerAction"] == "started"),
+        resumed["agents"].as_array().unwrap().iter().all(|agent| agent["container_action"] == "started"),
         "{resumed}"
     );
     let listed = team_json(data, &engine, &tmux, &["list", "--json"]);
@@ -502,7 +502,7 @@ fn claude_code_agents_answer_in_their_windows_and_resume_their_sessions_after_a_
     let checked = cclog_command(data, &["team", "check-export", out.to_str().unwrap(), "--json"]).output().unwrap();
     assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stdout));
     let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
-    assert_eq!(report["report"]["recordedInLog"], true, "{report}");
+    assert_eq!(report["report"]["recorded_in_log"], true, "{report}");
     let (agent, inside, _) = &transcripts[1];
     let tampered = out.join("transcripts").join(agent).join(inside);
     let mut bytes = std::fs::read(&tampered).unwrap();

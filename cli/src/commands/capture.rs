@@ -17,7 +17,7 @@ pub fn run(data: &Path, args: CaptureArgs) -> anyhow::Result<u8> {
         crate::errln!("cclog: {refusal}\n  the capture waits (up to 10 minutes) and loses nothing; it goes on once the log takes appends again");
     })?;
     let summary = if args.json {
-        serde_json::to_string(&report)?
+        crate::json_style::line(&report)?
     } else {
         format!(
             "captured run {}: {} messages, session {}, {}",

@@ -129,7 +129,7 @@ impl CoordinatorConfig {
     /// `--check-config`'s report.
     pub fn print(&self, json: bool) -> anyhow::Result<()> {
         if json {
-            crate::outln!("{}", serde_json::to_string(self)?);
+            crate::outln!("{}", crate::json_style::line(self)?);
             return Ok(());
         }
         crate::outln!("machine        {:<32} from {}", self.machine.value, self.machine.source);

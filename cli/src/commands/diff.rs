@@ -19,7 +19,7 @@ pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
     let right = Archive::session(&log, &args.b)?;
     let diff = lineage::diff(&log, &left, &right, &prices)?;
     if args.json {
-        crate::outln!("{}", serde_json::to_string(&diff)?);
+        crate::outln!("{}", crate::json_style::line(&diff)?);
         return Ok(EXIT_OK);
     }
     let colour = output::colour_stdout();

@@ -40,7 +40,7 @@ pub fn run(data: &Path, args: ImportArgs) -> anyhow::Result<u8> {
     bar.finish_and_clear();
     let mismatched = if args.verify_replay { verify_replay(&log, &roots)? } else { Vec::new() };
     if args.json {
-        let mut json = serde_json::to_value(&report)?;
+        let mut json = crate::json_style::value(&report)?;
         if args.verify_replay {
             json["replay_mismatches"] = serde_json::json!(mismatched);
         }
@@ -151,7 +151,7 @@ fn watch_forever(log: &Log, roots: &[PathBuf], json: bool) -> anyhow::Result<u8>
             return;
         }
         if json {
-            if let Ok(line) = serde_json::to_string(report) {
+            if let Ok(line) = crate::json_style::line(report) {
                 crate::outln!("{line}");
             }
         } else {

@@ -42,7 +42,7 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 );
             };
             if json {
-                crate::outln!("{}", serde_json::to_string(&version)?);
+                crate::outln!("{}", crate::json_style::line(&version)?);
             } else {
                 crate::outln!("{}", version.value.unwrap_or(Value::Null));
             }
@@ -97,7 +97,7 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 .into());
             }
             if json {
-                crate::outln!("{}", serde_json::to_string(&history)?);
+                crate::outln!("{}", crate::json_style::line(&history)?);
             } else {
                 print_history(&history);
             }

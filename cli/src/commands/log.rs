@@ -202,9 +202,8 @@ fn short_stream(stream: &str, width: usize) -> String {
 }
 
 fn write_json(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
-    let json = cclog_http::views::EventView::new(event);
-    serde_json::to_writer(&mut *out, &json)?;
-    out.write_all(b"\n")
+    let json = crate::json_style::line(&cclog_http::views::EventView::new(event))?;
+    writeln!(out, "{json}")
 }
 
 #[cfg(test)]

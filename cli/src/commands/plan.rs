@@ -5,6 +5,7 @@
 //! step prints on stderr and each task's messages as JSON lines on stdout, as `cclog run`
 //! prints a run's.
 
+use crate::json_style::Snake;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -76,7 +77,7 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
                 }
             };
             if json {
-                crate::outln!("{}", serde_json::to_string(&record)?);
+                crate::outln!("{}", crate::json_style::line(&record)?);
             } else {
                 crate::outln!("{}", summary(&record));
             }
@@ -90,7 +91,7 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             let log = super::open_log_to_read(data)?;
             let plans = PlanRegistry::all(&log)?;
             if json {
-                crate::outln!("{}", serde_json::to_string(&plans)?);
+                crate::outln!("{}", crate::json_style::line(&plans)?);
             } else if plans.is_empty() {
                 crate::outln!("no plans yet; `cclog plan run FILE` runs one");
             }
@@ -110,7 +111,7 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             let log = super::open_log_to_read(data)?;
             let stats = PlanRegistry::stats(&log, &prices)?;
             if json {
-                crate::outln!("{}", serde_json::to_string(&stats)?);
+                crate::outln!("{}", crate::json_style::line(&stats)?);
                 return Ok(EXIT_OK);
             }
             let share = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{:.0}%", value * 100.0));
@@ -144,7 +145,7 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             let metrics = PlanRegistry::metrics(&log, &record, &prices)?;
             if json {
                 let spec = PlanRegistry::spec(&log, &record)?;
-                crate::outln!("{}", json!({"plan": record, "spec": spec, "metrics": metrics}));
+                crate::outln!("{}", crate::json_style::line(&json!({"plan": Snake(&record), "spec": Snake(&spec), "metrics": Snake(&metrics)}))?);
                 return Ok(EXIT_OK);
             }
             crate::outln!("{}", summary(&record));
@@ -361,7 +362,7 @@ fn summary(plan: &PlanRecord) -> String {
 /// as the last line on stdout.
 fn finish(record: &PlanRecord, json: bool) -> anyhow::Result<u8> {
     if json {
-        crate::outln!("{}", serde_json::to_string(record)?);
+        crate::outln!("{}", crate::json_style::line(record)?);
     } else {
         crate::errln!("{}", summary(record));
     }

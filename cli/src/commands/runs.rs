@@ -56,7 +56,7 @@ fn options_of(flags: &RunFlags) -> RunOptions {
 
 fn finish(run: &Run, json: bool) -> anyhow::Result<u8> {
     if json {
-        crate::outln!("{}", serde_json::to_string(run)?);
+        crate::outln!("{}", crate::json_style::line(run)?);
     } else {
         crate::errln!(
             "run {} {} (session {}{}, {} messages{})",
@@ -145,7 +145,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         }
     };
     if args.json {
-        crate::outln!("{}", serde_json::to_string(&runs)?);
+        crate::outln!("{}", crate::json_style::line(&runs)?);
         return Ok(EXIT_OK);
     }
     if runs.is_empty() {

@@ -19,7 +19,7 @@ pub fn run(data: &Path, args: SalvageArgs) -> anyhow::Result<u8> {
     bar.finish_and_clear();
     let code = if report.missing.is_empty() { EXIT_OK } else { EXIT_DAMAGED };
     if args.json {
-        crate::outln!("{}", serde_json::to_string(&report)?);
+        crate::outln!("{}", crate::json_style::line(&report)?);
         return Ok(code);
     }
     let colour = output::colour_stdout();

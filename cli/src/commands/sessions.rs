@@ -336,7 +336,7 @@ pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<u8> {
         node.name_owners(&owners);
     }
     if args.json {
-        crate::outln!("{}", serde_json::to_string(&trees)?);
+        crate::outln!("{}", crate::json_style::line(&trees)?);
         return Ok(EXIT_OK);
     }
     if trees.is_empty() {

@@ -2,6 +2,7 @@
 //! resume, stop, list, health, clean-up, and `attach`, the interactive exec each tmux window
 //! runs. Each subcommand parses, calls the team service (`cclog_ingest::team`) and renders.
 
+use crate::json_style::Snake;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -25,7 +26,7 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
         // No log yet: no teams to list, check, resume or stop; only a create makes one.
         match &args.command {
             TeamCommand::List { json, .. } => {
-                print_list(&[], *json, false);
+                print_list(&[], *json, false)?;
                 return Ok(EXIT_OK);
             }
             TeamCommand::Create(_) => {}
@@ -47,7 +48,7 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
         TeamCommand::Stop { name, json } => {
             let status = teams.stop(&name)?;
             if json {
-                crate::outln!("{}", serde_json::to_string(&status)?);
+                crate::outln!("{}", crate::json_style::line(&status)?);
             } else {
                 crate::outln!(
                     "team {name} stopped: {} containers kept, tmux session closed; `cclog team resume {name}` brings it back",
@@ -56,14 +57,14 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
             }
         }
         TeamCommand::List { verbose, all, json } => {
-            print_list(&teams.list(all)?, json, verbose);
+            print_list(&teams.list(all)?, json, verbose)?;
         }
         TeamCommand::Health { name, json } => {
             let health = teams.health(&name)?;
             if json {
                 crate::outln!(
                     "{}",
-                    json!({"healthy": health.healthy(), "team": health.team, "problems": health.problems})
+                    json!({"healthy": health.healthy(), "team": Snake(&health.team), "problems": Snake(&health.problems)})
                 );
             } else if health.healthy() {
                 crate::outln!(
@@ -87,7 +88,7 @@ pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
         TeamCommand::Export { name, output, json } => {
             let report = export::export(&log, &name, &output)?;
             if json {
-                crate::outln!("{}", serde_json::to_string(&report)?);
+                crate::outln!("{}", crate::json_style::line(&report)?);
             } else {
                 crate::outln!(
                     "team {name} exported to {}: {} files, {} sessions; manifest {} (recorded in the log)",
@@ -112,7 +113,7 @@ fn check_export(data: &Path, dir: &Path, json: bool) -> anyhow::Result<u8> {
     };
     let report = export::check(dir, log.as_ref().map(|log| &***log))?;
     if json {
-        crate::outln!("{}", serde_json::to_string(&json!({"intact": report.intact(), "report": report}))?);
+        crate::outln!("{}", crate::json_style::line(&json!({"intact": report.intact(), "report": Snake(&report)}))?);
     } else if report.intact() {
         crate::outln!(
             "export of team {} is intact: {} files match the manifest{}",
@@ -172,7 +173,7 @@ fn attach_here(host: &HostEnv, container: &str, cwd: Option<&str>, command: Vec<
 
 fn print_started(started: &Started, json: bool, what: &str) -> anyhow::Result<()> {
     if json {
-        crate::outln!("{}", serde_json::to_string(started)?);
+        crate::outln!("{}", crate::json_style::line(started)?);
         return Ok(());
     }
     crate::outln!("team {} {what}:", started.team);
@@ -201,14 +202,14 @@ fn state_word(state: Option<LiveState>) -> &'static str {
     state.map_or("unknown", LiveState::as_str)
 }
 
-fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) {
+fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) -> anyhow::Result<()> {
     if json {
-        crate::outln!("{}", serde_json::to_value(teams).unwrap_or_default());
-        return;
+        crate::outln!("{}", crate::json_style::line(&teams)?);
+        return Ok(());
     }
     if teams.is_empty() {
         crate::errln!("no teams; `cclog team create NAME` makes one");
-        return;
+        return Ok(());
     }
     if let Some(error) = teams.iter().find_map(|team| team.engine_error.as_deref()) {
         crate::errln!("cclog: container states unknown: {error}");
@@ -244,6 +245,7 @@ fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) {
             }
         }
     }
+    Ok(())
 }
 
 /// The teams a clean-up is about: by name, glob, or with no container running.
@@ -331,7 +333,7 @@ fn clean_up(teams: &Teams<'_>, args: TeamCleanupArgs) -> anyhow::Result<u8> {
     if args.json {
         crate::outln!(
             "{}",
-            json!({"done": done, "dryRun": !act, "plans": plans, "chosen": chosen.iter().map(|team| &team.name).collect::<Vec<_>>()})
+            json!({"done": done, "dry_run": !act, "plans": Snake(&plans), "chosen": chosen.iter().map(|team| &team.name).collect::<Vec<_>>()})
         );
     }
     if !act && !chosen.is_empty() {
