@@ -452,6 +452,8 @@ pub enum KvCommand {
     History {
         scope: String,
         key: String,
+        #[command(flatten)]
+        zone: ZoneArgs,
         /// Every version as one JSON array: value (null when deleted), version, writer, time, seq
         #[arg(long)]
         json: bool,
@@ -659,6 +661,8 @@ pub struct RunsArgs {
     /// Full ids and prompts (the table otherwise fits the terminal, or 80 columns)
     #[arg(long, short)]
     pub wide: bool,
+    #[command(flatten)]
+    pub zone: ZoneArgs,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
@@ -716,17 +720,39 @@ pub struct SessionsArgs {
     /// Every column at full width (the table otherwise fits the terminal, or 80 columns)
     #[arg(long, short)]
     pub wide: bool,
+    #[command(flatten)]
+    pub zone: ZoneArgs,
+    /// One JSON array of session objects (filtered, sorted and limited as the table)
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
+}
+
+/// Which zone times are shown in.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, Args)]
+pub struct ZoneArgs {
     /// Times in UTC [default: the local zone, TZ honoured]
     #[arg(long, conflicts_with = "timezone")]
     pub utc: bool,
     /// Time zone for times and dates (IANA name, e.g. Europe/Paris) [default: the system's, TZ honoured]
     #[arg(long, short = 'z', value_name = "ZONE")]
     pub timezone: Option<String>,
-    /// One JSON array of session objects (filtered, sorted and limited as the table)
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub pricing: PricingArgs,
+}
+
+impl ZoneArgs {
+    /// The zone asked for: `--utc`, `--timezone`, else the local one (a forwarded command's
+    /// client's); a name that is no zone is bad input.
+    pub fn zone(&self) -> Result<jiff::tz::TimeZone, crate::Failure> {
+        match (&self.timezone, self.utc) {
+            (_, true) => Ok(jiff::tz::TimeZone::UTC),
+            (Some(name), false) => jiff::tz::TimeZone::get(name).map_err(|_| crate::Failure {
+                code: crate::EXIT_BAD_INPUT,
+                message: format!("{name:?} is not a time zone (try UTC or Europe/Paris)"),
+            }),
+            (None, false) => Ok(crate::output::time_zone()),
+        }
+    }
 }
 
 /// Which price table costs are computed from.
@@ -780,6 +806,8 @@ pub struct ShowArgs {
     /// The session as one JSON object (full precision; the fields of `sessions --json`, and its runs)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub zone: ZoneArgs,
     #[command(flatten)]
     pub pricing: PricingArgs,
 }
@@ -891,6 +919,8 @@ pub struct LogArgs {
     /// Full streams, times and hashes (rows otherwise fit the terminal, or 80 columns)
     #[arg(long, short)]
     pub wide: bool,
+    #[command(flatten)]
+    pub zone: ZoneArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize, Args)]

@@ -215,7 +215,7 @@ fn log_rows_fit_80_columns_and_show_typed_payloads_decoded() {
     let root = tempfile::tempdir().unwrap();
     let data = archive(root.path());
     let mut command = cclog_command(&data, &["log"]);
-    let output = command.env("COLUMNS", "80").output().expect("run cclog");
+    let output = command.env("COLUMNS", "80").env("TZ", "UTC").output().expect("run cclog");
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{table}");
     assert!(table.starts_with("    SEQ  TIME (UTC)  STREAM"), "{table}");
@@ -230,6 +230,23 @@ fn log_rows_fit_80_columns_and_show_typed_payloads_decoded() {
     let event: Value = serde_json::from_slice(&listed.stdout).expect("json");
     assert_eq!(event["payload_decoded"]["revision"], 0, "{event}");
     assert!(event["payload_hex"].is_string() && event.get("payload_text").is_none(), "{event}");
+
+    // Times in the local zone, named in the heading: its abbreviation where its name does
+    // not fit the column; at full width RFC 3339 with the offset.
+    let at: jiff::Timestamp = event["ts"].as_str().expect("ts").parse().expect("a time");
+    let india = jiff::tz::TimeZone::get("Asia/Kolkata").expect("zone");
+    let output = cclog_command(&data, &["log", "--limit", "1"]).env("COLUMNS", "80").env("TZ", "Asia/Kolkata").output();
+    let table = String::from_utf8(output.expect("run cclog").stdout).expect("utf-8");
+    assert!(table.starts_with("    SEQ  TIME (IST)  STREAM"), "{table}");
+    let clock = at.to_zoned(india.clone()).strftime("%H:%M:%S").to_string();
+    assert!(table.lines().nth(1).expect("a row").contains(&clock), "{clock} in {table}");
+    let utc = cclog_command(&data, &["log", "--limit", "1", "--utc"]).env("TZ", "Asia/Kolkata").output();
+    let table = String::from_utf8(utc.expect("run cclog").stdout).expect("utf-8");
+    assert!(table.starts_with("    SEQ  TIME (UTC)"), "{table}");
+    let wide = cclog(&data, &["log", "--limit", "1", "-w", "-z", "Asia/Kolkata"]).stdout;
+    let full = at.to_zoned(india).strftime("%Y-%m-%dT%H:%M:%S%.6f+05:30").to_string();
+    assert!(String::from_utf8_lossy(&wide).contains(&full), "{full}: {}", String::from_utf8_lossy(&wide));
+    refused(&data, &["log", "-z", "Mars/Olympus"], "is not a time zone");
 }
 
 #[test]

@@ -84,7 +84,7 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 return Err(Failure { code: EXIT_FAILURE, message: format!("no key {key:?} in scope {scope:?}") }.into())
             }
         },
-        KvCommand::History { scope, key, json } => {
+        KvCommand::History { scope, key, json, zone } => {
             let history = store.history(&scope, &key)?;
             if history.is_empty() {
                 // As `kv get`: a key that was never written is a failure, for scripts too.
@@ -99,7 +99,7 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
             if json {
                 crate::outln!("{}", crate::json_style::line(&history)?);
             } else {
-                print_history(&history);
+                print_history(&history, &zone.zone()?);
             }
         }
     }
@@ -118,8 +118,7 @@ fn print_names(names: &[String], json: bool, none: &str) {
     }
 }
 
-fn print_history(history: &[Version]) {
-    let zone = output::time_zone();
+fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
     let rows = history
         .iter()
         .map(|version| {
@@ -127,7 +126,7 @@ fn print_history(history: &[Version]) {
             let project = if writer.project.is_empty() { String::new() } else { format!(":{}", writer.project) };
             vec![
                 version.version.to_string(),
-                output::local_time(&version.at, &zone, true),
+                output::local_time(&version.at, zone, true),
                 cclog_projections::lineage::shorten(&format!("{}@{}{project}", writer.instance, writer.machine), 24),
                 version.seq.to_string(),
                 match &version.value {
@@ -140,7 +139,7 @@ fn print_history(history: &[Version]) {
     let table = Table {
         columns: vec![
             Column::number("VERSION"),
-            Column::text(&output::time_heading("AT", &zone)),
+            Column::text(&output::time_heading("AT", zone)),
             Column::text("WRITER").droppable(1),
             Column::number("SEQ"),
             Column::text("VALUE").flexible(16),

@@ -1,7 +1,8 @@
 //! `cclog log`: list events, as a table for people or JSON lines for scripts. Rows stream
 //! (a log may hold millions), so the table's layout comes from the width, not the rows:
 //! at 80 columns a stream is cut to its domain and the end of its name, and the payload — cclog's own
-//! typed payloads decoded to JSON — gets what is left.
+//! typed payloads decoded to JSON — gets what is left. Times are in the local zone (`--utc`,
+//! `--timezone`), which the heading names.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +29,7 @@ pub fn run(data: &Path, args: LogArgs) -> anyhow::Result<u8> {
     };
     let limit = args.limit.unwrap_or(u64::MAX);
     let colour = output::colour_stdout();
-    let layout = RowLayout::for_width(output::table_width(args.wide));
+    let layout = RowLayout::for_width(output::table_width(args.wide), args.zone.zone()?);
     let mut out = std::io::BufWriter::new(output::Stdout);
     if !args.json {
         writeln!(out, "{}", paint(colour, output::BOLD, &layout.header()))?;
@@ -74,8 +75,12 @@ fn require_stream(log: &cclog_engine::Log, stream: &str) -> anyhow::Result<()> {
 /// The columns of a row, fixed for the whole listing.
 struct RowLayout {
     /// How times are written: `13:16:59` at 80 columns, `12-03 13:16:59` from 120, RFC 3339
-    /// with microseconds at full width.
+    /// with microseconds and the offset at full width; all in `zone`.
     time: TimeStyle,
+    zone: jiff::tz::TimeZone,
+    /// `TIME (Europe/Paris)`, or `TIME (CET)` where the zone's name does not fit.
+    time_heading: String,
+    time_width: usize,
     /// `None`: full width, nothing cut.
     stream: Option<usize>,
     kind: Option<usize>,
@@ -95,7 +100,7 @@ impl TimeStyle {
         match self {
             TimeStyle::Clock => 10,
             TimeStyle::DayAndClock => 15,
-            TimeStyle::Full => 27,
+            TimeStyle::Full => 32,
         }
     }
 }
@@ -103,33 +108,40 @@ impl TimeStyle {
 const SEQ_WIDTH: usize = 7;
 
 impl RowLayout {
-    fn for_width(width: Option<usize>) -> RowLayout {
-        match width {
-            None => RowLayout { time: TimeStyle::Full, stream: None, kind: None, hash: true, payload: 200 },
-            Some(width) => {
-                let roomy = width >= 120;
-                let time = if roomy { TimeStyle::DayAndClock } else { TimeStyle::Clock };
-                let (stream, kind) = if roomy { (36, 20) } else { (24, 10) };
-                let fixed = SEQ_WIDTH + time.width() + stream + kind + if roomy { 14 } else { 0 } + 8;
-                RowLayout {
-                    time,
-                    stream: Some(stream),
-                    kind: Some(kind),
-                    hash: roomy,
-                    payload: width.saturating_sub(fixed + 1).max(16),
-                }
-            }
+    fn for_width(width: Option<usize>, zone: jiff::tz::TimeZone) -> RowLayout {
+        let roomy = width.is_none_or(|width| width >= 120);
+        let time = match width {
+            None => TimeStyle::Full,
+            Some(_) if roomy => TimeStyle::DayAndClock,
+            Some(_) => TimeStyle::Clock,
+        };
+        let mut time_heading = output::time_heading("TIME", &zone);
+        if time_heading.chars().count() > time.width() {
+            let now = jiff::Timestamp::now().to_zoned(zone.clone());
+            time_heading = format!("TIME ({})", now.strftime("%Z"));
         }
+        let time_width = time.width().max(time_heading.chars().count());
+        let mut layout =
+            RowLayout { time, zone, time_heading, time_width, stream: None, kind: None, hash: true, payload: 200 };
+        if let Some(width) = width {
+            let (stream, kind) = if roomy { (36, 20) } else { (24, 10) };
+            let fixed = SEQ_WIDTH + time_width + stream + kind + if roomy { 14 } else { 0 } + 8;
+            layout.stream = Some(stream);
+            layout.kind = Some(kind);
+            layout.hash = roomy;
+            layout.payload = width.saturating_sub(fixed + 1).max(16);
+        }
+        layout
     }
 
     fn header(&self) -> String {
         let mut line = format!(
             "{:>SEQ_WIDTH$}  {:<time$}  {:<stream$}  {:<kind$}  ",
             "SEQ",
-            "TIME (UTC)",
+            self.time_heading,
             "STREAM",
             "KIND",
-            time = self.time.width(),
+            time = self.time_width,
             stream = self.stream.unwrap_or(0),
             kind = self.kind.unwrap_or(0)
         );
@@ -141,15 +153,14 @@ impl RowLayout {
     }
 
     fn row(&self, event: &Event, colour: bool) -> String {
-        let time = match self.time {
-            TimeStyle::Full => output::timestamp(event.header.ts_us),
-            style => jiff::Timestamp::from_microsecond(i64::try_from(event.header.ts_us).unwrap_or(i64::MAX))
-                .map(|at| {
-                    let format = if matches!(style, TimeStyle::Clock) { "%H:%M:%S" } else { "%m-%d %H:%M:%S" };
-                    at.strftime(format).to_string()
-                })
-                .unwrap_or_default(),
+        let format = match self.time {
+            TimeStyle::Full => "%Y-%m-%dT%H:%M:%S%.6f%:z",
+            TimeStyle::DayAndClock => "%m-%d %H:%M:%S",
+            TimeStyle::Clock => "%H:%M:%S",
         };
+        let time = jiff::Timestamp::from_microsecond(i64::try_from(event.header.ts_us).unwrap_or(i64::MAX))
+            .map(|at| at.to_zoned(self.zone.clone()).strftime(format).to_string())
+            .unwrap_or_default();
         let (stream, kind) = match (self.stream, self.kind) {
             (Some(stream_width), Some(kind_width)) => {
                 // `transcript.line` of a `transcript/…` stream is `line`: the stream says the rest.
@@ -163,7 +174,7 @@ impl RowLayout {
         let mut line = format!(
             "{:>SEQ_WIDTH$}  {}  {:<stream_width$}  {:<kind_width$}  ",
             paint(colour, output::BOLD, &event.seq().to_string()),
-            paint(colour, output::DIM, &format!("{time:<time_width$}", time_width = self.time.width())),
+            paint(colour, output::DIM, &format!("{time:<time_width$}", time_width = self.time_width)),
             stream,
             kind,
             stream_width = self.stream.unwrap_or(0),

@@ -152,7 +152,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
         crate::outln!("no runs (`cclog run start PROMPT` starts one, `cclog capture` records one from a pipe)");
         return Ok(EXIT_OK);
     }
-    let zone = output::time_zone();
+    let zone = args.zone.zone()?;
     let short = |id: &str| if args.wide { id.to_string() } else { id.get(..8).unwrap_or(id).to_string() };
     let rows = runs
         .iter()

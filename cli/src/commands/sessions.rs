@@ -60,14 +60,7 @@ pub fn list(data: &Path, args: SessionsArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;
     let prices = super::price_table(&args.pricing)?;
     let log = super::open_log_to_read(data)?;
-    let zone = match (&args.timezone, args.utc) {
-        (_, true) => TimeZone::UTC,
-        (Some(name), false) => TimeZone::get(name).map_err(|_| Failure {
-            code: EXIT_BAD_INPUT,
-            message: format!("{name:?} is not a time zone (try UTC or Europe/Paris)"),
-        })?,
-        (None, false) => output::time_zone(),
-    };
+    let zone = args.zone.zone()?;
     let mut query = SessionQuery {
         project: args.project.clone(),
         since_ms: args.since.as_deref().map(|when| time_bound(when, &zone, Bound::Start)).transpose()?,
@@ -259,7 +252,7 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     if let Some((team, agent)) = &member {
         crate::outln!("team       {team}, agent {agent}");
     }
-    let zone = output::time_zone();
+    let zone = args.zone.zone()?;
     let at = |at: Option<&str>| at.map_or_else(|| "-".to_string(), |at| output::local_time_zoned(at, &zone));
     crate::outln!("time       {} … {}", at(session.first_at.as_deref()), at(session.last_at.as_deref()));
     let counts = session.entry_counts();
