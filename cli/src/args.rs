@@ -806,6 +806,10 @@ pub struct ShowArgs {
     /// The session as one JSON object (full precision; the fields of `sessions --json`, and its runs)
     #[arg(long)]
     pub json: bool,
+    /// Lines as long as they are, paths whole (they otherwise wrap, and paths are cut from
+    /// the left, to fit the terminal or 80 columns)
+    #[arg(long, short)]
+    pub wide: bool,
     #[command(flatten)]
     pub zone: ZoneArgs,
     #[command(flatten)]
@@ -870,6 +874,10 @@ pub struct DiffArgs {
     /// The diff as one JSON object (ancestor, fork point, each branch's entries, tool calls, files, usage and cost)
     #[arg(long)]
     pub json: bool,
+    /// Lines as long as they are (they otherwise wrap, or are cut with `…`, to fit the
+    /// terminal or 80 columns)
+    #[arg(long, short)]
+    pub wide: bool,
     #[command(flatten)]
     pub pricing: PricingArgs,
 }

@@ -351,7 +351,8 @@ pub fn local_time_zoned(at: &str, zone: &jiff::tz::TimeZone) -> String {
     local_time_as(at, zone, "%Y-%m-%d %H:%M %Z")
 }
 
-fn local_time_as(at: &str, zone: &jiff::tz::TimeZone, format: &str) -> String {
+/// An RFC 3339 instant in `zone`, as `format` (strftime) says; text that is not one as it is.
+pub fn local_time_as(at: &str, zone: &jiff::tz::TimeZone, format: &str) -> String {
     match at.parse::<jiff::Timestamp>() {
         Ok(at) => at.to_zoned(zone.clone()).strftime(format).to_string(),
         Err(_) => at.to_string(),
@@ -405,11 +406,13 @@ impl Column {
 /// A table for people: a header row, rows, an optional totals row; columns two spaces
 /// apart. Within `width` (`None`: as wide as its cells), it drops columns by rank until the
 /// flexible one keeps what it asks for, and then cuts that one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Table {
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<String>>,
     pub totals: Option<Vec<String>>,
+    /// Rows printed dim (a breakdown under the row it details), by index into `rows`.
+    pub dim: Vec<usize>,
 }
 
 impl Table {
@@ -489,16 +492,77 @@ impl Table {
         lines
     }
 
-    /// Prints the table on stdout, the header and totals in bold.
+    /// Whether every line fits in `width`.
+    pub fn fits(&self, width: usize) -> bool {
+        self.lines(Some(width)).iter().all(|line| line.chars().count() <= width)
+    }
+
+    /// Prints the table on stdout, the header and totals in bold, `dim` rows dim.
     pub fn print(&self, width: Option<usize>) {
         let colour = colour_stdout();
         let lines = self.lines(width);
         let last = lines.len() - 1;
         for (index, line) in lines.iter().enumerate() {
             let strong = index == 0 || (self.totals.is_some() && index == last);
-            crate::outln!("{}", if strong { paint(colour, BOLD, line) } else { line.clone() });
+            let dim = index > 0 && self.dim.contains(&(index - 1));
+            let style = if strong {
+                Some(BOLD)
+            } else if dim {
+                Some(DIM)
+            } else {
+                None
+            };
+            crate::outln!("{}", style.map_or_else(|| line.clone(), |style| paint(colour, style, line)));
         }
     }
+}
+
+/// Prints `label`, padded to `label_width`, and `value` wrapped at spaces within `width`,
+/// its next lines under its first (a word longer than the room keeps a line of its own);
+/// `label` may be painted, its padding counts what is visible.
+pub fn labelled(label: &str, label_width: usize, value: &str, width: Option<usize>) {
+    for line in labelled_lines(label, label_width, value, width) {
+        crate::outln!("{line}");
+    }
+}
+
+fn labelled_lines(label: &str, label_width: usize, value: &str, width: Option<usize>) -> Vec<String> {
+    let room = width.map_or(usize::MAX, |width| width.saturating_sub(label_width).max(20));
+    let mut lines = vec![String::new()];
+    for word in value.split(' ') {
+        let Some(last) = lines.last_mut() else { break };
+        if last.is_empty() || last.chars().count() + 1 + word.chars().count() <= room {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        } else {
+            lines.push(word.to_string());
+        }
+    }
+    let visible = visible_width(label);
+    let pad = " ".repeat(label_width.saturating_sub(visible).max(usize::from(visible >= label_width)));
+    let indent = " ".repeat(label_width);
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| if index == 0 { format!("{label}{pad}{line}") } else { format!("{indent}{line}") })
+        .collect()
+}
+
+/// Characters a terminal shows of `text`: its ANSI colour sequences take none.
+fn visible_width(text: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
 }
 
 /// The last components of a path that fit in `width`, cut from the left: `src/handy-cli`
@@ -542,7 +606,18 @@ mod tests {
                 vec!["b2".into(), "7".into(), "$10.25".into(), "short".into()],
             ],
             totals: Some(vec!["TOTAL".into(), "12,352".into(), "$11.25".into(), String::new()]),
+            dim: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_labelled_value_wraps_under_itself_and_a_painted_label_pads_as_it_shows() {
+        let lines = labelled_lines("title", 11, "one two three four five six seven", Some(40));
+        assert_eq!(lines, ["title      one two three four five six", "           seven"]);
+        let painted = labelled_lines(&paint(true, RED, "left"), 11, "x", Some(40));
+        assert_eq!(painted, [format!("{}       x", paint(true, RED, "left"))]);
+        assert_eq!(labelled_lines("file", 11, &"a".repeat(50), Some(40)), [format!("file       {}", "a".repeat(50))]);
+        assert_eq!(labelled_lines("a-very-long-label", 11, "x", None), ["a-very-long-label x"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::str::FromStr;
 
 use serde_json::{json, Value};
 
@@ -123,6 +124,27 @@ fn archive(root: &Path) -> std::path::PathBuf {
     data
 }
 
+/// `text` fits 80 columns and equals `tests/it/snapshots/NAME.txt` (`CCLOG_BLESS=1` writes it).
+fn matches_snapshot(name: &str, text: &str) {
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "{name}: {} columns: {line}", line.chars().count());
+    }
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/it/snapshots/{name}.txt"));
+    if std::env::var_os("CCLOG_BLESS").is_some() {
+        std::fs::write(&snapshot, text).expect("write the snapshot");
+    }
+    let expected = std::fs::read_to_string(&snapshot).expect("the snapshot (CCLOG_BLESS=1 writes it)");
+    assert_eq!(text, expected, "{name} changed; if that is meant, run with CCLOG_BLESS=1\n{text}");
+}
+
+/// What `cclog ARGS` prints in an 80-column terminal's environment, in UTC, without colour.
+fn at_80_columns(data: &Path, args: &[&str]) -> String {
+    let output = cclog_command(data, args).env("COLUMNS", "80").env("TZ", "UTC").env("NO_COLOR", "1").output();
+    let output = output.expect("run cclog");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 /// `cclog sessions ARGS` in an 80-column terminal's environment, in `zone`.
 fn sessions(data: &Path, zone: &str, args: &[&str]) -> (i32, String) {
     let mut command = cclog_command(data, &[&["sessions"], args].concat());
@@ -148,15 +170,7 @@ fn the_session_table_fits_80_columns_newest_first_with_totals() {
     let data = archive(root.path());
     let (code, table) = sessions(&data, "UTC", &[]);
     assert_eq!(code, 0, "{table}");
-    for line in table.lines() {
-        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
-    }
-    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots/sessions_80.txt");
-    if std::env::var_os("CCLOG_BLESS").is_some() {
-        std::fs::write(&snapshot, &table).expect("write the snapshot");
-    }
-    let expected = std::fs::read_to_string(&snapshot).expect("the snapshot (CCLOG_BLESS=1 writes it)");
-    assert_eq!(table, expected, "the table changed; if that is meant, run with CCLOG_BLESS=1\n{table}");
+    matches_snapshot("sessions_80", &table);
     // Full width keeps what 80 columns dropped.
     let (_, wide) = sessions(&data, "UTC", &["--wide"]);
     assert!(wide.contains("0b7c6a1e-5d4f-4e3a-9b2c-1d0e9f8a7b61"), "{wide}");
@@ -454,6 +468,36 @@ fn markdown_replay_reads_as_a_document_a_parser_agrees_with() {
     assert!(replies.contains("First the parser") && !replies.contains("**Edit**"), "{replies}");
 }
 
+/// The session of the run [`capture_run`] records.
+const CAPTURED_SESSION: &str = "5a2b1c0d-0e9f-4a8b-9c7d-6e5f4a3b2c10";
+
+/// Records a one-answer run with `cclog capture`; its summary.
+fn capture_run(data: &Path) -> Value {
+    let session = CAPTURED_SESSION;
+    let stream = [
+        json!({"type": "system", "subtype": "init", "session_id": session, "model": "claude-sonnet-4-5-20250929", "cwd": "/srv/app"}),
+        json!({"type": "assistant", "session_id": session, "message": {"id": "msg_1", "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929", "content": [{"type": "text", "text": "4"}]}}),
+        json!({"type": "result", "subtype": "success", "is_error": false, "result": "4", "session_id": session,
+            "duration_ms": 2360, "num_turns": 1, "total_cost_usd": 0.01,
+            "usage": {"input_tokens": 10, "output_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "modelUsage": {"claude-sonnet-4-5-20250929": {"inputTokens": 10, "outputTokens": 25}}}),
+    ];
+    let mut capture = cclog_command(data, &["capture", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cclog capture");
+    let mut stdin = capture.stdin.take().expect("stdin");
+    for line in &stream {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    drop(stdin);
+    let captured = capture.wait_with_output().expect("capture ends");
+    assert!(captured.status.success());
+    serde_json::from_slice(&captured.stdout).expect("the capture's summary")
+}
+
 /// Every key of `value` that is not in snake_case, as a path; what is data (a key-value's
 /// value, Claude Code's own result message) is not looked into.
 fn keys_not_in_snake_case(value: &Value, path: &str, found: &mut Vec<String>) {
@@ -482,29 +526,8 @@ fn keys_not_in_snake_case(value: &Value, path: &str, found: &mut Vec<String>) {
 fn every_json_output_names_its_fields_in_snake_case_and_keeps_data_as_it_is() {
     let root = tempfile::tempdir().unwrap();
     let data = archive(root.path());
-    let session = "5a2b1c0d-0e9f-4a8b-9c7d-6e5f4a3b2c10";
-    let stream = [
-        json!({"type": "system", "subtype": "init", "session_id": session, "model": "claude-sonnet-4-5-20250929", "cwd": "/srv/app"}),
-        json!({"type": "assistant", "session_id": session, "message": {"id": "msg_1", "role": "assistant",
-            "model": "claude-sonnet-4-5-20250929", "content": [{"type": "text", "text": "4"}]}}),
-        json!({"type": "result", "subtype": "success", "is_error": false, "result": "4", "session_id": session,
-            "duration_ms": 2360, "num_turns": 1, "total_cost_usd": 0.01,
-            "usage": {"input_tokens": 10, "output_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-            "modelUsage": {"claude-sonnet-4-5-20250929": {"inputTokens": 10, "outputTokens": 25}}}),
-    ];
-    let mut capture = cclog_command(&data, &["capture", "--json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("cclog capture");
-    let mut stdin = capture.stdin.take().expect("stdin");
-    for line in &stream {
-        writeln!(stdin, "{line}").expect("write");
-    }
-    drop(stdin);
-    let captured = capture.wait_with_output().expect("capture ends");
-    assert!(captured.status.success());
-    let run: Value = serde_json::from_slice(&captured.stdout).expect("the capture's summary");
+    let session = CAPTURED_SESSION;
+    let run = capture_run(&data);
     cclog(&data, &["kv", "set", "dev:app:team", "plan", r#"{"nextStep": "ship", "ownerId": 7}"#]);
     cclog(&data, &["kv", "set", "dev:app:team", "plan", r#"{"nextStep": "done"}"#]);
     let first = SESSIONS[0].id;
@@ -556,4 +579,55 @@ fn every_json_output_names_its_fields_in_snake_case_and_keeps_data_as_it_is() {
     // `usage` is ccusage's JSON, field for field.
     let usage = cclog_json(&data, &["usage", "daily", "--json"]);
     assert!(usage["totals"]["totalTokens"].is_u64(), "{usage}");
+}
+
+/// Every table people read, at 80 columns, against its snapshot: usage reports (with a
+/// model breakdown), a session, the fork tree, a diff, runs, a key's history and the log —
+/// what depends on when the test runs (a run's id and start, import times) masked.
+#[test]
+fn every_table_fits_80_columns_and_matches_its_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let data = archive(root.path());
+    let first = SESSIONS[0].id;
+    for (name, args) in [
+        ("usage_daily_80", vec!["usage", "daily", "--breakdown", "--timezone", "UTC"]),
+        ("usage_monthly_80", vec!["usage", "monthly", "--timezone", "UTC"]),
+        ("usage_session_80", vec!["usage", "session", "--timezone", "UTC"]),
+        ("usage_blocks_80", vec!["usage", "blocks", "--timezone", "UTC"]),
+        ("show_80", vec!["show", first]),
+        ("tree_80", vec!["tree"]),
+        ("diff_80", vec!["diff", first, SESSIONS[2].id]),
+    ] {
+        matches_snapshot(name, &at_80_columns(&data, &args));
+    }
+
+    let run = capture_run(&data);
+    let listed = cclog_json(&data, &["runs", "--json"]);
+    let started = listed[0]["created_at"].as_str().expect("a start");
+    let started = jiff::Timestamp::from_str(started).expect("a time").strftime("%Y-%m-%d %H:%M").to_string();
+    let run_id = &run["run"].as_str().expect("a run id")[..8];
+    let runs = at_80_columns(&data, &["runs"]).replace(run_id, "RUN-ID..").replace(&started, "YYYY-MM-DD HH:MM");
+    matches_snapshot("runs_80", &runs);
+
+    cclog(&data, &["kv", "set", "dev:app:team", "plan", r#"{"next": "ship the parser refactor", "owner": "a"}"#]);
+    cclog(&data, &["kv", "rm", "dev:app:team", "plan"]);
+    let history = at_80_columns(&data, &["kv", "history", "dev:app:team", "plan"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(
+        lines[0].starts_with("VERSION  AT (UTC)") && lines[0].contains("SEQ") && lines[0].ends_with("VALUE"),
+        "{history}"
+    );
+    assert!(lines[1].contains("cli@") && lines[1].contains(r#"{"next":"ship the parser"#), "{history}");
+    assert!(lines[2].contains("(deleted)"), "{history}");
+    assert!(history.lines().all(|line| line.chars().count() <= 80), "{history}");
+
+    let events = cclog(&data, &["log", "--limit", "12", "--json"]).stdout;
+    let mut log = at_80_columns(&data, &["log", "--limit", "12"]);
+    for event in String::from_utf8_lossy(&events).lines() {
+        let event: Value = serde_json::from_str(event).expect("json");
+        let at = jiff::Timestamp::from_str(event["ts"].as_str().expect("ts")).expect("a time");
+        log = log.replace(&at.strftime("%H:%M:%S").to_string(), "HH:MM:SS");
+    }
+    matches_snapshot("log_80", &log);
 }

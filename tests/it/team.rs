@@ -938,7 +938,9 @@ fn two_claude_code_agents_share_the_team_scope_through_the_coordinator() {
                     std::thread::sleep(Duration::from_secs(3));
                     continue 'typed;
                 }
-                Some(result) => panic!("after the resume, a could not read b's value: {result}\n{}", tmux.screen("duo", "a")),
+                Some(result) => {
+                    panic!("after the resume, a could not read b's value: {result}\n{}", tmux.screen("duo", "a"))
+                }
                 None => {}
             }
             assert!(

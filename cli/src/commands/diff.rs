@@ -23,31 +23,43 @@ pub fn run(data: &Path, args: DiffArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     let colour = output::colour_stdout();
-    crate::outln!("ancestor    {}", diff.ancestor.as_deref().unwrap_or("none (unrelated sessions)"));
-    match &diff.fork_point {
-        Some(point) => crate::outln!(
-            "fork point  {} — entry {} of the shared conversation{}",
-            point.uuid,
-            point.position,
-            point.seq.map(|seq| format!(", log seq {seq}")).unwrap_or_default()
+    let width = output::table_width(args.wide);
+    let field = |label: &str, value: &str| output::labelled(label, LABEL_WIDTH, value, width);
+    field("ancestor", diff.ancestor.as_deref().unwrap_or("none (unrelated sessions)"));
+    field(
+        "fork point",
+        &match &diff.fork_point {
+            Some(point) => format!(
+                "{} — entry {} of the shared conversation{}",
+                point.uuid,
+                point.position,
+                point.seq.map(|seq| format!(", log seq {seq}")).unwrap_or_default()
+            ),
+            None => "none: the conversations share no entry".to_string(),
+        },
+    );
+    for (label, branch, code) in [("left", &diff.left, output::RED), ("right", &diff.right, output::GREEN)] {
+        print_branch(&paint(colour, code, label), branch, width);
+    }
+    field(
+        "difference",
+        &format!(
+            "{} tokens, {} (right minus left)",
+            output::signed_grouped(diff.tokens_difference),
+            output::signed_dollars(diff.cost_difference_usd)
         ),
-        None => crate::outln!("fork point  none: the conversations share no entry"),
-    }
-    for (label, branch, code) in [("left ", &diff.left, output::RED), ("right", &diff.right, output::GREEN)] {
-        print_branch(label, branch, colour, code);
-    }
-    crate::outln!(
-        "difference  {} tokens, {} (right minus left)",
-        output::signed_grouped(diff.tokens_difference),
-        output::signed_dollars(diff.cost_difference_usd)
     );
     Ok(EXIT_OK)
 }
 
-fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
-    crate::outln!(
-        "{} {}: {} conversation entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
-        paint(colour, code, label),
+/// Labels take this many columns, their values the rest.
+const LABEL_WIDTH: usize = 12;
+
+/// A branch: what it did after the fork, then each tool call, file and message, each on
+/// one line (cut with `…` to the width).
+fn print_branch(label: &str, branch: &Branch, width: Option<usize>) {
+    let summary = format!(
+        "{}: {} conversation entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
         branch.session,
         output::grouped(branch.entries.len() as u64),
         output::grouped(branch.user_messages as u64),
@@ -55,13 +67,17 @@ fn print_branch(label: &str, branch: &Branch, colour: bool, code: &str) {
         output::grouped(branch.usage.total()),
         output::dollars(branch.cost_usd, 2)
     );
+    output::labelled(label, LABEL_WIDTH, &summary, width);
+    let room = |used: usize| width.map_or(usize::MAX, |width| width.saturating_sub(used).max(16));
     for call in &branch.tool_calls {
-        crate::outln!("    tool  {} {}", call.name, lineage::shorten(&call.input.to_string(), 100));
+        let input = lineage::shorten(&call.input.to_string(), room(10 + call.name.chars().count() + 1).min(100));
+        crate::outln!("    tool  {} {input}", call.name);
     }
     for file in &branch.files_touched {
-        crate::outln!("    file  {file}");
+        crate::outln!("    file  {}", width.map_or_else(|| file.clone(), |_| output::path_tail(file, room(10))));
     }
     for entry in branch.entries.iter().filter(|entry| entry.text.is_some()) {
-        crate::outln!("    {:<9} {}", entry.kind, entry.text.as_deref().unwrap_or_default());
+        let text = lineage::shorten(entry.text.as_deref().unwrap_or_default(), room(14));
+        crate::outln!("    {:<9} {text}", entry.kind);
     }
 }

@@ -145,7 +145,7 @@ fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
             Column::text("VALUE").flexible(16),
         ],
         rows,
-        totals: None,
+        ..Table::default()
     };
     table.print(output::table_width(false));
 }

@@ -145,7 +145,12 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
             let metrics = PlanRegistry::metrics(&log, &record, &prices)?;
             if json {
                 let spec = PlanRegistry::spec(&log, &record)?;
-                crate::outln!("{}", crate::json_style::line(&json!({"plan": Snake(&record), "spec": Snake(&spec), "metrics": Snake(&metrics)}))?);
+                crate::outln!(
+                    "{}",
+                    crate::json_style::line(
+                        &json!({"plan": Snake(&record), "spec": Snake(&spec), "metrics": Snake(&metrics)})
+                    )?
+                );
                 return Ok(EXIT_OK);
             }
             crate::outln!("{}", summary(&record));

@@ -179,7 +179,7 @@ pub fn list(data: &Path, args: RunsArgs) -> anyhow::Result<u8> {
             Column::text("PROMPT").flexible(20),
         ],
         rows,
-        totals: None,
+        ..Table::default()
     };
     table.print(output::table_width(args.wide));
     Ok(EXIT_OK)

@@ -167,7 +167,7 @@ fn sessions_table(listing: &SessionListing, prices: &PriceTable, zone: &TimeZone
         String::new(),
         String::new(),
     ];
-    Table { columns, rows, totals: Some(totals) }
+    Table { columns, rows, totals: Some(totals), ..Table::default() }
 }
 
 /// The PROJECT column is cut to this many characters (its last path components)...
@@ -245,71 +245,87 @@ pub fn show(data: &Path, args: ShowArgs) -> anyhow::Result<u8> {
     }
     let usage = session.usage();
     let colour = output::colour_stdout();
+    let width = output::table_width(args.wide);
+    let field = |label: &str, value: &str| output::labelled(label, LABEL_WIDTH, value, width);
     crate::outln!("{} {}", paint(colour, output::BOLD, "session"), session.id);
-    crate::outln!("title      {}", session.title.as_deref().unwrap_or("-"));
-    crate::outln!("project    {}", session.project);
-    crate::outln!("cwd        {}", session.cwd.as_deref().unwrap_or("-"));
+    field("title", session.title.as_deref().unwrap_or("-"));
+    field("project", &session.project);
+    field("cwd", session.cwd.as_deref().unwrap_or("-"));
     if let Some((team, agent)) = &member {
-        crate::outln!("team       {team}, agent {agent}");
+        field("team", &format!("{team}, agent {agent}"));
     }
     let zone = args.zone.zone()?;
     let at = |at: Option<&str>| at.map_or_else(|| "-".to_string(), |at| output::local_time_zoned(at, &zone));
-    crate::outln!("time       {} … {}", at(session.first_at.as_deref()), at(session.last_at.as_deref()));
+    field("time", &format!("{} … {}", at(session.first_at.as_deref()), at(session.last_at.as_deref())));
     let counts = session.entry_counts();
-    crate::outln!(
-        "messages   {} ({} user, {} assistant) in {} lines ({} stored, {} shared with its parent){}",
-        output::grouped(counts.user + counts.assistant),
-        output::grouped(counts.user),
-        output::grouped(counts.assistant),
-        output::grouped(counts.entries),
-        output::grouped(counts.own),
-        output::grouped(counts.entries - counts.own.min(counts.entries)),
-        if session.files.is_empty() { " — recorded by its runs; no transcript archived" } else { "" }
+    field(
+        "messages",
+        &format!(
+            "{} ({} user, {} assistant) in {} lines ({} stored, {} shared with its parent){}",
+            output::grouped(counts.user + counts.assistant),
+            output::grouped(counts.user),
+            output::grouped(counts.assistant),
+            output::grouped(counts.entries),
+            output::grouped(counts.own),
+            output::grouped(counts.entries - counts.own.min(counts.entries)),
+            if session.files.is_empty() { " — recorded by its runs; no transcript archived" } else { "" }
+        ),
     );
-    crate::outln!("models     {}", session.models.iter().cloned().collect::<Vec<_>>().join(", "));
+    field("models", &session.models.iter().cloned().collect::<Vec<_>>().join(", "));
     let cost = session.cost(&prices);
-    crate::outln!(
-        "tokens     {} in, {} out, {} cache write ({} of it kept 1 hour), {} cache read — {}{}",
-        output::grouped(usage.input_tokens),
-        output::grouped(usage.output_tokens),
-        output::grouped(usage.cache_creation_input_tokens),
-        output::grouped(usage.cache_creation_1h_input_tokens),
-        output::grouped(usage.cache_read_input_tokens),
-        output::dollars(cost.usd, 2),
-        unpriced_note(&cost.unpriced)
+    field(
+        "tokens",
+        &format!(
+            "{} in, {} out, {} cache write ({} of it kept 1 hour), {} cache read — {}{}",
+            output::grouped(usage.input_tokens),
+            output::grouped(usage.output_tokens),
+            output::grouped(usage.cache_creation_input_tokens),
+            output::grouped(usage.cache_creation_1h_input_tokens),
+            output::grouped(usage.cache_read_input_tokens),
+            output::dollars(cost.usd, 2),
+            unpriced_note(&cost.unpriced)
+        ),
     );
     if let Some(parent) = &session.parent {
-        crate::outln!("forked     from {parent} at {}", session.fork_point.as_deref().unwrap_or("?"));
+        field("forked", &format!("from {parent} at {}", session.fork_point.as_deref().unwrap_or("?")));
     }
     for (agent, link) in &session.subagents {
-        crate::outln!("subagent   {agent} (tool call {})", link.tool_use_id.as_deref().unwrap_or("?"));
+        field("subagent", &format!("{agent} (tool call {})", link.tool_use_id.as_deref().unwrap_or("?")));
     }
     for file in &session.files {
-        crate::outln!("file       {file}");
+        field(
+            "file",
+            &width.map_or_else(|| file.clone(), |width| output::path_tail(file, width.saturating_sub(LABEL_WIDTH))),
+        );
     }
     for run in &runs {
-        crate::outln!(
-            "run        {} {} ({} messages, {} linked to entries)",
-            run["id"].as_str().unwrap_or("?"),
-            run["status"].as_str().unwrap_or("?"),
-            run["messages"],
-            run["linked_entries"]
+        field(
+            "run",
+            &format!(
+                "{} {} ({} messages, {} linked to entries)",
+                run["id"].as_str().unwrap_or("?"),
+                run["status"].as_str().unwrap_or("?"),
+                run["messages"],
+                run["linked_entries"]
+            ),
         );
     }
     if session.malformed > 0 || session.unknown_types > 0 {
-        crate::outln!(
-            "kept       {} malformed lines, {} lines of unknown types",
-            session.malformed,
-            session.unknown_types
+        field(
+            "kept",
+            &format!("{} malformed lines, {} lines of unknown types", session.malformed, session.unknown_types),
         );
     }
     if !session.drifted_fields.is_empty() {
         let fields: Vec<String> =
             session.drifted_fields.iter().map(|(field, lines)| format!("{field} ×{lines}")).collect();
-        crate::outln!("skipped    fields of a type this cclog does not expect: {}", fields.join(", "));
+        field("skipped", &format!("fields of a type this cclog does not expect: {}", fields.join(", ")));
     }
     Ok(EXIT_OK)
 }
+
+/// Labels of `show` take this many columns, their values the rest.
+const LABEL_WIDTH: usize = 11;
 
 pub fn tree(data: &Path, args: TreeArgs) -> anyhow::Result<u8> {
     super::require_store(data)?;

@@ -7,7 +7,7 @@ use cclog_projections::pricing::PriceTable;
 use cclog_projections::usage::{self, Grouping, UsageQuery, UsageReport, UsageRow};
 
 use crate::args::{UsageArgs, UsageReportKind};
-use crate::output::{self, paint};
+use crate::output::{self, paint, Column, Table};
 use crate::EXIT_OK;
 
 pub fn run(data: &Path, args: UsageArgs) -> anyhow::Result<u8> {
@@ -48,12 +48,6 @@ pub fn run(data: &Path, args: UsageArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// A table column: its heading, and whether it is right-aligned (numbers).
-struct Column {
-    heading: &'static str,
-    numeric: bool,
-}
-
 /// How a table is drawn: tokens in full or as `1.2M`, and whether the four kinds of
 /// token get columns or only their total does. The widest that fits is used.
 #[derive(Clone, Copy)]
@@ -75,91 +69,50 @@ fn columns(grouping: Grouping, layout: Layout) -> Vec<Column> {
         Grouping::Session => "SESSION",
         Grouping::Blocks => "BLOCK START",
     };
-    let mut columns = vec![Column { heading: label, numeric: false }];
+    let mut columns = vec![Column::text(label)];
     if grouping == Grouping::Blocks {
-        columns.push(Column { heading: "STATUS", numeric: false });
+        columns.push(Column::text("STATUS"));
     }
-    let kinds: &[&'static str] = if layout.kinds { &["INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ"] } else { &[] };
-    for heading in kinds.iter().copied().chain(["TOTAL", "COST"]) {
-        columns.push(Column { heading, numeric: true });
-    }
+    let kinds: &[&str] = if layout.kinds { &["INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ"] } else { &[] };
+    columns.extend(kinds.iter().chain(&["TOTAL", "COST"]).map(|heading| Column::number(heading)));
     if grouping == Grouping::Session {
-        columns.push(Column { heading: "LAST", numeric: false });
-        columns.push(Column { heading: "PROJECT", numeric: false });
+        columns.push(Column::text("LAST"));
+        // A session's project may be cut to 8 characters; numbers may not.
+        columns.push(Column::text("PROJECT").flexible(8));
     }
     columns
 }
 
+/// The report as a table in the widest layout that fits the terminal (80 columns off
+/// one), with a line of each model under its row for `breakdown`.
+fn table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query: &UsageQuery, layout: Layout) -> Table {
+    let mut table = Table { columns: columns(report.grouping, layout), ..Table::default() };
+    for row in &report.rows {
+        table.rows.push(row_cells(report.grouping, row, None, prices, layout, query));
+        if breakdown {
+            for model in row.models.keys() {
+                table.dim.push(table.rows.len());
+                table.rows.push(row_cells(report.grouping, row, Some(model), prices, layout, query));
+            }
+        }
+    }
+    let mut total = vec!["TOTAL".to_string()];
+    if report.grouping == Grouping::Blocks {
+        total.push(String::new());
+    }
+    total.extend(token_cells(&report.total_usage(), layout));
+    total.push(output::dollars(report.total_cost(prices).usd, 2));
+    table.totals = Some(total);
+    table
+}
+
 fn print_table(report: &UsageReport, prices: &PriceTable, breakdown: bool, query: &UsageQuery) {
     let width = output::terminal_width().unwrap_or(80);
-    let mut drawn = None;
-    for layout in LAYOUTS {
-        let columns = columns(report.grouping, layout);
-        let mut body: Vec<(bool, Vec<String>)> = Vec::new();
-        for row in &report.rows {
-            body.push((false, row_cells(report.grouping, row, None, prices, layout, query)));
-            if breakdown {
-                for model in row.models.keys() {
-                    body.push((true, row_cells(report.grouping, row, Some(model), prices, layout, query)));
-                }
-            }
-        }
-        let mut total = vec!["TOTAL".to_string()];
-        if report.grouping == Grouping::Blocks {
-            total.push(String::new());
-        }
-        total.extend(token_cells(&report.total_usage(), layout));
-        total.push(output::dollars(report.total_cost(prices).usd, 2));
-        let widths: Vec<usize> = (0..columns.len())
-            .map(|index| {
-                body.iter()
-                    .map(|(_, cells)| cells.get(index).map_or(0, |cell| cell.chars().count()))
-                    .chain([columns[index].heading.len(), total.get(index).map_or(0, |cell| cell.chars().count())])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        // A session's project (the last column) may be cut to 8 characters; numbers may not.
-        let mut needed: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-        if report.grouping == Grouping::Session {
-            needed -= widths.last().map_or(0, |project| project.saturating_sub(8));
-        }
-        let fits = needed <= width;
-        drawn = Some((columns, body, total, widths));
-        if fits {
-            break;
-        }
-    }
-    let Some((columns, body, total, widths)) = drawn else { return };
-    let colour = output::colour_stdout();
-    let render = |cells: &[String]| {
-        let mut line = String::new();
-        for (index, column) in columns.iter().enumerate() {
-            let cell = cells.get(index).map(String::as_str).unwrap_or("");
-            if index > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[index].saturating_sub(cell.chars().count());
-            if column.numeric {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else if index + 1 == columns.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        line.chars().take(width.max(40)).collect::<String>().trim_end().to_string()
-    };
-    let headings: Vec<String> = columns.iter().map(|column| column.heading.to_string()).collect();
-    crate::outln!("{}", paint(colour, output::BOLD, &render(&headings)));
-    for (is_model, cells) in &body {
-        let line = render(cells);
-        crate::outln!("{}", if *is_model { paint(colour, output::DIM, &line) } else { line });
-    }
-    crate::outln!("{}", paint(colour, output::BOLD, &render(&total)));
+    let tables = LAYOUTS.map(|layout| table(report, prices, breakdown, query, layout));
+    let [.., narrowest] = &tables;
+    tables.iter().find(|table| table.fits(width)).unwrap_or(narrowest).print(Some(width));
     let footer = format!("times in {}; prices: {}", report.time_zone, prices.source);
+    let colour = output::colour_stdout();
     crate::outln!("{}", paint(colour, output::DIM, &cclog_projections::lineage::shorten(&footer, width)));
 }
 
@@ -205,7 +158,8 @@ fn row_cells(
     cells.extend(token_cells(&usage, layout));
     cells.push(output::dollars(cost, 2));
     if let (Grouping::Session, Some(session), None) = (grouping, &row.session, model) {
-        cells.push(session.last_at.as_deref().and_then(|at| at.get(..10)).unwrap_or("-").to_string());
+        let last = session.last_at.as_deref().map(|at| output::local_time_as(at, &query.time_zone, "%Y-%m-%d"));
+        cells.push(last.unwrap_or_else(|| "-".to_string()));
         cells.push(session.project.clone());
     }
     cells
