@@ -751,6 +751,12 @@ mod running {
         assert_eq!(record["resumed"], 1, "{record}");
         let listed = crate::support::cclog_json(data.path(), &["plan", "list", "--json"]);
         assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+        // For people: a table, a row a plan, within 80 columns.
+        let table = crate::support::cclog_command(data.path(), &["plan", "list"]).env("COLUMNS", "80").output();
+        let table = String::from_utf8(table.unwrap().stdout).unwrap();
+        assert!(table.starts_with("PLAN ") && table.lines().count() == 5, "{table}");
+        assert!(table.lines().any(|line| line.starts_with("slow ") && line.contains("completed")), "{table}");
+        assert!(table.lines().all(|line| line.chars().count() <= 80), "{table}");
         server.stop();
         verify_intact(data.path());
     }

@@ -109,6 +109,9 @@ fn a_team_is_created_checked_broken_repaired_stopped_resumed_and_removed() {
     assert_eq!(listed[0]["tmux"], true);
     let verbose = team_ok(data, &engine, &tmux, &["list", "--verbose"]);
     assert!(verbose.contains("alpha-writer") && verbose.contains("running"), "{verbose}");
+    // Two tables within 80 columns: the teams, then each agent's container and session.
+    assert!(verbose.starts_with("TEAM ") && verbose.contains("\n\nTEAM   AGENT"), "{verbose}");
+    assert!(verbose.lines().all(|line| line.chars().count() <= 80), "{verbose}");
     let healthy = team(data, &engine, &tmux, &["health", "alpha"]);
     assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stdout));
 

@@ -5,7 +5,6 @@
 //! step prints on stderr and each task's messages as JSON lines on stdout, as `cclog run`
 //! prints a run's.
 
-use crate::json_style::Snake;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -23,6 +22,8 @@ use serde_json::json;
 
 use super::client::{api_error, Server};
 use crate::args::PlanCommand;
+use crate::json_style::Snake;
+use crate::output::{self, Column, Table};
 use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 
 pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
@@ -94,11 +95,8 @@ pub fn run(data: &Path, command: PlanCommand) -> anyhow::Result<u8> {
                 crate::outln!("{}", crate::json_style::line(&plans)?);
             } else if plans.is_empty() {
                 crate::outln!("no plans yet; `cclog plan run FILE` runs one");
-            }
-            if !json {
-                for plan in &plans {
-                    crate::outln!("{}", summary(plan));
-                }
+            } else {
+                plans_table(&plans).print(output::table_width(false));
             }
             Ok(EXIT_OK)
         }
@@ -346,6 +344,45 @@ fn through(server: &Server, method: &str, path: &str, body: Option<&serde_json::
         return Err(Failure { code, message: api_error(&answer) }.into());
     }
     serde_json::from_value(answer).context("the server's answer")
+}
+
+/// Plans, one a row: id, start in the local zone, status, tasks done, sessions, resumes
+/// (failed), expired sessions, retries.
+fn plans_table(plans: &[PlanRecord]) -> Table {
+    let zone = output::time_zone();
+    let rows = plans
+        .iter()
+        .map(|plan| {
+            let done = plan.tasks.iter().filter(|task| task.status == TaskStatus::Completed).count();
+            let started = jiff::Timestamp::from_microsecond(i64::try_from(plan.created_us).unwrap_or(i64::MAX))
+                .map(|at| output::local_time(&at.to_string(), &zone, false))
+                .unwrap_or_default();
+            vec![
+                plan.id.clone(),
+                started,
+                format!("{:?}", plan.status).to_lowercase(),
+                format!("{done}/{}", plan.tasks.len()),
+                plan.sessions.len().to_string(),
+                format!("{} ({} failed)", plan.resumes, plan.failed_resumes),
+                plan.expired.to_string(),
+                plan.retries.to_string(),
+            ]
+        })
+        .collect();
+    Table {
+        columns: vec![
+            Column::text("PLAN").flexible(12),
+            Column::text(&output::time_heading("STARTED", &zone)).droppable(3),
+            Column::text("STATUS"),
+            Column::number("TASKS"),
+            Column::number("SESSIONS").droppable(2),
+            Column::text("RESUMES").droppable(1),
+            Column::number("EXPIRED").droppable(4),
+            Column::number("RETRIES"),
+        ],
+        rows,
+        ..Table::default()
+    }
 }
 
 fn summary(plan: &PlanRecord) -> String {

@@ -2,7 +2,6 @@
 //! resume, stop, list, health, clean-up, and `attach`, the interactive exec each tmux window
 //! runs. Each subcommand parses, calls the team service (`cclog_ingest::team`) and renders.
 
-use crate::json_style::Snake;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -11,7 +10,8 @@ use cclog_ingest::team::{attach, export, CreateRequest, Endpoint, HostEnv, Start
 use serde_json::json;
 
 use crate::args::{TeamArgs, TeamCleanupArgs, TeamCommand, TeamCreateArgs};
-use crate::output::{self, paint};
+use crate::json_style::Snake;
+use crate::output::{self, paint, Column, Table};
 use crate::{Failure, EXIT_BAD_INPUT, EXIT_DAMAGED, EXIT_FAILURE, EXIT_OK};
 
 pub fn run(data: &Path, args: TeamArgs) -> anyhow::Result<u8> {
@@ -214,36 +214,60 @@ fn print_list(teams: &[TeamStatus], json: bool, verbose: bool) -> anyhow::Result
     if let Some(error) = teams.iter().find_map(|team| team.engine_error.as_deref()) {
         crate::errln!("cclog: container states unknown: {error}");
     }
-    let colour = output::colour_stdout();
-    crate::outln!(
-        "{}",
-        paint(
-            colour,
-            output::BOLD,
-            &format!("{:<20}  {:<24}  {:<8}  {:>7}  {:<6}  IMAGE", "TEAM", "CREATED", "PHASE", "RUNNING", "TMUX")
-        )
-    );
-    for team in teams {
-        crate::outln!(
-            "{:<20}  {:<24}  {:<8}  {:>7}  {:<6}  {}",
-            team.name,
-            team.created_at,
-            format!("{:?}", team.phase).to_lowercase(),
-            format!("{}/{}", team.running, team.total),
-            if team.tmux { "open" } else { "closed" },
-            team.image
-        );
-        if verbose {
-            for agent in &team.agents {
-                crate::outln!(
-                    "    {:<12} {:<28} {:<8} session {}",
-                    agent.agent,
-                    agent.container,
-                    state_word(agent.state),
-                    agent.session.as_deref().unwrap_or("-")
-                );
-            }
-        }
+    let zone = output::time_zone();
+    let teams_table = Table {
+        columns: vec![
+            Column::text("TEAM"),
+            Column::text(&output::time_heading("CREATED", &zone)).droppable(2),
+            Column::text("PHASE"),
+            Column::number("RUNNING"),
+            Column::text("TMUX").droppable(1),
+            Column::text("IMAGE").flexible(12),
+        ],
+        rows: teams
+            .iter()
+            .map(|team| {
+                vec![
+                    team.name.clone(),
+                    output::local_time(&team.created_at, &zone, false),
+                    format!("{:?}", team.phase).to_lowercase(),
+                    format!("{}/{}", team.running, team.total),
+                    if team.tmux { "open" } else { "closed" }.to_string(),
+                    team.image.clone(),
+                ]
+            })
+            .collect(),
+        ..Table::default()
+    };
+    teams_table.print(output::table_width(false));
+    if verbose {
+        // Each agent: its container, the container's state and the session it resumes.
+        let agents = Table {
+            columns: vec![
+                Column::text("TEAM"),
+                Column::text("AGENT"),
+                Column::text("CONTAINER").droppable(1),
+                Column::text("STATE"),
+                Column::text("SESSION").flexible(8),
+            ],
+            rows: teams
+                .iter()
+                .flat_map(|team| {
+                    team.agents.iter().map(|agent| {
+                        vec![
+                            team.name.clone(),
+                            agent.agent.clone(),
+                            agent.container.clone(),
+                            state_word(agent.state).to_string(),
+                            agent.session.clone().unwrap_or_else(|| "-".to_string()),
+                        ]
+                    })
+                })
+                .collect(),
+            ..Table::default()
+        };
+        crate::outln!();
+        agents.print(output::table_width(false));
     }
     Ok(())
 }
