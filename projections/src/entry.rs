@@ -635,6 +635,16 @@ impl EntryFacts<'_> {
         if NOT_TYPED.iter().any(|marker| line.starts_with(marker)) {
             return None;
         }
+        // A prompt that opens with a Markdown heading (`## Goal`) is titled by its words.
+        let heading = line.trim_start_matches('#');
+        let line = match heading.strip_prefix([' ', '\t']) {
+            Some(words)
+                if heading.len() < line.len() && line.len() - heading.len() <= 6 && !words.trim().is_empty() =>
+            {
+                words.trim()
+            }
+            _ => line,
+        };
         let mut title: String = line.chars().take(100).collect();
         if line.chars().count() > 100 {
             title.push('…');
@@ -872,6 +882,14 @@ mod tests {
             title(r#"{"type":"user","message":{"content":[{"type":"text","text":"Add a test"}]}}"#),
             Some("Add a test".into())
         );
+        assert_eq!(
+            title(r###"{"type":"user","message":{"content":"## Goal: ship the parser\nsteps"}}"###),
+            Some("Goal: ship the parser".into())
+        );
+        for kept in ["#123 is flaky", "####### seven", "## "] {
+            let line = format!(r#"{{"type":"user","message":{{"content":"{kept}"}}}}"#);
+            assert_eq!(title(&line), Some(kept.trim().to_string()), "{kept}");
+        }
         let long = format!(r#"{{"type":"user","message":{{"content":"{}"}}}}"#, "é".repeat(150));
         assert_eq!(title(&long), Some(format!("{}…", "é".repeat(100))));
         for not_typed in [

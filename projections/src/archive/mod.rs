@@ -64,7 +64,8 @@ impl Projection for Archive {
         // 9: usage keeps 1-hour cache writes and long-context tokens, fast mode, and the
         // day rows of usage reports; a message is counted in the session that stored it first.
         // 10: the uuid index keeps UUIDs in 16 bytes.
-        10
+        // 11: a title from a prompt that opens with a Markdown heading drops its `#`s.
+        11
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
