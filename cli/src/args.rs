@@ -862,6 +862,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "DEPTH", default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(["user", "assistant", "all"]))]
     pub depth: String,
     #[command(flatten)]
+    pub zone: ZoneArgs,
+    #[command(flatten)]
     pub pricing: PricingArgs,
 }
 

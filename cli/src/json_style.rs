@@ -207,49 +207,28 @@ impl<S: Serializer> Serializer for Renaming<S> {
     }
 }
 
-impl<C: ser::SerializeSeq> ser::SerializeSeq for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.inner.serialize_element(&Snake(value))
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+/// Sequences and tuples: each element wrapped.
+macro_rules! wrap_elements {
+    ($($trait:ident::$method:ident),* $(,)?) => {
+        $(impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
+                self.inner.$method(&Snake(value))
+            }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        })*
+    };
 }
 
-impl<C: ser::SerializeTuple> ser::SerializeTuple for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.inner.serialize_element(&Snake(value))
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.inner.serialize_field(&Snake(value))
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: ser::SerializeTupleVariant> ser::SerializeTupleVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.inner.serialize_field(&Snake(value))
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
+wrap_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 /// A map's keys are data and keep their spelling; its values are wrapped.
 impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
@@ -338,6 +317,7 @@ mod tests {
         total_cost_usd: f64,
         v2: u8,
         by_name: std::collections::BTreeMap<String, Agent>,
+        pair: (Agent, u8),
     }
 
     #[test]
@@ -356,6 +336,7 @@ mod tests {
             by_name: [("someAgent".to_string(), Agent { container_action: "x".into(), exit_code: None })]
                 .into_iter()
                 .collect(),
+            pair: (Agent { container_action: "y".into(), exit_code: None }, 1),
         };
         assert_eq!(
             line(&run).unwrap(),
@@ -366,7 +347,8 @@ mod tests {
                 r#""lead":{"container_action":"started","exit_code":0},"#,
                 r#""step":{"kind":"taskStarted","task_id":1},"end":{"kind":"ended"},"#,
                 r#""moved":{"moved":{"from_path":"a"}},"total_cost_usd":1.5,"v2":2,"#,
-                r#""by_name":{"someAgent":{"container_action":"x","exit_code":null}}}"#
+                r#""by_name":{"someAgent":{"container_action":"x","exit_code":null}},"#,
+                r#""pair":[{"container_action":"y","exit_code":null},1]}"#
             )
         );
     }

@@ -16,13 +16,22 @@ pub enum Format {
 }
 
 /// How to render.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Style {
     pub format: Format,
     /// ANSI colour (text only).
     pub colour: bool,
     /// Show tool results and thinking whole.
     pub full: bool,
+    /// The zone of each entry's time (`2026-12-01 11:00:00 CET`).
+    pub zone: jiff::tz::TimeZone,
+}
+
+impl Style {
+    /// No colour, times in UTC: what the API serves.
+    pub fn plain(format: Format, full: bool) -> Style {
+        Style { format, colour: false, full, zone: jiff::tz::TimeZone::UTC }
+    }
 }
 
 const RESULT_LINES: usize = 12;
@@ -95,6 +104,14 @@ pub(crate) fn result_text(content: &Value) -> String {
     }
 }
 
+/// An entry's RFC 3339 time as `2026-12-01 11:00:00 CET` in `zone`; other text as it is.
+fn local_time(at: &str, zone: &jiff::tz::TimeZone) -> String {
+    match at.parse::<jiff::Timestamp>() {
+        Ok(at) => at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|line| format!("{prefix}{line}")).collect::<Vec<_>>().join("\n")
 }
@@ -103,7 +120,7 @@ fn indent(text: &str, prefix: &str) -> String {
 pub fn render_entry(entry: &Entry, style: &Style) -> String {
     let markdown = style.format == Format::Markdown;
     let side = if entry.is_sidechain() { " (subagent)" } else { "" };
-    let time = entry.value["timestamp"].as_str().unwrap_or_default();
+    let time = entry.value["timestamp"].as_str().map(|at| local_time(at, &style.zone)).unwrap_or_default();
     let mut parts: Vec<String> = Vec::new();
     let heading = |who: &str, code: &str| {
         if markdown {
@@ -256,11 +273,11 @@ mod tests {
     #[test]
     fn a_long_tool_input_is_folded_as_a_long_result_is_unless_full() {
         let content = "x".repeat(22_025);
-        let folded = render_entry(&write_call(&content), &Style { format: Format::Text, colour: false, full: false });
+        let folded = render_entry(&write_call(&content), &Style::plain(Format::Text, false));
         assert!(folded.lines().all(|line| line.chars().count() < LINE_CHARS + 80), "{folded}");
         let cut = folded.lines().find(|line| line.contains("more characters; --full shows them")).expect("a cut line");
         assert!(cut.trim_start().starts_with(r#""content": "xxx"#), "{cut}");
-        let whole = render_entry(&write_call(&content), &Style { format: Format::Markdown, colour: false, full: true });
+        let whole = render_entry(&write_call(&content), &Style::plain(Format::Markdown, true));
         assert!(whole.contains(&content), "--full keeps every character");
     }
 }

@@ -295,6 +295,12 @@ fn replay_takes_md_and_json_and_says_which_agents_and_revisions_exist() {
     let markdown = cclog(&data, &["replay", id, "-f", "md"]).stdout;
     assert!(String::from_utf8_lossy(&markdown).starts_with("# Refactor the argument parser"), "md is markdown");
     assert_eq!(cclog(&data, &["replay", id, "--json"]).stdout, cclog(&data, &["replay", id, "-f", "jsonl"]).stdout);
+    // Each entry's time in the local zone, named, as every table has it.
+    let local = cclog_command(&data, &["replay", id]).env("TZ", "Asia/Kolkata").output().expect("run cclog");
+    let local = String::from_utf8(local.stdout).expect("utf-8");
+    assert!(local.contains("── User 2026-12-01 15:30:00 IST"), "{local}");
+    let utc = String::from_utf8(cclog(&data, &["replay", id, "--utc"]).stdout).expect("utf-8");
+    assert!(utc.contains("── User 2026-12-01 10:00:00 UTC"), "{utc}");
     refused(&data, &["replay", id, "--agent", "zz"], "has no subagents");
     refused(&data, &["replay", id, "--revision", "1"], "has no revision 1: it has only revision 0");
 }

@@ -73,6 +73,7 @@ pub fn run(data: &Path, mut args: ReplayArgs) -> anyhow::Result<u8> {
         format: if args.format == ReplayFormat::Markdown { Format::Markdown } else { Format::Text },
         colour: output::colour_stdout(),
         full: args.full,
+        zone: args.zone.zone()?,
     };
     // A conversation is paged on a terminal (decided after the colour, which the pager shows).
     let _pager = (args.format != ReplayFormat::Jsonl && !args.follow).then(output::Pager::start).flatten();

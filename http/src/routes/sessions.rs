@@ -170,7 +170,7 @@ pub async fn session_replay(
         "jsonl" => None,
         other => return Err(Error::BadRequest(format!("format {other:?}: use text, markdown or jsonl"))),
     }
-    .map(|format| Style { format, colour: false, full: query.full.unwrap_or(false) });
+    .map(|format| Style::plain(format, query.full.unwrap_or(false)));
     let body = blocking(move || -> Result<_> {
         let session = Archive::session(&state.log, &id)?;
         Ok(render::session_replay(&state.log, &session, style.as_ref(), &state.prices)?)
