@@ -254,12 +254,17 @@ pub fn bytes(count: u64) -> String {
     cclog_engine::describe_bytes(count)
 }
 
-/// "1 event", "2 events".
+/// "1 event", "2 events", "12,345 events".
 pub fn count(n: u64, noun: &str) -> String {
+    count_of(n, noun, &format!("{noun}s"))
+}
+
+/// [`count`] of a noun whose plural is not its singular and an s: "1 entry", "2 entries".
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
+        format!("1 {one}")
     } else {
-        format!("{n} {noun}s")
+        format!("{} {many}", grouped(n))
     }
 }
 

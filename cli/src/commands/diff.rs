@@ -59,11 +59,11 @@ const LABEL_WIDTH: usize = 12;
 /// one line (cut with `…` to the width).
 fn print_branch(label: &str, branch: &Branch, width: Option<usize>) {
     let summary = format!(
-        "{}: {} conversation entries after the fork ({} prompts, {} assistant messages), {} tokens, {}",
+        "{}: {} after the fork ({}, {}), {} tokens, {}",
         branch.session,
-        output::grouped(branch.entries.len() as u64),
-        output::grouped(branch.user_messages as u64),
-        output::grouped(branch.assistant_messages as u64),
+        output::count_of(branch.entries.len() as u64, "conversation entry", "conversation entries"),
+        output::count(branch.user_messages as u64, "prompt"),
+        output::count(branch.assistant_messages as u64, "assistant message"),
         output::grouped(branch.usage.total()),
         output::dollars(branch.cost_usd, 2)
     );
