@@ -247,6 +247,80 @@ fn configuration_comes_from_the_first_source_that_sets_each_value() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
+/// The Python coordinator's own configuration file, in each place it reads one, works as
+/// it is: `session.machine_id` "auto" is the hostname, `project_detection` git or directory;
+/// `storage` (local or redis) and `server` are read and reported as not used.
+#[test]
+fn the_python_coordinators_configuration_files_work_as_they_are() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join(".git")).unwrap();
+    std::fs::write(
+        project.path().join(".git/config"),
+        "[remote \"origin\"]\n\turl = https://github.com/acme/widgets.git\n",
+    )
+    .unwrap();
+    let check = |env: &[(&str, &Path)]| {
+        let mut command = Command::new(cclog_bin());
+        command
+            .current_dir(project.path())
+            .env("HOME", home.path())
+            .env_remove("CCLOG_COORDINATOR_CONFIG")
+            .env_remove("CLAUDE_SESSION_COORDINATOR_CONFIG")
+            .arg("--data")
+            .arg(data.path())
+            .args(["mcp", "--check-config", "--json"]);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let config = |output: Output| -> Value {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let local_adapter = r#"{"storage": {"adapter": "local", "config": {"base_path": ".claude/session-state"}},
+        "session": {"machine_id": "auto", "project_detection": "git"}, "server": {"port": 9999, "host": "localhost"}}"#;
+    let redis_adapter = r#"{"storage": {"adapter": "redis", "config": {"url": "redis://localhost:6379/0"}},
+        "session": {"machine_id": "team-box", "project_detection": "directory"}}"#;
+    let local = project.path().join(".claude/session-coordinator-config.json");
+    let user = home.path().join(".config/claude-session-coordinator/config.json");
+    let variable = home.path().join("coordinator-config.json");
+    for (place, env) in [(&local, None), (&user, None), (&variable, Some("CLAUDE_SESSION_COORDINATOR_CONFIG"))] {
+        for (shape, machine, project_name) in [
+            (local_adapter, hostname.as_str(), "acme/widgets"),
+            (redis_adapter, "team-box", project.path().file_name().unwrap().to_str().unwrap()),
+        ] {
+            std::fs::create_dir_all(place.parent().unwrap()).unwrap();
+            std::fs::write(place, shape).unwrap();
+            let env: Vec<(&str, &Path)> = env.map(|name| (name, variable.as_path())).into_iter().collect();
+            let read = config(check(&env));
+            assert_eq!(read["machine"]["value"], machine, "{place:?}: {read}");
+            assert_eq!(read["project"]["value"], project_name, "{place:?}: {read}");
+            let notes = read["notes"].to_string();
+            assert!(notes.contains("storage") && notes.contains("is not used"), "{read}");
+            std::fs::remove_file(place).unwrap();
+        }
+    }
+    // One file in both shapes: cclog's field wins, and the report says so.
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, r#"{"machine_id": "ours", "session": {"machine_id": "theirs"}}"#).unwrap();
+    let both = config(check(&[]));
+    assert_eq!(both["machine"]["value"], "ours", "{both}");
+    assert!(both["notes"].to_string().contains("machine_id wins"), "{both}");
+    // An adapter the original does not know is a warning, not an error.
+    std::fs::write(&local, r#"{"storage": {"adapter": "s3"}}"#).unwrap();
+    let unknown = config(check(&[]));
+    assert!(unknown["notes"][0].as_str().unwrap().contains("warning: storage adapter \"s3\""), "{unknown}");
+    // A detection method neither knows is bad input, naming the ones there are.
+    std::fs::write(&local, r#"{"session": {"project_detection": "svn"}}"#).unwrap();
+    let refused = check(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(r#"use "git" or "directory""#), "{refused:?}");
+}
+
 #[test]
 fn the_real_claude_code_cli_signs_on_and_stores_through_cclog_mcp() {
     use crate::fake_api::{FakeApi, Reply};

@@ -98,8 +98,12 @@ async def main(argv):
         assert not conflict["stored"] and conflict["version"] == 2, conflict
         assert conflict["current"]["value"] == {"n": 2}, conflict
 
-        now = structured(await call(session, "retrieve_data", scope=progress, key="step", session_id=sid))
+        retrieved = await call(session, "retrieve_data", scope=progress, key="step", session_id=sid)
+        now = structured(retrieved)
         assert now["found"] and now["value"] == {"n": 2} and now["version"] == 2, now
+        # The text a model reads starts with the value, as the Python coordinator's bare answer does.
+        text = " ".join(getattr(block, "text", "") for block in retrieved.content)
+        assert text.startswith('{"value":{"n":2}'), text
         assert now["written_by"].startswith(sid + "@"), now
         then = structured(await call(session, "retrieve_data", scope=progress, key="step", as_of=first_position,
                                      session_id=sid))

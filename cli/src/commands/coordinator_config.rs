@@ -2,8 +2,15 @@
 //! long a silent instance keeps its claim. Each value comes from the first source that sets
 //! it: `--config FILE`; the file named by `CCLOG_COORDINATOR_CONFIG` (or the Python
 //! coordinator's `CLAUDE_SESSION_COORDINATOR_CONFIG`); `./.claude/session-coordinator-config.json`;
-//! `~/.config/cclog/coordinator.json`; else detection (the hostname; the git origin's
-//! `owner/repo`, else the directory's name) and defaults.
+//! `~/.config/cclog/coordinator.json`; the Python coordinator's
+//! `~/.config/claude-session-coordinator/config.json`; else detection (the hostname; the git
+//! origin's `owner/repo`, else the directory's name) and defaults.
+//!
+//! A file may be in cclog's shape (`machine_id`, `project`, `lease_seconds`) or in the
+//! Python coordinator's (`session.machine_id`, `"auto"` for the hostname;
+//! `session.project_detection`, `git` or `directory`; `storage` and `server`, read and
+//! reported as not used, since the log is the store), so that its users' files work as
+//! they are; where one file sets a value both ways, cclog's field wins and the report says so.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Failure, EXIT_BAD_INPUT};
 
-/// One configuration file's contents.
+/// One configuration file's contents: cclog's fields, and the Python coordinator's sections.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
@@ -22,6 +29,35 @@ struct ConfigFile {
     #[serde(alias = "project_name")]
     project: Option<String>,
     lease_seconds: Option<u64>,
+    session: Option<OriginalSession>,
+    storage: Option<OriginalStorage>,
+    /// The original's `port` and `host`: `cclog serve --addr` says where cclog listens.
+    server: Option<serde_json::Value>,
+}
+
+/// The Python coordinator's `session` section.
+#[derive(Debug, Default, Deserialize)]
+struct OriginalSession {
+    /// A name, or `auto` for the hostname.
+    machine_id: Option<String>,
+    /// `git` (the origin's owner/repo, else the directory's name) or `directory`.
+    project_detection: Option<String>,
+}
+
+/// The Python coordinator's `storage` section: its adapter (`local`, `redis`) and settings.
+#[derive(Debug, Default, Deserialize)]
+struct OriginalStorage {
+    adapter: Option<String>,
+    config: Option<serde_json::Value>,
+}
+
+/// Where a project's name comes from.
+enum ProjectSource {
+    Named(String),
+    /// The git origin's `owner/repo`, else the directory's name.
+    Git,
+    /// The directory's name.
+    Directory,
 }
 
 /// A value and where it came from.
@@ -39,6 +75,8 @@ pub struct CoordinatorConfig {
     pub lease_seconds: Sourced<u64>,
     /// Every place looked at, in order, and whether a file was there.
     pub searched: Vec<(String, bool)>,
+    /// What was read and not used, and which of two settings of one value won.
+    pub notes: Vec<String>,
 }
 
 impl CoordinatorConfig {
@@ -60,14 +98,14 @@ impl CoordinatorConfig {
             false,
         ));
         if let Some(home) = std::env::var_os("HOME").filter(|home| !home.is_empty()) {
-            candidates.push((
-                "~/.config/cclog/coordinator.json".into(),
-                PathBuf::from(home).join(".config/cclog/coordinator.json"),
-                false,
-            ));
+            let home = PathBuf::from(home);
+            for user_file in [".config/cclog/coordinator.json", ".config/claude-session-coordinator/config.json"] {
+                candidates.push((format!("~/{user_file}"), home.join(user_file), false));
+            }
         }
         let (mut machine, mut project, mut lease) = (None, None, None);
         let mut searched = Vec::new();
+        let mut notes = Vec::new();
         for (name, path, required) in candidates {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -80,11 +118,49 @@ impl CoordinatorConfig {
                 }
             };
             let file: ConfigFile = serde_json::from_str(&text).map_err(|error| {
-                invalid(&path, &format!("{error}; the fields are machine_id, project and lease_seconds"))
+                invalid(
+                    &path,
+                    &format!(
+                        "{error}; the fields are machine_id, project and lease_seconds (or the Python \
+                         coordinator's session, storage and server)"
+                    ),
+                )
             })?;
             let source = format!("{name} ({})", path.display());
             searched.push((source.clone(), true));
-            for (field, value) in [("machine_id", &file.machine_id), ("project", &file.project)] {
+            let original = file.session.unwrap_or_default();
+            let auto = |value: String| (value != "auto").then_some(value);
+            let machine_here = match (file.machine_id, original.machine_id) {
+                (Some(ours), Some(_)) => {
+                    notes.push(format!("{source} sets machine_id and session.machine_id: machine_id wins"));
+                    Some(Some(ours))
+                }
+                (Some(ours), None) => Some(Some(ours)),
+                (None, Some(theirs)) => Some(auto(theirs)),
+                (None, None) => None,
+            };
+            let project_here = match (file.project, original.project_detection) {
+                (Some(ours), Some(_)) => {
+                    notes.push(format!("{source} sets project and session.project_detection: project wins"));
+                    Some(ProjectSource::Named(ours))
+                }
+                (Some(ours), None) => Some(ProjectSource::Named(ours)),
+                (None, Some(detection)) => Some(match detection.as_str() {
+                    "git" => ProjectSource::Git,
+                    "directory" => ProjectSource::Directory,
+                    other => {
+                        return Err(invalid(
+                            &path,
+                            &format!("session.project_detection {other:?}: use \"git\" or \"directory\""),
+                        ))
+                    }
+                }),
+                (None, None) => None,
+            };
+            for (field, value) in [
+                ("machine_id", machine_here.as_ref().and_then(Option::as_ref)),
+                ("project", if let Some(ProjectSource::Named(name)) = &project_here { Some(name) } else { None }),
+            ] {
                 if let Some(value) = value {
                     cclog_ingest::coordinator::check_name(field, value)
                         .map_err(|error| invalid(&path, &error.to_string()))?;
@@ -94,8 +170,35 @@ impl CoordinatorConfig {
             if file.lease_seconds.is_some_and(|seconds| !(1..=longest).contains(&seconds)) {
                 return Err(invalid(&path, &format!("lease_seconds must be from 1 to {longest} (30 days)")));
             }
-            machine = machine.or(file.machine_id.map(|value| Sourced { value, source: source.clone() }));
-            project = project.or(file.project.map(|value| Sourced { value, source: source.clone() }));
+            if let Some(storage) = file.storage {
+                notes.push(storage_note(&source, &storage));
+            }
+            if file.server.is_some() {
+                notes.push(format!(
+                    "{source}: server is not used; `cclog serve --addr HOST:PORT` says where cclog listens"
+                ));
+            }
+            machine = machine.or(machine_here.map(|value| match value {
+                Some(value) => Sourced { value, source: source.clone() },
+                None => Sourced {
+                    value: cclog_ingest::coordinator::detect_machine(),
+                    source: format!("hostname (session.machine_id \"auto\" in {source})"),
+                },
+            }));
+            project = project.or(project_here.map(|how| match how {
+                ProjectSource::Named(value) => Sourced { value, source: source.clone() },
+                ProjectSource::Git => Sourced {
+                    value: cclog_ingest::coordinator::detect_project(cwd),
+                    source: format!(
+                        "git origin or name of {} (session.project_detection \"git\" in {source})",
+                        cwd.display()
+                    ),
+                },
+                ProjectSource::Directory => Sourced {
+                    value: directory_name(cwd),
+                    source: format!("name of {} (session.project_detection \"directory\" in {source})", cwd.display()),
+                },
+            }));
             lease = lease.or(file.lease_seconds.map(|value| Sourced { value, source: source.clone() }));
         }
         let machine = machine.unwrap_or_else(|| Sourced {
@@ -110,7 +213,7 @@ impl CoordinatorConfig {
             value: cclog_ingest::coordinator::DEFAULT_LEASE.as_secs(),
             source: "default".into(),
         });
-        Ok(CoordinatorConfig { machine, project, lease_seconds, searched })
+        Ok(CoordinatorConfig { machine, project, lease_seconds, searched, notes })
     }
 
     /// The configuration for the current directory (no `--config`).
@@ -140,8 +243,40 @@ impl CoordinatorConfig {
         for (place, found) in &self.searched {
             crate::outln!("  {} {place}", if *found { "used " } else { "none " });
         }
+        if !self.notes.is_empty() {
+            crate::outln!("notes:");
+            for note in &self.notes {
+                crate::outln!("  {note}");
+            }
+        }
         Ok(())
     }
+}
+
+/// What `--check-config` says of the Python coordinator's `storage` section: the log is
+/// cclog's store, so no adapter is used; an adapter the original does not know is named.
+fn storage_note(source: &str, storage: &OriginalStorage) -> String {
+    let adapter = storage.adapter.as_deref().unwrap_or("local");
+    let kept = match (adapter, storage.config.as_ref().and_then(|config| config.get("base_path"))) {
+        ("local", Some(path)) => {
+            format!("; the original's files in {} are not read", path.as_str().unwrap_or("its base_path"))
+        }
+        _ => String::new(),
+    };
+    match adapter {
+        "local" | "redis" => {
+            format!("{source}: storage (adapter {adapter:?}) is not used: cclog keeps every write in its log{kept}")
+        }
+        other => format!(
+            "{source}: warning: storage adapter {other:?} is not one the Python coordinator has (local, redis); \
+             not used either way: cclog keeps every write in its log"
+        ),
+    }
+}
+
+/// The last component of `dir`, as the Python coordinator's `directory` detection names a project.
+fn directory_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| "default".to_string(), |name| name.to_string_lossy().into_owned())
 }
 
 fn invalid(path: &Path, problem: &str) -> anyhow::Error {

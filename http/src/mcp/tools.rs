@@ -119,12 +119,29 @@ pub struct StoreResult {
     pub current: Option<ValueVersion>,
 }
 
+/// A tool's answer whose text content keeps the result's fields in their declared order
+/// (`Json` sorts them): `retrieve_data`'s text starts with the value. The structured content
+/// is the same object.
+pub struct InFieldOrder<T>(pub T);
+
+impl<T: Serialize> rmcp::handler::server::tool::IntoCallToolResult for InFieldOrder<T> {
+    fn into_call_tool_result(self) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let failed = |error: serde_json::Error| rmcp::ErrorData::internal_error(error.to_string(), None);
+        let text = serde_json::to_string(&self.0).map_err(failed)?;
+        let mut result = rmcp::model::CallToolResult::structured(serde_json::to_value(&self.0).map_err(failed)?);
+        result.content = vec![rmcp::model::ContentBlock::text(text)];
+        Ok(result.into())
+    }
+}
+
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RetrieveResult {
+    /// First, so that a model reading the text content gets the value at once, as the Python
+    /// coordinator's bare answer gives it.
+    pub value: Option<Value>,
     pub scope: String,
     pub key: String,
     pub found: bool,
-    pub value: Option<Value>,
     pub version: Option<u64>,
     pub written_by: Option<String>,
     pub at: Option<String>,
@@ -262,13 +279,14 @@ impl CoordinatorMcp {
     #[tool(
         description = "Read the value of scope and key, with its version, writer and time. With as_of (a log \
         position or an RFC 3339 time), read it as it was then.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true),
+        output_schema = rmcp::handler::server::common::schema_for_output::<RetrieveResult>()
     )]
     async fn retrieve_data(
         &self,
         Parameters(args): Parameters<RetrieveArgs>,
         extensions: Extensions,
-    ) -> Result<Json<RetrieveResult>, String> {
+    ) -> Result<InFieldOrder<RetrieveResult>, String> {
         let caller = self.caller(&extensions, args.session_id)?;
         let full = caller.scope(&args.scope)?;
         let as_of = match &args.as_of {
@@ -286,7 +304,7 @@ impl CoordinatorMcp {
             })
             .await?;
         let found = found.map(ValueVersion::from);
-        Ok(Json(RetrieveResult {
+        Ok(InFieldOrder(RetrieveResult {
             scope: args.scope,
             key: args.key,
             found: found.is_some(),
