@@ -448,6 +448,17 @@ pub enum KvCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the Python coordinator's local-file store into the log: each key of each scope
+    /// file becomes a write by instance `import`, the file's times kept with it; a key the log
+    /// already holds at that value is left alone, so a second run adds nothing
+    ImportLegacy {
+        /// The store's directory [default: the `storage.config.base_path` of a local adapter
+        /// in the coordinator's configuration, else ./.claude/session-state]
+        dir: Option<PathBuf>,
+        /// The report as JSON: dir, files, scopes, imported, unchanged, malformed
+        #[arg(long)]
+        json: bool,
+    },
     /// Every version of KEY: the value (or deletion), who wrote it, when, at which log position
     History {
         scope: String,
@@ -517,6 +528,12 @@ impl Command {
                     _ => {}
                 }
                 args.client_env = Some(cclog_ingest::team::HostEnv::from_process());
+                None
+            }
+            Command::Kv(KvCommand::ImportLegacy { dir, .. }) => {
+                let cwd = std::env::current_dir()?;
+                let chosen = dir.take().unwrap_or_else(|| crate::commands::coordinator_config::legacy_store_dir(&cwd));
+                *dir = Some(std::path::absolute(chosen)?);
                 None
             }
             Command::Sessions(args) => Some(&mut args.pricing),

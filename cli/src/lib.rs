@@ -112,7 +112,11 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         Some(cclog_engine::Error::InvalidEvent(_) | cclog_engine::Error::OutOfRange { .. }) => EXIT_BAD_INPUT,
         _ if matches!(
             error.downcast_ref::<cclog_ingest::Error>(),
-            Some(cclog_ingest::Error::InvalidKv(_) | cclog_ingest::Error::InvalidTeam(_))
+            Some(
+                cclog_ingest::Error::InvalidKv(_)
+                    | cclog_ingest::Error::InvalidTeam(_)
+                    | cclog_ingest::Error::Missing(_)
+            )
         ) =>
         {
             EXIT_BAD_INPUT

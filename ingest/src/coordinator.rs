@@ -14,7 +14,7 @@ use cclog_engine::{Event, Log, NewEvent};
 use cclog_projections::coordinator::{Claim, Coordinator, KeyState};
 use cclog_projections::events;
 use cclog_projections::events::coordinator::{
-    instances_stream, scope_stream, InstanceChange, KeyWrite, ScopeDelete, Writer, KIND_INSTANCE_CLAIMED,
+    instances_stream, scope_stream, Imported, InstanceChange, KeyWrite, ScopeDelete, Writer, KIND_INSTANCE_CLAIMED,
     KIND_INSTANCE_RELEASED, KIND_KV_DELETE, KIND_KV_SET, KIND_SCOPE_DELETE,
 };
 use serde_json::Value;
@@ -41,6 +41,9 @@ pub struct Version {
     pub at_us: u64,
     /// Its position in the log.
     pub seq: u64,
+    /// For a value imported from another store: where from, and the times it kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Box<Imported>>,
 }
 
 /// What a store did.
@@ -122,13 +125,7 @@ impl<'a> KvStore<'a> {
     ) -> Result<Stored> {
         check_name("scope", scope)?;
         check_name("key", key)?;
-        let text = serde_json::to_string(value).map_err(|error| Error::InvalidKv(error.to_string()))?;
-        if text.len() > MAX_VALUE_LEN {
-            return Err(Error::InvalidKv(format!(
-                "the value is {} bytes of JSON; the most is {MAX_VALUE_LEN} (1 MiB)",
-                text.len()
-            )));
-        }
+        let text = value_text(value)?;
         let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(expected) = expected_version {
             let current = live(Coordinator::key(self.log, scope, key)?);
@@ -138,10 +135,28 @@ impl<'a> KvStore<'a> {
                 });
             }
         }
-        let write = KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone() };
-        let seq = self.append(scope, KIND_KV_SET, events::encode(&write)?)?;
+        let write = KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone(), imported: None };
+        let seq = self.append(scope, KIND_KV_SET, write.encode()?)?;
         let version = Coordinator::key(self.log, scope, key)?.map_or(1, |state| state.version);
         Ok(Stored::Written { version, seq })
+    }
+
+    /// Sets `key` in `scope` to `value` brought in from another store, unless that is its
+    /// value already (so that importing a store again adds nothing); whether it was written.
+    pub fn import(&self, scope: &str, key: &str, value: &Value, imported: Imported, writer: &Writer) -> Result<bool> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        let text = value_text(value)?;
+        let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = live(Coordinator::key(self.log, scope, key)?) {
+            if self.version(current.version, current.seq)?.value.as_ref() == Some(value) {
+                return Ok(false);
+            }
+        }
+        let write =
+            KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone(), imported: Some(imported) };
+        self.append(scope, KIND_KV_SET, write.encode()?)?;
+        Ok(true)
     }
 
     /// The current value of `key`, or its value as of a point in the past; `None` when it
@@ -181,8 +196,8 @@ impl<'a> KvStore<'a> {
         if live(Coordinator::key(self.log, scope, key)?).is_none() {
             return Ok(None);
         }
-        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone() };
-        self.append(scope, KIND_KV_DELETE, events::encode(&write)?)?;
+        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone(), imported: None };
+        self.append(scope, KIND_KV_DELETE, write.encode()?)?;
         Ok(Coordinator::key(self.log, scope, key)?.map(|state| state.version))
     }
 
@@ -255,26 +270,38 @@ impl<'a> KvStore<'a> {
     }
 }
 
+/// A value as the JSON text a write stores, refused past [`MAX_VALUE_LEN`].
+fn value_text(value: &Value) -> Result<String> {
+    let text = serde_json::to_string(value).map_err(|error| Error::InvalidKv(error.to_string()))?;
+    if text.len() > MAX_VALUE_LEN {
+        return Err(Error::InvalidKv(format!(
+            "the value is {} bytes of JSON; the most is {MAX_VALUE_LEN} (1 MiB)",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
 fn live(state: Option<KeyState>) -> Option<KeyState> {
     state.filter(|state| state.live)
 }
 
 /// The version a `kv.set`, `kv.delete` or `scope.delete` event wrote.
 fn version_of(version: u64, event: &Event) -> Result<Version> {
-    let (value, writer) = match event.kind() {
-        KIND_SCOPE_DELETE => (None, events::decode::<ScopeDelete>("scope delete", &event.payload)?.writer),
+    let (value, writer, imported) = match event.kind() {
+        KIND_SCOPE_DELETE => (None, events::decode::<ScopeDelete>("scope delete", &event.payload)?.writer, None),
         _ => {
-            let write: KeyWrite = events::decode("kv write", &event.payload)?;
+            let write = KeyWrite::decode(&event.payload)?;
             let value = write
                 .value
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .map_err(|error| Error::InvalidKv(format!("a stored value is not JSON: {error}")))?;
-            (value, write.writer)
+            (value, write.writer, write.imported.map(Box::new))
         }
     };
     let at = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(event.header.ts_us)).to_string();
-    Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq() })
+    Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq(), imported })
 }
 
 /// Until when each held instance is leased, by `machine:project:instance`: its holder's

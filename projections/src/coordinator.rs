@@ -102,7 +102,7 @@ impl Projection for Coordinator {
         let Some(scope) = event.stream().strip_prefix("scope/") else { return Ok(()) };
         match event.kind() {
             KIND_KV_SET | KIND_KV_DELETE => {
-                let write: KeyWrite = events::decode("kv write", &event.payload)?;
+                let write = KeyWrite::decode(&event.payload)?;
                 write_key(state, scope, &write.key, event.seq(), write.value.is_some())?;
             }
             KIND_SCOPE_DELETE => {

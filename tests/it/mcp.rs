@@ -448,3 +448,112 @@ fn the_pinned_claude_code_loads_cclogs_tools_and_calls_them() {
 fn claude_code_2_1_197_loads_cclogs_tools_and_calls_them() {
     claude_code_loads_and_calls_cclogs_tools(&crate::claude_cli::older_claude_bin());
 }
+
+/// A migrating user's store: the Python coordinator's `.claude/session-state` (here at the
+/// `base_path` its configuration names) imported with `cclog kv import-legacy`, read back
+/// with `kv get` and with `retrieve_data` by an agent of that machine and project; a second
+/// import adds nothing; a malformed file is reported and skipped.
+#[test]
+fn the_python_coordinators_local_store_is_imported_once_and_read_back() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join(".git")).unwrap();
+    std::fs::write(
+        project.path().join(".git/config"),
+        "[remote \"origin\"]\n\turl = git@github.com:acme/widgets.git\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(project.path().join(".claude")).unwrap();
+    std::fs::write(
+        project.path().join(".claude/session-coordinator-config.json"),
+        r#"{"storage": {"adapter": "local", "config": {"base_path": "state/coordinator"}},
+            "session": {"machine_id": "laptop", "project_detection": "git"}}"#,
+    )
+    .unwrap();
+    // As the original's LocalFileAdapter writes them: one file a scope, `:` and `/` as `__`.
+    let store = project.path().join("state/coordinator");
+    std::fs::create_dir_all(&store).unwrap();
+    let scope_file = |scope_file: &str, body: Value| {
+        std::fs::write(store.join(scope_file), serde_json::to_string_pretty(&body).unwrap()).unwrap();
+    };
+    scope_file(
+        "laptop__acme__widgets__session__claude_1.json",
+        serde_json::json!({
+            "data": {"current_task": "refactor the parser", "progress": {"done": 3, "of": 5}},
+            "metadata": {
+                "current_task": {"created_at": "2025-11-02T09:00:00.000001", "updated_at": "2025-11-02T10:30:00.000002"},
+                "progress": {"created_at": "2025-11-02T09:05:00", "updated_at": "2025-11-02T11:00:00"}
+            }
+        }),
+    );
+    scope_file(
+        "laptop__acme__widgets__team.json",
+        serde_json::json!({"data": {"owner": "claude_1"}, "metadata": {"owner": {"created_at": "2025-11-01T08:00:00"}}}),
+    );
+    std::fs::write(store.join("broken.json"), "{not json").unwrap();
+    let cclog_here = |args: &[&str]| {
+        Command::new(cclog_bin())
+            .current_dir(project.path())
+            .env("HOME", home.path())
+            .env_remove("CCLOG_COORDINATOR_CONFIG")
+            .env_remove("CLAUDE_SESSION_COORDINATOR_CONFIG")
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let imported = cclog_here(&["kv", "import-legacy", "--json"]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let report: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(report["files"], 2, "{report}");
+    assert_eq!(report["imported"], 3, "{report}");
+    assert_eq!(
+        report["scopes"],
+        serde_json::json!(["laptop:acme/widgets:session:claude_1", "laptop:acme/widgets:team"]),
+        "{report}"
+    );
+    assert!(report["malformed"][0]["file"].as_str().unwrap().ends_with("broken.json"), "{report}");
+    assert!(String::from_utf8_lossy(&imported.stderr).contains("skipped"), "the skip is said on stderr");
+
+    let get = |scope: &str, key: &str| -> Value {
+        let output = cclog_here(&["kv", "get", scope, key, "--json"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let progress = get("laptop:acme/widgets:session:claude_1", "progress");
+    assert_eq!(progress["value"], serde_json::json!({"done": 3, "of": 5}), "{progress}");
+    assert_eq!(progress["writer"]["instance"], "import", "{progress}");
+    assert_eq!(progress["imported"]["created_at"], "2025-11-02T09:05:00", "{progress}");
+    assert_eq!(progress["imported"]["updated_at"], "2025-11-02T11:00:00", "{progress}");
+    assert!(progress["imported"]["file"].as_str().unwrap().ends_with("laptop__acme__widgets__session__claude_1.json"));
+
+    // An agent of that machine and project reads it where the original would have.
+    let read = Command::new(python())
+        .current_dir(project.path())
+        .env("HOME", home.path())
+        .env_remove("CCLOG_COORDINATOR_CONFIG")
+        .env_remove("CLAUDE_SESSION_COORDINATOR_CONFIG")
+        .arg(script("retrieve.py"))
+        .arg(cclog_bin())
+        .arg(data.path())
+        .args(["session:claude_1", "current_task"])
+        .output()
+        .unwrap();
+    let read = run_client(read);
+    stop_background_server(data.path());
+    assert_eq!(read["value"], "refactor the parser", "{read}");
+    assert_eq!(read["version"], 1, "{read}");
+
+    // Again: nothing new.
+    let events_before = crate::support::cclog_json(data.path(), &["stats", "--json"])["events"].clone();
+    let again = cclog_here(&["kv", "import-legacy", "--json"]);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!((again["imported"].clone(), again["unchanged"].clone()), (Value::from(0), Value::from(3)), "{again}");
+    assert_eq!(crate::support::cclog_json(data.path(), &["stats", "--json"])["events"], events_before);
+    // A directory that is not there is said so (bad input).
+    let missing = cclog_here(&["kv", "import-legacy", "no/such/dir"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}

@@ -77,6 +77,9 @@ pub struct CoordinatorConfig {
     pub searched: Vec<(String, bool)>,
     /// What was read and not used, and which of two settings of one value won.
     pub notes: Vec<String>,
+    /// The Python coordinator's local store: the `base_path` of the first file whose
+    /// `storage` names the local adapter, against the working directory, as it reads it.
+    pub legacy_store: Option<PathBuf>,
 }
 
 impl CoordinatorConfig {
@@ -106,6 +109,7 @@ impl CoordinatorConfig {
         let (mut machine, mut project, mut lease) = (None, None, None);
         let mut searched = Vec::new();
         let mut notes = Vec::new();
+        let mut legacy_store = None;
         for (name, path, required) in candidates {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -172,6 +176,12 @@ impl CoordinatorConfig {
             }
             if let Some(storage) = file.storage {
                 notes.push(storage_note(&source, &storage));
+                let base_path = storage.config.as_ref().and_then(|config| config.get("base_path")?.as_str());
+                if let (None, "local", Some(base_path)) =
+                    (&legacy_store, storage.adapter.as_deref().unwrap_or("local"), base_path)
+                {
+                    legacy_store = Some(cwd.join(base_path));
+                }
             }
             if file.server.is_some() {
                 notes.push(format!(
@@ -213,7 +223,7 @@ impl CoordinatorConfig {
             value: cclog_ingest::coordinator::DEFAULT_LEASE.as_secs(),
             source: "default".into(),
         });
-        Ok(CoordinatorConfig { machine, project, lease_seconds, searched, notes })
+        Ok(CoordinatorConfig { machine, project, lease_seconds, searched, notes, legacy_store })
     }
 
     /// The configuration for the current directory (no `--config`).
@@ -258,9 +268,10 @@ impl CoordinatorConfig {
 fn storage_note(source: &str, storage: &OriginalStorage) -> String {
     let adapter = storage.adapter.as_deref().unwrap_or("local");
     let kept = match (adapter, storage.config.as_ref().and_then(|config| config.get("base_path"))) {
-        ("local", Some(path)) => {
-            format!("; the original's files in {} are not read", path.as_str().unwrap_or("its base_path"))
-        }
+        ("local", Some(path)) => format!(
+            "; `cclog kv import-legacy` brings what it kept in {} into the log",
+            path.as_str().unwrap_or("its base_path")
+        ),
         _ => String::new(),
     };
     match adapter {
@@ -272,6 +283,15 @@ fn storage_note(source: &str, storage: &OriginalStorage) -> String {
              not used either way: cclog keeps every write in its log"
         ),
     }
+}
+
+/// Where `cclog kv import-legacy` reads the Python coordinator's store by default: the local
+/// adapter's `base_path` in the configuration `cwd` sees, else `./.claude/session-state`.
+pub fn legacy_store_dir(cwd: &Path) -> PathBuf {
+    CoordinatorConfig::load(None, cwd)
+        .ok()
+        .and_then(|config| config.legacy_store)
+        .unwrap_or_else(|| cwd.join(".claude/session-state"))
 }
 
 /// The last component of `dir`, as the Python coordinator's `directory` detection names a project.

@@ -19,7 +19,7 @@ pub const EXIT_CONFLICT: u8 = 4;
 pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
     super::require_store(data).or_else(|error| match &command {
         // The first write makes the log; reads of nothing need none.
-        KvCommand::Set { .. } => Ok(()),
+        KvCommand::Set { .. } | KvCommand::ImportLegacy { .. } => Ok(()),
         _ => Err(error),
     })?;
     // Without a server, several `cclog kv` at once take turns rather than fail.
@@ -84,6 +84,31 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 return Err(Failure { code: EXIT_FAILURE, message: format!("no key {key:?} in scope {scope:?}") }.into())
             }
         },
+        KvCommand::ImportLegacy { dir, json } => {
+            let cwd = std::env::current_dir()?;
+            let dir = dir.unwrap_or_else(|| super::coordinator_config::legacy_store_dir(&cwd));
+            let report =
+                cclog_ingest::legacy_store::import_legacy(&log, &dir, &cclog_ingest::coordinator::detect_machine())?;
+            for malformed in &report.malformed {
+                crate::errln!("cclog: skipped {}: {}", malformed.file, malformed.problem);
+            }
+            if json {
+                crate::outln!("{}", crate::json_style::line(&report)?);
+            } else {
+                crate::outln!(
+                    "{}: {} in {} ({} imported, {} already in the log){}",
+                    report.dir,
+                    output::count(report.imported as u64 + report.unchanged as u64, "key"),
+                    output::count_of(report.scopes.len() as u64, "scope", "scopes"),
+                    report.imported,
+                    report.unchanged,
+                    match report.malformed.len() {
+                        0 => String::new(),
+                        skipped => format!("; {} skipped", output::count(skipped as u64, "file")),
+                    }
+                );
+            }
+        }
         KvCommand::History { scope, key, json, zone } => {
             let history = store.history(&scope, &key)?;
             if history.is_empty() {

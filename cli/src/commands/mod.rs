@@ -3,7 +3,7 @@
 mod append;
 mod capture;
 mod client;
-mod coordinator_config;
+pub(crate) mod coordinator_config;
 mod diff;
 mod import;
 mod kv;

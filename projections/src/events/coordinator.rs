@@ -3,6 +3,9 @@
 //! [`ScopeDelete`]) — and every instance claim on `instances/<machine>:<project>` —
 //! `instance.claimed` or `instance.released` (an [`InstanceChange`]). Each names its
 //! [`Writer`].
+//!
+//! [`KeyWrite`] is at format 2, which adds where an imported value came from
+//! ([`Imported`]); format 1 payloads read as writes that were not imported.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +55,78 @@ pub struct KeyWrite {
     /// The value as JSON text; `None` for a deletion.
     pub value: Option<String>,
     pub writer: Writer,
+    /// For a value brought in from another store (`cclog kv import-legacy`): where from.
+    pub imported: Option<Imported>,
+}
+
+/// Where an imported value came from, with the times its store kept for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The file it was read from.
+    pub file: String,
+    /// When that store says the key was first and last written, as it wrote them.
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// Format 1 of [`KeyWrite`]: no `imported`.
+#[derive(Deserialize)]
+struct KeyWriteV1 {
+    key: String,
+    value: Option<String>,
+    writer: Writer,
+}
+
+const KEY_WRITE_FORMAT: u8 = 2;
+
+impl KeyWrite {
+    /// Format 2: the format byte, then postcard.
+    pub fn encode(&self) -> crate::Result<Vec<u8>> {
+        super::encode_as(KEY_WRITE_FORMAT, self)
+    }
+
+    /// Reads either format.
+    pub fn decode(bytes: &[u8]) -> crate::Result<KeyWrite> {
+        match bytes.first() {
+            Some(&KEY_WRITE_FORMAT) => super::decode_as(KEY_WRITE_FORMAT, "kv write", bytes),
+            _ => {
+                let old: KeyWriteV1 = super::decode("kv write", bytes)?;
+                Ok(KeyWrite { key: old.key, value: old.value, writer: old.writer, imported: None })
+            }
+        }
+    }
 }
 
 /// The payload of `scope.delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeDelete {
     pub writer: Writer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write as cclog stored it before format 2.
+    #[derive(Serialize)]
+    struct WrittenAtFormat1<'a> {
+        key: &'a str,
+        value: Option<&'a str>,
+        writer: Writer,
+    }
+
+    #[test]
+    fn a_write_reads_back_at_either_format() {
+        let writer = Writer { instance: "claude_1".into(), machine: "m".into(), project: "p".into() };
+        let old = crate::events::encode(&WrittenAtFormat1 { key: "k", value: Some("1"), writer: writer.clone() })
+            .expect("encode");
+        let read = KeyWrite::decode(&old).expect("format 1 decodes");
+        assert_eq!(read, KeyWrite { key: "k".into(), value: Some("1".into()), writer: writer.clone(), imported: None });
+        let imported =
+            Imported { file: "/s/a.json".into(), created_at: Some("2025-11-02T09:00:00".into()), updated_at: None };
+        let new = KeyWrite { key: "k".into(), value: None, writer, imported: Some(imported) };
+        assert_eq!(new.encode().expect("encode")[0], 2);
+        assert_eq!(KeyWrite::decode(&new.encode().expect("encode")).expect("format 2 decodes"), new);
+        assert!(KeyWrite::decode(&[7, 1, 2]).is_err(), "an unknown format is an error, not a guess");
+    }
 }

@@ -16,7 +16,8 @@
 //!
 //! Encoding format: a typed payload is one format byte ([`PAYLOAD_FORMAT`]) followed by the
 //! postcard encoding of the struct. A new field means a new format byte for that payload
-//! and a decoder for the old one (`run.started` is at format 2; everything else at 1).
+//! and a decoder for the old one (`run.started` and the coordinator's `kv.set`/`kv.delete`
+//! are at format 2; everything else at 1).
 
 pub mod coordinator;
 pub mod plan;
@@ -105,8 +106,7 @@ pub fn payload_json(kind: &str, payload: &[u8]) -> Option<serde_json::Value> {
         KIND_RUN_STARTED => as_json(RunStarted::decode(payload)),
         KIND_RUN_SESSION => typed::<RunSession>(KIND_RUN_SESSION, payload),
         KIND_RUN_ENDED => typed::<RunEnded>(KIND_RUN_ENDED, payload),
-        coordinator::KIND_KV_SET => typed::<coordinator::KeyWrite>(coordinator::KIND_KV_SET, payload),
-        coordinator::KIND_KV_DELETE => typed::<coordinator::KeyWrite>(coordinator::KIND_KV_DELETE, payload),
+        coordinator::KIND_KV_SET | coordinator::KIND_KV_DELETE => as_json(coordinator::KeyWrite::decode(payload)),
         coordinator::KIND_SCOPE_DELETE => typed::<coordinator::ScopeDelete>(coordinator::KIND_SCOPE_DELETE, payload),
         coordinator::KIND_INSTANCE_CLAIMED => {
             typed::<coordinator::InstanceChange>(coordinator::KIND_INSTANCE_CLAIMED, payload)
