@@ -141,7 +141,7 @@ mod tests {
         let raw = super::super::CoordinatorMcp::raw_tools();
         let retrieve = raw.iter().find(|tool| tool.name == "retrieve_data").expect("retrieve_data is a tool");
         let output = retrieve.output_schema.as_ref().expect("retrieve_data has an output schema");
-        assert_eq!(boolean_subschema(output).as_deref(), Some("/properties/value"));
+        assert_eq!(boolean_subschema(output).as_deref(), Some("/properties/value"), "{output:?}");
         let tools = super::super::CoordinatorMcp::loadable_tools();
         assert!(tools.len() >= 9, "{} tools", tools.len());
         for tool in tools {

@@ -136,8 +136,8 @@ impl<T: Serialize> rmcp::handler::server::tool::IntoCallToolResult for InFieldOr
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RetrieveResult {
-    /// First, so that a model reading the text content gets the value at once, as the Python
-    /// coordinator's bare answer gives it.
+    // First, so that a model reading the text content gets the value at once, as the Python
+    // coordinator's bare answer gives it (a doc comment would become the schema's description).
     pub value: Option<Value>,
     pub scope: String,
     pub key: String,
