@@ -436,7 +436,12 @@ pub enum KvCommand {
         /// Only if the key's current version is N (0: only if it does not exist); else exit 4
         #[arg(long, value_name = "N")]
         expect_version: Option<u64>,
-        /// `{version, seq}` as JSON; `{conflict, current}` when --expect-version found another version
+        /// Let the value expire after DURATION (30s, 10m, 2h; 1ms to 365 days): the key then
+        /// reads as absent, and --expect-version 0 may set it again. Its history keeps the write
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// `{version, seq}` (and `expires_at` with --ttl) as JSON; `{conflict, current}` when
+        /// --expect-version found another version
         #[arg(long)]
         json: bool,
     },

@@ -25,6 +25,44 @@ use crate::{Error, Result};
 pub const MAX_NAME_LEN: usize = 256;
 /// The largest value, as JSON text.
 pub const MAX_VALUE_LEN: usize = 1 << 20;
+/// The longest time to live: 365 days.
+pub const MAX_TTL_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+/// The shortest time to live: a millisecond.
+pub const MIN_TTL_SECONDS: f64 = 0.001;
+
+/// How long a value lives after its write: a millisecond to 365 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(Duration);
+
+impl Ttl {
+    /// A TTL of `seconds`, refused outside the limits with a message that names them.
+    pub fn seconds(seconds: f64) -> Result<Ttl> {
+        if !(MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&seconds) {
+            return Err(Error::InvalidKv(format!(
+                "a TTL of {seconds} seconds is out of range: give {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} seconds (365 days)"
+            )));
+        }
+        Ok(Ttl(Duration::from_secs_f64(seconds)))
+    }
+
+    /// A TTL of `duration`, within the same limits.
+    pub fn new(duration: Duration) -> Result<Ttl> {
+        Ttl::seconds(duration.as_secs_f64())
+    }
+
+    fn micros(self) -> u64 {
+        u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// Now, in µs since the epoch: the instant reads decide expiry at.
+pub fn now_us() -> u64 {
+    micros_since_epoch(SystemTime::now())
+}
+
+fn micros_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
+}
 
 /// One check-and-append at a time in this process.
 static WRITES: Mutex<()> = Mutex::new(());
@@ -44,6 +82,14 @@ pub struct Version {
     /// For a value imported from another store: where from, and the times it kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub imported: Option<Box<Imported>>,
+    /// For a value written with a TTL: when it expires (RFC 3339, µs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_us: Option<u64>,
+    /// In a history: the value expired before the key was next written (or before now).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// What a store did.
@@ -52,6 +98,8 @@ pub enum Stored {
     Written {
         version: u64,
         seq: u64,
+        /// For a write with a TTL: when the value expires (RFC 3339, µs).
+        expires_at: Option<String>,
     },
     /// The expected version was not the current one; nothing was written.
     Conflict {
@@ -113,14 +161,16 @@ impl<'a> KvStore<'a> {
         KvStore { log }
     }
 
-    /// Sets `key` in `scope` to `value`; with `expected_version`, only if that is the key's
-    /// current version (0: the key must not exist).
+    /// Sets `key` in `scope` to `value`, living for `ttl` if given; with `expected_version`,
+    /// only if that is the key's current version (0: the key must not exist, or has
+    /// expired).
     pub fn store(
         &self,
         scope: &str,
         key: &str,
         value: &Value,
         expected_version: Option<u64>,
+        ttl: Option<Ttl>,
         writer: &Writer,
     ) -> Result<Stored> {
         check_name("scope", scope)?;
@@ -128,17 +178,27 @@ impl<'a> KvStore<'a> {
         let text = value_text(value)?;
         let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(expected) = expected_version {
-            let current = live(Coordinator::key(self.log, scope, key)?);
+            let current = live(Coordinator::key(self.log, scope, key)?, now_us());
             if current.map_or(0, |state| state.version) != expected {
                 return Ok(Stored::Conflict {
                     current: current.map(|state| self.version(state.version, state.seq)).transpose()?,
                 });
             }
         }
-        let write = KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone(), imported: None };
+        let write = KeyWrite {
+            key: key.to_string(),
+            value: Some(text),
+            writer: writer.clone(),
+            imported: None,
+            ttl_us: ttl.map(Ttl::micros),
+        };
         let seq = self.append(scope, KIND_KV_SET, write.encode()?)?;
         let version = Coordinator::key(self.log, scope, key)?.map_or(1, |state| state.version);
-        Ok(Stored::Written { version, seq })
+        let expires_at = match ttl {
+            Some(_) => self.version(version, seq)?.expires_at,
+            None => None,
+        };
+        Ok(Stored::Written { version, seq, expires_at })
     }
 
     /// Sets `key` in `scope` to `value` brought in from another store, unless that is its
@@ -148,26 +208,36 @@ impl<'a> KvStore<'a> {
         check_name("key", key)?;
         let text = value_text(value)?;
         let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = live(Coordinator::key(self.log, scope, key)?) {
+        if let Some(current) = live(Coordinator::key(self.log, scope, key)?, now_us()) {
             if self.version(current.version, current.seq)?.value.as_ref() == Some(value) {
                 return Ok(false);
             }
         }
-        let write =
-            KeyWrite { key: key.to_string(), value: Some(text), writer: writer.clone(), imported: Some(imported) };
+        let write = KeyWrite {
+            key: key.to_string(),
+            value: Some(text),
+            writer: writer.clone(),
+            imported: Some(imported),
+            ttl_us: None,
+        };
         self.append(scope, KIND_KV_SET, write.encode()?)?;
         Ok(true)
     }
 
     /// The current value of `key`, or its value as of a point in the past; `None` when it
-    /// did not exist then.
+    /// did not exist then, or had expired.
     pub fn retrieve(&self, scope: &str, key: &str, as_of: Option<AsOf>) -> Result<Option<Version>> {
         check_name("scope", scope)?;
         check_name("key", key)?;
         let Some(as_of) = as_of else {
-            return live(Coordinator::key(self.log, scope, key)?)
+            return live(Coordinator::key(self.log, scope, key)?, now_us())
                 .map(|state| self.version(state.version, state.seq))
                 .transpose();
+        };
+        // Expiry as of then: at that time, or at the time of the event at that position.
+        let then_us = match as_of {
+            AsOf::Time(time) => micros_since_epoch(time),
+            AsOf::Seq(position) => self.log.get(position)?.map_or_else(now_us, |event| event.header.ts_us),
         };
         let mut found = None;
         for (version, seq) in Coordinator::versions(self.log, scope, key)?.into_iter().rev() {
@@ -177,15 +247,13 @@ impl<'a> KvStore<'a> {
                 }
             }
             let candidate = self.version(version, seq)?;
-            if let AsOf::Time(time) = as_of {
-                if UNIX_EPOCH + Duration::from_micros(candidate.at_us) > time {
-                    continue;
-                }
+            if candidate.at_us > then_us {
+                continue;
             }
             found = Some(candidate);
             break;
         }
-        Ok(found.filter(|version| version.value.is_some()))
+        Ok(found.filter(|version| version.value.is_some() && version.expires_at_us.is_none_or(|at| at > then_us)))
     }
 
     /// Deletes `key`; its version, or `None` if it did not exist.
@@ -193,10 +261,10 @@ impl<'a> KvStore<'a> {
         check_name("scope", scope)?;
         check_name("key", key)?;
         let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
-        if live(Coordinator::key(self.log, scope, key)?).is_none() {
+        if live(Coordinator::key(self.log, scope, key)?, now_us()).is_none() {
             return Ok(None);
         }
-        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone(), imported: None };
+        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone(), imported: None, ttl_us: None };
         self.append(scope, KIND_KV_DELETE, write.encode()?)?;
         Ok(Coordinator::key(self.log, scope, key)?.map(|state| state.version))
     }
@@ -205,36 +273,42 @@ impl<'a> KvStore<'a> {
     pub fn delete_scope(&self, scope: &str, writer: &Writer) -> Result<usize> {
         check_name("scope", scope)?;
         let _one_at_a_time = WRITES.lock().unwrap_or_else(PoisonError::into_inner);
-        let keys = Coordinator::keys(self.log, scope)?.len();
+        let keys = Coordinator::keys(self.log, scope, now_us())?.len();
         if keys > 0 {
             self.append(scope, KIND_SCOPE_DELETE, events::encode(&ScopeDelete { writer: writer.clone() })?)?;
         }
         Ok(keys)
     }
 
-    /// The live keys of `scope`.
+    /// The keys of `scope` that hold a value (not deleted, not expired).
     pub fn keys(&self, scope: &str) -> Result<Vec<String>> {
         check_name("scope", scope)?;
-        Ok(Coordinator::keys(self.log, scope)?)
+        Ok(Coordinator::keys(self.log, scope, now_us())?)
     }
 
-    /// Scopes with live keys, optionally only those matching a glob.
+    /// Scopes with keys that hold a value, optionally only those matching a glob.
     pub fn scopes(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         let pattern = pattern.map(scope_pattern).transpose()?;
-        let mut scopes = Coordinator::scopes(self.log)?;
+        let mut scopes = Coordinator::scopes(self.log, now_us())?;
         scopes.retain(|scope| pattern.as_ref().is_none_or(|pattern| pattern.matches(scope)));
         Ok(scopes)
     }
 
     /// Every version of `key`, oldest first: each value (or deletion), who wrote it, when,
-    /// and where in the log.
+    /// where in the log, and whether it expired before the next.
     pub fn history(&self, scope: &str, key: &str) -> Result<Vec<Version>> {
         check_name("scope", scope)?;
         check_name("key", key)?;
-        Coordinator::versions(self.log, scope, key)?
+        let mut history = Coordinator::versions(self.log, scope, key)?
             .into_iter()
             .map(|(version, seq)| self.version(version, seq))
-            .collect()
+            .collect::<Result<Vec<Version>>>()?;
+        let now = now_us();
+        let next_writes: Vec<u64> = history.iter().skip(1).map(|next| next.at_us).chain([now]).collect();
+        for (version, next_write) in history.iter_mut().zip(next_writes) {
+            version.expired = version.expires_at_us.is_some_and(|expires| expires <= next_write.min(now));
+        }
+        Ok(history)
     }
 
     fn append(&self, scope: &str, kind: &str, payload: Vec<u8>) -> Result<u64> {
@@ -282,14 +356,15 @@ fn value_text(value: &Value) -> Result<String> {
     Ok(text)
 }
 
-fn live(state: Option<KeyState>) -> Option<KeyState> {
-    state.filter(|state| state.live)
+/// The key's state if it holds a value at `now_us`.
+fn live(state: Option<KeyState>, now_us: u64) -> Option<KeyState> {
+    state.filter(|state| state.live_at(now_us))
 }
 
 /// The version a `kv.set`, `kv.delete` or `scope.delete` event wrote.
 fn version_of(version: u64, event: &Event) -> Result<Version> {
-    let (value, writer, imported) = match event.kind() {
-        KIND_SCOPE_DELETE => (None, events::decode::<ScopeDelete>("scope delete", &event.payload)?.writer, None),
+    let (value, writer, imported, ttl_us) = match event.kind() {
+        KIND_SCOPE_DELETE => (None, events::decode::<ScopeDelete>("scope delete", &event.payload)?.writer, None, None),
         _ => {
             let write = KeyWrite::decode(&event.payload)?;
             let value = write
@@ -297,11 +372,23 @@ fn version_of(version: u64, event: &Event) -> Result<Version> {
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .map_err(|error| Error::InvalidKv(format!("a stored value is not JSON: {error}")))?;
-            (value, write.writer, write.imported.map(Box::new))
+            (value, write.writer, write.imported.map(Box::new), write.ttl_us)
         }
     };
-    let at = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(event.header.ts_us)).to_string();
-    Ok(Version { version, value, writer, at, at_us: event.header.ts_us, seq: event.seq(), imported })
+    let time = |us: u64| humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string();
+    let expires_at_us = ttl_us.map(|ttl| event.header.ts_us.saturating_add(ttl));
+    Ok(Version {
+        version,
+        value,
+        writer,
+        at: time(event.header.ts_us),
+        at_us: event.header.ts_us,
+        seq: event.seq(),
+        imported,
+        expires_at: expires_at_us.map(time),
+        expires_at_us,
+        expired: false,
+    })
 }
 
 /// Until when each held instance is leased, by `machine:project:instance`: its holder's

@@ -10,10 +10,16 @@
 //! Keys (NUL separates names; scopes and keys never hold control characters):
 //! - `K` ‖ scope ‖ 0 ‖ key → postcard(`KeyState`): the current version and its event.
 //! - `H` ‖ scope ‖ 0 ‖ key ‖ 0 ‖ version (u64 BE) → the seq of that version's event.
-//! - `S` ‖ scope → the number of live keys (a scope with none is not listed).
+//! - `S` ‖ scope → two counts (u64 BE each): the live keys, and how many of them have a
+//!   time to live (a scope with no live key is not listed).
 //! - `I` ‖ machine:project ‖ 0 ‖ instance → postcard(`Claim`): who holds a coordinator
 //!   instance (`claude_1`, …), from `instance.claimed` / `instance.released` on
 //!   `instances/<machine>:<project>`.
+//!
+//! A value written with a time to live expires at its event's log time plus the TTL. The
+//! projection keeps that instant with the key; whether it has passed is decided by whoever
+//! reads, against the time they read at — so expiry needs no writer, and a rebuild decides
+//! it exactly as before.
 //!
 //! Like every read model here it stores positions and counts; the values stay in the events.
 
@@ -46,6 +52,15 @@ pub struct KeyState {
     pub seq: u64,
     /// False once deleted (until set again).
     pub live: bool,
+    /// When the current value expires (µs since the epoch), if it was written with a TTL.
+    pub expires_us: Option<u64>,
+}
+
+impl KeyState {
+    /// Whether the key holds a value at `now_us`: set, not deleted, and not expired.
+    pub fn live_at(&self, now_us: u64) -> bool {
+        self.live && self.expires_us.is_none_or(|expires| expires > now_us)
+    }
 }
 
 /// The `coordinator` projection.
@@ -82,7 +97,7 @@ impl Projection for Coordinator {
     }
 
     fn version(&self) -> u32 {
-        1
+        2 // 2: keys keep their expiry; scopes count the keys with one
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
@@ -103,7 +118,8 @@ impl Projection for Coordinator {
         match event.kind() {
             KIND_KV_SET | KIND_KV_DELETE => {
                 let write = KeyWrite::decode(&event.payload)?;
-                write_key(state, scope, &write.key, event.seq(), write.value.is_some())?;
+                let expires_us = write.ttl_us.map(|ttl| event.header.ts_us.saturating_add(ttl));
+                write_key(state, scope, &write.key, event.seq(), write.value.is_some(), expires_us)?;
             }
             KIND_SCOPE_DELETE => {
                 let mut live = Vec::new();
@@ -115,7 +131,7 @@ impl Projection for Coordinator {
                     }
                 }
                 for key in live {
-                    write_key(state, scope, &key, event.seq(), false)?;
+                    write_key(state, scope, &key, event.seq(), false, None)?;
                 }
             }
             _ => {}
@@ -124,40 +140,54 @@ impl Projection for Coordinator {
     }
 }
 
-/// Records a new version of `key`: set (`live`) or deleted.
+/// Records a new version of `key`: set (`live`, expiring at `expires_us` if given) or
+/// deleted.
 fn write_key(
     state: &mut ProjectionState<'_>,
     scope: &str,
     key: &str,
     seq: u64,
     live: bool,
+    expires_us: Option<u64>,
 ) -> std::result::Result<(), ApplyError> {
     let stored = key_key(scope, key);
     let previous = match state.get(&stored)? {
         Some(bytes) => Some(postcard::from_bytes::<KeyState>(&bytes)?),
         None => None,
     };
-    let was_live = previous.is_some_and(|previous| previous.live);
     if previous.is_none() && !live {
         return Ok(()); // deleting what never was: nothing to record
     }
     let version = previous.map_or(1, |previous| previous.version + 1);
-    state.insert(stored, postcard::to_stdvec(&KeyState { version, seq, live })?);
+    let current = KeyState { version, seq, live, expires_us: expires_us.filter(|_| live) };
+    state.insert(stored, postcard::to_stdvec(&current)?);
     state.insert(history_key(scope, key, version), seq.to_be_bytes().to_vec());
-    if was_live != live {
+    let counted = |key: Option<KeyState>| match key {
+        Some(key) if key.live => (1, u64::from(key.expires_us.is_some())),
+        _ => (0, 0),
+    };
+    let (was, is) = (counted(previous), counted(Some(current)));
+    if was != is {
         let counter = scope_key(scope);
-        let count = match state.get(&counter)? {
-            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into()?),
-            None => 0,
+        let (live_keys, with_ttl) = match state.get(&counter)? {
+            Some(bytes) => scope_counts(&bytes)?,
+            None => (0, 0),
         };
-        let count = if live { count + 1 } else { count.saturating_sub(1) };
-        if count == 0 {
+        let live_keys = (live_keys + is.0).saturating_sub(was.0);
+        let with_ttl = (with_ttl + is.1).saturating_sub(was.1);
+        if live_keys == 0 {
             state.remove(counter);
         } else {
-            state.insert(counter, count.to_be_bytes().to_vec());
+            state.insert(counter, [live_keys.to_be_bytes(), with_ttl.to_be_bytes()].concat());
         }
     }
     Ok(())
+}
+
+/// A scope's counts: its live keys, and how many of them have a TTL.
+fn scope_counts(bytes: &[u8]) -> std::result::Result<(u64, u64), std::array::TryFromSliceError> {
+    let (live_keys, with_ttl) = bytes.split_at(bytes.len().min(8));
+    Ok((u64::from_be_bytes(live_keys.try_into()?), u64::from_be_bytes(with_ttl.try_into()?)))
 }
 
 impl Coordinator {
@@ -170,25 +200,33 @@ impl Coordinator {
         Self::view(log)?.get(&key_key(scope, key))?.map(|bytes| decode(&bytes)).transpose()
     }
 
-    /// The live keys of a scope, in order.
-    pub fn keys(log: &Log, scope: &str) -> Result<Vec<String>> {
+    /// The keys of a scope that hold a value at `now_us`, in order.
+    pub fn keys(log: &Log, scope: &str, now_us: u64) -> Result<Vec<String>> {
         let prefix = scope_keys_prefix(scope);
         let mut keys = Vec::new();
         for item in Self::view(log)?.scan_prefix(&prefix) {
             let (stored, bytes) = item?;
-            if decode::<KeyState>(&bytes)?.live {
+            if decode::<KeyState>(&bytes)?.live_at(now_us) {
                 keys.push(String::from_utf8_lossy(&stored[prefix.len()..]).into_owned());
             }
         }
         Ok(keys)
     }
 
-    /// Every scope with a live key, in order.
-    pub fn scopes(log: &Log) -> Result<Vec<String>> {
-        Self::view(log)?
-            .scan_prefix(b"S")
-            .map(|item| item.map(|(stored, _)| String::from_utf8_lossy(&stored[1..]).into_owned()).map_err(Into::into))
-            .collect()
+    /// Every scope with a key that holds a value at `now_us`, in order. Only a scope whose
+    /// every live key has a TTL needs its keys read.
+    pub fn scopes(log: &Log, now_us: u64) -> Result<Vec<String>> {
+        let mut scopes = Vec::new();
+        for item in Self::view(log)?.scan_prefix(b"S") {
+            let (stored, bytes) = item?;
+            let scope = String::from_utf8_lossy(&stored[1..]).into_owned();
+            let (live_keys, with_ttl) = scope_counts(&bytes)
+                .map_err(|_| Error::Damaged { projection: NAME, detail: "scope counts".into() })?;
+            if live_keys > with_ttl || !Self::keys(log, &scope, now_us)?.is_empty() {
+                scopes.push(scope);
+            }
+        }
+        Ok(scopes)
     }
 
     /// The held instances of a machine and project, by name.

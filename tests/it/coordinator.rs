@@ -54,7 +54,7 @@ proptest! {
             match *op {
                 Op::Set(scope, key, value) => {
                     let (scope, key) = names(scope, key);
-                    let Stored::Written { version, seq } = store.store(&scope, &key, &json!(value), None, &writer("a")).unwrap() else {
+                    let Stored::Written { version, seq, .. } = store.store(&scope, &key, &json!(value), None, None, &writer("a")).unwrap() else {
                         panic!("an unconditional store conflicted");
                     };
                     let versions = model.entry((scope, key)).or_default();
@@ -122,7 +122,7 @@ fn increment(store: &KvStore<'_>, who: &Writer) {
         let current = store.retrieve("team", "counter", None).unwrap();
         let (version, value) =
             current.map_or((0, 0), |current| (current.version, current.value.unwrap().as_i64().unwrap()));
-        match store.store("team", "counter", &json!(value + 1), Some(version), who).unwrap() {
+        match store.store("team", "counter", &json!(value + 1), Some(version), None, who).unwrap() {
             Stored::Written { .. } => return,
             Stored::Conflict { .. } => continue,
         }
@@ -156,7 +156,7 @@ fn compare_and_set_is_exact_with_8_writers_at_once() {
     // A value over 1 MiB is refused, and nothing is written.
     let before = log.len();
     let huge = json!("x".repeat(1 << 20));
-    let refused = store.store("team", "big", &huge, None, &writer("claude_1")).unwrap_err();
+    let refused = store.store("team", "big", &huge, None, None, &writer("claude_1")).unwrap_err();
     assert!(refused.to_string().contains("the most is 1048576"), "{refused}");
     assert_eq!(log.len(), before);
     for client in 1..=8 {
@@ -287,4 +287,32 @@ fn cclog_kv_processes_without_a_server_take_turns_and_lose_no_write() {
     let keys: Value = serde_json::from_slice(&kv(&["ls", "team", "--json"]).stdout).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 8, "{keys}");
     crate::support::verify_intact(data.path());
+}
+
+#[test]
+fn a_value_with_a_ttl_lapses_on_its_own_and_its_history_keeps_the_write_and_the_expiry() {
+    let data = tempfile::tempdir().unwrap();
+    let log = open(data.path());
+    let store = KvStore::new(&log);
+    let ttl = cclog_ingest::coordinator::Ttl::seconds(1.0).unwrap();
+    store.store("team", "claim", &json!("a"), Some(0), Some(ttl), &writer("claude_1")).unwrap();
+    let written_at = store.retrieve("team", "claim", None).unwrap().expect("live before its TTL");
+    assert!(written_at.expires_at.is_some());
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    assert_eq!(store.retrieve("team", "claim", None).unwrap(), None, "expired reads as absent");
+    assert!(store.keys("team").unwrap().is_empty() && store.scopes(None).unwrap().is_empty());
+    let as_of = store.retrieve("team", "claim", Some(AsOf::Seq(written_at.seq))).unwrap();
+    assert!(as_of.is_some(), "as of its own write it was live");
+    let history = store.history("team", "claim").unwrap();
+    assert!(history[0].expired, "the history shows the expiry");
+    let Stored::Written { version, .. } =
+        store.store("team", "claim", &json!("b"), Some(0), None, &writer("claude_2")).unwrap()
+    else {
+        panic!("compare-and-set with 0 claims an expired key")
+    };
+    assert_eq!(version, 2);
+    assert!(cclog_ingest::coordinator::Ttl::seconds(-1.0).unwrap_err().to_string().contains("365 days"));
+    log.rebuild_blocking().unwrap();
+    assert_eq!(store.retrieve("team", "claim", None).unwrap().and_then(|v| v.value), Some(json!("b")));
+    assert!(store.history("team", "claim").unwrap()[0].expired, "the same after a rebuild");
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use cclog_ingest::coordinator::{AsOf, KvStore, Stored, Version};
+use cclog_ingest::coordinator::{AsOf, KvStore, Stored, Ttl, Version};
 use cclog_projections::events::coordinator::Writer;
 use serde_json::{json, Value};
 
@@ -47,17 +47,25 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 crate::outln!("{}", version.value.unwrap_or(Value::Null));
             }
         }
-        KvCommand::Set { scope, key, value, expect_version, json } => {
+        KvCommand::Set { scope, key, value, expect_version, ttl, json } => {
+            let ttl = ttl.map(Ttl::new).transpose()?;
             let value: Value = serde_json::from_str(&value).map_err(|error| Failure {
                 code: EXIT_BAD_INPUT,
                 message: format!("the value is not JSON ({error}); quote text as JSON: '\"done\"'"),
             })?;
-            match store.store(&scope, &key, &value, expect_version, &cli_writer())? {
-                Stored::Written { version, seq } => {
+            match store.store(&scope, &key, &value, expect_version, ttl, &cli_writer())? {
+                Stored::Written { version, seq, expires_at } => {
                     if json {
-                        crate::outln!("{}", json!({"version": version, "seq": seq}));
+                        let mut written = json!({"version": version, "seq": seq});
+                        if let Some(expires_at) = &expires_at {
+                            written["expires_at"] = json!(expires_at);
+                        }
+                        crate::outln!("{written}");
                     } else {
-                        crate::outln!("{scope} {key}: version {version} (seq {seq})");
+                        let expires = expires_at
+                            .map(|at| format!(", expires {}", output::local_time(&at, &output::time_zone(), true)))
+                            .unwrap_or_default();
+                        crate::outln!("{scope} {key}: version {version} (seq {seq}{expires})");
                     }
                 }
                 Stored::Conflict { current } => {
@@ -143,24 +151,41 @@ fn print_names(names: &[String], json: bool, none: &str) {
     }
 }
 
+/// A row per version, and one for each expiry that happened before the next write.
 fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
-    let rows = history
-        .iter()
-        .map(|version| {
-            let writer = &version.writer;
-            let project = if writer.project.is_empty() { String::new() } else { format!(":{}", writer.project) };
-            vec![
-                version.version.to_string(),
-                output::local_time(&version.at, zone, true),
-                cclog_projections::lineage::shorten(&format!("{}@{}{project}", writer.instance, writer.machine), 24),
-                version.seq.to_string(),
-                match &version.value {
-                    Some(value) => output::preview(value.to_string().as_bytes(), 200),
-                    None => "(deleted)".to_string(),
-                },
-            ]
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for version in history {
+        let writer = &version.writer;
+        let project = if writer.project.is_empty() { String::new() } else { format!(":{}", writer.project) };
+        let value = match &version.value {
+            Some(value) => output::preview(value.to_string().as_bytes(), 200),
+            None => "(deleted)".to_string(),
+        };
+        rows.push(vec![
+            version.version.to_string(),
+            output::local_time(&version.at, zone, true),
+            cclog_projections::lineage::shorten(&format!("{}@{}{project}", writer.instance, writer.machine), 24),
+            version.seq.to_string(),
+            value,
+        ]);
+        match (&version.expires_at, version.expired) {
+            (Some(expires_at), true) => rows.push(vec![
+                String::new(),
+                output::local_time(expires_at, zone, true),
+                "(ttl)".to_string(),
+                String::new(),
+                format!("(expired: version {} lapsed)", version.version),
+            ]),
+            (Some(expires_at), false) if Some(version) == history.last() => rows.push(vec![
+                String::new(),
+                output::local_time(expires_at, zone, true),
+                "(ttl)".to_string(),
+                String::new(),
+                "(expires)".to_string(),
+            ]),
+            _ => {}
+        }
+    }
     let table = Table {
         columns: vec![
             Column::number("VERSION"),

@@ -3,7 +3,7 @@
 //! `delete_scope` — plus `key_history`, compare-and-set (`expected_version`) and time travel
 //! (`as_of`), each calling `ingest::coordinator` on a blocking thread.
 
-use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Version};
+use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Ttl, Version};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::Extensions;
 use rmcp::{schemars, tool, tool_router, Json};
@@ -31,6 +31,9 @@ pub struct StoreArgs {
     /// Only store if the key is at this version (0: only if it does not exist); on a
     /// mismatch nothing is stored and the current version and value come back.
     pub expected_version: Option<u64>,
+    /// Seconds the value lives (0.001 to 31536000, i.e. 365 days); after that the key reads as
+    /// absent, is not listed, and `expected_version` 0 may claim it again. Absent: until changed.
+    pub ttl_seconds: Option<f64>,
     pub session_id: Option<String>,
 }
 
@@ -92,6 +95,12 @@ pub struct ValueVersion {
     pub at: String,
     /// Its position in the log.
     pub log_position: u64,
+    /// For a value written with a TTL: when it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// In a history: the value expired before the key was next written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 impl From<Version> for ValueVersion {
@@ -102,6 +111,8 @@ impl From<Version> for ValueVersion {
             written_by: format!("{}@{}:{}", version.writer.instance, version.writer.machine, version.writer.project),
             at: version.at,
             log_position: version.seq,
+            expires_at: version.expires_at,
+            expired: version.expired,
         }
     }
 }
@@ -115,6 +126,9 @@ pub struct StoreResult {
     /// The key's version now (the new one, or the current one on a conflict).
     pub version: u64,
     pub log_position: Option<u64>,
+    /// For a value stored with `ttl_seconds`: when it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// On a conflict: the current value.
     pub current: Option<ValueVersion>,
 }
@@ -250,19 +264,21 @@ impl CoordinatorMcp {
         let caller = self.caller(&extensions, args.session_id)?;
         let scope = caller.scope(&args.scope)?;
         let writer = caller.writer();
+        let ttl = args.ttl_seconds.map(Ttl::seconds).transpose().map_err(|error| error.to_string())?;
         let (full, key, value, expected) = (scope.clone(), args.key.clone(), args.value, args.expected_version);
         let stored = self
             .blocking(&caller.identity, Some(caller.instance.clone()), move |log| {
-                KvStore::new(log).store(&full, &key, &value, expected, &writer)
+                KvStore::new(log).store(&full, &key, &value, expected, ttl, &writer)
             })
             .await?;
         Ok(Json(match stored {
-            Stored::Written { version, seq } => StoreResult {
+            Stored::Written { version, seq, expires_at } => StoreResult {
                 stored: true,
                 scope: args.scope,
                 key: args.key,
                 version,
                 log_position: Some(seq),
+                expires_at,
                 current: None,
             },
             Stored::Conflict { current } => StoreResult {
@@ -271,6 +287,7 @@ impl CoordinatorMcp {
                 key: args.key,
                 version: current.as_ref().map_or(0, |current| current.version),
                 log_position: None,
+                expires_at: None,
                 current: current.map(ValueVersion::from),
             },
         }))

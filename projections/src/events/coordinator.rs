@@ -4,8 +4,8 @@
 //! `instance.claimed` or `instance.released` (an [`InstanceChange`]). Each names its
 //! [`Writer`].
 //!
-//! [`KeyWrite`] is at format 2, which adds where an imported value came from
-//! ([`Imported`]); format 1 payloads read as writes that were not imported.
+//! [`KeyWrite`] is at format 3, which adds a value's time to live; format 2 added where an
+//! imported value came from ([`Imported`]). Older payloads read as writes without them.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,8 @@ pub struct KeyWrite {
     pub writer: Writer,
     /// For a value brought in from another store (`cclog kv import-legacy`): where from.
     pub imported: Option<Imported>,
+    /// How long the value lives after this event's log time (µs); `None`: until changed.
+    pub ttl_us: Option<u64>,
 }
 
 /// Where an imported value came from, with the times its store kept for it.
@@ -77,21 +79,34 @@ struct KeyWriteV1 {
     writer: Writer,
 }
 
-const KEY_WRITE_FORMAT: u8 = 2;
+/// Format 2 of [`KeyWrite`]: no `ttl_us`.
+#[derive(Deserialize)]
+struct KeyWriteV2 {
+    key: String,
+    value: Option<String>,
+    writer: Writer,
+    imported: Option<Imported>,
+}
+
+const KEY_WRITE_FORMAT: u8 = 3;
 
 impl KeyWrite {
-    /// Format 2: the format byte, then postcard.
+    /// Format 3: the format byte, then postcard.
     pub fn encode(&self) -> crate::Result<Vec<u8>> {
         super::encode_as(KEY_WRITE_FORMAT, self)
     }
 
-    /// Reads either format.
+    /// Reads any format.
     pub fn decode(bytes: &[u8]) -> crate::Result<KeyWrite> {
         match bytes.first() {
             Some(&KEY_WRITE_FORMAT) => super::decode_as(KEY_WRITE_FORMAT, "kv write", bytes),
+            Some(2) => {
+                let old: KeyWriteV2 = super::decode_as(2, "kv write", bytes)?;
+                Ok(KeyWrite { key: old.key, value: old.value, writer: old.writer, imported: old.imported, ttl_us: None })
+            }
             _ => {
                 let old: KeyWriteV1 = super::decode("kv write", bytes)?;
-                Ok(KeyWrite { key: old.key, value: old.value, writer: old.writer, imported: None })
+                Ok(KeyWrite { key: old.key, value: old.value, writer: old.writer, imported: None, ttl_us: None })
             }
         }
     }
@@ -115,18 +130,36 @@ mod tests {
         writer: Writer,
     }
 
+    /// A write as cclog stored it before format 3.
+    #[derive(Serialize)]
+    struct WrittenAtFormat2<'a> {
+        key: &'a str,
+        value: Option<&'a str>,
+        writer: Writer,
+        imported: Option<Imported>,
+    }
+
     #[test]
-    fn a_write_reads_back_at_either_format() {
+    fn a_write_reads_back_at_every_format() {
         let writer = Writer { instance: "claude_1".into(), machine: "m".into(), project: "p".into() };
-        let old = crate::events::encode(&WrittenAtFormat1 { key: "k", value: Some("1"), writer: writer.clone() })
+        let plain = KeyWrite { key: "k".into(), value: Some("1".into()), writer: writer.clone(), imported: None, ttl_us: None };
+        let format_1 = crate::events::encode(&WrittenAtFormat1 { key: "k", value: Some("1"), writer: writer.clone() })
             .expect("encode");
-        let read = KeyWrite::decode(&old).expect("format 1 decodes");
-        assert_eq!(read, KeyWrite { key: "k".into(), value: Some("1".into()), writer: writer.clone(), imported: None });
+        assert_eq!(KeyWrite::decode(&format_1).expect("format 1 decodes"), plain);
         let imported =
             Imported { file: "/s/a.json".into(), created_at: Some("2025-11-02T09:00:00".into()), updated_at: None };
-        let new = KeyWrite { key: "k".into(), value: None, writer, imported: Some(imported) };
-        assert_eq!(new.encode().expect("encode")[0], 2);
-        assert_eq!(KeyWrite::decode(&new.encode().expect("encode")).expect("format 2 decodes"), new);
+        let format_2 = crate::events::encode_as(
+            2,
+            &WrittenAtFormat2 { key: "k", value: Some("1"), writer: writer.clone(), imported: Some(imported.clone()) },
+        )
+        .expect("encode");
+        assert_eq!(
+            KeyWrite::decode(&format_2).expect("format 2 decodes"),
+            KeyWrite { imported: Some(imported.clone()), ..plain.clone() }
+        );
+        let new = KeyWrite { key: "k".into(), value: None, writer, imported: Some(imported), ttl_us: Some(1_500_000) };
+        assert_eq!(new.encode().expect("encode")[0], 3);
+        assert_eq!(KeyWrite::decode(&new.encode().expect("encode")).expect("format 3 decodes"), new);
         assert!(KeyWrite::decode(&[7, 1, 2]).is_err(), "an unknown format is an error, not a guess");
     }
 }
