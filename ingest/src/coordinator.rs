@@ -193,11 +193,9 @@ impl<'a> KvStore<'a> {
             ttl_us: ttl.map(Ttl::micros),
         };
         let seq = self.append(scope, KIND_KV_SET, write.encode()?)?;
-        let version = Coordinator::key(self.log, scope, key)?.map_or(1, |state| state.version);
-        let expires_at = match ttl {
-            Some(_) => self.version(version, seq)?.expires_at,
-            None => None,
-        };
+        let state = Coordinator::key(self.log, scope, key)?;
+        let version = state.map_or(1, |state| state.version);
+        let expires_at = state.and_then(|state| state.expires_us).map(rfc3339_micros);
         Ok(Stored::Written { version, seq, expires_at })
     }
 
@@ -306,7 +304,7 @@ impl<'a> KvStore<'a> {
         let now = now_us();
         let next_writes: Vec<u64> = history.iter().skip(1).map(|next| next.at_us).chain([now]).collect();
         for (version, next_write) in history.iter_mut().zip(next_writes) {
-            version.expired = version.expires_at_us.is_some_and(|expires| expires <= next_write.min(now));
+            version.expired = version.expires_at_us.is_some_and(|expires| expires <= next_write);
         }
         Ok(history)
     }
@@ -356,6 +354,11 @@ fn value_text(value: &Value) -> Result<String> {
     Ok(text)
 }
 
+/// µs since the epoch as RFC 3339 with µs.
+fn rfc3339_micros(us: u64) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+}
+
 /// The key's state if it holds a value at `now_us`.
 fn live(state: Option<KeyState>, now_us: u64) -> Option<KeyState> {
     state.filter(|state| state.live_at(now_us))
@@ -375,17 +378,16 @@ fn version_of(version: u64, event: &Event) -> Result<Version> {
             (value, write.writer, write.imported.map(Box::new), write.ttl_us)
         }
     };
-    let time = |us: u64| humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string();
     let expires_at_us = ttl_us.map(|ttl| event.header.ts_us.saturating_add(ttl));
     Ok(Version {
         version,
         value,
         writer,
-        at: time(event.header.ts_us),
+        at: rfc3339_micros(event.header.ts_us),
         at_us: event.header.ts_us,
         seq: event.seq(),
         imported,
-        expires_at: expires_at_us.map(time),
+        expires_at: expires_at_us.map(rfc3339_micros),
         expires_at_us,
         expired: false,
     })

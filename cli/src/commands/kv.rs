@@ -168,22 +168,13 @@ fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
             version.seq.to_string(),
             value,
         ]);
-        match (&version.expires_at, version.expired) {
-            (Some(expires_at), true) => rows.push(vec![
-                String::new(),
-                output::local_time(expires_at, zone, true),
-                "(ttl)".to_string(),
-                String::new(),
-                format!("(expired: version {} lapsed)", version.version),
-            ]),
-            (Some(expires_at), false) if Some(version) == history.last() => rows.push(vec![
-                String::new(),
-                output::local_time(expires_at, zone, true),
-                "(ttl)".to_string(),
-                String::new(),
-                "(expires)".to_string(),
-            ]),
-            _ => {}
+        let lapse = match (&version.expires_at, version.expired) {
+            (Some(at), true) => Some((at, format!("(expired: version {} lapsed)", version.version))),
+            (Some(at), false) if Some(version) == history.last() => Some((at, "(expires)".to_string())),
+            _ => None,
+        };
+        if let Some((at, what)) = lapse {
+            rows.push(vec![String::new(), output::local_time(at, zone, true), "(ttl)".into(), String::new(), what]);
         }
     }
     let table = Table {
