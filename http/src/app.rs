@@ -164,9 +164,7 @@ pub fn app(state: AppState) -> Router {
         closing.closed().await;
         cancel_on_close.cancel();
     });
-    let mcp = Router::new()
-        .nest_service("/mcp", crate::mcp::http_service(Arc::clone(&state.log), Arc::clone(&state.coordinator), cancel))
-        .layer(token);
+    let mcp = Router::new().nest_service("/mcp", crate::mcp::http_service(&state, cancel)).layer(token);
     let mut app = routes
         .merge(mcp)
         .layer(axum::Extension(Arc::new(document)))

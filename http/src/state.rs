@@ -1,12 +1,13 @@
 //! What every handler shares: the log, the runner, the archiver, who may call, the
-//! commands clients forward, the shutdown signal, the run feeds and the coordinator's
-//! identity. Cloning it clones handles, never the things they point at.
+//! commands clients forward, the shutdown signal, the run feeds, the coordinator's
+//! scope writes and its identity. Cloning it clones handles, never the things they point at.
 
 use std::sync::Arc;
 
 use cclog_engine::Log;
 use cclog_ingest::archiver::Archiver;
 use cclog_ingest::coordinator::Identity;
+use cclog_ingest::kv_watch::ScopeWrites;
 use cclog_ingest::runner::Runner;
 use cclog_projections::pricing::PriceTable;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub closing: Closing,
     /// One log reader per followed run, fanning its messages out.
     pub feeds: Arc<Feeds>,
+    /// The one log reader that tells coordinator waiters and watchers which scopes are written.
+    pub scope_writes: Arc<ScopeWrites>,
     /// The machine and project the MCP coordinator at `/mcp` serves.
     pub coordinator: Arc<Identity>,
     /// A request body that sends nothing for this long is abandoned (the header timeout's

@@ -102,9 +102,60 @@ pub enum Stored {
         expires_at: Option<String>,
     },
     /// The expected version was not the current one; nothing was written.
-    Conflict {
-        current: Option<Version>,
-    },
+    Conflict { current: Option<Version> },
+}
+
+/// Why a watched key counts as changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeReason {
+    /// A new value was stored.
+    Written,
+    /// The key (or its whole scope) was deleted.
+    Deleted,
+    /// Its value's time to live ran out.
+    Expired,
+}
+
+impl ChangeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeReason::Written => "written",
+            ChangeReason::Deleted => "deleted",
+            ChangeReason::Expired => "expired",
+        }
+    }
+}
+
+/// A watched key as a waiter finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watched {
+    /// Changed: why, and the version that changed it (the deletion, or the lapsed value).
+    Changed { reason: ChangeReason, version: Version },
+    /// Not yet; the value the waiter saw expires at `expires_us`, if it has a TTL.
+    Unchanged { expires_us: Option<u64> },
+}
+
+/// What one event of a scope recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecordedChange {
+    pub scope: String,
+    /// `None` for a scope deletion.
+    pub key: Option<String>,
+    pub change: RecordedKind,
+    /// The version it made (0 for a scope deletion, which makes one per key), its writer,
+    /// time and log position; the value for a set.
+    #[serde(flatten)]
+    pub version: Version,
+}
+
+/// What kind of write an event was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedKind {
+    Set,
+    Delete,
+    ScopeDelete,
 }
 
 /// A point in the past to read at.
@@ -262,7 +313,8 @@ impl<'a> KvStore<'a> {
         if live(Coordinator::key(self.log, scope, key)?, now_us()).is_none() {
             return Ok(None);
         }
-        let write = KeyWrite { key: key.to_string(), value: None, writer: writer.clone(), imported: None, ttl_us: None };
+        let write =
+            KeyWrite { key: key.to_string(), value: None, writer: writer.clone(), imported: None, ttl_us: None };
         self.append(scope, KIND_KV_DELETE, write.encode()?)?;
         Ok(Coordinator::key(self.log, scope, key)?.map(|state| state.version))
     }
@@ -307,6 +359,67 @@ impl<'a> KvStore<'a> {
             version.expired = version.expires_at_us.is_some_and(|expires| expires <= next_write);
         }
         Ok(history)
+    }
+
+    /// Whether `key` changed since version `after_version` at `now_us`: a version above it
+    /// (written, or deleted), or — when `expiry_counts` — that very version lapsing. A waiter
+    /// that did not see the value live (it asked for "the next change" of an expired key)
+    /// passes `expiry_counts: false`, so only a new write wakes it.
+    pub fn watched(
+        &self,
+        scope: &str,
+        key: &str,
+        after_version: u64,
+        expiry_counts: bool,
+        now_us: u64,
+    ) -> Result<Watched> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        let Some(state) = Coordinator::key(self.log, scope, key)? else {
+            return Ok(Watched::Unchanged { expires_us: None });
+        };
+        let reason = if state.version > after_version {
+            match (state.live, state.live_at(now_us)) {
+                (false, _) => ChangeReason::Deleted,
+                (true, false) => ChangeReason::Expired,
+                (true, true) => ChangeReason::Written,
+            }
+        } else if state.version == after_version && expiry_counts && state.live && !state.live_at(now_us) {
+            ChangeReason::Expired
+        } else {
+            let pending = state.version == after_version && expiry_counts && state.live;
+            return Ok(Watched::Unchanged { expires_us: state.expires_us.filter(|_| pending) });
+        };
+        Ok(Watched::Changed { reason, version: self.version(state.version, state.seq)? })
+    }
+
+    /// Where a waiter for "the next change" of `key` starts: its version now (0: never
+    /// written), and whether its lapsing counts (only if it holds a value now).
+    pub fn watch_from(&self, scope: &str, key: &str, now_us: u64) -> Result<(u64, bool)> {
+        check_name("scope", scope)?;
+        check_name("key", key)?;
+        Ok(Coordinator::key(self.log, scope, key)?.map_or((0, false), |state| (state.version, state.live_at(now_us))))
+    }
+
+    /// What a `kv.set`, `kv.delete` or `scope.delete` event of `scope` recorded; `None` for
+    /// an event of another kind.
+    pub fn recorded_change(&self, scope: &str, event: &Event) -> Result<Option<RecordedChange>> {
+        let (key, change) = match event.kind() {
+            KIND_KV_SET => (Some(KeyWrite::decode(&event.payload)?.key), RecordedKind::Set),
+            KIND_KV_DELETE => (Some(KeyWrite::decode(&event.payload)?.key), RecordedKind::Delete),
+            KIND_SCOPE_DELETE => (None, RecordedKind::ScopeDelete),
+            _ => return Ok(None),
+        };
+        let number = match &key {
+            Some(key) => Coordinator::versions(self.log, scope, key)?
+                .into_iter()
+                .rev()
+                .find(|(_, seq)| *seq == event.seq())
+                .map_or(0, |(version, _)| version),
+            None => 0,
+        };
+        let version = version_of(number, event)?;
+        Ok(Some(RecordedChange { scope: scope.to_string(), key, change, version }))
     }
 
     fn append(&self, scope: &str, kind: &str, payload: Vec<u8>) -> Result<u64> {

@@ -16,6 +16,7 @@
 //! - [`process`]: finding and killing what a run left running (its processes carry the
 //!   run's id in their environment).
 //! - [`coordinator`]: scoped key-values with compare-and-set, time travel and history.
+//! - [`kv_watch`]: waiting for a key to change (one log reader tells every waiter).
 //! - [`legacy_store`]: the Python coordinator's local-file store, imported into the log.
 //! - [`team`]: teams of Claude Code agents in containers and one tmux session.
 //! - [`plan`]: plan sessions — plan files and their executor.
@@ -47,6 +48,7 @@ pub mod coordinator;
 pub mod discover;
 mod error;
 pub mod import;
+pub mod kv_watch;
 pub mod legacy_store;
 pub mod patient;
 pub mod plan;

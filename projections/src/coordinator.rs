@@ -220,8 +220,8 @@ impl Coordinator {
         for item in Self::view(log)?.scan_prefix(b"S") {
             let (stored, bytes) = item?;
             let scope = String::from_utf8_lossy(&stored[1..]).into_owned();
-            let (live_keys, with_ttl) = scope_counts(&bytes)
-                .map_err(|_| Error::Damaged { projection: NAME, detail: "scope counts".into() })?;
+            let (live_keys, with_ttl) =
+                scope_counts(&bytes).map_err(|_| Error::Damaged { projection: NAME, detail: "scope counts".into() })?;
             if live_keys > with_ttl || !Self::keys(log, &scope, now_us)?.is_empty() {
                 scopes.push(scope);
             }

@@ -557,3 +557,55 @@ fn the_python_coordinators_local_store_is_imported_once_and_read_back() {
     assert_eq!(missing.status.code(), Some(2), "{}", String::from_utf8_lossy(&missing.stderr));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
 }
+
+/// `wait_and_ttl.py`: a claim with a TTL lapses and is taken again; one client waits for
+/// another's write, its deletion and a value's expiry; bad TTLs and timeouts are tool errors.
+fn waits_and_ttls(client: Output) {
+    let seen = run_client(client);
+    let latency = seen["handoff"]["latency_ms"].as_f64().unwrap();
+    assert!(latency < 200.0, "the waiter answered {latency} ms after the write: {seen}");
+    assert!(seen["handoff"]["waited_s"].as_f64().unwrap() >= 1.9, "the waiter answered before the write: {seen}");
+    let timeout = seen["timeout_s"].as_f64().unwrap();
+    assert!((0.45..5.0).contains(&timeout), "a 0.5 s timeout took {timeout} s");
+}
+
+#[test]
+fn over_stdio_a_waiter_hears_another_clients_write_and_a_claim_lapses_on_its_own() {
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    // Two relays, no server running: the first starts one.
+    waits_and_ttls(
+        Command::new(python())
+            .current_dir(project.path())
+            .arg(script("wait_and_ttl.py"))
+            .arg("stdio")
+            .arg(cclog_bin())
+            .arg(data.path())
+            .output()
+            .unwrap(),
+    );
+    stop_background_server(data.path());
+    // The same after a rebuild: the lapsed claim reads as absent, its history keeps both.
+    let rebuilt = Command::new(cclog_bin()).arg("--data").arg(data.path()).arg("rebuild").output().unwrap();
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    let scopes = kv(data.path(), &["scopes", "*:claims"]);
+    let scope = scopes[0].as_str().unwrap().to_string();
+    let history = kv(data.path(), &["history", &scope, "job-1"]);
+    assert_eq!(history[0]["expired"], true, "{history}");
+    assert_eq!(history[1]["version"], 2, "{history}");
+    crate::support::verify_intact(data.path());
+}
+
+#[test]
+fn over_streamable_http_a_waiter_hears_another_clients_write() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
+    waits_and_ttls(
+        Command::new(python())
+            .arg(script("wait_and_ttl.py"))
+            .args(["http", &format!("{}/mcp", server.url), "mcp-token"])
+            .output()
+            .unwrap(),
+    );
+    server.stop();
+}

@@ -34,6 +34,45 @@ impl Server {
         }
     }
 
+    /// The server advertised in `data`, or one started there in the background (`cclog serve
+    /// --addr 127.0.0.1:0 --idle-exit`, logging to `serve.log`) and waited for. When several
+    /// clients race to start one, whichever wins serves them all.
+    pub fn find_or_start(data: &Path) -> anyhow::Result<Server> {
+        if let Some(server) = Server::find(data)? {
+            return Ok(server);
+        }
+        let exe = std::env::current_exe().context("finding the cclog binary")?;
+        cclog_engine::create_data_dir(data)?;
+        let log = std::fs::File::create(data.join("serve.log")).context("creating serve.log")?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own session: it outlives this client and the terminal's signals.
+            command.process_group(0);
+        }
+        command.spawn().context("starting cclog serve")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(server) = Server::find(data)? {
+                return Ok(server);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "cclog serve did not start on {} (see {})",
+                data.display(),
+                data.join("serve.log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// `request` with the bearer token, when the server wants one.
     fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.token {
@@ -52,9 +91,8 @@ impl Server {
     pub fn follow_events<T>(
         &self,
         path: &str,
-        mut each: impl FnMut(&str, &str) -> anyhow::Result<std::ops::ControlFlow<T>>,
+        each: impl FnMut(&str, &str) -> anyhow::Result<std::ops::ControlFlow<T>>,
     ) -> anyhow::Result<Option<T>> {
-        use std::io::BufRead;
         let mut response = self.request("GET", path).call().with_context(|| format!("calling {}{path}", self.url))?;
         let status = response.status().as_u16();
         if status != 200 {
@@ -62,28 +100,7 @@ impl Server {
             let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
             anyhow::bail!("{}", api_error(&body));
         }
-        let reader = std::io::BufReader::new(response.body_mut().as_reader());
-        let (mut event, mut data) = (String::new(), String::new());
-        for line in reader.lines() {
-            let line = line.with_context(|| format!("reading {}{path}", self.url))?;
-            if line.is_empty() {
-                if !data.is_empty() {
-                    if let std::ops::ControlFlow::Break(value) = each(&event, &data)? {
-                        return Ok(Some(value));
-                    }
-                }
-                event.clear();
-                data.clear();
-            } else if let Some(name) = line.strip_prefix("event:") {
-                event = name.trim().to_string();
-            } else if let Some(more) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(more.strip_prefix(' ').unwrap_or(more));
-            }
-        }
-        Ok(None)
+        read_sse(response.body_mut().as_reader(), each).with_context(|| format!("reading {}{path}", self.url))
     }
 
     /// One JSON call; the status and the parsed body.
@@ -103,12 +120,74 @@ impl Server {
     }
 
     /// Posts one JSON-RPC message to the MCP endpoint within `session` (the server's session
-    /// id and the negotiated protocol version, which this updates); the messages that answer
-    /// it (none for a notification), whether the server answered with JSON or with an event
-    /// stream.
-    pub fn post_mcp(&self, endpoint: &str, message: &Value, session: &mut McpSession) -> anyhow::Result<Vec<Value>> {
+    /// id and the negotiated protocol version, which this updates), handing `each` every
+    /// message that answers it as it arrives (none for a notification; a request the server
+    /// answers on an event stream may bring notifications before its result).
+    pub fn post_mcp(
+        &self,
+        endpoint: &str,
+        message: &Value,
+        session: &mut McpSession,
+        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let request = self.mcp_request(self.agent.post(endpoint), session);
+        let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
+        let status = response.status().as_u16();
+        let header =
+            |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+        if let Some(id) = header("mcp-session-id") {
+            session.id = Some(id);
+        }
+        let mut note_version = |reply: &Value| {
+            if let Some(version) = reply.pointer("/result/protocolVersion").and_then(Value::as_str) {
+                session.protocol_version = Some(version.to_string());
+            }
+        };
+        if header("content-type").is_some_and(|value| value.starts_with("text/event-stream")) {
+            return read_sse_messages(response.body_mut().as_reader(), |reply| {
+                note_version(&reply);
+                each(reply)
+            })
+            .with_context(|| format!("reading the MCP answer from {endpoint}"));
+        }
+        let text = response.body_mut().read_to_string().context("reading the MCP answer")?;
+        if status == 202 || text.trim().is_empty() {
+            return Ok(());
+        }
+        let reply = serde_json::from_str(&text)
+            .with_context(|| format!("{endpoint} answered {status} with something not JSON: {text}"))?;
+        note_version(&reply);
+        each(reply)
+    }
+
+    /// Opens the session's stream of server-initiated messages (`GET` on the endpoint) and
+    /// hands `each` every message until the stream ends; `false` when the server offers none
+    /// (no session, or a protocol revision without one).
+    pub fn listen_mcp(
+        &self,
+        endpoint: &str,
+        session: &McpSession,
+        each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<bool> {
+        let request = self.mcp_request(self.agent.get(endpoint), session);
+        let mut response = request.call().with_context(|| format!("calling {endpoint}"))?;
+        let event_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if response.status().as_u16() != 200 || !event_stream {
+            return Ok(false);
+        }
+        read_sse_messages(response.body_mut().as_reader(), each)
+            .with_context(|| format!("reading the MCP stream from {endpoint}"))?;
+        Ok(true)
+    }
+
+    /// `request` with the token, the MCP headers and who the relay's client is.
+    fn mcp_request<B>(&self, request: ureq::RequestBuilder<B>, session: &McpSession) -> ureq::RequestBuilder<B> {
         let mut request = self
-            .authorized(self.agent.post(endpoint))
+            .authorized(request)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
         if let Some(id) = &session.id {
@@ -117,40 +196,10 @@ impl Server {
         if let Some(version) = &session.protocol_version {
             request = request.header("MCP-Protocol-Version", version);
         }
-        request = request
+        request
             .header(cclog_http::mcp::MACHINE_HEADER, &session.machine)
             .header(cclog_http::mcp::PROJECT_HEADER, &session.project)
-            .header(cclog_http::mcp::LEASE_HEADER, session.lease_seconds.to_string());
-        let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
-        let status = response.status().as_u16();
-        let header =
-            |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
-        if let Some(id) = header("mcp-session-id") {
-            session.id = Some(id);
-        }
-        let event_stream = header("content-type").is_some_and(|value| value.starts_with("text/event-stream"));
-        let text = response.body_mut().read_to_string().context("reading the MCP answer")?;
-        if status == 202 || text.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let replies: Vec<Value> = if event_stream {
-            text.split("\n\n")
-                .filter_map(|event| {
-                    let data: Vec<&str> =
-                        event.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim_start).collect();
-                    serde_json::from_str(&data.join("\n")).ok()
-                })
-                .collect()
-        } else {
-            vec![serde_json::from_str(&text)
-                .with_context(|| format!("{endpoint} answered {status} with something not JSON: {text}"))?]
-        };
-        for reply in &replies {
-            if let Some(version) = reply.pointer("/result/protocolVersion").and_then(Value::as_str) {
-                session.protocol_version = Some(version.to_string());
-            }
-        }
-        Ok(replies)
+            .header(cclog_http::mcp::LEASE_HEADER, session.lease_seconds.to_string())
     }
 
     /// Runs `command` on the server, printing what it prints, as it prints it; its exit
@@ -195,8 +244,53 @@ impl Server {
     }
 }
 
+/// Reads an event stream, calling `each` with every event's name and data until it answers
+/// `Break` (its value is returned) or the stream ends (`None`).
+fn read_sse<T>(
+    reader: impl std::io::Read,
+    mut each: impl FnMut(&str, &str) -> anyhow::Result<std::ops::ControlFlow<T>>,
+) -> anyhow::Result<Option<T>> {
+    use std::io::BufRead;
+    let (mut event, mut data) = (String::new(), String::new());
+    for line in std::io::BufReader::new(reader).lines() {
+        let line = line?;
+        if line.is_empty() {
+            if !data.is_empty() {
+                if let std::ops::ControlFlow::Break(value) = each(&event, &data)? {
+                    return Ok(Some(value));
+                }
+            }
+            event.clear();
+            data.clear();
+        } else if let Some(name) = line.strip_prefix("event:") {
+            event = name.trim().to_string();
+        } else if let Some(more) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(more.strip_prefix(' ').unwrap_or(more));
+        }
+    }
+    Ok(None)
+}
+
+/// Hands `each` the JSON message of every event of an MCP event stream as it arrives
+/// (events without JSON data — keep-alives, priming events — are skipped).
+fn read_sse_messages(
+    reader: impl std::io::Read,
+    mut each: impl FnMut(Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    read_sse(reader, |_, data| {
+        if let Ok(message) = serde_json::from_str(data) {
+            each(message)?;
+        }
+        Ok(std::ops::ControlFlow::<()>::Continue(()))
+    })?;
+    Ok(())
+}
+
 /// What an MCP relay keeps between messages.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct McpSession {
     /// `Mcp-Session-Id`, when the server runs a session (protocol revisions before 2026-07-28).
     pub id: Option<String>,

@@ -4,6 +4,13 @@
 //! the `/mcp` endpoint of the `cclog serve` that owns the directory (starting one in the
 //! background when none runs) and writes the answers to stdout, one per line.
 //!
+//! Requests are relayed concurrently, each on its own thread, so a `wait_for_change` that
+//! waits minutes holds up nothing else; only `initialize` and `sign_on`, whose answers
+//! change what the relay sends next, are relayed one at a time. Once the server has given
+//! the connection a session (handshake revisions, up to 2025-11-25), the relay also holds
+//! the session's stream of server-initiated messages open and relays them too — how
+//! `notifications/resources/updated` reach a subscribed client.
+//!
 //! Scopes belong to the machine and project of the relay's configuration and working
 //! directory (sent as `X-Cclog-Machine` and `X-Cclog-Project`), not to wherever the server
 //! was started, and its instance is leased for its configured `lease_seconds`
@@ -15,7 +22,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use serde_json::Value;
@@ -32,14 +39,11 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         config.print(args.json)?;
         return Ok(EXIT_OK);
     }
-    let server = match Server::find(data)? {
-        Some(server) => server,
-        None => start_server(data)?,
-    };
+    let server = Server::find_or_start(data)?;
     let endpoint = format!("{}/mcp", server.url);
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
+    let stdout = Replies::default();
     let mut signed_on: Option<String> = None;
+    let mut listening = false;
     let mut session = McpSession {
         id: None,
         protocol_version: None,
@@ -47,7 +51,8 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         project: config.project.value.clone(),
         lease_seconds: config.lease_seconds.value,
     };
-    for line in stdin.lock().lines() {
+    let mut in_flight = Vec::new();
+    for line in std::io::stdin().lock().lines() {
         let line = line.context("reading stdin")?;
         if line.trim().is_empty() {
             continue;
@@ -55,28 +60,89 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         let mut message: Value = match serde_json::from_str(&line) {
             Ok(message) => message,
             Err(error) => {
-                let reply = serde_json::json!({"jsonrpc": "2.0", "id": null,
-                    "error": {"code": -32700, "message": format!("parse error: {error}")}});
-                writeln!(stdout, "{reply}")?;
-                stdout.flush()?;
+                stdout.send(&serde_json::json!({"jsonrpc": "2.0", "id": null,
+                    "error": {"code": -32700, "message": format!("parse error: {error}")}}));
                 continue;
             }
         };
-        let calls_sign_on = is_tool_call(&message, "sign_on");
         if let Some(instance) = &signed_on {
             add_session_id(&mut message, instance);
         }
-        for reply in server.post_mcp(&endpoint, &message, &mut session)? {
-            if calls_sign_on {
-                if let Some(instance) = reply.pointer("/result/structuredContent/session_id").and_then(Value::as_str) {
-                    signed_on = Some(instance.to_string());
+        let calls_sign_on = is_tool_call(&message, "sign_on");
+        if message["method"] == "initialize" || calls_sign_on {
+            // In order: what they answer shapes the messages after them.
+            relay(&server, &endpoint, &message, &mut session, &stdout, |reply| {
+                if calls_sign_on {
+                    if let Some(instance) =
+                        reply.pointer("/result/structuredContent/session_id").and_then(Value::as_str)
+                    {
+                        signed_on = Some(instance.to_string());
+                    }
                 }
-            }
-            writeln!(stdout, "{reply}")?;
-            stdout.flush()?;
+            });
+        } else {
+            let (server, endpoint, mut session, stdout) =
+                (server.clone(), endpoint.clone(), session.clone(), stdout.clone());
+            in_flight.retain(|relayed: &std::thread::JoinHandle<()>| !relayed.is_finished());
+            in_flight.push(std::thread::spawn(move || {
+                relay(&server, &endpoint, &message, &mut session, &stdout, |_| {});
+            }));
+        }
+        if !listening && session.id.is_some() {
+            listening = true;
+            let (server, endpoint, session, stdout) =
+                (server.clone(), endpoint.clone(), session.clone(), stdout.clone());
+            std::thread::spawn(move || {
+                if let Err(error) = server.listen_mcp(&endpoint, &session, |message| {
+                    stdout.send(&message);
+                    Ok(())
+                }) {
+                    tracing::debug!(%error, "the MCP session's stream ended");
+                }
+            });
         }
     }
+    // stdin closed: let the requests already sent be answered.
+    for relayed in in_flight {
+        let _ = relayed.join();
+    }
     Ok(EXIT_OK)
+}
+
+/// Relays one message and writes what answers it; if the server cannot be reached, a
+/// request gets a JSON-RPC error saying so instead of the relay ending.
+fn relay(
+    server: &Server,
+    endpoint: &str,
+    message: &Value,
+    session: &mut McpSession,
+    stdout: &Replies,
+    mut seen: impl FnMut(&Value),
+) {
+    let relayed = server.post_mcp(endpoint, message, session, |reply| {
+        seen(&reply);
+        stdout.send(&reply);
+        Ok(())
+    });
+    if let Err(error) = relayed {
+        if let Some(id) = message.get("id").filter(|_| message.get("method").is_some()) {
+            stdout.send(&serde_json::json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": -32603, "message": format!("cclog serve did not answer: {error:#}")}}));
+        }
+    }
+}
+
+/// stdout, shared by the threads that relay: one whole message a line.
+#[derive(Clone, Default)]
+struct Replies(Arc<Mutex<()>>);
+
+impl Replies {
+    fn send(&self, message: &Value) {
+        let _one_at_a_time = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stdout = std::io::stdout().lock();
+        // A closed stdout is the client gone; stdin's end stops the relay.
+        let _ = writeln!(stdout, "{message}").and_then(|()| stdout.flush());
+    }
 }
 
 fn is_tool_call(message: &Value, tool: &str) -> bool {
@@ -92,40 +158,5 @@ fn add_session_id(message: &mut Value, instance: &str) {
     let arguments = params.entry("arguments").or_insert_with(|| Value::Object(Default::default()));
     if let Some(arguments) = arguments.as_object_mut() {
         arguments.entry("session_id").or_insert_with(|| Value::String(instance.to_string()));
-    }
-}
-
-/// Starts `cclog serve` on `data` in the background and waits until it answers. When
-/// several relays race to start one, whichever wins serves them all.
-fn start_server(data: &Path) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe().context("finding the cclog binary")?;
-    cclog_engine::create_data_dir(data)?;
-    let log = std::fs::File::create(data.join("serve.log")).context("creating serve.log")?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own session: it outlives this relay and the terminal's signals.
-        command.process_group(0);
-    }
-    command.spawn().context("starting cclog serve")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(server) = Server::find(data)? {
-            return Ok(server);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "cclog serve did not start on {} (see {})",
-            data.display(),
-            data.join("serve.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

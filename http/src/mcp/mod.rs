@@ -1,7 +1,8 @@
 //! The session coordinator over MCP (rmcp, pinned; this module is the only one that uses
 //! it): the Python "claude-session-coordinator" tool surface — `sign_on`, `sign_off`,
 //! `store_data`, `retrieve_data`, `delete_data`, `list_keys`, `list_scopes`,
-//! `delete_scope` — plus `key_history`, compare-and-set and time travel, on the log.
+//! `delete_scope` — plus `key_history`, compare-and-set, time travel, TTLs and
+//! `wait_for_change`, on the log.
 //!
 //! Scopes are prefixed with `machine:project:` as the Python server does, and `list_scopes`
 //! strips the prefix. Tools other than `sign_on` work on the connection's signed-on instance
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use cclog_engine::Log;
 use cclog_ingest::coordinator::{Identity, Instances, MAX_LEASE_SECONDS};
+use cclog_ingest::kv_watch::ScopeWrites;
 use cclog_projections::events::coordinator::Writer;
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -49,6 +51,8 @@ pub use tools::*;
 pub struct CoordinatorMcp {
     log: Arc<Log>,
     identity: Arc<Identity>,
+    /// Which scopes are written, for the waiters of `wait_for_change`.
+    writes: Arc<ScopeWrites>,
     /// The instance this connection signed on as (stdio keeps it; HTTP has none).
     signed_on: Arc<Mutex<Option<String>>>,
     tool_router: ToolRouter<Self>,
@@ -56,9 +60,16 @@ pub struct CoordinatorMcp {
 }
 
 impl CoordinatorMcp {
-    pub fn new(log: Arc<Log>, identity: Arc<Identity>) -> CoordinatorMcp {
+    pub fn new(log: Arc<Log>, identity: Arc<Identity>, writes: Arc<ScopeWrites>) -> CoordinatorMcp {
         let tool_router = Self::loadable_router().clone();
-        CoordinatorMcp { log, identity, signed_on: Arc::default(), tool_router, prompt_router: Self::prompt_router() }
+        CoordinatorMcp {
+            log,
+            identity,
+            writes,
+            signed_on: Arc::default(),
+            tool_router,
+            prompt_router: Self::prompt_router(),
+        }
     }
 
     /// The tool router with its schemas rewritten by [`schema::make_loadable`], built once:
@@ -267,8 +278,7 @@ pub(crate) fn uuid_like() -> String {
 /// The Streamable HTTP service for `/mcp`: a fresh handler per connection (stateless
 /// clients get one per request).
 pub fn http_service(
-    log: Arc<Log>,
-    identity: Arc<Identity>,
+    state: &crate::state::AppState,
     cancel: tokio_util::sync::CancellationToken,
 ) -> rmcp::transport::streamable_http_server::StreamableHttpService<
     CoordinatorMcp,
@@ -280,8 +290,10 @@ pub fn http_service(
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_cancellation_token(cancel);
+    let (log, identity, writes) =
+        (Arc::clone(&state.log), Arc::clone(&state.coordinator), Arc::clone(&state.scope_writes));
     rmcp::transport::streamable_http_server::StreamableHttpService::new(
-        move || Ok(CoordinatorMcp::new(Arc::clone(&log), Arc::clone(&identity))),
+        move || Ok(CoordinatorMcp::new(Arc::clone(&log), Arc::clone(&identity), Arc::clone(&writes))),
         Default::default(),
         config,
     )

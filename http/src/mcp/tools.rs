@@ -1,9 +1,11 @@
 //! The coordinator's tools: the Python "claude-session-coordinator" surface — `sign_on`,
 //! `sign_off`, `store_data`, `retrieve_data`, `delete_data`, `list_keys`, `list_scopes`,
-//! `delete_scope` — plus `key_history`, compare-and-set (`expected_version`) and time travel
-//! (`as_of`), each calling `ingest::coordinator` on a blocking thread.
+//! `delete_scope` — plus `key_history`, compare-and-set (`expected_version`), time travel
+//! (`as_of`), time to live (`ttl_seconds`) and `wait_for_change`, each calling
+//! `ingest::coordinator` on a blocking thread (a wait, `ingest::kv_watch`, holds none).
 
-use cclog_ingest::coordinator::{AsOf, Instances, KvStore, Stored, Ttl, Version};
+use cclog_ingest::coordinator::{AsOf, ChangeReason, Instances, KvStore, Stored, Ttl, Version};
+use cclog_ingest::kv_watch::WaitTimeout;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::Extensions;
 use rmcp::{schemars, tool, tool_router, Json};
@@ -13,6 +15,9 @@ use serde_json::Value;
 use std::sync::PoisonError;
 
 use super::{glob_escape, uuid_like, Caller, CoordinatorMcp};
+
+/// How long `wait_for_change` waits when the call does not say.
+const DEFAULT_WAIT_SECONDS: f64 = 60.0;
 
 /// `session_id` alone.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -43,6 +48,19 @@ pub struct RetrieveArgs {
     pub key: String,
     /// Read the value as it was: a log position (a number) or a time (RFC 3339).
     pub as_of: Option<Value>,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct WaitArgs {
+    pub scope: String,
+    pub key: String,
+    /// Answer once the key is past this version: the version you last read (0: until it is
+    /// first written). Absent: wait for the next change from now.
+    pub after_version: Option<u64>,
+    /// How long to wait: 0 to 300 seconds (default 60). At the timeout the answer is
+    /// `changed: false` with the current version; call again with it to keep waiting.
+    pub timeout_seconds: Option<f64>,
     pub session_id: Option<String>,
 }
 
@@ -160,6 +178,27 @@ pub struct RetrieveResult {
     pub written_by: Option<String>,
     pub at: Option<String>,
     pub log_position: Option<u64>,
+}
+
+/// What `wait_for_change` answers.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WaitResult {
+    // First, as in retrieve_data: the value the key holds now (null when deleted or expired).
+    pub value: Option<Value>,
+    /// False when the timeout came first.
+    pub changed: bool,
+    /// Why it changed: `written`, `deleted` or `expired`; null at a timeout.
+    pub reason: Option<String>,
+    pub scope: String,
+    pub key: String,
+    /// The key's version now (0: never written); pass it as after_version to wait for the next change.
+    pub version: u64,
+    /// Who wrote (or deleted) that version, when, and at which log position.
+    pub written_by: Option<String>,
+    pub at: Option<String>,
+    pub log_position: Option<u64>,
+    /// For a value with a TTL: when it expires (or expired).
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -330,6 +369,49 @@ impl CoordinatorMcp {
             at: found.as_ref().map(|found| found.at.clone()),
             log_position: found.as_ref().map(|found| found.log_position),
             value: found.and_then(|found| found.value),
+        }))
+    }
+
+    #[tool(
+        description = "Wait until another session changes a key, instead of polling: answers as soon as scope \
+        and key have a version above after_version (a new value, a deletion), or the value at after_version \
+        expires, with the new value; or with changed: false after timeout_seconds (at most 300; call again to wait \
+        longer). To hand work over: the producer store_data's its result, the consumer waits for it here \
+        (after_version 0 waits for the key's first write).",
+        annotations(read_only_hint = true),
+        output_schema = rmcp::handler::server::common::schema_for_output::<WaitResult>()
+    )]
+    async fn wait_for_change(
+        &self,
+        Parameters(args): Parameters<WaitArgs>,
+        extensions: Extensions,
+    ) -> Result<InFieldOrder<WaitResult>, String> {
+        let caller = self.caller(&extensions, args.session_id)?;
+        let full = caller.scope(&args.scope)?;
+        let timeout = WaitTimeout::seconds(args.timeout_seconds.unwrap_or(DEFAULT_WAIT_SECONDS))
+            .map_err(|error| error.to_string())?;
+        // The call renews the caller's lease, as every tool call does.
+        self.blocking(&caller.identity, Some(caller.instance.clone()), |_| Ok(())).await?;
+        let waited = self
+            .writes
+            .wait_for_change(&full, &args.key, args.after_version, timeout)
+            .await
+            .map_err(|error| error.to_string())?;
+        let current = waited.current.map(ValueVersion::from);
+        Ok(InFieldOrder(WaitResult {
+            value: current
+                .as_ref()
+                .filter(|_| waited.reason.is_none_or(|reason| reason == ChangeReason::Written))
+                .and_then(|current| current.value.clone()),
+            changed: waited.reason.is_some(),
+            reason: waited.reason.map(|reason| reason.as_str().to_string()),
+            scope: args.scope,
+            key: args.key,
+            version: waited.version,
+            written_by: current.as_ref().map(|current| current.written_by.clone()),
+            at: current.as_ref().map(|current| current.at.clone()),
+            log_position: current.as_ref().map(|current| current.log_position),
+            expires_at: current.and_then(|current| current.expires_at),
         }))
     }
 

@@ -102,7 +102,13 @@ impl KeyWrite {
             Some(&KEY_WRITE_FORMAT) => super::decode_as(KEY_WRITE_FORMAT, "kv write", bytes),
             Some(2) => {
                 let old: KeyWriteV2 = super::decode_as(2, "kv write", bytes)?;
-                Ok(KeyWrite { key: old.key, value: old.value, writer: old.writer, imported: old.imported, ttl_us: None })
+                Ok(KeyWrite {
+                    key: old.key,
+                    value: old.value,
+                    writer: old.writer,
+                    imported: old.imported,
+                    ttl_us: None,
+                })
             }
             _ => {
                 let old: KeyWriteV1 = super::decode("kv write", bytes)?;
@@ -142,7 +148,8 @@ mod tests {
     #[test]
     fn a_write_reads_back_at_every_format() {
         let writer = Writer { instance: "claude_1".into(), machine: "m".into(), project: "p".into() };
-        let plain = KeyWrite { key: "k".into(), value: Some("1".into()), writer: writer.clone(), imported: None, ttl_us: None };
+        let plain =
+            KeyWrite { key: "k".into(), value: Some("1".into()), writer: writer.clone(), imported: None, ttl_us: None };
         let format_1 = crate::events::encode(&WrittenAtFormat1 { key: "k", value: Some("1"), writer: writer.clone() })
             .expect("encode");
         assert_eq!(KeyWrite::decode(&format_1).expect("format 1 decodes"), plain);
