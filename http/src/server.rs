@@ -180,7 +180,7 @@ pub async fn serve(
         commands: options.commands.clone(),
         feeds: Arc::new(Feeds::new(Arc::clone(&log), closing.clone())),
         closing,
-        scope_writes: cclog_ingest::kv_watch::ScopeWrites::new(Arc::clone(&log)),
+        coordinator_writes: cclog_ingest::kv_watch::CoordinatorWrites::new(Arc::clone(&log)),
         coordinator: Arc::new(options.coordinator.clone()),
         body_idle_timeout: options.limits.header_timeout,
         prices: Arc::clone(&options.prices),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cclog_engine::Log;
 use cclog_ingest::archiver::Archiver;
 use cclog_ingest::coordinator::Identity;
-use cclog_ingest::kv_watch::ScopeWrites;
+use cclog_ingest::kv_watch::CoordinatorWrites;
 use cclog_ingest::runner::Runner;
 use cclog_projections::pricing::PriceTable;
 
@@ -31,7 +31,7 @@ pub struct AppState {
     /// One log reader per followed run, fanning its messages out.
     pub feeds: Arc<Feeds>,
     /// The one log reader that tells coordinator waiters and watchers which scopes are written.
-    pub scope_writes: Arc<ScopeWrites>,
+    pub coordinator_writes: Arc<CoordinatorWrites>,
     /// The machine and project the MCP coordinator at `/mcp` serves.
     pub coordinator: Arc<Identity>,
     /// A request body that sends nothing for this long is abandoned (the header timeout's

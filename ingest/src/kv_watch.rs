@@ -1,6 +1,7 @@
 //! Waiting for the coordinator's keys to change. One task reads the log's new events and
-//! tells everyone watching which scope was written ([`ScopeWrites`]); a waiter
-//! ([`ScopeWrites::wait_for_change`]) joins first, then reads the key's state, and reads it
+//! tells everyone watching which of the coordinator's streams — a scope's, or a project's
+//! instance claims — was written ([`CoordinatorWrites`]); a waiter
+//! ([`CoordinatorWrites::wait_for_change`]) joins first, then reads the key's state, and reads it
 //! again on each write to its scope and when the value it saw expires — so it can miss
 //! nothing, and it never takes the coordinator's write lock or the log's writer: a hundred
 //! waiters cost a writer nothing but the one reader task.
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use cclog_engine::Log;
 use tokio::sync::broadcast;
+
+use cclog_projections::events::coordinator::scope_stream;
 
 use crate::coordinator::{now_us, ChangeReason, KvStore, Version, Watched};
 use crate::{Error, Result};
@@ -41,11 +44,12 @@ impl WaitTimeout {
     }
 }
 
-/// A write recorded on a scope's stream.
+/// A write recorded on one of the coordinator's streams: `scope/<scope>` or
+/// `instances/<machine>:<project>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopeWrite {
+pub struct CoordinatorWrite {
     pub seq: u64,
-    pub scope: String,
+    pub stream: String,
 }
 
 /// How a wait ended.
@@ -59,20 +63,20 @@ pub struct Waited {
     pub current: Option<Version>,
 }
 
-/// The one log reader that tells watchers which scopes are written.
-pub struct ScopeWrites {
+/// The one log reader that tells watchers which of the coordinator's streams were written.
+pub struct CoordinatorWrites {
     log: Arc<Log>,
-    feed: Mutex<Option<broadcast::Sender<Arc<ScopeWrite>>>>,
+    feed: Mutex<Option<broadcast::Sender<Arc<CoordinatorWrite>>>>,
 }
 
-impl ScopeWrites {
-    pub fn new(log: Arc<Log>) -> Arc<ScopeWrites> {
-        Arc::new(ScopeWrites { log, feed: Mutex::new(None) })
+impl CoordinatorWrites {
+    pub fn new(log: Arc<Log>) -> Arc<CoordinatorWrites> {
+        Arc::new(CoordinatorWrites { log, feed: Mutex::new(None) })
     }
 
-    /// Every scope write that becomes durable from now on, starting the reader if nobody
+    /// Every coordinator write that becomes durable from now on, starting the reader if nobody
     /// watches yet. Must be called from within a Tokio runtime.
-    pub fn watch(self: &Arc<Self>) -> broadcast::Receiver<Arc<ScopeWrite>> {
+    pub fn watch(self: &Arc<Self>) -> broadcast::Receiver<Arc<CoordinatorWrite>> {
         let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = feed.as_ref() {
             return sender.subscribe();
@@ -88,12 +92,14 @@ impl ScopeWrites {
     async fn pump(
         self: Arc<Self>,
         mut subscription: cclog_engine::Subscription,
-        sender: broadcast::Sender<Arc<ScopeWrite>>,
+        sender: broadcast::Sender<Arc<CoordinatorWrite>>,
     ) {
         // Until the log closes, or nobody watches any more.
         while let Ok(event) = subscription.next().await {
-            let Some(scope) = event.stream().strip_prefix("scope/") else { continue };
-            let write = Arc::new(ScopeWrite { seq: event.seq(), scope: scope.to_string() });
+            if !event.stream().starts_with("scope/") && !event.stream().starts_with("instances/") {
+                continue;
+            }
+            let write = Arc::new(CoordinatorWrite { seq: event.seq(), stream: event.stream().to_string() });
             if sender.send(write).is_err() && self.stop(&sender, true) {
                 return;
             }
@@ -104,7 +110,7 @@ impl ScopeWrites {
 
     /// Forgets the reader — only if nobody watches, when `if_unwatched` (checked under the
     /// lock new watchers take); whether it did.
-    fn stop(&self, sender: &broadcast::Sender<Arc<ScopeWrite>>, if_unwatched: bool) -> bool {
+    fn stop(&self, sender: &broadcast::Sender<Arc<CoordinatorWrite>>, if_unwatched: bool) -> bool {
         let mut feed = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
         if if_unwatched && sender.receiver_count() > 0 {
             return false;
@@ -132,6 +138,7 @@ impl ScopeWrites {
             Some(version) => (version, true),
             None => self.read(scope, key, |store, scope, key| store.watch_from(scope, key, now_us())).await?,
         };
+        let stream = scope_stream(scope);
         let mut log_closed = false;
         loop {
             let watched = self
@@ -158,7 +165,7 @@ impl ScopeWrites {
             loop {
                 tokio::select! {
                     written = writes.recv() => match written {
-                        Ok(write) if write.scope != scope => continue,
+                        Ok(write) if write.stream != stream => continue,
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         // The log closed (the server stops): answer with what it holds.
                         Err(broadcast::error::RecvError::Closed) => {

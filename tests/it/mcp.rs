@@ -609,3 +609,46 @@ fn over_streamable_http_a_waiter_hears_another_clients_write() {
     );
     server.stop();
 }
+
+#[test]
+fn over_stdio_a_subscribed_client_is_told_of_another_clients_writes() {
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let seen = run_client(
+        Command::new(python())
+            .current_dir(project.path())
+            .arg(script("notifications.py"))
+            .arg(cclog_bin())
+            .arg(data.path())
+            .output()
+            .unwrap(),
+    );
+    let state = seen["own_scope"].as_array().unwrap().iter().find(|uri| uri != &"session://context").cloned();
+    assert!(state.is_some_and(|uri| uri.as_str().unwrap().starts_with("session://state/")), "{seen}");
+    assert_eq!(
+        seen["own_scope"].as_array().unwrap().len(),
+        2,
+        "a write to bob's scope changes his state and the context: {seen}"
+    );
+    assert_eq!(seen["state_after"]["progress"], "step 1", "{seen}");
+    assert_eq!(seen["other_scope"], serde_json::json!(["session://context"]), "{seen}");
+    assert_eq!(seen["after_unsubscribe"], serde_json::json!(["session://context"]), "{seen}");
+    stop_background_server(data.path());
+}
+
+#[test]
+fn over_streamable_http_at_2026_07_28_a_listening_client_is_told_of_writes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
+    let seen = run_client(
+        Command::new(python())
+            .arg(script("notifications.py"))
+            .args(["--listen", &format!("{}/mcp", server.url), "mcp-token"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(seen["honored"].as_array().unwrap().len(), 2, "both resources are honoured: {seen}");
+    assert_eq!(seen["own_scope"], seen["honored"], "a write to bob's scope changes both: {seen}");
+    assert_eq!(seen["other_scope"], serde_json::json!(["session://context"]), "{seen}");
+    server.stop();
+}

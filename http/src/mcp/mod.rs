@@ -24,6 +24,7 @@
 mod prompts;
 mod resources;
 mod schema;
+mod subscriptions;
 mod tools;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,19 +32,22 @@ use std::time::Duration;
 
 use cclog_engine::Log;
 use cclog_ingest::coordinator::{Identity, Instances, MAX_LEASE_SECONDS};
-use cclog_ingest::kv_watch::ScopeWrites;
+use cclog_ingest::kv_watch::CoordinatorWrites;
 use cclog_projections::events::coordinator::Writer;
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
     Extensions, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
-    ServerConfig,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig, SubscriptionFilter,
 };
-use rmcp::service::RequestContext;
+#[allow(deprecated)]
+use rmcp::model::{SubscribeRequestParams, UnsubscribeRequestParams};
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{prompt_handler, tool_handler, ErrorData, RoleServer, ServerHandler};
 
 use resources::{CONTEXT_URI, STATE_TEMPLATE};
+use subscriptions::{notify_updates, Watched};
 pub use tools::*;
 
 /// The MCP service of one connection.
@@ -52,21 +56,27 @@ pub struct CoordinatorMcp {
     log: Arc<Log>,
     identity: Arc<Identity>,
     /// Which scopes are written, for the waiters of `wait_for_change`.
-    writes: Arc<ScopeWrites>,
+    writes: Arc<CoordinatorWrites>,
     /// The instance this connection signed on as (stdio keeps it; HTTP has none).
     signed_on: Arc<Mutex<Option<String>>>,
+    /// The resources this connection subscribed to (`resources/subscribe`), and whether
+    /// their notifier runs.
+    subscribed: subscriptions::Subscribed,
+    notifying: Arc<std::sync::atomic::AtomicBool>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
 
 impl CoordinatorMcp {
-    pub fn new(log: Arc<Log>, identity: Arc<Identity>, writes: Arc<ScopeWrites>) -> CoordinatorMcp {
+    pub fn new(log: Arc<Log>, identity: Arc<Identity>, writes: Arc<CoordinatorWrites>) -> CoordinatorMcp {
         let tool_router = Self::loadable_router().clone();
         CoordinatorMcp {
             log,
             identity,
             writes,
             signed_on: Arc::default(),
+            subscribed: Arc::default(),
+            notifying: Arc::default(),
             tool_router,
             prompt_router: Self::prompt_router(),
         }
@@ -177,10 +187,17 @@ use expected_version when several sessions update one key. \
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for CoordinatorMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
-            .with_instructions(format!(
-                "A shared, versioned key-value store for Claude Code sessions on this machine and project. {WORKFLOW}"
-            ))
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_prompts()
+                .build(),
+        )
+        .with_instructions(format!(
+            "A shared, versioned key-value store for Claude Code sessions on this machine and project. {WORKFLOW}"
+        ))
     }
 
     async fn list_resources(
@@ -227,6 +244,70 @@ impl ServerHandler for CoordinatorMcp {
         .map_err(|error| ErrorData::invalid_params(error, None))?;
         let text = serde_json::to_string_pretty(&body).unwrap_or_default();
         Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]).into())
+    }
+
+    // Protocol revisions up to 2025-11-25 (rmcp marks them legacy).
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let identity = self.identity(&context.extensions).map_err(|error| ErrorData::invalid_params(error, None))?;
+        let watched = Watched::of(&identity, &request.uri).map_err(|error| ErrorData::invalid_params(error, None))?;
+        self.subscribed.lock().unwrap_or_else(PoisonError::into_inner).insert(request.uri, watched);
+        if !self.notifying.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let peer = context.peer.clone();
+            tokio::spawn(notify_updates(Arc::clone(&self.writes), Arc::clone(&self.subscribed), move |uri| {
+                let peer = peer.clone();
+                async move { peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
+            }));
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscribed.lock().unwrap_or_else(PoisonError::into_inner).remove(&request.uri);
+        Ok(())
+    }
+
+    // 2026-07-28: `subscriptions/listen` takes our resources' URIs.
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let ours = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| uri.as_str() == CONTEXT_URI || uri.starts_with("session://state/"))
+            .cloned();
+        Some(SubscriptionFilter::builder().resource_subscriptions(ours).build())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let identity = self
+            .identity(&context.request_context().extensions)
+            .map_err(|error| ErrorData::invalid_params(error, None))?;
+        let mut watched = std::collections::BTreeMap::new();
+        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+            watched.insert(
+                uri.clone(),
+                Watched::of(&identity, uri).map_err(|error| ErrorData::invalid_params(error, None))?,
+            );
+        }
+        let sink = context.sink().clone();
+        let notifier = notify_updates(Arc::clone(&self.writes), Arc::new(Mutex::new(watched)), move |uri| {
+            let sink = sink.clone();
+            async move { sink.notify_resource_updated(uri).await.is_ok() }
+        });
+        tokio::select! {
+            () = notifier => {}
+            () = context.cancelled() => {}
+        }
+        Ok(())
     }
 }
 
@@ -291,7 +372,7 @@ pub fn http_service(
         .disable_allowed_origins()
         .with_cancellation_token(cancel);
     let (log, identity, writes) =
-        (Arc::clone(&state.log), Arc::clone(&state.coordinator), Arc::clone(&state.scope_writes));
+        (Arc::clone(&state.log), Arc::clone(&state.coordinator), Arc::clone(&state.coordinator_writes));
     rmcp::transport::streamable_http_server::StreamableHttpService::new(
         move || Ok(CoordinatorMcp::new(Arc::clone(&log), Arc::clone(&identity), Arc::clone(&writes))),
         Default::default(),
