@@ -636,19 +636,37 @@ fn over_stdio_a_subscribed_client_is_told_of_another_clients_writes() {
     stop_background_server(data.path());
 }
 
-#[test]
-fn over_streamable_http_at_2026_07_28_a_listening_client_is_told_of_writes() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
-    let seen = run_client(
-        Command::new(python())
-            .arg(script("notifications.py"))
-            .args(["--listen", &format!("{}/mcp", server.url), "mcp-token"])
-            .output()
-            .unwrap(),
-    );
+/// `notifications.py --listen`: one `subscriptions/listen` stream for bob's state and the
+/// context hears bob's writes.
+fn listens(client: Output) {
+    let seen = run_client(client);
     assert_eq!(seen["honored"].as_array().unwrap().len(), 2, "both resources are honoured: {seen}");
     assert_eq!(seen["own_scope"], seen["honored"], "a write to bob's scope changes both: {seen}");
     assert_eq!(seen["other_scope"], serde_json::json!(["session://context"]), "{seen}");
+}
+
+#[test]
+fn at_2026_07_28_a_listening_client_is_told_of_writes_over_http_and_stdio() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--token", "mcp-token", "--no-archive"]);
+    listens(
+        Command::new(python())
+            .arg(script("notifications.py"))
+            .args(["--listen", "http", &format!("{}/mcp", server.url), "mcp-token"])
+            .output()
+            .unwrap(),
+    );
+    // Through `cclog mcp`, which states the revision's headers as an HTTP client does.
+    let project = tempfile::tempdir().unwrap();
+    listens(
+        Command::new(python())
+            .current_dir(project.path())
+            .arg(script("notifications.py"))
+            .args(["--listen", "stdio"])
+            .arg(cclog_bin())
+            .arg(data.path())
+            .output()
+            .unwrap(),
+    );
     server.stop();
 }

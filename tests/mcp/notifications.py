@@ -3,8 +3,9 @@ and to the context, bob writes, alice is told.
 
 Usage: notifications.py CCLOG_BINARY DATA_DIR   (run in the project directory)
          over stdio through `cclog mcp`, handshake revision: resources/subscribe
-       notifications.py --listen URL TOKEN
-         over Streamable HTTP at 2026-07-28: subscriptions/listen
+       notifications.py --listen http URL TOKEN
+       notifications.py --listen stdio CCLOG_BINARY DATA_DIR
+         at 2026-07-28 (subscriptions/listen), over Streamable HTTP or stdio through `cclog mcp`
 
 Prints one JSON object: the URIs alice was told about after each of bob's writes.
 """
@@ -83,7 +84,7 @@ async def main(cclog, data):
     print(json.dumps(seen))
 
 
-async def main_listen(url, token):
+async def main_listen(transport, a, b):
     """The same over 2026-07-28: one listen stream for bob's state and the context."""
     import httpx2
     from mcp import Client
@@ -92,11 +93,17 @@ async def main_listen(url, token):
 
     @contextlib.asynccontextmanager
     async def client():
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
-            async with Client(streamable_http_client(url, http_client=http), mode="2026-07-28") as connected:
-                signed = await connected.call_tool("sign_on", {})
-                assert not signed.is_error, signed.content
-                yield connected, signed.structured_content["session_id"]
+        async with contextlib.AsyncExitStack() as stack:
+            if transport == "http":
+                http = await stack.enter_async_context(
+                    httpx2.AsyncClient(headers={"Authorization": f"Bearer {b}"}, timeout=60))
+                server = streamable_http_client(a, http_client=http)
+            else:
+                server = StdioServerParameters(command=a, args=["--data", b, "mcp"])
+            connected = await stack.enter_async_context(Client(server, mode="2026-07-28"))
+            signed = await connected.call_tool("sign_on", {})
+            assert not signed.is_error, signed.content
+            yield connected, signed.structured_content["session_id"]
 
     seen = {}
     async with client() as (alice, _), client() as (bob, bob_id):
@@ -128,6 +135,6 @@ async def main_listen(url, token):
 
 if __name__ == "__main__":
     if sys.argv[1] == "--listen":
-        asyncio.run(main_listen(*sys.argv[2:4]))
+        asyncio.run(main_listen(*sys.argv[2:5]))
     else:
         asyncio.run(main(*sys.argv[1:3]))

@@ -130,7 +130,7 @@ impl Server {
         session: &mut McpSession,
         mut each: impl FnMut(Value) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let request = self.mcp_request(self.agent.post(endpoint), session);
+        let request = self.mcp_request(self.agent.post(endpoint), session, Some(message));
         let mut response = request.send(message.to_string()).with_context(|| format!("calling {endpoint}"))?;
         let status = response.status().as_u16();
         let header =
@@ -169,7 +169,7 @@ impl Server {
         session: &McpSession,
         each: impl FnMut(Value) -> anyhow::Result<()>,
     ) -> anyhow::Result<bool> {
-        let request = self.mcp_request(self.agent.get(endpoint), session);
+        let request = self.mcp_request(self.agent.get(endpoint), session, None);
         let mut response = request.call().with_context(|| format!("calling {endpoint}"))?;
         let event_stream = response
             .headers()
@@ -184,8 +184,15 @@ impl Server {
         Ok(true)
     }
 
-    /// `request` with the token, the MCP headers and who the relay's client is.
-    fn mcp_request<B>(&self, request: ureq::RequestBuilder<B>, session: &McpSession) -> ureq::RequestBuilder<B> {
+    /// `request` with the token, the MCP headers and who the relay's client is. A message of
+    /// the 2026-07-28 revision names its protocol version in its `_meta`, and HTTP wants it,
+    /// the method and the name it acts on as headers too (SEP-2243), as an HTTP client sends.
+    fn mcp_request<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        session: &McpSession,
+        message: Option<&Value>,
+    ) -> ureq::RequestBuilder<B> {
         let mut request = self
             .authorized(request)
             .header("Content-Type", "application/json")
@@ -193,8 +200,25 @@ impl Server {
         if let Some(id) = &session.id {
             request = request.header("Mcp-Session-Id", id);
         }
-        if let Some(version) = &session.protocol_version {
+        let stated_version = message
+            .and_then(|message| message.pointer("/params/_meta"))
+            .and_then(|meta| meta.get(PROTOCOL_VERSION_META_KEY))
+            .and_then(Value::as_str);
+        if let Some(version) = stated_version.or(session.protocol_version.as_deref()) {
             request = request.header("MCP-Protocol-Version", version);
+        }
+        if let Some(method) = message.and_then(|message| message["method"].as_str()) {
+            request = request.header("Mcp-Method", method);
+            let name_field = match method {
+                "tools/call" | "prompts/get" => Some("name"),
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+                "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
+                _ => None,
+            };
+            let name = name_field.and_then(|field| message?.pointer(&format!("/params/{field}"))?.as_str());
+            if let Some(name) = name {
+                request = request.header("Mcp-Name", &header_value(name));
+            }
         }
         request
             .header(cclog_http::mcp::MACHINE_HEADER, &session.machine)
@@ -287,6 +311,23 @@ fn read_sse_messages(
         Ok(std::ops::ControlFlow::<()>::Continue(()))
     })?;
     Ok(())
+}
+
+/// Where a 2026-07-28 message states its protocol version, in `params._meta`.
+const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// `value` as an MCP header carries it: as it is when it is printable ASCII without
+/// surrounding blanks, else Base64 between `=?base64?` and `?=` (SEP-2243).
+fn header_value(value: &str) -> String {
+    use base64::Engine;
+    let plain = value.bytes().all(|byte| (0x20..=0x7e).contains(&byte))
+        && !value.starts_with([' ', '\t'])
+        && !value.ends_with([' ', '\t']);
+    if plain {
+        value.to_string()
+    } else {
+        format!("=?base64?{}?=", base64::prelude::BASE64_STANDARD.encode(value))
+    }
 }
 
 /// What an MCP relay keeps between messages.

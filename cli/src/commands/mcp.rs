@@ -83,10 +83,13 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         } else {
             let (server, endpoint, mut session, stdout) =
                 (server.clone(), endpoint.clone(), session.clone(), stdout.clone());
-            in_flight.retain(|relayed: &std::thread::JoinHandle<()>| !relayed.is_finished());
-            in_flight.push(std::thread::spawn(move || {
+            // A listen stream lasts as long as the client wants it; nothing waits for it.
+            let listens = message["method"] == "subscriptions/listen";
+            in_flight.retain(|(relayed, _): &(std::thread::JoinHandle<()>, bool)| !relayed.is_finished());
+            let relayed = std::thread::spawn(move || {
                 relay(&server, &endpoint, &message, &mut session, &stdout, |_| {});
-            }));
+            });
+            in_flight.push((relayed, listens));
         }
         if !listening && session.id.is_some() {
             listening = true;
@@ -102,9 +105,12 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
             });
         }
     }
-    // stdin closed: let the requests already sent be answered.
-    for relayed in in_flight {
-        let _ = relayed.join();
+    // stdin closed: let the requests already sent be answered (a wait ends within its
+    // timeout); listen streams end with the process.
+    for (relayed, listens) in in_flight {
+        if !listens {
+            let _ = relayed.join();
+        }
     }
     Ok(EXIT_OK)
 }
