@@ -137,6 +137,7 @@ impl Server {
             prices: Arc::new(cclog_projections::pricing::PriceTable::built_in().clone()),
             cclog_bin: std::path::PathBuf::from("cclog"),
             plan_ttl: cclog_ingest::plan::file::DEFAULT_TTL,
+            idle_exit: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -596,6 +596,11 @@ pub struct ServeArgs {
     /// A plan's session TTL after its last use, when the plan names none
     #[arg(long, value_name = "DURATION", env = "CCLOG_PLAN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub plan_ttl: std::time::Duration,
+    /// Exit once no connection has been open and no run active for DURATION (what a server
+    /// that `cclog mcp` or `cclog kv watch` starts in the background does, after
+    /// CCLOG_IDLE_EXIT, default 30m); without it the server stays until stopped
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
     /// Print the API's OpenAPI 3.1 document (also served at /api/openapi.json) and exit
     #[arg(long)]
     pub openapi: bool,

@@ -67,11 +67,45 @@ fn raise_descriptor_limit() -> usize {
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully.
+/// How many connections are open, and since when none has been.
+#[derive(Debug)]
+pub struct Activity {
+    open: std::sync::Mutex<(usize, std::time::Instant)>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { open: std::sync::Mutex::new((0, std::time::Instant::now())) }
+    }
+}
+
+impl Activity {
+    fn opened(&self) {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0 += 1;
+    }
+
+    fn closed(&self) {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.0 = open.0.saturating_sub(1);
+        if open.0 == 0 {
+            open.1 = std::time::Instant::now();
+        }
+    }
+
+    /// How long no connection has been open; `None` while one is.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        let open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (open.0 == 0).then(|| open.1.elapsed())
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully;
+/// `activity` counts the open connections.
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    activity: Arc<Activity>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let cap = limits.connection_cap();
@@ -104,10 +138,13 @@ pub async fn serve_connections(
         let _ = stream.set_nodelay(true);
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
+        activity.opened();
+        let activity = Arc::clone(&activity);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "a connection ended with an error");
             }
+            activity.closed();
             drop(permit);
         });
     }

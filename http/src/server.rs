@@ -19,7 +19,7 @@ use cclog_projections::pricing::PriceTable;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AccessPolicy, MIN_TOKEN_LEN};
-use crate::connections::{serve_connections, ConnectionLimits};
+use crate::connections::{serve_connections, Activity, ConnectionLimits};
 use crate::feeds::Feeds;
 use crate::forward::CommandRunner;
 use crate::shutdown::Closing;
@@ -134,6 +134,9 @@ pub struct ServeOptions {
     pub cclog_bin: PathBuf,
     /// A plan's session TTL when the plan names none (`--plan-ttl`).
     pub plan_ttl: Duration,
+    /// Shut down once no connection has been open and no run active this long
+    /// (`--idle-exit`); `None`: serve until stopped.
+    pub idle_exit: Option<Duration>,
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully. `ready` is called with the
@@ -187,18 +190,43 @@ pub async fn serve(
         cclog_bin: Arc::new(options.cclog_bin.clone()),
         plan_ttl: options.plan_ttl,
     };
+    let activity = Arc::new(Activity::default());
+    let idle = until_idle(options.idle_exit, Arc::clone(&activity), Arc::clone(&runner));
     let shutdown = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = idle => {}
+        }
         close();
     };
     tracing::info!(url = %advertisement.url, "serving");
     ready(bound);
-    serve_connections(listener, crate::app::app(state), options.limits, shutdown).await;
+    serve_connections(listener, crate::app::app(state), options.limits, activity, shutdown).await;
     background.abort();
     reopener.abort();
     runner.finish_all(options.cancel_on_shutdown).await;
     let _ = std::fs::remove_file(log.dir().join(ADVERTISEMENT));
     Ok(())
+}
+
+/// Resolves once the server has had no open connection and no active run for `after`;
+/// never without it.
+async fn until_idle(after: Option<Duration>, activity: Arc<Activity>, runner: Arc<Runner>) {
+    let Some(after) = after else { return std::future::pending().await };
+    // A run keeps the server busy too: its end restarts the quiet period.
+    let mut busy_until = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(after.min(Duration::from_secs(5))).await;
+        if !runner.active_ids().is_empty() {
+            busy_until = tokio::time::Instant::now();
+            continue;
+        }
+        let quiet_for = activity.quiet_for().unwrap_or_default().min(busy_until.elapsed());
+        if quiet_for >= after {
+            tracing::info!(idle = %humantime::format_duration(after), "no client and no run for the idle period; exiting");
+            return;
+        }
+    }
 }
 
 /// A server off loopback must have a token, and one long enough not to be guessed.

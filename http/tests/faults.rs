@@ -74,6 +74,7 @@ fn a_server_whose_write_failed_reopens_the_log_and_catches_up_without_a_restart(
         prices: std::sync::Arc::new(cclog_projections::pricing::PriceTable::built_in().clone()),
         cclog_bin: std::path::PathBuf::from("cclog"),
         plan_ttl: cclog_ingest::plan::file::DEFAULT_TTL,
+        idle_exit: None,
     };
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -670,3 +670,27 @@ fn at_2026_07_28_a_listening_client_is_told_of_writes_over_http_and_stdio() {
     );
     server.stop();
 }
+
+#[test]
+fn a_server_the_relay_started_exits_once_no_client_is_left() {
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    // A 2 s idle period, from the project's coordinator configuration: the client's own
+    // pauses between calls must not end it.
+    std::fs::create_dir(project.path().join(".claude")).unwrap();
+    std::fs::write(
+        project.path().join(".claude/session-coordinator-config.json"),
+        r#"{"server_idle_exit_seconds": 2}"#,
+    )
+    .unwrap();
+    let client = run_client(stdio_client(data.path(), project.path()).output().unwrap());
+    assert!(client["signed_on"]["session_id"].is_string(), "{client}");
+    let advertised: Value = serde_json::from_slice(&std::fs::read(data.path().join("server.json")).unwrap()).unwrap();
+    let pid = advertised["pid"].as_i64().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) with signal 0 only asks whether the process still exists.
+    crate::serve::wait_for("the idle server to exit", || unsafe { libc::kill(pid, 0) } != 0);
+    assert!(!data.path().join("server.json").exists(), "it stopped advertising itself");
+    let log = std::fs::read_to_string(data.path().join("serve.log")).unwrap();
+    assert!(log.contains("no client and no run for the idle period"), "{log}");
+    crate::support::verify_intact(data.path());
+}

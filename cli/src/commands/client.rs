@@ -35,9 +35,10 @@ impl Server {
     }
 
     /// The server advertised in `data`, or one started there in the background (`cclog serve
-    /// --addr 127.0.0.1:0 --idle-exit`, logging to `serve.log`) and waited for. When several
-    /// clients race to start one, whichever wins serves them all.
-    pub fn find_or_start(data: &Path) -> anyhow::Result<Server> {
+    /// --addr 127.0.0.1:0`, logging to `serve.log`) and waited for; that one exits after
+    /// `idle_exit` with no connection and no run (`None`: it stays). When several clients race
+    /// to start one, whichever wins serves them all.
+    pub fn find_or_start(data: &Path, idle_exit: Option<std::time::Duration>) -> anyhow::Result<Server> {
         if let Some(server) = Server::find(data)? {
             return Ok(server);
         }
@@ -49,6 +50,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(idle_exit.map(|idle| format!("--idle-exit={}", humantime::format_duration(idle))))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -6,7 +6,8 @@
 //! `~/.config/claude-session-coordinator/config.json`; else detection (the hostname; the git
 //! origin's `owner/repo`, else the directory's name) and defaults.
 //!
-//! A file may be in cclog's shape (`machine_id`, `project`, `lease_seconds`) or in the
+//! A file may be in cclog's shape (`machine_id`, `project`, `lease_seconds`,
+//! `server_idle_exit_seconds`; `CCLOG_IDLE_EXIT` sets the last before any file) or in the
 //! Python coordinator's (`session.machine_id`, `"auto"` for the hostname;
 //! `session.project_detection`, `git` or `directory`; `storage` and `server`, read and
 //! reported as not used, since the log is the store), so that its users' files work as
@@ -20,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Failure, EXIT_BAD_INPUT};
 
+/// How long a server started in the background waits with no client before it exits.
+const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(30 * 60);
+
 /// One configuration file's contents: cclog's fields, and the Python coordinator's sections.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +33,9 @@ struct ConfigFile {
     #[serde(alias = "project_name")]
     project: Option<String>,
     lease_seconds: Option<u64>,
+    /// How long a server started in the background waits with no client before it exits
+    /// (0: it stays).
+    server_idle_exit_seconds: Option<u64>,
     session: Option<OriginalSession>,
     storage: Option<OriginalStorage>,
     /// The original's `port` and `host`: `cclog serve --addr` says where cclog listens.
@@ -73,6 +80,9 @@ pub struct CoordinatorConfig {
     pub machine: Sourced<String>,
     pub project: Sourced<String>,
     pub lease_seconds: Sourced<u64>,
+    /// How long a server `cclog mcp` starts in the background stays with no client (0: until
+    /// stopped): `CCLOG_IDLE_EXIT` (a duration) first, then the files.
+    pub server_idle_exit_seconds: Sourced<u64>,
     /// Every place looked at, in order, and whether a file was there.
     pub searched: Vec<(String, bool)>,
     /// What was read and not used, and which of two settings of one value won.
@@ -107,6 +117,24 @@ impl CoordinatorConfig {
             }
         }
         let (mut machine, mut project, mut lease) = (None, None, None);
+        let mut idle_exit = match std::env::var("CCLOG_IDLE_EXIT") {
+            Ok(text) if !text.trim().is_empty() => {
+                let seconds = match text.trim() {
+                    "0" => 0,
+                    duration => humantime::parse_duration(duration)
+                        .map_err(|error| Failure {
+                            code: EXIT_BAD_INPUT,
+                            message: format!(
+                                "CCLOG_IDLE_EXIT={text:?} is not a duration such as 30m or 2h ({error}); 0 keeps the server running"
+                            ),
+                        })?
+                        .as_secs()
+                        .max(1),
+                };
+                Some(Sourced { value: seconds, source: "CCLOG_IDLE_EXIT".to_string() })
+            }
+            _ => None,
+        };
         let mut searched = Vec::new();
         let mut notes = Vec::new();
         let mut legacy_store = None;
@@ -125,7 +153,7 @@ impl CoordinatorConfig {
                 invalid(
                     &path,
                     &format!(
-                        "{error}; the fields are machine_id, project and lease_seconds (or the Python \
+                        "{error}; the fields are machine_id, project, lease_seconds and server_idle_exit_seconds (or the Python \
                          coordinator's session, storage and server)"
                     ),
                 )
@@ -210,6 +238,8 @@ impl CoordinatorConfig {
                 },
             }));
             lease = lease.or(file.lease_seconds.map(|value| Sourced { value, source: source.clone() }));
+            idle_exit =
+                idle_exit.or(file.server_idle_exit_seconds.map(|value| Sourced { value, source: source.clone() }));
         }
         let machine = machine.unwrap_or_else(|| Sourced {
             value: cclog_ingest::coordinator::detect_machine(),
@@ -223,12 +253,27 @@ impl CoordinatorConfig {
             value: cclog_ingest::coordinator::DEFAULT_LEASE.as_secs(),
             source: "default".into(),
         });
-        Ok(CoordinatorConfig { machine, project, lease_seconds, searched, notes, legacy_store })
+        let server_idle_exit_seconds =
+            idle_exit.unwrap_or_else(|| Sourced { value: DEFAULT_IDLE_EXIT.as_secs(), source: "default".into() });
+        Ok(CoordinatorConfig {
+            machine,
+            project,
+            lease_seconds,
+            server_idle_exit_seconds,
+            searched,
+            notes,
+            legacy_store,
+        })
     }
 
     /// The configuration for the current directory (no `--config`).
     pub fn for_current_dir() -> anyhow::Result<CoordinatorConfig> {
         Self::load(None, &std::env::current_dir().context("the working directory")?)
+    }
+
+    /// How long a server started in the background waits with no client; `None`: it stays.
+    pub fn server_idle_exit(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.server_idle_exit_seconds.value)).filter(|idle| !idle.is_zero())
     }
 
     pub fn identity(&self) -> cclog_ingest::coordinator::Identity {
@@ -248,6 +293,14 @@ impl CoordinatorConfig {
         crate::outln!("machine        {:<32} from {}", self.machine.value, self.machine.source);
         crate::outln!("project        {:<32} from {}", self.project.value, self.project.source);
         crate::outln!("lease_seconds  {:<32} from {}", self.lease_seconds.value, self.lease_seconds.source);
+        crate::outln!(
+            "server idle    {:<32} from {}",
+            match self.server_idle_exit_seconds.value {
+                0 => "stays until stopped".to_string(),
+                seconds => humantime::format_duration(Duration::from_secs(seconds)).to_string(),
+            },
+            self.server_idle_exit_seconds.source
+        );
         crate::outln!("scope prefix   {}:{}:", self.machine.value, self.project.value);
         crate::outln!("looked at, in order:");
         for (place, found) in &self.searched {

@@ -39,7 +39,7 @@ pub fn run(data: &Path, args: McpArgs) -> anyhow::Result<u8> {
         config.print(args.json)?;
         return Ok(EXIT_OK);
     }
-    let server = Server::find_or_start(data)?;
+    let server = Server::find_or_start(data, config.server_idle_exit())?;
     let endpoint = format!("{}/mcp", server.url);
     let stdout = Replies::default();
     let mut signed_on: Option<String> = None;

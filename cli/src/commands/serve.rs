@@ -56,6 +56,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<u8> {
         prices: Arc::new(super::price_table(&args.pricing)?.into_owned()),
         cclog_bin: std::env::current_exe()?,
         plan_ttl: args.plan_ttl,
+        idle_exit: args.idle_exit,
     };
     let log = super::open_log(data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
