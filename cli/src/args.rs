@@ -464,6 +464,24 @@ pub enum KvCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print each write to SCOPE (or only to its KEY) as it is recorded, until interrupted:
+    /// values set, keys deleted, the scope deleted. Through the `cclog serve` that owns the
+    /// data directory (one is started in the background when none runs, as `cclog mcp` does)
+    Watch {
+        /// The scope in full, as `kv scopes` lists it (`machine:project:name` for MCP clients')
+        scope: String,
+        key: Option<String>,
+        /// Start at log position SEQ, printing the writes recorded since, then follow
+        /// [default: only writes from now on]
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// One JSON object a line: scope, key (null for a scope deletion), change (set, delete,
+        /// scope_delete), version, value, writer, at, seq, expires_at
+        #[arg(long)]
+        json: bool,
+    },
     /// Every version of KEY: the value (or deletion), who wrote it, when, at which log position
     History {
         scope: String,
@@ -483,6 +501,8 @@ impl Command {
     pub fn runs_on_server(&self) -> bool {
         // Exhaustive on purpose: a new command must say whether the server runs it.
         match self {
+            // A client of the server's /api/kv/stream already.
+            Command::Kv(KvCommand::Watch { .. }) => false,
             Command::Log(_)
             | Command::Verify(_)
             | Command::Stats(_)

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth;
 use crate::extract::BODY_LIMIT;
-use crate::routes::{events, plans, runs, service, sessions, teams, usage};
+use crate::routes::{events, kv, plans, runs, service, sessions, teams, usage};
 use crate::state::AppState;
 use crate::Error;
 
@@ -40,6 +40,7 @@ use crate::Error;
         (name = "sessions", description = "Sessions from runs and archived transcripts; forks, trees, diffs, replay"),
         (name = "plans", description = "Plans: tasks run in one Claude Code session, with TTL, fallback and retry"),
         (name = "teams", description = "Teams of Claude Code agents in containers and a tmux session"),
+        (name = "coordinator", description = "The session coordinator's key-values: a scope's writes as they are recorded"),
         (name = "log", description = "The log itself: events, live tail, verification"),
         (name = "service", description = "The service: health, index, this document"),
     )
@@ -124,6 +125,7 @@ fn documented_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(events::list_events))
         .routes(routes!(events::event_stream))
         .routes(routes!(events::verify))
+        .routes(routes!(kv::kv_stream))
         .routes(routes!(service::openapi_document))
         .routes(routes!(service::forward_command));
     let open = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())

@@ -316,3 +316,56 @@ fn a_value_with_a_ttl_lapses_on_its_own_and_its_history_keeps_the_write_and_the_
     assert_eq!(store.retrieve("team", "claim", None).unwrap().and_then(|v| v.value), Some(json!("b")));
     assert!(store.history("team", "claim").unwrap()[0].expired, "the same after a rebuild");
 }
+
+#[test]
+fn kv_watch_prints_each_write_as_it_is_recorded_and_the_sse_stream_starts_anywhere() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[], &["--no-archive"]);
+    let set = |key: &str, value: &str| {
+        let output = crate::support::cclog(data.path(), &["kv", "set", "team:handoff", key, value]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    set("before", "0");
+    // One watcher of the key, one of the whole scope, both from the start of the log (so
+    // neither can miss a write made before it connected).
+    let spawn = |args: &[&str]| {
+        crate::support::cclog_command(data.path(), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut of_key = spawn(&["kv", "watch", "team:handoff", "result", "--from", "0", "--json"]);
+    let mut of_scope = spawn(&["kv", "watch", "team:handoff", "--from", "0", "--json"]);
+    let mut key_lines = std::io::BufReader::new(of_key.stdout.take().unwrap()).lines();
+    let mut scope_lines = std::io::BufReader::new(of_scope.stdout.take().unwrap()).lines();
+    // The scope watcher's first line is the write from before it started.
+    let first: Value = serde_json::from_str(&scope_lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!((first["key"].as_str(), first["change"].as_str()), (Some("before"), Some("set")), "{first}");
+    set("other", "1");
+    set("result", r#"{"answer": 42}"#);
+    let output = crate::support::cclog(data.path(), &["kv", "rm", "team:handoff", "result"]);
+    assert!(output.status.success());
+    let next =
+        |lines: &mut std::io::Lines<_>| -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let written = next(&mut key_lines);
+    assert_eq!(written["value"], json!({"answer": 42}), "only the key's writes: {written}");
+    assert_eq!((written["version"].as_u64(), written["change"].as_str()), (Some(1), Some("set")), "{written}");
+    assert_eq!(written["writer"]["instance"], "cli", "{written}");
+    let deleted = next(&mut key_lines);
+    assert_eq!((deleted["change"].as_str(), deleted["version"].as_u64()), (Some("delete"), Some(2)), "{deleted}");
+    let keys: Vec<String> =
+        (0..3).map(|_| next(&mut scope_lines)["key"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(keys, ["other", "result", "result"]);
+    for mut watcher in [of_key, of_scope] {
+        watcher.kill().unwrap();
+        watcher.wait().unwrap();
+    }
+    // A scope or key that cannot exist is a 400 naming it.
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut refused = agent.get(&format!("{}/api/kv/stream?scope=bad%0Ascope", server.url)).call().unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.body_mut().read_to_string().unwrap().contains("scope"));
+    server.stop();
+}

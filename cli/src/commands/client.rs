@@ -345,6 +345,16 @@ pub struct McpSession {
     pub lease_seconds: u64,
 }
 
+/// `text` for a URL's query: every byte but the unreserved ones percent-encoded.
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// The message of an API error body.
 pub fn api_error(body: &Value) -> String {
     body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string)

@@ -17,6 +17,9 @@ use crate::{Failure, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 pub const EXIT_CONFLICT: u8 = 4;
 
 pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
+    if let KvCommand::Watch { scope, key, from, zone, json } = command {
+        return watch(data, &scope, key.as_deref(), from, &zone.zone()?, json);
+    }
     super::require_store(data).or_else(|error| match &command {
         // The first write makes the log; reads of nothing need none.
         KvCommand::Set { .. } | KvCommand::ImportLegacy { .. } => Ok(()),
@@ -117,6 +120,7 @@ pub fn run(data: &Path, command: KvCommand) -> anyhow::Result<u8> {
                 );
             }
         }
+        KvCommand::Watch { .. } => unreachable!("watched above, without opening the log"),
         KvCommand::History { scope, key, json, zone } => {
             let history = store.history(&scope, &key)?;
             if history.is_empty() {
@@ -156,7 +160,6 @@ fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
     let mut rows = Vec::new();
     for version in history {
         let writer = &version.writer;
-        let project = if writer.project.is_empty() { String::new() } else { format!(":{}", writer.project) };
         let value = match &version.value {
             Some(value) => output::preview(value.to_string().as_bytes(), 200),
             None => "(deleted)".to_string(),
@@ -164,7 +167,7 @@ fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
         rows.push(vec![
             version.version.to_string(),
             output::local_time(&version.at, zone, true),
-            cclog_projections::lineage::shorten(&format!("{}@{}{project}", writer.instance, writer.machine), 24),
+            cclog_projections::lineage::shorten(&writer_label(&writer.instance, &writer.machine, &writer.project), 24),
             version.seq.to_string(),
             value,
         ]);
@@ -189,6 +192,79 @@ fn print_history(history: &[Version], zone: &jiff::tz::TimeZone) {
         ..Table::default()
     };
     table.print(output::table_width(false));
+}
+
+/// `kv watch`: follows the server's `/api/kv/stream` and prints each change as it comes.
+fn watch(
+    data: &Path,
+    scope: &str,
+    key: Option<&str>,
+    from: Option<u64>,
+    zone: &jiff::tz::TimeZone,
+    json: bool,
+) -> anyhow::Result<u8> {
+    cclog_ingest::coordinator::check_name("scope", scope)?;
+    if let Some(key) = key {
+        cclog_ingest::coordinator::check_name("key", key)?;
+    }
+    let config = super::coordinator_config::CoordinatorConfig::for_current_dir()?;
+    let server = super::client::Server::find_or_start(data, config.server_idle_exit())?;
+    let mut path = format!("/api/kv/stream?scope={}", super::client::query_value(scope));
+    if let Some(key) = key {
+        path.push_str(&format!("&key={}", super::client::query_value(key)));
+    }
+    if let Some(from) = from {
+        path.push_str(&format!("&from={from}"));
+    }
+    if !json {
+        crate::errln!("watching {scope}{} (Ctrl-C stops)", key.map(|key| format!(" {key}")).unwrap_or_default());
+    }
+    server.follow_events(&path, |event, data| {
+        if event != "change" {
+            return Ok(std::ops::ControlFlow::Continue(()));
+        }
+        let change: Value = serde_json::from_str(data)?;
+        if json {
+            crate::outln!("{change}");
+        } else {
+            crate::outln!("{}", change_line(&change, zone));
+        }
+        Ok(std::ops::ControlFlow::<()>::Continue(()))
+    })?;
+    Ok(EXIT_OK)
+}
+
+/// One change as `kv watch` prints it: time, what, key, version, value, writer, seq.
+fn change_line(change: &Value, zone: &jiff::tz::TimeZone) -> String {
+    let at = output::local_time(change["at"].as_str().unwrap_or_default(), zone, true);
+    let writer = &change["writer"];
+    let text = |field: &str| writer[field].as_str().unwrap_or_default().to_string();
+    let by = writer_label(&text("instance"), &text("machine"), &text("project"));
+    let seq = change["seq"].as_u64().unwrap_or_default();
+    match change["change"].as_str() {
+        Some("scope_delete") => format!("{at}  scope deleted  by {by} (seq {seq})"),
+        kind => {
+            let key = change["key"].as_str().unwrap_or_default();
+            let version = change["version"].as_u64().unwrap_or_default();
+            let what = match kind {
+                Some("delete") => "deleted".to_string(),
+                _ => output::preview(change["value"].to_string().as_bytes(), 200),
+            };
+            let expires = change["expires_at"]
+                .as_str()
+                .map(|at| format!(", expires {}", output::local_time(at, zone, true)))
+                .unwrap_or_default();
+            format!("{at}  {key} v{version}  {what}  by {by} (seq {seq}{expires})")
+        }
+    }
+}
+
+/// `instance@machine:project`, without the `:` when the write names no project.
+fn writer_label(instance: &str, machine: &str, project: &str) -> String {
+    match project {
+        "" => format!("{instance}@{machine}"),
+        project => format!("{instance}@{machine}:{project}"),
+    }
 }
 
 /// Writes from the command line: instance `cli` on this machine.

@@ -125,11 +125,24 @@ pub async fn event_stream(
 
 /// Server-sent events of the streams `filter` takes, from `from` (default: the end of the
 /// log) on: what is already there, a chunk at a time, then each new event as it becomes
-/// durable.
+/// durable; each an `event` carrying its [`EventView`].
 pub(crate) fn follow(
     state: &AppState,
     from: Option<u64>,
     filter: StreamFilter,
+) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
+    follow_rendered(state, from, filter, |_, event| {
+        serde_json::to_string(&EventView::new(event)).ok().map(|json| ("event", json))
+    })
+}
+
+/// [`follow`], each event sent as `render` makes it: an SSE event's name and JSON data, or
+/// nothing for an event it leaves out.
+pub(crate) fn follow_rendered(
+    state: &AppState,
+    from: Option<u64>,
+    filter: StreamFilter,
+    render: impl Fn(&Log, &Event) -> Option<(&'static str, String)> + Send + Sync + 'static,
 ) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>> {
     let log = Arc::clone(&state.log);
     let closing = state.closing.clone();
@@ -151,8 +164,10 @@ pub(crate) fn follow(
                 }
             };
             for event in &events {
-                if !sse::send_json(&sender, "event", &EventView::new(event)).await {
-                    return;
+                if let Some((name, json)) = render(&log, event) {
+                    if !sse::send_text(&sender, name, json).await {
+                        return;
+                    }
                 }
             }
             next = after;
@@ -163,8 +178,13 @@ pub(crate) fn follow(
         // ...then follow the tail: each new event is read once as it becomes durable.
         let mut subscription = log.subscribe(next);
         while let Some(Ok(event)) = closing.until_closed(subscription.next()).await {
-            if filter.matches(event.stream()) && !sse::send_json(&sender, "event", &EventView::new(&event)).await {
-                return;
+            if !filter.matches(event.stream()) {
+                continue;
+            }
+            if let Some((name, json)) = render(&log, &event) {
+                if !sse::send_text(&sender, name, json).await {
+                    return;
+                }
             }
         }
     });

@@ -1,10 +1,11 @@
 //! The handlers, one file per part of the API, named after its path: `/api/runs/...` is in
 //! [`runs`], `/api/sessions/...` in [`sessions`], `/api/events/...` and `/api/verify` in
-//! [`events`], `/api/usage` in [`usage`], `/api/teams/...` in [`teams`], `/api/plans/...` in [`plans`], and `/`, `/health`, `/api/openapi.json` and `/api/cli` in [`service`].
+//! [`events`], `/api/usage` in [`usage`], `/api/kv/stream` in [`kv`], `/api/teams/...` in [`teams`], `/api/plans/...` in [`plans`], and `/`, `/health`, `/api/openapi.json` and `/api/cli` in [`service`].
 //! Every handler parses, calls one domain function (in `projections` or `ingest`) on a
 //! blocking thread when it touches the log, and renders.
 
 pub mod events;
+pub mod kv;
 pub mod plans;
 pub mod runs;
 pub mod service;
