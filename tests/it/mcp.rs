@@ -694,3 +694,79 @@ fn a_server_the_relay_started_exits_once_no_client_is_left() {
     assert!(log.contains("no client and no run for the idle period"), "{log}");
     crate::support::verify_intact(data.path());
 }
+
+/// What the issue's "done" asks: two real Claude Code agents hand work to each other through
+/// the coordinator. Bob starts first and waits for the result; Alice claims the job with a
+/// 2 s TTL, stores the result and exits without releasing the claim; Bob is handed the
+/// result the moment it is stored, waits for Alice's claim to lapse, and takes the job.
+#[test]
+fn two_claude_code_agents_hand_work_over_and_a_dead_agents_claim_lapses() {
+    use crate::fake_api::{FakeApi, Reply};
+    let data = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let app = project.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let config = serde_json::json!({"mcpServers": {"cclog": {
+        "type": "stdio", "command": cclog_bin(), "args": ["--data", data.path(), "mcp"],
+    }}})
+    .to_string();
+    let tools = "mcp__cclog__sign_on,mcp__cclog__store_data,mcp__cclog__wait_for_change";
+    let tool = |name: &str, input: Value| Reply::ToolUse { name: format!("mcp__cclog__{name}"), input };
+    let bob_api = FakeApi::start(vec![
+        tool("sign_on", serde_json::json!({})),
+        tool(
+            "wait_for_change",
+            serde_json::json!({"scope": "handoff", "key": "result", "after_version": 0, "timeout_seconds": 120}),
+        ),
+        tool(
+            "wait_for_change",
+            serde_json::json!({"scope": "claims", "key": "job", "after_version": 1, "timeout_seconds": 60}),
+        ),
+        tool(
+            "store_data",
+            serde_json::json!({"scope": "claims", "key": "job", "value": {"by": "bob"}, "expected_version": 0}),
+        ),
+        Reply::Text("Got the result and took the job.".into()),
+    ]);
+    let alice_api = FakeApi::start(vec![
+        tool("sign_on", serde_json::json!({})),
+        tool(
+            "store_data",
+            serde_json::json!({"scope": "claims", "key": "job", "value": {"by": "alice"}, "expected_version": 0, "ttl_seconds": 2}),
+        ),
+        tool("store_data", serde_json::json!({"scope": "handoff", "key": "result", "value": {"answer": 42}})),
+        Reply::Text("Stored the result.".into()),
+    ]);
+    let agent = |api: &FakeApi, prompt: &str| {
+        let home = tempfile::tempdir().unwrap();
+        let lines = crate::claude_cli::run_claude(
+            api,
+            home.path(),
+            &app,
+            prompt,
+            &["--mcp-config", &config, "--strict-mcp-config", "--allowedTools", tools],
+        );
+        let result: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(result["subtype"], "success", "{prompt}: {result}");
+    };
+    std::thread::scope(|threads| {
+        let bob = threads.spawn(|| agent(&bob_api, "wait for alice's result, then take the job"));
+        // Bob is waiting before Alice starts: his first wait_for_change has reached the API.
+        crate::serve::wait_for("bob to wait", || bob_api.requests().len() >= 2);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        agent(&alice_api, "claim the job and store your result");
+        bob.join().unwrap();
+    });
+    let results = tool_results_sent(&bob_api);
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(results[1].contains("42") && results[1].contains("written"), "the handed-over result: {}", results[1]);
+    assert!(results[2].contains("expired"), "alice's claim lapsed: {}", results[2]);
+    assert!(results[3].contains(r#"\"stored\":true"#), "bob took the job: {}", results[3]);
+    let scopes = kv(data.path(), &["scopes", "*:claims"]);
+    let history = kv(data.path(), &["history", scopes[0].as_str().unwrap(), "job"]);
+    assert_eq!(history[0]["expired"], true, "{history}");
+    // Bob signed on first (claude_1), Alice second.
+    assert_eq!(history[0]["writer"]["instance"], "claude_2", "{history}");
+    assert_eq!(history[1]["writer"]["instance"], "claude_1", "{history}");
+    stop_background_server(data.path());
+}

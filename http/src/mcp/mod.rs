@@ -180,8 +180,10 @@ const WORKFLOW: &str = "1. sign_on to claim an instance; keep its session_id. \
 2. Read session://context to see who else is signed on, and list_scopes to see what is stored. \
 3. Read your previous state: retrieve_data from the scope named by your session_id (or read session://state/<session_id>). \
 4. As you work, store_data your progress under the scope named by your session_id, and shared facts under scopes all sessions read; \
-use expected_version when several sessions update one key. \
-5. Before you stop, store a summary of where you are, then sign_off. Nothing is ever lost: key_history shows every value.";
+use expected_version when several sessions update one key, and ttl_seconds for a claim that should lapse if you die. \
+5. To hand work to a teammate, store your result under a key you agreed on; a teammate waiting for it calls wait_for_change on that \
+key (after_version 0 until it first exists) instead of polling, and gets the value the moment it is stored. \
+6. Before you stop, store a summary of where you are, then sign_off. Nothing is ever lost: key_history shows every value.";
 
 #[tool_handler(router = self.tool_router)]
 #[prompt_handler(router = self.prompt_router)]

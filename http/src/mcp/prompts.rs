@@ -34,7 +34,8 @@ impl CoordinatorMcp {
                 "You share a coordinator with other Claude Code sessions on this machine and project. {claim} \
                  Then read the session://context resource to see who else is signed on and which scopes exist, \
                  and retrieve your previous state from the scope named by your session_id (session://state/<session_id>). \
-                 While you work, store_data your progress there after each step. The workflow: {WORKFLOW}"
+                 While you work, store_data your progress there after each step. When you need another \
+                 session's result, wait_for_change on its key rather than asking again and again. The workflow: {WORKFLOW}"
             ),
         )]
     }
