@@ -4,7 +4,8 @@
 //! ([`CoordinatorWrites::wait_for_change`]) joins first, then reads the key's state, and reads it
 //! again on each write to its scope and when the value it saw expires — so it can miss
 //! nothing, and it never takes the coordinator's write lock or the log's writer: a hundred
-//! waiters cost a writer nothing but the one reader task.
+//! waiters cost a writer nothing but the one reader task. A write names its key, so a waiter
+//! reads again only when its own key (or its whole scope) was written.
 //!
 //! The reader starts with the first watcher and stops when the last one has gone. A watcher
 //! that falls behind its buffer just reads the key again: the projection, not the
@@ -16,7 +17,7 @@ use std::time::Duration;
 use cclog_engine::Log;
 use tokio::sync::broadcast;
 
-use cclog_projections::events::coordinator::scope_stream;
+use cclog_projections::events::coordinator::{scope_stream, KeyWrite, KIND_KV_DELETE, KIND_KV_SET};
 
 use crate::coordinator::{now_us, ChangeReason, KvStore, Version, Watched};
 use crate::{Error, Result};
@@ -50,6 +51,9 @@ impl WaitTimeout {
 pub struct CoordinatorWrite {
     pub seq: u64,
     pub stream: String,
+    /// The key a `kv.set` or `kv.delete` wrote; `None` for a scope deletion or a claim,
+    /// which may change any key.
+    pub key: Option<String>,
 }
 
 /// How a wait ended.
@@ -99,7 +103,11 @@ impl CoordinatorWrites {
             if !event.stream().starts_with("scope/") && !event.stream().starts_with("instances/") {
                 continue;
             }
-            let write = Arc::new(CoordinatorWrite { seq: event.seq(), stream: event.stream().to_string() });
+            let key = match event.kind() {
+                KIND_KV_SET | KIND_KV_DELETE => KeyWrite::decode(&event.payload).ok().map(|write| write.key),
+                _ => None,
+            };
+            let write = Arc::new(CoordinatorWrite { seq: event.seq(), stream: event.stream().to_string(), key });
             if sender.send(write).is_err() && self.stop(&sender, true) {
                 return;
             }
@@ -134,16 +142,20 @@ impl CoordinatorWrites {
         let deadline = tokio::time::Instant::now() + timeout.0;
         // Join first, then read: a write after the read is then always heard.
         let mut writes = self.watch();
-        let (after, expiry_counts) = match after_version {
-            Some(version) => (version, true),
-            None => self.read(scope, key, |store, scope, key| store.watch_from(scope, key, now_us())).await?,
-        };
+        // Where the wait starts, and the first look, in one read.
+        let (after, expiry_counts, mut watched) = self
+            .read(scope, key, move |store, scope, key| {
+                let now = now_us();
+                let (after, expiry_counts) = match after_version {
+                    Some(version) => (version, true),
+                    None => store.watch_from(scope, key, now)?,
+                };
+                Ok((after, expiry_counts, store.watched(scope, key, after, expiry_counts, now)?))
+            })
+            .await?;
         let stream = scope_stream(scope);
         let mut log_closed = false;
         loop {
-            let watched = self
-                .read(scope, key, move |store, scope, key| store.watched(scope, key, after, expiry_counts, now_us()))
-                .await?;
             let expires_us = match watched {
                 Watched::Changed { reason, version } => {
                     return Ok(Waited { reason: Some(reason), version: version.version, current: Some(version) })
@@ -165,7 +177,8 @@ impl CoordinatorWrites {
             loop {
                 tokio::select! {
                     written = writes.recv() => match written {
-                        Ok(write) if write.stream != stream => continue,
+                        // Another scope, or another key of this one: nothing to read again.
+                        Ok(write) if write.stream != stream || write.key.as_deref().is_some_and(|written| written != key) => continue,
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                         // The log closed (the server stops): answer with what it holds.
                         Err(broadcast::error::RecvError::Closed) => {
@@ -176,6 +189,9 @@ impl CoordinatorWrites {
                     () = tokio::time::sleep_until(wake) => break,
                 }
             }
+            watched = self
+                .read(scope, key, move |store, scope, key| store.watched(scope, key, after, expiry_counts, now_us()))
+                .await?;
         }
     }
 
