@@ -43,6 +43,7 @@ mod carve;
 mod durability;
 pub mod envelope;
 mod error;
+pub mod footprint;
 mod group_commit;
 mod log;
 mod ownership;

@@ -507,6 +507,12 @@ impl Log {
         directory_size(self.dir())
     }
 
+    /// Where the directory's bytes go: each part of the stored format, and sled's own share.
+    /// Reads the whole tree once.
+    pub fn footprint(&self) -> Result<crate::footprint::Footprint> {
+        crate::footprint::measure(&self.inner().store)
+    }
+
     /// What the writer has done since the log was opened.
     pub fn metrics(&self) -> WriterMetrics {
         let inner = self.inner();

@@ -211,6 +211,19 @@ fn stats_and_log_for_scripts() {
     assert_eq!(stats["head"]["hash"], last_hash.as_str());
     assert_eq!(stats["raw_payload_bytes"], 50 * 256);
     assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
+    // Where the bytes go: every event and payload byte accounted for in the blocks, and
+    // the files' total is the bytes on disk.
+    let footprint = &stats["footprint"];
+    assert_eq!(footprint["blocks"]["events"], 50);
+    assert_eq!(footprint["blocks"]["payload_bytes"], 50 * 256);
+    assert_eq!(footprint["blocks"]["hash_bytes"], 50 * 96);
+    assert_eq!(footprint["files"]["total"], stats["bytes_on_disk"]);
+    let blocks = &footprint["blocks"];
+    let block_parts: u64 = ["payload_stored", "header_bytes", "hash_bytes", "framing_bytes"]
+        .iter()
+        .map(|part| blocks[*part].as_u64().unwrap())
+        .sum();
+    assert_eq!(block_parts, blocks["stored"]["value_bytes"].as_u64().unwrap());
 
     let listed = cclog(&data, &["log", "--from", "10", "--limit", "5", "--json"]);
     let seqs: Vec<u64> = text(&listed.stdout)
