@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::anchor::{read_anchor, AnchorState};
-use crate::block::{decode_header, parse_block, BLOCK_VERSION, MAX_BLOCK_EVENTS};
+use crate::block::{decode_header, frame_of, parse_block, BLOCK_VERSION, BLOCK_VERSION_1, MAX_BLOCK_EVENTS};
 use crate::envelope::{chain_hash, payload_hash, read_varint};
 use crate::{Error, Event, Hash, Result};
 
@@ -161,7 +161,7 @@ fn scan(
 ) {
     let mut at = 0;
     while at + 2 < bytes.len() {
-        if bytes[at] != BLOCK_VERSION || !first_record_is_genuine(&bytes[at..]) {
+        if !could_start_block(&bytes[at..]) {
             at += 1;
             continue;
         }
@@ -178,12 +178,12 @@ fn scan(
                 faults.insert(header.seq, crate::DamageKind::PayloadAltered);
                 continue;
             };
-            if chain_hash(record.header_bytes, &record.payload_hash, &record.prev) != record.hash {
+            if chain_hash(&record.header_bytes, &record.payload_hash, &record.prev) != record.hash {
                 faults.insert(header.seq, crate::DamageKind::HeaderAltered);
                 continue;
             }
             // The record's framing is proven by its hash, so the scan may skip it.
-            end = at + record.layout.body.end;
+            end = at + parsed.stored_end_of(record);
             if !payload_intact {
                 faults.insert(header.seq, crate::DamageKind::PayloadAltered);
                 continue;
@@ -207,8 +207,22 @@ fn scan(
     }
 }
 
-/// Whether a block could start here: a plausible count, and a first record whose hash is
-/// that of its header, payload hash and `prev` (checked before any decompression).
+/// The four bytes every zstd frame starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Whether a block could start here (checked before any decompression): for version 2, a
+/// plausible count and a zstd frame that fits; for version 1, a first record whose hash is
+/// that of its header, payload hash and `prev`.
+fn could_start_block(bytes: &[u8]) -> bool {
+    match bytes[0] {
+        BLOCK_VERSION => frame_of(bytes).is_ok_and(|(count, frame)| {
+            (1..=MAX_BLOCK_EVENTS as u64).contains(&count) && bytes[frame].starts_with(&ZSTD_MAGIC)
+        }),
+        BLOCK_VERSION_1 => first_record_is_genuine(bytes),
+        _ => false,
+    }
+}
+
 fn first_record_is_genuine(bytes: &[u8]) -> bool {
     let Some((count, count_len)) = read_varint(&bytes[1..]) else { return false };
     if count == 0 || count > MAX_BLOCK_EVENTS as u64 {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Version of the stored format, kept in the `meta` tree.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// BLAKE3 key-derivation context: the chain's domain tag. Changing it changes every hash.
 pub const HASH_CONTEXT: &str = "cclog 2026-11 event chain v1";

@@ -1,6 +1,6 @@
 //! Where a data directory's bytes go: one pass over the `log` tree sums what each part of
-//! the stored format holds (the blocks' compressed payloads, their headers, hashes and
-//! framing, the stream index, metadata and each projection's state), and the directory's
+//! the stored format holds (the blocks, and their headers, hashes and payloads before
+//! compression, the stream index, metadata and each projection's state), and the directory's
 //! files say what sled keeps on disk for it. The difference between the two is sled's own
 //! overhead: page headers, stale versions of rewritten pages and segments not yet cleaned.
 //! `cclog stats` shows it; docs/format.md explains each part.
@@ -35,22 +35,26 @@ impl KeyValueBytes {
     }
 }
 
-/// What the event blocks hold, by field.
+/// What the event blocks hold: their stored bytes, and what their records take before the
+/// block's compression, by field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BlockBytes {
     /// The blocks' keys and values, as for any other part.
     pub stored: KeyValueBytes,
     pub events: u64,
-    /// Payload bytes as appended (uncompressed).
+    /// Payload bytes as appended.
     pub payload_bytes: u64,
-    /// What the payloads take in the blocks (compressed segments and raw short payloads).
-    pub payload_stored: u64,
-    /// Event headers (seq, time, stream, kind, payload length), stored uncompressed.
+    /// Event headers (seq, time, stream, kind, payload length).
     pub header_bytes: u64,
     /// The three hashes of every event: payload hash, prev and hash.
     pub hash_bytes: u64,
-    /// Block versions, counts, record lengths and codec bytes.
-    pub framing_bytes: u64,
+    /// The records uncompressed (version 2) or as stored (version 1): payloads (version 1:
+    /// compressed segments), headers, hashes and record framing.
+    pub record_bytes: u64,
+    /// Blocks whose records are one compressed frame (version 2), and the older kind whose
+    /// records are stored as they are, each payload a segment of a stream (version 1).
+    pub version_2_blocks: u64,
+    pub version_1_blocks: u64,
 }
 
 /// The files of a data directory, by kind.
@@ -113,20 +117,19 @@ impl BlockBytes {
     fn add_block(&mut self, key: &[u8], value: &[u8]) {
         self.stored.add(key, value);
         let parsed = parse_block(value);
-        let mut counted = 0u64;
+        match parsed.version {
+            crate::block::BLOCK_VERSION => self.version_2_blocks += 1,
+            _ => self.version_1_blocks += 1,
+        }
+        self.record_bytes += parsed.record_bytes.len() as u64;
         for record in &parsed.records {
-            let layout = &record.layout;
             self.events += 1;
-            self.header_bytes += layout.header.len() as u64;
+            self.header_bytes += record.header_bytes.len() as u64;
             self.hash_bytes += 96;
-            self.payload_stored += layout.body.len() as u64;
             if let Ok(header) = record.header() {
                 self.payload_bytes += header.payload_len;
             }
-            counted += (layout.header.len() + 96 + layout.body.len()) as u64;
         }
-        // A damaged block's unparsed rest counts as framing: it is neither of the others.
-        self.framing_bytes += (value.len() as u64).saturating_sub(counted);
     }
 }
 
@@ -177,11 +180,10 @@ mod tests {
         assert_eq!(blocks.events, 301);
         assert_eq!(blocks.payload_bytes, raw + 4);
         assert_eq!(blocks.hash_bytes, 301 * 96);
-        assert_eq!(
-            blocks.payload_stored + blocks.header_bytes + blocks.hash_bytes + blocks.framing_bytes,
-            blocks.stored.value_bytes
-        );
-        assert!(blocks.payload_stored < raw, "{} payload bytes stored as {}", raw, blocks.payload_stored);
+        assert!(blocks.record_bytes > blocks.payload_bytes + blocks.hash_bytes + blocks.header_bytes);
+        assert_eq!((blocks.version_1_blocks, blocks.version_2_blocks), (0, blocks.stored.keys));
+        // Compressed together, the records take less than they would one by one.
+        assert!(blocks.stored.value_bytes < blocks.record_bytes, "{blocks:?}");
         assert_eq!(footprint.stream_index.keys, 2);
         let parts = blocks.stored.bytes()
             + footprint.stream_index.bytes()

@@ -21,7 +21,8 @@ pub struct SalvageReport {
     pub events: u64,
     /// The last event copied: its seq and hash (hex).
     pub head: Option<(u64, String)>,
-    /// Ranges of seqs (inclusive) that no intact record was found for.
+    /// Ranges of seqs (inclusive) that no intact record was found for, up to the head the
+    /// anchor says was acknowledged.
     pub missing: Vec<(u64, u64)>,
     /// Intact records found in sled's files that are not part of the chain (old copies).
     pub unused: u64,
@@ -67,11 +68,20 @@ pub fn salvage(from: &Path, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Re
     if let Some(head) = head {
         store.anchor.write(head.seq, &head.hash)?;
     }
-    write_known_holes(to, &chain.missing)?;
+    // Acknowledged events past the last one proven (the anchor's head is beyond it) are
+    // missing too: the copy ends early, and says so.
+    let mut missing = chain.missing;
+    if let crate::anchor::AnchorState::Head { seq: acknowledged, .. } = crate::anchor::read_anchor(from) {
+        let first_missing = head.map_or(0, |head| head.seq + 1);
+        if acknowledged >= first_missing {
+            missing.push((first_missing, acknowledged));
+        }
+    }
+    write_known_holes(to, &missing)?;
     Ok(SalvageReport {
         events: chain.events.len() as u64,
         head: head.map(|head| (head.seq, head.hash.to_hex())),
-        missing: chain.missing,
+        missing,
         unused: chain.unused,
     })
 }

@@ -32,7 +32,9 @@
 //! commit group: an empty value is the first seq alone, an 8-byte value the run's last seq.
 //! A file import appends thousands of lines of one stream per group, and one key instead of
 //! one per line halves the sled inserts of an import. Format 1 wrote only empty values,
-//! which format 2 reads the same way, so a format-1 directory is upgraded by opening it.
+//! which later formats read the same way. Format 3 writes version-2 blocks (each block's
+//! records one compressed frame) and reads the version-1 blocks of formats 1 and 2 as they
+//! are, so an older directory is upgraded by opening it: only its version byte changes.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -403,8 +405,9 @@ impl Store {
         let log = db.open_tree(LOG_TREE)?;
         match log.get(meta_key(FORMAT_KEY))? {
             Some(version) if version.as_ref() == [FORMAT_VERSION] => {}
-            // Format 1 differs only in writing no stream-index runs, which format 2 reads.
-            Some(version) if version.as_ref() == [1] => {
+            // Format 1 differs only in writing no stream-index runs, and formats 1 and 2 in
+            // writing version-1 blocks; format 3 reads both as they are.
+            Some(version) if version.as_ref() == [1] || version.as_ref() == [2] => {
                 log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION])?;
             }
             Some(version) => {
@@ -781,6 +784,52 @@ mod tests {
         store.log.insert(meta_key(FORMAT_KEY), &[FORMAT_VERSION + 1]).unwrap();
         drop(store);
         assert!(matches!(Store::open(dir.path()), Err(Error::UnsupportedFormat { .. })));
+    }
+
+    /// A directory as formats 1 and 2 wrote it, its blocks version 1 (records stored as they
+    /// are), opens as it is, verifies, reads back every event and takes new appends, which
+    /// are stored as version-2 blocks beside the old ones.
+    #[test]
+    fn a_format_2_directory_of_version_1_blocks_is_read_as_it_is() {
+        use crate::{Log, LogOptions, NewEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let payload = |index: u64| format!(r#"{{"n":{index},"text":"{}"}}"#, "word ".repeat(index as usize % 40));
+        let written: Vec<Event> = {
+            let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+            for group in 0..6u64 {
+                let events = (group * 50..group * 50 + 50)
+                    .map(|index| NewEvent::new(format!("s/{}", index % 3), "k", payload(index).into_bytes()))
+                    .collect();
+                log.append_blocking(events).unwrap();
+            }
+            log.range(0).take(300).collect::<Result<_>>().unwrap()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let blocks: Vec<(sled::IVec, sled::IVec)> =
+                store.log.range(block_key(0).to_vec()..BLOCKS_END.to_vec()).map(|item| item.unwrap()).collect();
+            for (key, value) in blocks {
+                let parsed = crate::block::parse_block(&value);
+                let mut version_1 = vec![crate::block::BLOCK_VERSION_1];
+                crate::envelope::write_varint(&mut version_1, parsed.records.len() as u64);
+                version_1.extend_from_slice(&parsed.record_bytes);
+                store.log.insert(key, version_1).unwrap();
+            }
+            store.log.insert(meta_key(FORMAT_KEY), &[2]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let read: Vec<Event> = log.range(0).take(300).collect::<Result<_>>().unwrap();
+        assert_eq!(read, written);
+        log.append_blocking(vec![NewEvent::new("s/0", "k", payload(300).into_bytes())]).unwrap();
+        let footprint = log.footprint().unwrap();
+        assert!(footprint.blocks.version_1_blocks >= 6 && footprint.blocks.version_2_blocks == 1, "{footprint:?}");
+        assert_eq!(log.stream("s/0", 0).count(), 101);
+        drop(log);
+        let report = crate::verify_dir(dir.path(), 0, &mut |_, _| {}).unwrap();
+        assert!(report.intact() && report.checked == 301, "{report:?}");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.log.get(meta_key(FORMAT_KEY)).unwrap().unwrap().as_ref(), [FORMAT_VERSION]);
     }
 
     #[test]

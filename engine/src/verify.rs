@@ -157,7 +157,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
         let chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {}).ok();
         let damaged = chain.as_ref().is_some_and(|chain| chain_is_damaged(chain, read_anchor(dir)));
         if damaged && fault.is_none() {
-            carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain));
+            carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain, read_anchor(dir)));
         }
         carved = chain;
         Ok(carved_report.is_none())
@@ -189,6 +189,9 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
             };
             if !report.intact() {
                 refine_with_carving(carved.as_ref(), &mut report);
+            }
+            if let Ok(head) = store.stored_head() {
+                report_salvaged_tail(dir, head, &mut report);
             }
             if let Some(reason) = fault {
                 let kept = match acknowledged.flatten() {
@@ -259,6 +262,29 @@ fn refine_with_carving(carved: Option<&crate::carve::CarvedChain>, report: &mut 
     report.damage = report.damages.first().cloned();
 }
 
+/// A salvaged copy ends with the last event its salvage could prove; the events its
+/// original had acknowledged after that (named in its holes file) are lost, and verifying
+/// the copy says so as verifying the original did.
+fn report_salvaged_tail(dir: &Path, head: Option<Head>, report: &mut VerifyReport) {
+    let past_head = head.map_or(0, |head| head.seq + 1);
+    for (first, last) in crate::salvage::known_holes(dir) {
+        if first < past_head || last < report.from {
+            continue;
+        }
+        report.damages.push(Damage {
+            seq: Some(first.max(report.from)),
+            until: Some(last),
+            kind: DamageKind::Truncated,
+            detail: format!(
+                "{}: the directory this one was salvaged from had lost them",
+                describe_events(first.max(report.from), last)
+            ),
+        });
+        report.lost.push((first.max(report.from), last));
+    }
+    report.damage = report.damages.first().cloned();
+}
+
 /// Whether the carved chain has holes, or does not reach the acknowledged head. Without an
 /// anchor nothing was acknowledged (or an old build wrote the store), and what the files
 /// hold says nothing: sled's own view decides.
@@ -282,8 +308,9 @@ pub(crate) fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: Anchor
 }
 
 /// The report on a store whose files show a damaged chain, from carving alone (sled left
-/// unopened so that its recovery cuts nothing).
-fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain) -> VerifyReport {
+/// unopened so that its recovery cuts nothing). Events past the last one proven, up to the
+/// anchor's head, are lost: they were acknowledged and no record of them is intact.
+fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain, anchor: AnchorState) -> VerifyReport {
     let mut report = VerifyReport::new(from);
     let note = "sled was not opened, since its recovery would cut the damaged log file; \
                 `cclog salvage --to DIR` copies every other event into a new directory";
@@ -306,12 +333,20 @@ fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain) -> VerifyRe
         report.lost.push((first.max(from), last));
     }
     if report.damages.is_empty() {
+        let first_missing = chain.events.last().map_or(0, |carved| carved.event.seq() + 1);
+        let head = match anchor {
+            AnchorState::Head { seq, .. } if seq >= first_missing => Some(seq),
+            _ => None,
+        };
         report.damages.push(Damage {
-            seq: chain.events.last().map(|carved| carved.event.seq() + 1),
-            until: None,
+            seq: Some(first_missing),
+            until: head,
             kind: DamageKind::Truncated,
             detail: format!("the events in the store's files end before the acknowledged head; {note}"),
         });
+        if let Some(head) = head {
+            report.lost.push((first_missing.max(from), head));
+        }
     }
     report.checked = chain.events.iter().filter(|carved| carved.event.seq() >= from).count() as u64;
     report.last_good = chain.events.last().map(|carved| (carved.event.seq(), carved.event.hash.to_hex()));
@@ -655,9 +690,9 @@ impl Walker<'_> {
     fn check_record(
         &self,
         seq: u64,
-        record: &BlockRecord<'_>,
+        record: &BlockRecord,
         prev: Option<&Hash>,
-        later: &[BlockRecord<'_>],
+        later: &[BlockRecord],
     ) -> Option<Damage> {
         let header = match record.header() {
             Ok(header) => header,
@@ -671,7 +706,7 @@ impl Walker<'_> {
         if payload.len() as u64 != header.payload_len || payload_hash(payload) != record.payload_hash {
             return damage(Some(seq), DamageKind::PayloadAltered, "the payload does not match its payload hash");
         }
-        let self_consistent = chain_hash(record.header_bytes, &record.payload_hash, &record.prev) == record.hash;
+        let self_consistent = chain_hash(&record.header_bytes, &record.payload_hash, &record.prev) == record.hash;
         if self_consistent && header.seq < seq {
             let copy_of_earlier = matches!(self.stored_hash(header.seq), Ok(Some(original)) if original == record.hash);
             return if copy_of_earlier {
