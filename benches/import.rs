@@ -6,7 +6,8 @@
 //! transcripts of the same history, when Python can install it. `import_memory` (run with
 //! `cargo bench --bench import -- import_memory`) generates a 1 GiB transcript, imports it
 //! with the release `cclog` binary as a child process and reports the child's peak RSS
-//! from `getrusage(RUSAGE_CHILDREN)`.
+//! from `getrusage(RUSAGE_CHILDREN)`. Each throughput run also prints the bytes on disk per
+//! payload byte of one import, by part (`Log::footprint`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,6 +48,25 @@ fn time_imports(iterations: u64, projects: &Path, check: impl Fn(&ImportReport))
     total
 }
 
+/// Imports `projects` once into a fresh log and prints where its bytes go on disk, per
+/// payload byte (issue 22's target: at most 0.25 for transcript imports).
+fn report_footprint(label: &str, projects: &Path) {
+    let data = tempfile::tempdir().unwrap();
+    let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
+    Importer::new(&log).import(&[projects.to_path_buf()], &|_| {}).unwrap();
+    let footprint = log.footprint().unwrap();
+    let payload = footprint.blocks.payload_bytes as f64;
+    let share = |bytes: u64| bytes as f64 / payload;
+    let projections: u64 = footprint.projections.values().map(|part| part.bytes()).sum();
+    eprintln!(
+        "{label}: {:.3} bytes on disk per payload byte (blocks {:.3}, projections {:.3}, sled's overhead {:.3})",
+        share(footprint.files.total),
+        share(footprint.blocks.stored.bytes()),
+        share(projections),
+        share(footprint.sled_overhead)
+    );
+}
+
 fn import_throughput(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     let file = project_dir(root.path()).join(format!("{SESSION}.jsonl"));
@@ -66,6 +86,7 @@ fn import_throughput(c: &mut Criterion) {
         "import: {lines} entries, {size} bytes per iteration (entries/s = MB/s × {:.0})",
         lines as f64 / (size as f64 / 1e6)
     );
+    report_footprint("import of 64 MiB", &root.path().join("projects"));
 }
 
 fn import_many_files(c: &mut Criterion) {
@@ -84,6 +105,7 @@ fn import_many_files(c: &mut Criterion) {
     });
     group.finish();
     eprintln!("import: {} files, {} entries, {} bytes per iteration", history.files, history.lines, history.bytes);
+    report_footprint("import of 3,000 files", &projects);
     if let Some(peer) = claude_code_log() {
         let output = tempfile::tempdir().unwrap();
         let started = Instant::now();

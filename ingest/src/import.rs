@@ -23,7 +23,7 @@
 //! all, so no chunk (nor a copy pointer into another file's chunk) is ever stored without
 //! every chunk submitted before it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -103,9 +103,11 @@ pub struct Importer<'a> {
     sessions_by_path: HashMap<String, String>,
     /// Chunks submitted and not yet known durable, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// The entries `in_flight` stores (not yet visible in the archive), by uuid, with the
-    /// session they were stored under: one lookup however many chunks are in flight.
-    unsettled: HashMap<String, Original>,
+    /// The uuids of the entries `in_flight` stores (not yet visible in the archive): one
+    /// lookup however many chunks are in flight. A line that copies one of them waits for
+    /// them to land and reads its original from the archive — rare (a fork imported right
+    /// after the file it forks), so the chunks keep no second copy of every line for it.
+    unsettled: HashSet<String>,
     /// The bytes of lines `in_flight` holds.
     bytes_in_flight: usize,
     /// The import's chunks land in order or not at all: a chunk refused (a full disk) takes
@@ -123,7 +125,6 @@ struct InFlight {
 }
 
 /// A line's original for copy detection: its bytes and the session it was stored under.
-#[derive(Clone)]
 struct Original {
     bytes: Vec<u8>,
     session: String,
@@ -162,8 +163,8 @@ struct FileRead<'f> {
     pending_bytes: usize,
     /// Whether anything but a checkpoint was appended.
     changed: bool,
-    /// Entries stored in `pending`, not yet visible in the archive.
-    fresh: HashMap<String, Vec<u8>>,
+    /// Entries stored in `pending`, not yet visible in the archive: where each is there.
+    fresh: HashMap<String, usize>,
     run: Option<OpenRun>,
 }
 
@@ -202,7 +203,7 @@ impl<'a> Importer<'a> {
             log,
             sessions_by_path: HashMap::new(),
             in_flight: VecDeque::new(),
-            unsettled: HashMap::new(),
+            unsettled: HashSet::new(),
             bytes_in_flight: 0,
             chain: cclog_engine::AppendChain::default(),
         }
@@ -515,7 +516,7 @@ impl<'a> Importer<'a> {
         report: &mut ImportReport,
     ) -> Result<()> {
         if let Some(uuid) = new_uuid {
-            read.fresh.entry(uuid).or_insert_with(|| line.to_vec());
+            read.fresh.entry(uuid).or_insert(read.pending.len());
         }
         read.pending.push(NewEvent::new(&read.stream, events::KIND_LINE, line.to_vec()));
         read.pending_bytes += line.len();
@@ -534,11 +535,11 @@ impl<'a> Importer<'a> {
 
     /// The first stored copy of an entry, from this chunk or the archive.
     fn original(&mut self, read: &FileRead<'_>, uuid: &str) -> Result<Option<Original>> {
-        if let Some(bytes) = read.fresh.get(uuid) {
-            return Ok(Some(Original { bytes: bytes.clone(), session: read.session.clone() }));
+        if let Some(&index) = read.fresh.get(uuid) {
+            return Ok(Some(Original { bytes: read.pending[index].payload.clone(), session: read.session.clone() }));
         }
-        if let Some(original) = self.unsettled.get(uuid) {
-            return Ok(Some(original.clone()));
+        if self.unsettled.contains(uuid) {
+            self.settle()?;
         }
         let Some(seq) = Archive::entry(self.log, uuid)?.and_then(|record| record.seq) else { return Ok(None) };
         let Some(event) = self.log.get(seq)? else { return Ok(None) };
@@ -576,8 +577,8 @@ impl<'a> Importer<'a> {
         let bytes = std::mem::take(&mut read.pending_bytes);
         self.bytes_in_flight += bytes;
         let mut fresh = Vec::with_capacity(read.fresh.len());
-        for (uuid, bytes) in read.fresh.drain() {
-            self.unsettled.insert(uuid.clone(), Original { bytes, session: read.session.clone() });
+        for (uuid, _) in read.fresh.drain() {
+            self.unsettled.insert(uuid.clone());
             fresh.push(uuid);
         }
         self.in_flight.push_back(InFlight { pending, fresh, bytes });

@@ -198,11 +198,15 @@ proptest! {
         prop_assert!(rebuild_agrees(&split));
     }
 
+    /// `together`: the parent and the fork are imported in one run, so the fork's copies
+    /// find their originals among the parent's chunks still in flight; otherwise the parent
+    /// is imported (and durable) first.
     #[test]
     fn a_fork_of_any_prefix_is_one_pointer_and_replays_exactly(
         parent_specs in prop::collection::vec(spec(), 1..40),
         fork_at in any::<prop::sample::Index>(),
         own_specs in prop::collection::vec(spec(), 0..8),
+        together in any::<bool>(),
     ) {
         let root = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
@@ -210,7 +214,9 @@ proptest! {
         let parent_file = project_file(root.path(), PARENT);
         std::fs::write(&parent_file, parent_lines.join("\n") + "\n").unwrap();
         let log = open_with(data.path(), cclog_projections::standard());
-        import(&log, root.path());
+        if !together {
+            import(&log, root.path());
+        }
 
         // The fork copies the parent's chain up to a point, as Claude Code does: chain
         // entries only, in order, then goes on with its own entries.
