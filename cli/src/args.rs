@@ -99,6 +99,16 @@ pub enum Command {
     /// some events could not be recovered. The damaged directory is only read (its lock is
     /// taken, so that no other cclog writes it meanwhile).
     Salvage(SalvageArgs),
+    /// Reclaim the room sled's old page versions take: copy the store into fresh files
+    ///
+    /// sled keeps old versions of the pages it rewrote, and segments it has not yet cleaned,
+    /// in its log file (`cclog stats` shows them as "sled overhead and garbage"). This copies
+    /// every key of the store, in order, into new files beside it and puts them in its place;
+    /// the log is unchanged, key for key. Safe under a crash: until the new files are
+    /// complete and durable the old store stays whole, and after that the next open finishes
+    /// the swap. The store must not be in use (stop `cclog serve` first); it needs free space
+    /// for the copy, about the store's live size.
+    Compact(CompactArgs),
     /// Serve the REST API (CC Manager's endpoints, SSE, events, verify) and MCP on this data directory
     ///
     /// Starts, resumes, forks and cancels Claude Code runs (CCLOG_CLAUDE_BIN, default `claude`;
@@ -527,6 +537,8 @@ impl Command {
             | Command::Append(_)
             | Command::Capture(_)
             | Command::Salvage(_)
+            // It needs the store closed: a server that owns it is stopped first.
+            | Command::Compact(_)
             | Command::Mcp(_) => false,
         }
     }
@@ -943,6 +955,13 @@ pub struct SalvageArgs {
     /// The new data directory to write (must not exist, or be empty)
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, Args)]
+pub struct CompactArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

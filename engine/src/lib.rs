@@ -40,6 +40,7 @@
 mod anchor;
 pub mod block;
 mod carve;
+pub mod compact;
 mod durability;
 pub mod envelope;
 mod error;

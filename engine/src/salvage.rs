@@ -44,7 +44,8 @@ pub fn salvage(from: &Path, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Re
     }
     // No cclog may write the damaged directory while it is read (its lock file is the only
     // thing this touches there).
-    let _owner = crate::ownership::Ownership::acquire(from)?;
+    let owner = crate::ownership::Ownership::acquire(from)?;
+    crate::compact::settle(from, &owner)?;
     let chain = carve_dir(from, Keep::Payloads, progress)?;
     let store = Store::open(to)?;
     let mut files = DurableFiles::open(&store.sled_dir())?;

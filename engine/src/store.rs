@@ -46,7 +46,7 @@ use crate::envelope::FORMAT_VERSION;
 use crate::ownership::Ownership;
 use crate::{Error, Event, Hash, Result};
 
-const LOG_TREE: &str = "log";
+pub(crate) const LOG_TREE: &str = "log";
 const BLOCKS: u8 = b'E';
 pub(crate) const STREAMS: u8 = b'S';
 const META: u8 = b'M';
@@ -240,7 +240,7 @@ pub struct Store {
 }
 
 /// sled's configuration; every opener must use the same one.
-fn sled_config(sled_dir: &Path) -> sled::Config {
+pub(crate) fn sled_config(sled_dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(sled_dir)
         .mode(sled::Mode::HighThroughput)
@@ -389,6 +389,7 @@ impl Store {
     pub(crate) fn open_unless(dir: &Path, proceed: impl FnOnce(bool) -> Result<bool>) -> Result<Option<Store>> {
         create_data_dir(dir)?;
         let ownership = Ownership::acquire(dir)?;
+        crate::compact::settle(dir, &ownership)?;
         // sled creates files as it opens (a snapshot): out of inodes, it would fail inside.
         crate::space::check_inodes(dir, dir, crate::space::INODE_RESERVE)?;
         let sled_dir = dir.join("sled");
@@ -592,6 +593,20 @@ impl Store {
         self.log.remove(block_key(first))?;
         self.forget_decoded_blocks();
         Ok(())
+    }
+
+    /// Closes sled as dropping the store does (a clean close, sealed) and hands back the
+    /// directory's lock, so that the caller goes on with sled's files and nobody else can
+    /// open them meanwhile (compaction).
+    pub(crate) fn close_keeping_ownership(self) -> Result<Ownership> {
+        let ownership = self
+            .ownership
+            .lock()
+            .map_err(|_| Error::Storage("the ownership lock was poisoned".into()))?
+            .take()
+            .ok_or_else(|| Error::Storage("the store no longer owns its directory".into()))?;
+        drop(self);
+        Ok(ownership)
     }
 
     /// Drops every cached decoded block (the stored ones were changed underneath).

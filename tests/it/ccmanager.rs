@@ -184,7 +184,14 @@ fn database_path_and_log_level_do_what_cc_manager_users_expect() {
     let listed = agent.get(&format!("{url}/api/runs?active=true")).header("Authorization", &auth).call().unwrap();
     assert_eq!(listed.status(), 200);
     // A wrong method and a missing route answer in the JSON error format.
-    let mut wrong = agent.put(&format!("{url}/api/runs/start")).header("Authorization", &auth).send("{}").unwrap();
+    // Its connection is not kept: a server that answers without reading the body closes
+    // it, and the next request must not find it in the client's pool.
+    let mut wrong = agent
+        .put(&format!("{url}/api/runs/start"))
+        .header("Authorization", &auth)
+        .header("Connection", "close")
+        .send("{}")
+        .unwrap();
     assert_eq!(wrong.status(), 405);
     assert!(wrong.headers().get("allow").is_some_and(|allow| allow.to_str().unwrap().contains("POST")), "{wrong:?}");
     let body: Value = serde_json::from_str(&wrong.body_mut().read_to_string().unwrap()).unwrap();

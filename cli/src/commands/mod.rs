@@ -3,6 +3,7 @@
 mod append;
 mod capture;
 mod client;
+mod compact;
 pub(crate) mod coordinator_config;
 mod diff;
 mod import;
@@ -101,6 +102,7 @@ fn dispatch(data: &Path, command: Command) -> anyhow::Result<u8> {
         Command::Usage(args) => usage::run(data, args),
         Command::Rebuild(args) => rebuild::run(data, args),
         Command::Salvage(args) => salvage::run(data, args),
+        Command::Compact(args) => compact::run(data, args),
         Command::Serve(args) => serve::run(data, args),
         Command::Run(command) => runs::run(data, command),
         Command::Runs(args) => runs::list(data, args),
