@@ -217,3 +217,59 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
     let rebuilt: serde_json::Value = cclog_json(crashed.path(), &["rebuild", "--json"]);
     assert_eq!(rebuilt["equal"], true, "projections equal a rebuild: {rebuilt}");
 }
+
+/// `cclog compact` killed at random moments — mid-copy, at the commit point, between the
+/// renames — leaves a store that the next open settles to the same log, key for key: the
+/// old store whole, or the new one in place.
+#[test]
+fn a_compaction_killed_at_any_moment_leaves_the_same_log() {
+    let root = tempfile::tempdir().unwrap();
+    let projects = root.path().join("projects");
+    transcript::generate_history(&projects, 400, 5).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    cclog(data.path(), &["import", projects.to_str().unwrap()]);
+    let contents = |dir: &std::path::Path| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let log = open(dir);
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = log
+            .range(0)
+            .map(|event| event.map(|event| (event.hash.0.to_vec(), event.payload)))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        all.extend(dump(&log, "archive"));
+        all
+    };
+    let before = contents(data.path());
+    assert!(before.len() > 10_000, "{} events and archive keys", before.len());
+    let started = Instant::now();
+    let copy = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(data.path(), copy.path());
+    cclog(copy.path(), &["compact"]);
+    let whole = started.elapsed();
+
+    let mut rng = rand::rng();
+    let mut interrupted = 0;
+    for trial in 0..6 {
+        let mut child = Command::new(cclog_bin())
+            .arg("--data")
+            .arg(data.path())
+            .arg("compact")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole.mul_f64(rng.random_range(0.1..1.1)));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        child.wait().unwrap();
+        verify_intact(data.path());
+        assert!(contents(data.path()) == before, "trial {trial}: the log changed");
+        for leftover in ["compact.new", "compact.old", "compact.ready"] {
+            assert!(!data.path().join(leftover).exists(), "trial {trial}: {leftover} left behind");
+        }
+    }
+    assert!(interrupted > 0, "every compaction finished before it was killed: nothing was tested");
+}
