@@ -174,24 +174,10 @@ fn an_import_killed_mid_file_resumes_to_the_archive_an_uninterrupted_one_makes()
     let mut rng = rand::rng();
     let mut interrupted = 0;
     for trial in 0..4 {
-        let mut child = Command::new(cclog_bin())
-            .arg("--data")
-            .arg(crashed.path())
-            .args(["import", root_arg])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         // Each trial starts where the last one was killed, so kill early enough to land
         // inside what is left.
-        std::thread::sleep(whole.mul_f64(rng.random_range(0.05..0.3)));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
-        }
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGKILL);
-        }
-        child.wait().unwrap();
+        let after = whole.mul_f64(rng.random_range(0.05..0.3));
+        interrupted += u32::from(killed_while_running(crashed.path(), &["import", root_arg], after));
         verify_intact(crashed.path());
         eprintln!("import trial {trial}: {interrupted} imports interrupted so far (a whole one takes {whole:?})");
     }
@@ -249,22 +235,8 @@ fn a_compaction_killed_at_any_moment_leaves_the_same_log() {
     let mut rng = rand::rng();
     let mut interrupted = 0;
     for trial in 0..6 {
-        let mut child = Command::new(cclog_bin())
-            .arg("--data")
-            .arg(data.path())
-            .arg("compact")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(whole.mul_f64(rng.random_range(0.1..1.1)));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
-        }
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGKILL);
-        }
-        child.wait().unwrap();
+        let after = whole.mul_f64(rng.random_range(0.1..1.1));
+        interrupted += u32::from(killed_while_running(data.path(), &["compact"], after));
         verify_intact(data.path());
         assert!(contents(data.path()) == before, "trial {trial}: the log changed");
         for leftover in ["compact.new", "compact.old", "compact.ready"] {
@@ -272,4 +244,25 @@ fn a_compaction_killed_at_any_moment_leaves_the_same_log() {
         }
     }
     assert!(interrupted > 0, "every compaction finished before it was killed: nothing was tested");
+}
+
+/// Runs `cclog --data DATA ARGS…` and SIGKILLs it `after` that long; whether it was still
+/// running then.
+fn killed_while_running(data: &std::path::Path, args: &[&str], after: Duration) -> bool {
+    let mut child = Command::new(cclog_bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    child.wait().unwrap();
+    running
 }
