@@ -1,4 +1,4 @@
-//! Import benchmarks. `import_throughput` (criterion) imports generated transcript JSONL
+//! Import benchmarks, and replay's. `import_throughput` (criterion) imports generated transcript JSONL
 //! into a fresh log and reports MB/s and entries/s: one 64 MiB file, and a history of
 //! 3,000 files shaped like a real `~/.claude/projects` (median about 30 KB, a few over
 //! 3 MB, subagent folders). The many-file run also times claude-code-log 1.7.0 (the peer;
@@ -7,7 +7,8 @@
 //! `cargo bench --bench import -- import_memory`) generates a 1 GiB transcript, imports it
 //! with the release `cclog` binary as a child process and reports the child's peak RSS
 //! from `getrusage(RUSAGE_CHILDREN)`. Each throughput run also prints the bytes on disk per
-//! payload byte of one import, by part (`Log::footprint`).
+//! payload byte of one import, by part (`Log::footprint`). `replay_session` writes a
+//! 10,000-entry session's transcript back from the log, as `cclog replay` does.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -183,7 +184,37 @@ fn import_memory() {
     );
 }
 
-criterion_group!(benches, import_throughput, import_many_files);
+/// `cclog replay`'s work for a 10,000-entry session: its transcript's exact bytes written
+/// back from the log (every block of it decoded).
+fn replay_session(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    let file = project_dir(root.path()).join(format!("{SESSION}.jsonl"));
+    let mut bytes = 6_400_000;
+    let mut lines = generate(&file, bytes);
+    while lines < 10_000 {
+        bytes += 50_000;
+        lines = generate(&file, bytes);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let log = Log::open(data.path(), LogOptions::with_projections(cclog_projections::standard())).unwrap();
+    Importer::new(&log).import(&[root.path().join("projects")], &|_| {}).unwrap();
+    let path = std::fs::canonicalize(&file).unwrap().to_string_lossy().into_owned();
+    let state = cclog_projections::archive::Archive::file(&log, &path).unwrap().unwrap();
+    let size = std::fs::metadata(&file).unwrap().len();
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(size));
+    group.bench_function(format!("{lines}_entries"), |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(size as usize);
+            cclog_projections::replay::write_file(&log, &state, None, &mut out).unwrap();
+            assert_eq!(out.len() as u64, size);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, import_throughput, import_many_files, replay_session);
 
 fn main() {
     if std::env::args().any(|arg| arg == "import_memory") {
