@@ -229,6 +229,17 @@ pub struct ParsedBlock<'a> {
 }
 
 impl ParsedBlock<'_> {
+    /// A block none of whose records could be read, and why.
+    fn unreadable(version: u8, detail: String) -> ParsedBlock<'static> {
+        ParsedBlock {
+            version,
+            record_bytes: Cow::Borrowed(&[][..]),
+            stored_len: None,
+            records: Vec::new(),
+            framing_fault: Some(RecordFault::Framing(detail)),
+        }
+    }
+
     /// How far past the block's start the stored bytes of `record` reach: the record's end
     /// (version 1), or the whole block (version 2, where records are known only together).
     pub fn stored_end_of(&self, record: &BlockRecord) -> usize {
@@ -284,63 +295,42 @@ pub(crate) fn decompress_frame(frame: &[u8]) -> std::result::Result<Vec<u8>, Str
 
 /// Parses a block without trusting any of it; never panics.
 pub fn parse_block(bytes: &[u8]) -> ParsedBlock<'_> {
-    let fault = |version: u8, detail: String| ParsedBlock {
-        version,
-        record_bytes: Cow::Borrowed(&[][..]),
-        stored_len: None,
-        records: Vec::new(),
-        framing_fault: Some(RecordFault::Framing(detail)),
-    };
-    let Some(&version) = bytes.first() else { return fault(0, "empty block".into()) };
-    match version {
+    let Some(&version) = bytes.first() else { return ParsedBlock::unreadable(0, "empty block".into()) };
+    let (record_bytes, at, count, stored_len) = match version {
         BLOCK_VERSION => {
             let (count, frame) = match frame_of(bytes) {
                 Ok(found) => found,
-                Err(detail) => return fault(version, detail),
+                Err(detail) => return ParsedBlock::unreadable(version, detail),
             };
-            let records = match decompress_frame(&bytes[frame.clone()]) {
-                Ok(records) => records,
-                Err(detail) => return fault(version, format!("the block's frame does not decode: {detail}")),
-            };
-            let mut parsed = with_stream_decoder(|decoder| parse_records(&records, 0, count, decoder));
-            parsed.version = version;
-            parsed.stored_len = Some(frame.end);
-            parsed.record_bytes = Cow::Owned(records);
-            parsed
+            match decompress_frame(&bytes[frame.clone()]) {
+                Ok(records) => (Cow::Owned(records), 0, count, Some(frame.end)),
+                Err(detail) => {
+                    return ParsedBlock::unreadable(version, format!("the block's frame does not decode: {detail}"))
+                }
+            }
         }
-        BLOCK_VERSION_1 => {
-            let Some((count, count_len)) = read_varint(&bytes[1..]) else {
-                return fault(version, "event count is not a varint".into());
-            };
-            let mut parsed = with_stream_decoder(|decoder| parse_records(bytes, 1 + count_len, count, decoder));
-            parsed.record_bytes = Cow::Borrowed(bytes);
-            parsed
-        }
-        other => fault(other, format!("unknown block version {other}")),
+        BLOCK_VERSION_1 => match read_varint(&bytes[1..]) {
+            Some((count, count_len)) => (Cow::Borrowed(bytes), 1 + count_len, count, None),
+            None => return ParsedBlock::unreadable(version, "event count is not a varint".into()),
+        },
+        other => return ParsedBlock::unreadable(other, format!("unknown block version {other}")),
+    };
+    match with_stream_decoder(|decoder| parse_records(&record_bytes, at, count, decoder)) {
+        Ok((records, framing_fault)) => ParsedBlock { version, record_bytes, stored_len, records, framing_fault },
+        Err(detail) => ParsedBlock::unreadable(version, detail),
     }
 }
 
 /// Runs `parse` with this thread's zstd stream decoder (for version-1 segments), reset.
-fn with_stream_decoder(parse: impl FnOnce(&mut Decoder<'static>) -> ParsedBlock<'static>) -> ParsedBlock<'static> {
-    let failed = |detail: String| ParsedBlock {
-        version: BLOCK_VERSION_1,
-        record_bytes: Cow::Borrowed(&[][..]),
-        stored_len: None,
-        records: Vec::new(),
-        framing_fault: Some(RecordFault::Framing(detail)),
-    };
+fn with_stream_decoder<T>(parse: impl FnOnce(&mut Decoder<'static>) -> T) -> std::result::Result<T, String> {
     DECODER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Decoder::new().ok();
         }
-        match slot.as_mut() {
-            Some(decoder) => match decoder.reinit() {
-                Ok(()) => parse(decoder),
-                Err(error) => failed(format!("zstd: {error}")),
-            },
-            None => failed("zstd: no decoder".into()),
-        }
+        let decoder = slot.as_mut().ok_or("zstd: no decoder")?;
+        decoder.reinit().map_err(|error| format!("zstd: {error}"))?;
+        Ok(parse(decoder))
     })
 }
 
@@ -351,16 +341,14 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// The records of `bytes` from `at`; the result's version and bytes are the caller's to set.
-fn parse_records(bytes: &[u8], mut at: usize, count: u64, decoder: &mut Decoder<'static>) -> ParsedBlock<'static> {
+/// The records of `bytes` from `at`, and a framing fault that stopped them early.
+fn parse_records(
+    bytes: &[u8],
+    mut at: usize,
+    count: u64,
+    decoder: &mut Decoder<'static>,
+) -> (Vec<BlockRecord>, Option<RecordFault>) {
     let mut records = Vec::new();
-    let done = |records: Vec<BlockRecord>, framing_fault: Option<RecordFault>| ParsedBlock {
-        version: BLOCK_VERSION_1,
-        record_bytes: Cow::Borrowed(&[][..]),
-        stored_len: None,
-        records,
-        framing_fault,
-    };
     for index in 0..count {
         match frame_record(bytes, at) {
             Ok((layout, end)) => {
@@ -376,14 +364,13 @@ fn parse_records(bytes: &[u8], mut at: usize, count: u64, decoder: &mut Decoder<
                 at = end;
             }
             Err(detail) => {
-                let fault = RecordFault::Framing(format!("record {index} of {count}: {detail}"));
-                return done(records, Some(fault));
+                return (records, Some(RecordFault::Framing(format!("record {index} of {count}: {detail}"))))
             }
         }
     }
     let framing_fault =
         (at != bytes.len()).then(|| RecordFault::Framing(format!("{} bytes after the last record", bytes.len() - at)));
-    done(records, framing_fault)
+    (records, framing_fault)
 }
 
 pub(crate) fn frame_record(bytes: &[u8], at: usize) -> std::result::Result<(RecordLayout, usize), String> {

@@ -38,6 +38,9 @@ pub struct CarvedChain {
     pub unused: u64,
     /// For seqs of which only damaged records were found: what was wrong with them.
     pub faults: BTreeMap<u64, crate::DamageKind>,
+    /// Seqs (inclusive) past the last event proven up to the head the anchor says was
+    /// acknowledged: lost with no record left, when the chain ends early.
+    pub lost_tail: Option<(u64, u64)>,
 }
 
 /// How much of sled's log file one thread scans at once; pieces overlap by more than sled's
@@ -132,6 +135,8 @@ pub fn carve_dir(dir: &Path, keep: Keep, progress: &mut dyn FnMut(u64, u64)) -> 
     let proven: std::collections::BTreeSet<u64> = chain.events.iter().map(|carved| carved.event.seq()).collect();
     faults.retain(|seq, _| !proven.contains(seq));
     chain.faults = faults;
+    let first_missing = chain.events.last().map_or(0, |carved| carved.event.seq() + 1);
+    chain.lost_tail = anchor.map(|(seq, _)| (first_missing, seq)).filter(|(first, last)| first <= last);
     Ok(chain)
 }
 

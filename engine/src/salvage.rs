@@ -69,15 +69,10 @@ pub fn salvage(from: &Path, to: &Path, progress: &mut dyn FnMut(u64, u64)) -> Re
     if let Some(head) = head {
         store.anchor.write(head.seq, &head.hash)?;
     }
-    // Acknowledged events past the last one proven (the anchor's head is beyond it) are
-    // missing too: the copy ends early, and says so.
+    // Acknowledged events past the last one proven are missing too: the copy ends early,
+    // and says so.
     let mut missing = chain.missing;
-    if let crate::anchor::AnchorState::Head { seq: acknowledged, .. } = crate::anchor::read_anchor(from) {
-        let first_missing = head.map_or(0, |head| head.seq + 1);
-        if acknowledged >= first_missing {
-            missing.push((first_missing, acknowledged));
-        }
-    }
+    missing.extend(chain.lost_tail);
     write_known_holes(to, &missing)?;
     Ok(SalvageReport {
         events: chain.events.len() as u64,

@@ -157,7 +157,7 @@ pub fn verify_dir(dir: &Path, from: u64, progress: Progress<'_>) -> Result<Verif
         let chain = crate::carve::carve_dir(dir, crate::carve::Keep::Hashes, &mut |_, _| {}).ok();
         let damaged = chain.as_ref().is_some_and(|chain| chain_is_damaged(chain, read_anchor(dir)));
         if damaged && fault.is_none() {
-            carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain, read_anchor(dir)));
+            carved_report = chain.as_ref().map(|chain| report_from_carving(from, chain));
         }
         carved = chain;
         Ok(carved_report.is_none())
@@ -310,7 +310,7 @@ pub(crate) fn chain_is_damaged(chain: &crate::carve::CarvedChain, anchor: Anchor
 /// The report on a store whose files show a damaged chain, from carving alone (sled left
 /// unopened so that its recovery cuts nothing). Events past the last one proven, up to the
 /// anchor's head, are lost: they were acknowledged and no record of them is intact.
-fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain, anchor: AnchorState) -> VerifyReport {
+fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain) -> VerifyReport {
     let mut report = VerifyReport::new(from);
     let note = "sled was not opened, since its recovery would cut the damaged log file; \
                 `cclog salvage --to DIR` copies every other event into a new directory";
@@ -334,18 +334,14 @@ fn report_from_carving(from: u64, chain: &crate::carve::CarvedChain, anchor: Anc
     }
     if report.damages.is_empty() {
         let first_missing = chain.events.last().map_or(0, |carved| carved.event.seq() + 1);
-        let head = match anchor {
-            AnchorState::Head { seq, .. } if seq >= first_missing => Some(seq),
-            _ => None,
-        };
         report.damages.push(Damage {
             seq: Some(first_missing),
-            until: head,
+            until: chain.lost_tail.map(|(_, last)| last),
             kind: DamageKind::Truncated,
             detail: format!("the events in the store's files end before the acknowledged head; {note}"),
         });
-        if let Some(head) = head {
-            report.lost.push((first_missing.max(from), head));
+        if let Some((first, last)) = chain.lost_tail {
+            report.lost.push((first.max(from), last));
         }
     }
     report.checked = chain.events.iter().filter(|carved| carved.event.seq() >= from).count() as u64;
