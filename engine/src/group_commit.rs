@@ -420,7 +420,9 @@ impl Writer {
         let events: u64 = group.iter().map(|(events, _, _)| events.len() as u64).sum();
         let payload: u64 =
             group.iter().flat_map(|(events, _, _)| events).map(|event| event.event.payload.len() as u64).sum();
-        let needed = crate::space::needed_for(self.disk_reserve, events, payload);
+        // Merging sorted runs may rewrite some of a projection's point keys as well.
+        let merges: u64 = self.slots.iter().map(ProjectionSlot::merge_bytes).sum();
+        let needed = crate::space::needed_for(self.disk_reserve, events, payload.saturating_add(merges));
         let sled_dir = self.store.sled_dir();
         crate::space::check_inodes(&self.store.dir, &sled_dir, crate::space::inodes_needed_for(payload))?;
         match crate::space::free_bytes(&sled_dir) {
@@ -502,7 +504,7 @@ impl Writer {
             }
         }
         for slot in &mut self.slots {
-            slot.drain_into(&mut batch);
+            slot.drain_into(&self.store.log, &mut batch)?;
         }
         #[cfg(feature = "failpoints")]
         {
@@ -519,6 +521,9 @@ impl Writer {
             });
         }
         self.store.log.apply_batch(batch)?;
+        for slot in &mut self.slots {
+            slot.applied();
+        }
         Ok(())
     }
 
@@ -533,7 +538,7 @@ impl Writer {
             let old = &self.slots[index];
             let (slot, report) = rebuild_slot(&self.store, Arc::clone(&old.projection), Some(old.meta), head_seq)?;
             if let Ok(mut prefixes) = self.prefixes.write() {
-                prefixes.insert(report.projection.clone(), slot.prefix.clone());
+                prefixes.insert(report.projection.clone(), slot.keyspace());
             }
             self.slots[index] = slot;
             reports.push(report);

@@ -48,6 +48,7 @@ pub mod footprint;
 mod group_commit;
 mod log;
 mod ownership;
+mod point_runs;
 pub mod projection;
 mod recovery;
 mod salvage;

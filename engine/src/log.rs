@@ -144,10 +144,7 @@ impl LogInner {
         store.check_anchor(head)?;
         let slots = open_projections(&store, projections, head.map(|head| head.seq))?;
         let prefixes: ProjectionPrefixes = Arc::new(RwLock::new(
-            slots
-                .iter()
-                .map(|slot| (slot.projection.name().to_string(), slot.prefix.clone()))
-                .collect::<HashMap<_, _>>(),
+            slots.iter().map(|slot| (slot.projection.name().to_string(), slot.keyspace())).collect::<HashMap<_, _>>(),
         ));
         let (head_tx, head_rx) = watch::channel(head);
         let (commands_tx, commands_rx) = mpsc::channel(QUEUE_DEPTH);
@@ -475,8 +472,8 @@ impl Log {
     /// A projection's current state.
     pub fn projection(&self, name: &str) -> Option<ProjectionView> {
         let inner = self.inner();
-        let prefix = inner.prefixes.read().ok()?.get(name)?.clone();
-        Some(ProjectionView::new(sled::Tree::clone(&inner.store.log), prefix))
+        let keyspace = inner.prefixes.read().ok()?.get(name)?.clone();
+        Some(ProjectionView::new(sled::Tree::clone(&inner.store.log), keyspace))
     }
 
     /// Folds the whole log into fresh projection trees and swaps them in, between two

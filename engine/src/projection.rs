@@ -5,12 +5,17 @@
 //! has a version and a cursor (the last seq folded in); a changed version, or a missing
 //! projection, is rebuilt on open by folding the whole log into a fresh generation and
 //! swapping it in.
+//!
+//! A projection names its *point keys* (`Projection::is_point_key`): keys read one at a
+//! time, never scanned, that arrive in no order. Those are kept in sorted runs
+//! (`point_runs`) rather than one sled key each; everything else is a key of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::point_runs::{PointWrite, Runs, SharedRuns, RESERVED};
 use crate::store::{meta_key, projection_name_prefix, projection_prefix, Store};
 use crate::{Error, Event, Result};
 
@@ -42,6 +47,16 @@ pub trait Projection: Send + Sync + 'static {
     fn apply_all(&self, events: &[Event], state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
         events.iter().try_for_each(|event| self.apply(event, state))
     }
+
+    /// Whether `key` is a point key: read only by [`ProjectionState::get`] and
+    /// [`ProjectionView::get`], never scanned, and written in no particular order (an id's
+    /// record). Point keys are stored in sorted runs, a group's writes at a time, instead
+    /// of one store key each (`point_runs`); `scan_prefix` does not see them. The answer
+    /// for a key never changes within a version.
+    fn is_point_key(&self, key: &[u8]) -> bool {
+        let _ = key;
+        false
+    }
 }
 
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -58,6 +73,8 @@ fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
 pub struct ProjectionState<'a> {
     tree: &'a sled::Tree,
     prefix: &'a [u8],
+    projection: &'a dyn Projection,
+    runs: &'a Runs,
     committed: &'a Overlay,
     pending: &'a mut Overlay,
 }
@@ -67,11 +84,18 @@ impl ProjectionState<'_> {
         if let Some(value) = self.pending.get(key).or_else(|| self.committed.get(key)) {
             return Ok(value.clone());
         }
+        if self.projection.is_point_key(key) {
+            return Ok(self.runs.get(self.tree, self.prefix, key)?.flatten());
+        }
         Ok(self.tree.get(prefixed(self.prefix, key))?.map(|value| value.to_vec()))
     }
 
+    /// Stores `value` under `key`, which must not start with `0xFF` (sorted runs keep their
+    /// pages there).
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.pending.insert(key.into(), Some(value.into()));
+        let key = key.into();
+        debug_assert!(key.first() != Some(&RESERVED), "projection keys starting with 0xFF are reserved");
+        self.pending.insert(key, Some(value.into()));
     }
 
     pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
@@ -111,32 +135,36 @@ pub(crate) fn projection_meta_key(name: &str) -> Vec<u8> {
 #[derive(Clone)]
 pub struct ProjectionView {
     tree: sled::Tree,
-    prefix: Vec<u8>,
+    keyspace: Keyspace,
 }
 
 impl ProjectionView {
-    pub(crate) fn new(tree: sled::Tree, prefix: Vec<u8>) -> Self {
-        ProjectionView { tree, prefix }
+    pub(crate) fn new(tree: sled::Tree, keyspace: Keyspace) -> Self {
+        ProjectionView { tree, keyspace }
     }
 
+    /// The value of a key, a point key or not.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(prefixed(&self.prefix, key))?.map(|value| value.to_vec()))
+        if let Some(value) = self.tree.get(prefixed(&self.keyspace.prefix, key))? {
+            return Ok(Some(value.to_vec()));
+        }
+        crate::point_runs::read(&self.keyspace.runs, &self.tree, &self.keyspace.prefix, key)
     }
 
-    /// Every key under `prefix` with its value, in key order.
+    /// Every key under `prefix` with its value, in key order (point keys are not scanned).
     pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
-        let strip = self.prefix.len();
+        let strip = self.keyspace.prefix.len();
         self.tree
-            .scan_prefix(prefixed(&self.prefix, prefix))
+            .scan_prefix(prefixed(&self.keyspace.prefix, prefix))
             .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
 
     /// The keys under `prefix` from `start` (inclusive, a key under `prefix`) on, in key order.
     pub fn scan_from(&self, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
-        let strip = self.prefix.len();
-        let whole = prefixed(&self.prefix, prefix);
+        let strip = self.keyspace.prefix.len();
+        let whole = prefixed(&self.keyspace.prefix, prefix);
         self.tree
-            .range(prefixed(&self.prefix, start)..)
+            .range(prefixed(&self.keyspace.prefix, start)..)
             .take_while(move |item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&whole)))
             .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
@@ -144,9 +172,9 @@ impl ProjectionView {
     /// The last key under `prefix` that is at or before `key` (a key under `prefix`), with
     /// its value: what a positional index answers "which segment holds position N" with.
     pub fn last_at_or_before(&self, prefix: &[u8], key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let strip = self.prefix.len();
-        let whole = prefixed(&self.prefix, prefix);
-        match self.tree.range(whole.clone()..=prefixed(&self.prefix, key)).next_back() {
+        let strip = self.keyspace.prefix.len();
+        let whole = prefixed(&self.keyspace.prefix, prefix);
+        match self.tree.range(whole.clone()..=prefixed(&self.keyspace.prefix, key)).next_back() {
             Some(item) => {
                 let (found, value) = item?;
                 Ok(found.starts_with(&whole).then(|| (found[strip..].to_vec(), value.to_vec())))
@@ -155,14 +183,25 @@ impl ProjectionView {
         }
     }
 
-    /// Every key and value, in key order.
+    /// Every key and value but the point keys, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
-        self.scan_prefix(&[])
+        let strip = self.keyspace.prefix.len();
+        let reserved = prefixed(&self.keyspace.prefix, &[RESERVED]);
+        self.tree
+            .range(self.keyspace.prefix.clone()..reserved)
+            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
     }
 }
 
-/// The current keyspace prefix of every projection, shared between the writer and readers.
-pub(crate) type ProjectionPrefixes = Arc<RwLock<HashMap<String, Vec<u8>>>>;
+/// Where a projection's current state is: its keyspace prefix and its sorted runs.
+#[derive(Clone)]
+pub(crate) struct Keyspace {
+    pub prefix: Vec<u8>,
+    pub runs: SharedRuns,
+}
+
+/// The current keyspace of every projection, shared between the writer and readers.
+pub(crate) type ProjectionPrefixes = Arc<RwLock<HashMap<String, Keyspace>>>;
 
 /// What a rebuild found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +218,11 @@ pub(crate) struct ProjectionSlot {
     pub projection: Arc<dyn Projection>,
     pub meta: ProjectionMeta,
     pub prefix: Vec<u8>,
+    /// Its sorted runs as the writer sees them, and as readers do.
+    runs: Runs,
+    shared_runs: SharedRuns,
+    /// The runs once the group being written is applied.
+    staged_runs: Option<Runs>,
     /// Writes of the requests accepted so far in the current commit group.
     pub committed: Overlay,
     /// Writes of the request being staged.
@@ -186,15 +230,41 @@ pub(crate) struct ProjectionSlot {
 }
 
 impl ProjectionSlot {
-    fn new(projection: Arc<dyn Projection>, meta: ProjectionMeta) -> Self {
+    fn new(store: &Store, projection: Arc<dyn Projection>, meta: ProjectionMeta) -> Result<Self> {
         let prefix = projection_prefix(projection.name(), meta.generation);
-        ProjectionSlot { projection, meta, prefix, committed: Overlay::new(), pending: Overlay::new() }
+        let runs = Runs::load(&store.log, &prefix)?;
+        Ok(ProjectionSlot {
+            projection,
+            meta,
+            prefix,
+            shared_runs: Arc::new(RwLock::new(runs.clone())),
+            runs,
+            staged_runs: None,
+            committed: Overlay::new(),
+            pending: Overlay::new(),
+        })
+    }
+
+    /// Where readers find this slot's state.
+    pub fn keyspace(&self) -> Keyspace {
+        Keyspace { prefix: self.prefix.clone(), runs: Arc::clone(&self.shared_runs) }
+    }
+
+    /// Bytes that merging runs could add to the next group's writes.
+    pub fn merge_bytes(&self) -> u64 {
+        self.runs.merge_bytes_after_next()
     }
 
     /// Folds one append request's events into its pending writes.
     pub fn apply_all(&mut self, tree: &sled::Tree, events: &[Event]) -> Result<()> {
-        let mut state =
-            ProjectionState { tree, prefix: &self.prefix, committed: &self.committed, pending: &mut self.pending };
+        let mut state = ProjectionState {
+            tree,
+            prefix: &self.prefix,
+            projection: &*self.projection,
+            runs: &self.runs,
+            committed: &self.committed,
+            pending: &mut self.pending,
+        };
         self.projection
             .apply_all(events, &mut state)
             .map_err(|error| Error::Projection { name: self.projection.name().to_string(), detail: error.to_string() })
@@ -210,19 +280,47 @@ impl ProjectionSlot {
         self.pending.clear();
     }
 
-    /// Moves the group's writes into the commit batch.
-    pub fn drain_into(&mut self, batch: &mut sled::Batch) {
-        drain_overlay(&self.prefix, std::mem::take(&mut self.committed), batch);
+    /// Moves the group's writes into the commit batch, its point keys as a sorted run;
+    /// [`ProjectionSlot::applied`] says the batch is in the tree.
+    pub fn drain_into(&mut self, tree: &sled::Tree, batch: &mut sled::Batch) -> Result<()> {
+        let overlay = std::mem::take(&mut self.committed);
+        self.staged_runs = Some(drain_overlay(tree, &*self.projection, &self.prefix, &self.runs, overlay, batch)?);
+        Ok(())
+    }
+
+    /// The group's batch is applied: its runs are the runs, for the writer and readers.
+    pub fn applied(&mut self) {
+        if let Some(runs) = self.staged_runs.take() {
+            if let Ok(mut shared) = self.shared_runs.write() {
+                *shared = runs.clone();
+            }
+            self.runs = runs;
+        }
     }
 }
 
-fn drain_overlay(prefix: &[u8], overlay: Overlay, batch: &mut sled::Batch) {
+/// Puts an overlay's writes into `batch`, and its point keys into a new sorted run;
+/// returns the runs as they are once `batch` is applied.
+fn drain_overlay(
+    tree: &sled::Tree,
+    projection: &dyn Projection,
+    prefix: &[u8],
+    runs: &Runs,
+    overlay: Overlay,
+    batch: &mut sled::Batch,
+) -> Result<Runs> {
+    let mut points: Vec<PointWrite> = Vec::new();
     for (key, value) in overlay {
+        if projection.is_point_key(&key) {
+            points.push((key, value));
+            continue;
+        }
         match value {
             Some(value) => batch.insert(prefixed(prefix, &key), value),
             None => batch.remove(prefixed(prefix, &key)),
         }
     }
+    runs.write(tree, prefix, points, batch)
 }
 
 /// Opens every projection, rebuilding or catching up those that are behind the log.
@@ -250,7 +348,7 @@ pub(crate) fn open_projections(
         };
         let slot = match stored {
             Some(meta) if meta.version == projection.version() => {
-                let mut slot = ProjectionSlot::new(projection, meta);
+                let mut slot = ProjectionSlot::new(store, projection, meta)?;
                 catch_up(store, &mut slot, head_seq)?;
                 slot
             }
@@ -271,7 +369,10 @@ fn catch_up(store: &Store, slot: &mut ProjectionSlot, head_seq: Option<u64>) -> 
         Some(cursor) => cursor + 1,
         None => 0,
     };
-    fold_range(store, &slot.projection, &slot.prefix, from, head)?;
+    slot.runs = fold_range(store, &slot.projection, &slot.prefix, slot.runs.clone(), from, head)?.1;
+    if let Ok(mut shared) = slot.shared_runs.write() {
+        *shared = slot.runs.clone();
+    }
     slot.meta.cursor = Some(head);
     store.log.insert(projection_meta_key(slot.projection.name()), encode_meta(&slot.meta)?)?;
     Ok(())
@@ -286,8 +387,16 @@ const REBUILD_CHUNK: u64 = 16_384;
 /// How many events a rebuild hands `apply_all` at a time.
 const FOLD_CHUNK: usize = 1024;
 
-/// Folds events `from..=to` into the keyspace at `prefix`, in chunks.
-fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], from: u64, to: u64) -> Result<u64> {
+/// Folds events `from..=to` into the keyspace at `prefix` whose sorted runs are `runs`, in
+/// chunks. Returns how many events it folded and the runs after them.
+fn fold_range(
+    store: &Store,
+    projection: &Arc<dyn Projection>,
+    prefix: &[u8],
+    mut runs: Runs,
+    from: u64,
+    to: u64,
+) -> Result<(u64, Runs)> {
     let empty = Overlay::new();
     let mut pending = Overlay::new();
     let mut folded = 0u64;
@@ -299,7 +408,14 @@ fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], fr
         for event in events.by_ref().take(FOLD_CHUNK) {
             chunk.push(event?);
         }
-        let mut state = ProjectionState { tree: &store.log, prefix, committed: &empty, pending: &mut pending };
+        let mut state = ProjectionState {
+            tree: &store.log,
+            prefix,
+            projection: &**projection,
+            runs: &runs,
+            committed: &empty,
+            pending: &mut pending,
+        };
         projection.apply_all(&chunk, &mut state).map_err(|error| Error::Projection {
             name: projection.name().to_string(),
             detail: format!("at seqs {}..: {error}", chunk.first().map_or(from, Event::seq)),
@@ -307,19 +423,25 @@ fn fold_range(store: &Store, projection: &Arc<dyn Projection>, prefix: &[u8], fr
         folded += chunk.len() as u64;
         unwritten += chunk.len() as u64;
         if unwritten >= REBUILD_CHUNK {
-            write_overlay(store, prefix, &mut pending)?;
+            runs = write_overlay(store, &**projection, prefix, &runs, &mut pending)?;
             unwritten = 0;
         }
     }
-    write_overlay(store, prefix, &mut pending)?;
-    Ok(folded)
+    runs = write_overlay(store, &**projection, prefix, &runs, &mut pending)?;
+    Ok((folded, runs))
 }
 
-fn write_overlay(store: &Store, prefix: &[u8], pending: &mut Overlay) -> Result<()> {
+fn write_overlay(
+    store: &Store,
+    projection: &dyn Projection,
+    prefix: &[u8],
+    runs: &Runs,
+    pending: &mut Overlay,
+) -> Result<Runs> {
     let mut batch = sled::Batch::default();
-    drain_overlay(prefix, std::mem::take(pending), &mut batch);
+    let runs = drain_overlay(&store.log, projection, prefix, runs, std::mem::take(pending), &mut batch)?;
     store.log.apply_batch(batch)?;
-    Ok(())
+    Ok(runs)
 }
 
 /// Folds the whole log into a fresh generation, swaps it in and removes the old one.
@@ -336,11 +458,11 @@ pub(crate) fn rebuild_slot(
     // A generation left half-built by a crash is thrown away, never trusted.
     remove_prefix(store, &fresh)?;
     let events = match head_seq {
-        Some(head) => fold_range(store, &projection, &fresh, 0, head)?,
+        Some(head) => fold_range(store, &projection, &fresh, Runs::default(), 0, head)?.0,
         None => 0,
     };
     let equal_to_previous = match previous {
-        Some(old) => prefixes_equal(store, &projection_prefix(&name, old.generation), &fresh)?,
+        Some(old) => states_equal(store, &projection_prefix(&name, old.generation), &fresh)?,
         None => store.log.scan_prefix(&fresh).next().is_none(),
     };
     let meta = ProjectionMeta { version: projection.version(), generation, cursor: head_seq };
@@ -349,20 +471,33 @@ pub(crate) fn rebuild_slot(
         remove_prefix(store, &projection_prefix(&name, old.generation))?;
     }
     let report = RebuildReport { projection: name, version: meta.version, events, equal_to_previous };
-    Ok((ProjectionSlot::new(projection, meta), report))
+    Ok((ProjectionSlot::new(store, projection, meta)?, report))
 }
 
-fn prefixes_equal(store: &Store, left: &[u8], right: &[u8]) -> Result<bool> {
-    let mut left_items = store.log.scan_prefix(left);
-    let mut right_items = store.log.scan_prefix(right);
+/// Whether two keyspaces hold the same state: the same keys and values, point keys
+/// compared by what their runs hold, however those are cut into runs.
+fn states_equal(store: &Store, left: &[u8], right: &[u8]) -> Result<bool> {
+    let plain = |prefix: &[u8]| {
+        let strip = prefix.len();
+        store
+            .log
+            .range(prefix.to_vec()..prefixed(prefix, &[RESERVED]))
+            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
+    };
+    let (left_runs, right_runs) = (Runs::load(&store.log, left)?, Runs::load(&store.log, right)?);
+    let left_items = plain(left).chain(left_runs.entries(&store.log, left));
+    let right_items = plain(right).chain(right_runs.entries(&store.log, right));
+    sequences_equal(left_items, right_items)
+}
+
+fn sequences_equal(
+    mut left: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    mut right: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+) -> Result<bool> {
     loop {
-        match (left_items.next().transpose()?, right_items.next().transpose()?) {
+        match (left.next().transpose()?, right.next().transpose()?) {
             (None, None) => return Ok(true),
-            (Some((left_key, left_value)), Some((right_key, right_value)))
-                if left_key[left.len()..] == right_key[right.len()..] && left_value == right_value =>
-            {
-                continue
-            }
+            (Some(left), Some(right)) if left == right => continue,
             _ => return Ok(false),
         }
     }

@@ -23,6 +23,9 @@
 //!   events, or one `transcript.copy` — so that a page of a session's entries reads only
 //!   its entries. An import chunk's lines are one segment, a fork's shared prefix another.
 //!
+//! `u`, `U` and `M` keys are point keys (`Projection::is_point_key`): the framework keeps
+//! them in sorted runs, so they are read one at a time and never scanned.
+//!
 //! Read models hold seqs, counts and identifiers, never payload copies.
 //!
 //! # Layout
@@ -65,7 +68,14 @@ impl Projection for Archive {
         // day rows of usage reports; a message is counted in the session that stored it first.
         // 10: the uuid index keeps UUIDs in 16 bytes.
         // 11: a title from a prompt that opens with a Markdown heading drops its `#`s.
-        11
+        // 12: entries by uuid and API messages by id are point keys, in sorted runs.
+        12
+    }
+
+    /// Entries by uuid and API messages by id: one per line, in no order, only ever read
+    /// one at a time.
+    fn is_point_key(&self, key: &[u8]) -> bool {
+        matches!(key.first(), Some(b'u' | b'U' | b'M'))
     }
 
     fn apply(&self, event: &Event, state: &mut ProjectionState<'_>) -> std::result::Result<(), ApplyError> {
