@@ -137,7 +137,7 @@ pub(crate) fn poison_log(store: &Store, poison: &Poison, reason: &str) {
 /// The error a failpoint injects: an I/O error, "disk full" when the failpoint's argument
 /// says `enospc`.
 #[cfg(feature = "failpoints")]
-fn injected(point: &str, argument: Option<String>) -> Error {
+pub(crate) fn injected(point: &str, argument: Option<String>) -> Error {
     let source = match argument.as_deref() {
         Some("enospc") => std::io::Error::from_raw_os_error(libc::ENOSPC),
         _ => std::io::Error::other(format!("injected by failpoint {point}")),

@@ -276,6 +276,11 @@ impl Runs {
             for item in MergedEntries::new(cursors, keep_tombstones) {
                 let (key, value) = item?;
                 sink.push(&key, value.as_deref(), |key, page| {
+                    #[cfg(feature = "failpoints")]
+                    fail::fail_point!("runs.merge", |argument| Err(crate::group_commit::injected(
+                        "runs.merge",
+                        argument
+                    )));
                     tree.insert(key, page)?;
                     Ok(())
                 })?;
