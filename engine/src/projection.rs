@@ -145,10 +145,10 @@ impl ProjectionView {
 
     /// The value of a key, a point key or not.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(value) = self.tree.get(prefixed(&self.keyspace.prefix, key))? {
-            return Ok(Some(value.to_vec()));
+        if self.keyspace.projection.is_point_key(key) {
+            return crate::point_runs::read(&self.keyspace.runs, &self.tree, &self.keyspace.prefix, key);
         }
-        crate::point_runs::read(&self.keyspace.runs, &self.tree, &self.keyspace.prefix, key)
+        Ok(self.tree.get(prefixed(&self.keyspace.prefix, key))?.map(|value| value.to_vec()))
     }
 
     /// Every key under `prefix` with its value, in key order (point keys are not scanned).
@@ -193,11 +193,13 @@ impl ProjectionView {
     }
 }
 
-/// Where a projection's current state is: its keyspace prefix and its sorted runs.
+/// Where a projection's current state is: its keyspace prefix and its sorted runs (and the
+/// projection, which says which keys are in those).
 #[derive(Clone)]
 pub(crate) struct Keyspace {
     pub prefix: Vec<u8>,
     pub runs: SharedRuns,
+    pub projection: Arc<dyn Projection>,
 }
 
 /// The current keyspace of every projection, shared between the writer and readers.
@@ -247,7 +249,11 @@ impl ProjectionSlot {
 
     /// Where readers find this slot's state.
     pub fn keyspace(&self) -> Keyspace {
-        Keyspace { prefix: self.prefix.clone(), runs: Arc::clone(&self.shared_runs) }
+        Keyspace {
+            prefix: self.prefix.clone(),
+            runs: Arc::clone(&self.shared_runs),
+            projection: Arc::clone(&self.projection),
+        }
     }
 
     /// Bytes that merging runs could add to the next group's writes.

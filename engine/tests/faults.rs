@@ -368,8 +368,9 @@ fn a_merge_of_sorted_runs_that_fails_halfway_loses_nothing() {
         let live = dir.path().join("live");
         let log = Log::open(&live, point_options()).unwrap();
         let mut next_index = 0;
-        // Seven groups: seven runs at level 0; the eighth merges them.
-        let (mut acknowledged, failed) = append_until_failure(&log, &[300, 1, 2, 3, 400, 5, 6], &mut next_index);
+        // Fifteen groups: fifteen runs at level 0 (a level holds 16); the next merges them.
+        let groups = [300, 1, 2, 3, 400, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+        let (mut acknowledged, failed) = append_until_failure(&log, &groups, &mut next_index);
         assert!(!failed);
         fail::cfg("runs.merge", if enospc { "1*off->return(enospc)" } else { "1*off->return" }).unwrap();
         let (more, failed) = append_until_failure(&log, &[500, 1], &mut next_index);
