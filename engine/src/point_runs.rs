@@ -260,7 +260,7 @@ impl Runs {
         // A tombstone says something only while an older run may hold its key.
         let keep_tombstones = merged < self.newest_first.len();
         let run = if merged == 0 {
-            let mut sink = RunSink::new(prefix, id, 0);
+            let mut sink = RunSink::new(prefix, id, 0, writes.len() as u64);
             for (key, value) in writes.iter().filter(|(_, value)| value.is_some() || keep_tombstones) {
                 sink.push(key, value.as_deref(), |key, page| {
                     batch.insert(key, page);
@@ -272,11 +272,12 @@ impl Runs {
                 Ok(())
             })?
         } else {
+            let at_most = writes.len() as u64 + self.newest_first[..merged].iter().map(|run| run.entries).sum::<u64>();
             let mut cursors = vec![RunCursor::of_writes(writes)];
             for (index, run) in self.newest_first[..merged].iter().enumerate() {
                 cursors.push(RunCursor::new(tree, prefix, run.id, index + 1));
             }
-            let mut sink = RunSink::new(prefix, id, level);
+            let mut sink = RunSink::new(prefix, id, level, at_most);
             for item in MergedEntries::new(cursors, keep_tombstones) {
                 let (key, value) = item?;
                 sink.push(&key, value.as_deref(), |key, page| {
@@ -350,14 +351,17 @@ struct RunSink {
     prefix: Vec<u8>,
     id: u64,
     level: u8,
-    hashes: Vec<u64>,
+    /// Sized for the most entries the run can have (a merge drops older copies of a key).
+    bloom: Bloom,
+    entries: u64,
     bytes: u64,
     page: PageBuilder,
 }
 
 impl RunSink {
-    fn new(prefix: &[u8], id: u64, level: u8) -> Self {
-        RunSink { prefix: prefix.to_vec(), id, level, hashes: Vec::new(), bytes: 0, page: PageBuilder::default() }
+    fn new(prefix: &[u8], id: u64, level: u8, at_most: u64) -> Self {
+        let bloom = Bloom::for_keys(usize::try_from(at_most).unwrap_or(usize::MAX));
+        RunSink { prefix: prefix.to_vec(), id, level, bloom, entries: 0, bytes: 0, page: PageBuilder::default() }
     }
 
     fn push(
@@ -367,7 +371,8 @@ impl RunSink {
         mut put: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         self.page.push(key, value)?;
-        self.hashes.push(key_hash(key));
+        self.bloom.insert(key_hash(key));
+        self.entries += 1;
         if self.page.len() >= PAGE_BYTES {
             self.seal(&mut put)?;
         }
@@ -385,16 +390,15 @@ impl RunSink {
     /// The run, or `None` when nothing was pushed.
     fn finish(mut self, mut put: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>) -> Result<Option<RunInfo>> {
         self.seal(&mut put)?;
-        if self.hashes.is_empty() {
+        if self.entries == 0 {
             return Ok(None);
         }
-        let bloom = Bloom::with_hashes(&self.hashes);
         Ok(Some(RunInfo {
             id: self.id,
             level: self.level,
-            entries: self.hashes.len() as u64,
+            entries: self.entries,
             bytes: self.bytes,
-            bloom,
+            bloom: self.bloom,
         }))
     }
 }
@@ -634,16 +638,17 @@ struct Bloom {
 }
 
 impl Bloom {
-    fn with_hashes(hashes: &[u64]) -> Self {
-        let blocks = (hashes.len() * BLOOM_BITS_PER_KEY).div_ceil(BLOOM_BLOCK_BYTES * 8).max(1);
-        let mut bloom = Bloom { bytes: vec![0; blocks * BLOOM_BLOCK_BYTES] };
-        for &hash in hashes {
-            let block = bloom.block_of(hash);
-            for bit in probes(hash) {
-                bloom.bytes[block + bit / 8] |= 1 << (bit % 8);
-            }
+    /// An empty filter for up to `keys` keys.
+    fn for_keys(keys: usize) -> Self {
+        let blocks = keys.saturating_mul(BLOOM_BITS_PER_KEY).div_ceil(BLOOM_BLOCK_BYTES * 8).max(1);
+        Bloom { bytes: vec![0; blocks * BLOOM_BLOCK_BYTES] }
+    }
+
+    fn insert(&mut self, hash: u64) {
+        let block = self.block_of(hash);
+        for bit in probes(hash) {
+            self.bytes[block + bit / 8] |= 1 << (bit % 8);
         }
-        bloom
     }
 
     fn from_bytes(bytes: Vec<u8>) -> Option<Self> {
@@ -812,7 +817,8 @@ mod tests {
     #[test]
     fn filters_hold_every_key_and_few_others() {
         let hashes: Vec<u64> = (0..10_000u32).map(|key| key_hash(&key.to_be_bytes())).collect();
-        let bloom = Bloom::with_hashes(&hashes);
+        let mut bloom = Bloom::for_keys(hashes.len());
+        hashes.iter().for_each(|hash| bloom.insert(*hash));
         assert!(hashes.iter().all(|hash| bloom.may_contain(*hash)));
         let false_positives =
             (10_000..110_000u32).filter(|key| bloom.may_contain(key_hash(&key.to_be_bytes()))).count();
