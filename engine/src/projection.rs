@@ -183,14 +183,35 @@ impl ProjectionView {
         }
     }
 
-    /// Every key and value but the point keys, in key order.
+    /// Every key and value, point keys too, in key order: what a projection holds, however
+    /// its point keys are cut into runs. Point keys are read from the runs as they were when
+    /// it started; a merge meanwhile may end it with an error, so it is for a quiet log
+    /// (tests, tools).
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
-        let strip = self.keyspace.prefix.len();
-        let reserved = prefixed(&self.keyspace.prefix, &[RESERVED]);
-        self.tree
-            .range(self.keyspace.prefix.clone()..reserved)
-            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
+        let runs = self.keyspace.runs.read().map(|runs| runs.clone()).unwrap_or_default();
+        let points = runs.entries(&self.tree, &self.keyspace.prefix).collect::<Vec<_>>();
+        merge_sorted(plain_entries(&self.tree, &self.keyspace.prefix), points.into_iter())
     }
+}
+
+/// A keyspace's keys that are not point keys, with their values, in key order.
+fn plain_entries(tree: &sled::Tree, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
+    let strip = prefix.len();
+    tree.range(prefix.to_vec()..prefixed(prefix, &[RESERVED]))
+        .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
+}
+
+/// Two sequences sorted by key, as one; an error ends it.
+fn merge_sorted(
+    left: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    right: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> {
+    let (mut left, mut right) = (left.peekable(), right.peekable());
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (Some(Ok((left_key, _))), Some(Ok((right_key, _)))) if right_key < left_key => right.next(),
+        (Some(_), _) => left.next(),
+        (None, _) => right.next(),
+    })
 }
 
 /// Where a projection's current state is: its keyspace prefix and its sorted runs (and the
@@ -483,16 +504,9 @@ pub(crate) fn rebuild_slot(
 /// Whether two keyspaces hold the same state: the same keys and values, point keys
 /// compared by what their runs hold, however those are cut into runs.
 fn states_equal(store: &Store, left: &[u8], right: &[u8]) -> Result<bool> {
-    let plain = |prefix: &[u8]| {
-        let strip = prefix.len();
-        store
-            .log
-            .range(prefix.to_vec()..prefixed(prefix, &[RESERVED]))
-            .map(move |item| item.map(|(key, value)| (key[strip..].to_vec(), value.to_vec())).map_err(Error::from))
-    };
     let (left_runs, right_runs) = (Runs::load(&store.log, left)?, Runs::load(&store.log, right)?);
-    let left_items = plain(left).chain(left_runs.entries(&store.log, left));
-    let right_items = plain(right).chain(right_runs.entries(&store.log, right));
+    let left_items = plain_entries(&store.log, left).chain(left_runs.entries(&store.log, left));
+    let right_items = plain_entries(&store.log, right).chain(right_runs.entries(&store.log, right));
     sequences_equal(left_items, right_items)
 }
 
