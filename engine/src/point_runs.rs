@@ -97,20 +97,21 @@ enum Found {
     RunGone,
 }
 
-fn header_key(prefix: &[u8], run: u64) -> Vec<u8> {
+/// `prefix` ‖ `0xFF` ‖ `part` (a header or a page) ‖ run id.
+fn run_key(prefix: &[u8], part: u8, run: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + 10);
     key.extend_from_slice(prefix);
-    key.extend_from_slice(&[RESERVED, HEADER]);
+    key.extend_from_slice(&[RESERVED, part]);
     key.extend_from_slice(&run.to_be_bytes());
     key
 }
 
+fn header_key(prefix: &[u8], run: u64) -> Vec<u8> {
+    run_key(prefix, HEADER, run)
+}
+
 fn page_prefix(prefix: &[u8], run: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 10);
-    key.extend_from_slice(prefix);
-    key.extend_from_slice(&[RESERVED, PAGE]);
-    key.extend_from_slice(&run.to_be_bytes());
-    key
+    run_key(prefix, PAGE, run)
 }
 
 fn page_key(prefix: &[u8], run: u64, first: &[u8]) -> Vec<u8> {
@@ -156,11 +157,11 @@ impl Runs {
         runs.reverse();
         let newest = runs.first().map(|run| run.id);
         let orphans_from = page_prefix(prefix, newest.map_or(0, |id| id + 1));
+        let pages = all_pages(prefix);
         let mut batch = sled::Batch::default();
         let mut orphans = 0usize;
-        for item in tree
-            .range(orphans_from..)
-            .take_while(|item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&all_pages(prefix))))
+        for item in
+            tree.range(orphans_from..).take_while(|item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&pages)))
         {
             batch.remove(item?.0);
             orphans += 1;

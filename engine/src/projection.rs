@@ -53,8 +53,7 @@ pub trait Projection: Send + Sync + 'static {
     /// record). Point keys are stored in sorted runs, a group's writes at a time, instead
     /// of one store key each (`point_runs`); `scan_prefix` does not see them. The answer
     /// for a key never changes within a version.
-    fn is_point_key(&self, key: &[u8]) -> bool {
-        let _ = key;
+    fn is_point_key(&self, _key: &[u8]) -> bool {
         false
     }
 }
@@ -318,11 +317,16 @@ impl ProjectionSlot {
     /// The group's batch is applied: its runs are the runs, for the writer and readers.
     pub fn applied(&mut self) {
         if let Some(runs) = self.staged_runs.take() {
-            if let Ok(mut shared) = self.shared_runs.write() {
-                *shared = runs.clone();
-            }
-            self.runs = runs;
+            self.set_runs(runs);
         }
+    }
+
+    /// The runs now stored, for the writer and readers alike.
+    fn set_runs(&mut self, runs: Runs) {
+        if let Ok(mut shared) = self.shared_runs.write() {
+            *shared = runs.clone();
+        }
+        self.runs = runs;
     }
 }
 
@@ -396,10 +400,8 @@ fn catch_up(store: &Store, slot: &mut ProjectionSlot, head_seq: Option<u64>) -> 
         Some(cursor) => cursor + 1,
         None => 0,
     };
-    slot.runs = fold_range(store, &slot.projection, &slot.prefix, slot.runs.clone(), from, head)?.1;
-    if let Ok(mut shared) = slot.shared_runs.write() {
-        *shared = slot.runs.clone();
-    }
+    let (_, runs) = fold_range(store, &slot.projection, &slot.prefix, slot.runs.clone(), from, head)?;
+    slot.set_runs(runs);
     slot.meta.cursor = Some(head);
     store.log.insert(projection_meta_key(slot.projection.name()), encode_meta(&slot.meta)?)?;
     Ok(())
